@@ -1,0 +1,11 @@
+"""imaging_tl: transfer learning for radiology.
+
+Importing this package (or :mod:`imaging_tl.io`, :mod:`imaging_tl.stages`) does not
+import TensorFlow; :mod:`imaging_tl.models` imports it on first use.
+"""
+
+from imaging_tl.io import Scan, ScanReadError, read_scan
+
+__version__ = "0.1.0"
+
+__all__ = ["Scan", "ScanReadError", "__version__", "read_scan"]

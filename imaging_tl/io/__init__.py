@@ -1,0 +1,28 @@
+"""Reading scans: DICOM (by content) and raster images, with correct pixels.
+
+Importing this package does not import TensorFlow.
+"""
+
+from imaging_tl.io.errors import (
+    CorruptPixelDataError,
+    InconsistentHeaderError,
+    MissingDecoderError,
+    NoPixelDataError,
+    NotAnImageError,
+    ScanReadError,
+    UnsupportedImageError,
+)
+from imaging_tl.io.reader import read_scan
+from imaging_tl.io.scan import Scan
+
+__all__ = [
+    "CorruptPixelDataError",
+    "InconsistentHeaderError",
+    "MissingDecoderError",
+    "NoPixelDataError",
+    "NotAnImageError",
+    "Scan",
+    "ScanReadError",
+    "UnsupportedImageError",
+    "read_scan",
+]

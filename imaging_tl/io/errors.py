@@ -1,0 +1,50 @@
+"""Errors raised when a scan cannot be read.
+
+Every error names the file and says why in words a researcher understands. Catch
+:class:`ScanReadError` to handle all of them; the subclasses tell the reasons apart.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class ScanReadError(Exception):
+    """A file could not be read as an image.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file that failed.
+    reason : str
+        What went wrong, in plain words.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class NotAnImageError(ScanReadError):
+    """The file is neither DICOM nor a raster image format we read."""
+
+
+class NoPixelDataError(ScanReadError):
+    """A valid DICOM file without pixel data (RT plan, structured report, ...)."""
+
+
+class MissingDecoderError(ScanReadError):
+    """The pixel data is compressed with a transfer syntax no installed decoder handles."""
+
+
+class CorruptPixelDataError(ScanReadError):
+    """The pixel data is truncated or cannot be decoded."""
+
+
+class InconsistentHeaderError(ScanReadError):
+    """The header contradicts itself or the pixel data (e.g. BitsStored > BitsAllocated)."""
+
+
+class UnsupportedImageError(ScanReadError):
+    """A readable image of a kind we deliberately do not handle (named in the message)."""
