@@ -42,7 +42,7 @@ class Scan:
     @property
     def is_colour(self) -> bool:
         """True when the last axis holds 3 colour channels."""
-        return bool(self.meta.get("samples_per_pixel", 1) == 3)
+        return bool(self.meta.get("SamplesPerPixel", 1) == 3)
 
     def with_pixels(self, pixels: np.ndarray, step: str) -> Scan:
         """Return a copy with new pixels and ``step`` appended to the provenance."""
