@@ -1,0 +1,116 @@
+"""Keras' own ImageNet applications: EfficientNetB0, ResNet50, DenseNet121, MobileNetV2.
+
+``weights="imagenet"`` goes through Keras' download (users with internet); on an
+air-gapped machine the download fails and :class:`WeightsUnavailableError` says exactly
+which file to fetch and where to put it (Keras' cache, where it is then found without a
+download) or to pass ``weights=PATH``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from imaging_tl.models.torch_weights import WeightsFileError
+
+__all__ = ["KERAS_APPLICATIONS", "WeightsUnavailableError", "build_keras_application",
+           "keras_weights_file"]
+
+_BASE = "https://storage.googleapis.com/tensorflow/keras-applications/"
+
+# registry name -> (keras.applications attribute, url folder, top file, no-top file)
+KERAS_APPLICATIONS: dict[str, tuple[str, str, str, str]] = {
+    "efficientnet_b0": ("EfficientNetB0", "", "efficientnetb0.h5", "efficientnetb0_notop.h5"),
+    "resnet50": ("ResNet50", "resnet/",
+                 "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
+                 "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    "densenet121": ("DenseNet121", "densenet/",
+                    "densenet121_weights_tf_dim_ordering_tf_kernels.h5",
+                    "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    "mobilenet_v2": ("MobileNetV2", "mobilenet_v2/",
+                     "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
+                     "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"),
+}
+
+
+class WeightsUnavailableError(WeightsFileError):
+    """ImageNet weights could not be downloaded; the message says what to fetch and where.
+
+    Examples
+    --------
+    >>> e = WeightsUnavailableError("resnet50", "no network")
+    >>> "resnet50" in str(e)
+    True
+    """
+
+
+def keras_weights_file(name: str, include_top: bool) -> tuple[str, Path]:
+    """(URL, local path in Keras' cache) of an application's ImageNet weights file.
+
+    Examples
+    --------
+    >>> url, path = keras_weights_file("resnet50", include_top=False)
+    >>> url.endswith("resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    True
+    """
+    _, folder, top, notop = KERAS_APPLICATIONS[name]
+    fname = top if include_top else notop
+    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser()
+    return _BASE + folder + fname, keras_home / "models" / fname
+
+
+def build_keras_application(
+    name: str,
+    weights: str | os.PathLike | None = "imagenet",
+    include_top: bool = False,
+    input_shape: tuple[int, int, int] | None = None,
+    input_tensor: Any = None,
+):
+    """Build one of Keras' applications by registry name.
+
+    Parameters
+    ----------
+    name : str
+        ``"efficientnet_b0"``, ``"resnet50"``, ``"densenet121"`` or ``"mobilenet_v2"``.
+    weights : {"imagenet", None} or path
+        ``"imagenet"`` downloads through Keras; a path loads a local Keras ``.h5`` file.
+    include_top, input_shape, input_tensor
+        As in ``keras.applications``.
+
+    Raises
+    ------
+    WeightsUnavailableError
+        The download failed (offline); names the URL and where to put the file.
+    WeightsFileError
+        ``weights`` is a path that does not exist.
+
+    Examples
+    --------
+    >>> m = build_keras_application("mobilenet_v2", weights=None, input_shape=(64, 64, 3))
+    >>> m.output_shape
+    (None, 2, 2, 1280)
+    """
+    import keras
+
+    attr = KERAS_APPLICATIONS[name][0]
+    builder = getattr(keras.applications, attr)
+    kwargs: dict[str, Any] = {"include_top": include_top, "input_shape": input_shape,
+                              "input_tensor": input_tensor}
+    if weights is None:
+        return builder(weights=None, **kwargs)
+    if str(weights) != "imagenet":
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise WeightsFileError(path, f"weights file for {name} not found")
+        return builder(weights=str(path), **kwargs)
+    url, local = keras_weights_file(name, include_top)
+    try:
+        return builder(weights="imagenet", **kwargs)
+    except Exception as exc:  # noqa: BLE001 - any download failure gets the same advice
+        raise WeightsUnavailableError(
+            name,
+            f"could not download ImageNet weights ({type(exc).__name__}). On a machine with "
+            f"internet fetch {url} and either put it at {local} (Keras then finds it) or "
+            f"pass weights='/path/to/{local.name}'",
+        ) from exc

