@@ -5,6 +5,8 @@ Importing this package does not import TensorFlow.
 
 from imaging_tl.io.errors import (
     CorruptPixelDataError,
+    FileUnreadableError,
+    FrameOutOfRangeError,
     InconsistentHeaderError,
     MissingDecoderError,
     NoPixelDataError,
@@ -17,6 +19,8 @@ from imaging_tl.io.scan import Scan
 
 __all__ = [
     "CorruptPixelDataError",
+    "FileUnreadableError",
+    "FrameOutOfRangeError",
     "InconsistentHeaderError",
     "MissingDecoderError",
     "NoPixelDataError",

@@ -48,3 +48,11 @@ class InconsistentHeaderError(ScanReadError):
 
 class UnsupportedImageError(ScanReadError):
     """A readable image of a kind we deliberately do not handle (named in the message)."""
+
+
+class FrameOutOfRangeError(ScanReadError, IndexError):
+    """``frame=`` asks for a frame the file does not have (also an :class:`IndexError`)."""
+
+
+class FileUnreadableError(ScanReadError, OSError):
+    """The file does not exist or cannot be opened (also an :class:`OSError`)."""

@@ -1,0 +1,352 @@
+"""DICOM header -> the normalised ``meta`` dict (no pixel decoding).
+
+Shared by the pixel loader (:mod:`imaging_tl.io.dicom_pixels`) and the census, so a field
+means the same thing wherever it appears. Patient names and birth dates are never copied.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.valuerep import VR
+
+#: DICOM keywords copied into ``meta`` (missing -> None), in census column order.
+HEADER_KEYWORDS: tuple[str, ...] = (
+    "Modality",
+    "PhotometricInterpretation",
+    "SamplesPerPixel",
+    "Rows",
+    "Columns",
+    "NumberOfFrames",
+    "BitsAllocated",
+    "BitsStored",
+    "PixelRepresentation",
+    "PixelSpacing",
+    "ViewPosition",
+    "BodyPartExamined",
+    "PresentationIntentType",
+    "PatientID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SOPInstanceUID",
+    "SOPClassUID",
+    "TransferSyntaxUID",
+)
+
+#: The library's own fields (snake_case) that every reader sets.
+LIBRARY_FIELDS: tuple[str, ...] = (
+    "format",
+    "invert",
+    "windows",
+    "voi_lut_function",
+    "voi_luts",
+    "value_range",
+)
+
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_INT_KEYWORDS = {
+    "SamplesPerPixel",
+    "Rows",
+    "Columns",
+    "NumberOfFrames",
+    "BitsAllocated",
+    "BitsStored",
+    "PixelRepresentation",
+}
+
+
+def empty_meta() -> dict[str, Any]:
+    """Return a ``meta`` dict with every standard key present and set to None.
+
+    Examples
+    --------
+    >>> m = empty_meta()
+    >>> m["Modality"] is None and m["windows"] == []
+    True
+    """
+    meta: dict[str, Any] = dict.fromkeys(HEADER_KEYWORDS)
+    meta.update(
+        format=None, invert=False, windows=[], voi_lut_function="LINEAR", voi_luts=[],
+        value_range=None,
+    )
+    return meta
+
+
+def has_pixel_data(ds: Dataset) -> bool:
+    """True when the dataset carries (integer or float) pixel data.
+
+    Examples
+    --------
+    >>> from pydicom import Dataset
+    >>> has_pixel_data(Dataset())
+    False
+    """
+    return any(k in ds for k in _PIXEL_KEYWORDS)
+
+
+def transfer_syntax(ds: Dataset) -> str | None:
+    """The Transfer Syntax UID from the file meta, or None when absent.
+
+    Examples
+    --------
+    >>> from pydicom import Dataset
+    >>> transfer_syntax(Dataset()) is None
+    True
+    """
+    fm = getattr(ds, "file_meta", None)
+    uid = fm.get("TransferSyntaxUID") if fm is not None else None
+    return str(uid) if uid else None
+
+
+def functional_group(ds: Dataset, sequence: str, frame: int = 0) -> Dataset | None:
+    """The first item of ``sequence`` from the enhanced multi-frame functional groups.
+
+    Per-frame groups win over shared ones (DICOM PS3.3 C.7.6.16).
+
+    Parameters
+    ----------
+    ds : pydicom.Dataset
+        An enhanced multi-frame dataset (or any dataset: returns None then).
+    sequence : str
+        Keyword of the functional group macro, e.g. ``"PixelValueTransformationSequence"``.
+    frame : int
+        0-based frame whose per-frame group to look in.
+
+    Returns
+    -------
+    pydicom.Dataset or None
+
+    Examples
+    --------
+    >>> from pydicom import Dataset
+    >>> functional_group(Dataset(), "FrameVOILUTSequence") is None
+    True
+    """
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame and frame < len(per_frame):
+        seq = per_frame[frame].get(sequence)
+        if seq:
+            return seq[0]
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared:
+        seq = shared[0].get(sequence)
+        if seq:
+            return seq[0]
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """pydicom value -> plain Python (str, int, float, list)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return [_plain(v) for v in value]
+    if isinstance(value, (bytes, bytearray)):
+        return None
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return str(value)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        return [value]
+    return list(value)
+
+
+def _windows(source: Dataset) -> list[dict[str, Any]]:
+    centers = _as_list(source.get("WindowCenter"))
+    widths = _as_list(source.get("WindowWidth"))
+    explanations = _as_list(source.get("WindowCenterWidthExplanation"))
+    out = []
+    for i, (c, w) in enumerate(zip(centers, widths, strict=False)):
+        try:
+            center, width = float(c), float(w)
+        except (TypeError, ValueError):
+            continue  # an empty or malformed pair is skipped rather than guessed
+        expl = str(explanations[i]) if i < len(explanations) and explanations[i] else None
+        out.append({"center": center, "width": width, "explanation": expl})
+    return out
+
+
+def lut_data(item: Dataset, ds: Dataset) -> np.ndarray:
+    """The LUT Data of a Modality/VOI LUT item as a 1-D unsigned array.
+
+    LUT Data may be stored as US (a list) or OW (raw bytes in the dataset's byte order).
+
+    Examples
+    --------
+    >>> from pydicom import Dataset
+    >>> it = Dataset(); it.LUTDescriptor = [3, 0, 8]; it.LUTData = [0, 128, 255]
+    >>> lut_data(it, Dataset()).tolist()
+    [0, 128, 255]
+    """
+    bits = int(item.LUTDescriptor[2])
+    dtype = np.uint8 if bits <= 8 else np.uint16
+    elem = item["LUTData"]
+    if elem.VR == VR.OW or isinstance(elem.value, (bytes, bytearray)):
+        little = True
+        fm = getattr(ds, "file_meta", None)
+        if fm is not None and "TransferSyntaxUID" in fm:
+            little = fm.TransferSyntaxUID != "1.2.840.10008.1.2.2"
+        elif getattr(ds, "original_encoding", (None, None))[1] is not None:
+            little = bool(ds.original_encoding[1])
+        data = np.frombuffer(elem.value, dtype="<u2" if little else ">u2")
+        return data.astype(dtype, copy=False)
+    return np.asarray(_as_list(elem.value), dtype=dtype)
+
+
+def _voi_luts(source: Dataset, ds: Dataset) -> list[dict[str, Any]]:
+    out = []
+    for item in source.get("VOILUTSequence") or []:
+        if "LUTDescriptor" not in item or "LUTData" not in item:
+            continue
+        n, first, bits = (int(v) for v in item.LUTDescriptor)
+        out.append({
+            "first_mapped": first,
+            "bits": bits,
+            "data": lut_data(item, ds),
+            "explanation": str(item.get("LUTExplanation") or "") or None,
+        })
+    return out
+
+
+def rescale(ds: Dataset, frame: int = 0) -> tuple[float, float] | None:
+    """(slope, intercept) from the header or the enhanced functional groups, else None.
+
+    Examples
+    --------
+    >>> from pydicom import Dataset
+    >>> ds = Dataset(); ds.RescaleSlope = "1"; ds.RescaleIntercept = "-1024"
+    >>> rescale(ds)
+    (1.0, -1024.0)
+    """
+    source: Dataset | None = ds
+    if "RescaleSlope" not in ds and "RescaleIntercept" not in ds:
+        source = functional_group(ds, "PixelValueTransformationSequence", frame)
+    if source is None or ("RescaleSlope" not in source and "RescaleIntercept" not in source):
+        return None
+    slope = source.get("RescaleSlope")
+    intercept = source.get("RescaleIntercept")
+    return (
+        float(slope) if slope not in (None, "") else 1.0,
+        float(intercept) if intercept not in (None, "") else 0.0,
+    )
+
+
+def stored_range(ds: Dataset) -> tuple[int, int] | None:
+    """The range the stored bits can represent (BitsStored, PixelRepresentation).
+
+    Examples
+    --------
+    >>> from pydicom import Dataset
+    >>> ds = Dataset(); ds.BitsStored = 12; ds.PixelRepresentation = 1
+    >>> stored_range(ds)
+    (-2048, 2047)
+    """
+    bits = ds.get("BitsStored") or ds.get("BitsAllocated")
+    if not bits:
+        return None
+    bits = int(bits)
+    if ds.get("PixelRepresentation") == 1:
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+def _value_range(ds: Dataset, frame: int = 0) -> list[float] | None:
+    if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+        return None  # float data has no fixed range
+    if ds.get("PhotometricInterpretation") == "PALETTE COLOR":
+        desc = ds.get("RedPaletteColorLookupTableDescriptor")
+        bits = int(desc[2]) if desc else 8
+        return [0.0, float((1 << bits) - 1)]
+    rng = stored_range(ds)
+    if rng is None:
+        return None
+    if int(ds.get("SamplesPerPixel") or 1) == 1:
+        mlut = ds.get("ModalityLUTSequence")
+        if mlut and "LUTDescriptor" in mlut[0]:
+            return [0.0, float((1 << int(mlut[0].LUTDescriptor[2])) - 1)]
+        rs = rescale(ds, frame)
+        if rs is not None:
+            a, b = rng[0] * rs[0] + rs[1], rng[1] * rs[0] + rs[1]
+            return [float(min(a, b)), float(max(a, b))]
+    return [float(rng[0]), float(rng[1])]
+
+
+def header_meta(ds: Dataset, *, frame: int | None = None) -> dict[str, Any]:
+    """Normalised ``meta`` fields of a DICOM dataset, without touching its pixels.
+
+    Parameters
+    ----------
+    ds : pydicom.Dataset
+        A dataset as read by ``dcmread`` (with or without pixel data).
+    frame : int, optional
+        For enhanced multi-frame files, whose per-frame functional groups to use for the
+        window and rescale fields (default: the first frame).
+
+    Returns
+    -------
+    dict
+        Keys :data:`HEADER_KEYWORDS` plus ``format``, ``invert``, ``windows``,
+        ``voi_lut_function``, ``voi_luts`` and ``value_range``. Never the patient's name or
+        birth date.
+
+    Examples
+    --------
+    >>> from pydicom import Dataset
+    >>> ds = Dataset(); ds.Modality = "CR"; ds.PhotometricInterpretation = "MONOCHROME1"
+    >>> m = header_meta(ds)
+    >>> m["Modality"], m["invert"], m["PatientID"]
+    ('CR', True, None)
+    """
+    meta = empty_meta()
+    meta["format"] = "dicom"
+    for kw in HEADER_KEYWORDS:
+        if kw == "TransferSyntaxUID":
+            meta[kw] = transfer_syntax(ds)
+            continue
+        try:
+            value = _plain(ds.get(kw))
+        except (ValueError, TypeError):
+            value = None  # a malformed optional element must not stop the read
+        if kw in _INT_KEYWORDS and value is not None:
+            try:
+                value = int(value)
+            except (TypeError, ValueError):
+                value = None
+        meta[kw] = value
+    fidx = frame or 0
+    if meta["PixelSpacing"] is None:
+        spacing = ds.get("ImagerPixelSpacing")
+        if spacing is None:
+            measures = functional_group(ds, "PixelMeasuresSequence", fidx)
+            spacing = measures.get("PixelSpacing") if measures is not None else None
+        meta["PixelSpacing"] = _plain(spacing)
+    if isinstance(meta["PixelSpacing"], list):
+        meta["PixelSpacing"] = [float(v) for v in meta["PixelSpacing"]]
+    if meta["NumberOfFrames"] is None and has_pixel_data(ds):
+        meta["NumberOfFrames"] = 1
+    if meta["SamplesPerPixel"] is None and has_pixel_data(ds):
+        meta["SamplesPerPixel"] = 1
+
+    # VOI information: top level first, else the enhanced Frame VOI LUT functional group.
+    voi_source: Dataset = ds
+    if "WindowCenter" not in ds and "VOILUTSequence" not in ds:
+        voi_source = functional_group(ds, "FrameVOILUTSequence", fidx) or ds
+    meta["windows"] = _windows(voi_source)
+    function = str(voi_source.get("VOILUTFunction") or "LINEAR").upper()
+    meta["voi_lut_function"] = function
+    meta["voi_luts"] = _voi_luts(voi_source, ds)
+
+    shape = str(ds.get("PresentationLUTShape") or "").upper()
+    meta["invert"] = meta["PhotometricInterpretation"] == "MONOCHROME1" or shape == "INVERSE"
+    meta["value_range"] = _value_range(ds, fidx)
+    return meta
+

@@ -1,0 +1,351 @@
+"""DICOM pixels: decode, Modality LUT, colour to RGB, frames -> float32.
+
+Decoding goes through pydicom's pixel handlers (pylibjpeg plugins for the compressed
+transfer syntaxes); every failure becomes a :class:`~imaging_tl.io.ScanReadError` subclass
+whose message says what to do. VOI (windowing) and the presentation inversion are *not*
+applied here: they are recorded in ``meta`` by :mod:`imaging_tl.io.dicom_header` for the
+windowing stage.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, BinaryIO
+
+import numpy as np
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder, pixel_array
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from imaging_tl.io.dicom_header import has_pixel_data, header_meta, rescale, transfer_syntax
+from imaging_tl.io.errors import (
+    CorruptPixelDataError,
+    FrameOutOfRangeError,
+    InconsistentHeaderError,
+    MissingDecoderError,
+    NoPixelDataError,
+    NotAnImageError,
+    UnsupportedImageError,
+)
+from imaging_tl.io.scan import Scan
+
+# What to `pip install` for each family of compressed transfer syntaxes (by UID prefix).
+_DECODER_PACKAGES = {
+    "1.2.840.10008.1.2.4.5": "pylibjpeg pylibjpeg-libjpeg",  # JPEG baseline/extended
+    "1.2.840.10008.1.2.4.7": "pylibjpeg pylibjpeg-libjpeg",  # JPEG lossless
+    "1.2.840.10008.1.2.4.8": "pylibjpeg pylibjpeg-libjpeg",  # JPEG-LS
+    "1.2.840.10008.1.2.4.9": "pylibjpeg pylibjpeg-openjpeg",  # JPEG 2000
+    "1.2.840.10008.1.2.4.20": "pylibjpeg pylibjpeg-openjpeg",  # HTJ2K
+    "1.2.840.10008.1.2.5": "pylibjpeg pylibjpeg-rle",  # RLE
+}
+_NATIVE_BY_ENCODING = {
+    (True, True): ImplicitVRLittleEndian,
+    (False, True): ExplicitVRLittleEndian,
+    (False, False): ExplicitVRBigEndian,
+}
+_REQUIRED = ("Rows", "Columns", "BitsAllocated", "PhotometricInterpretation")
+
+
+def _pip_hint(ts: str) -> str:
+    for prefix, pkgs in _DECODER_PACKAGES.items():
+        if ts.startswith(prefix):
+            return f"pip install {pkgs}"
+    return "no pip package known to pydicom decodes it; convert the file (e.g. dcmdjpeg, ffmpeg)"
+
+
+def looks_like_dicom_without_meta(head: bytes) -> bool:
+    """True when ``head`` starts like a DICOM data set written without preamble/file meta.
+
+    Such files begin with a tag of group 0x0008 (or 0x0002) in little- or big-endian order.
+
+    Examples
+    --------
+    >>> looks_like_dicom_without_meta(bytes.fromhex("08000500") + b"CS")
+    True
+    >>> looks_like_dicom_without_meta(b"Test file")
+    False
+    """
+    if len(head) < 8:
+        return False
+    group_le = int.from_bytes(head[0:2], "little")
+    group_be = int.from_bytes(head[0:2], "big")
+    return group_le in (0x0002, 0x0008) or group_be == 0x0008
+
+
+def read_dataset(
+    source: str | os.PathLike | BinaryIO,
+    path: str,
+    *,
+    has_preamble: bool,
+    stop_before_pixels: bool = False,
+    defer_size: int | None = None,
+) -> Dataset:
+    """Parse a DICOM file and check that what came back really is a DICOM data set.
+
+    Parameters
+    ----------
+    source : path or binary file
+        What to parse (a decompressed buffer for gzipped files).
+    path : str
+        The file's name, for error messages.
+    has_preamble : bool
+        The file has the 128-byte preamble and ``DICM``; otherwise it is parsed with
+        ``force=True`` and must contain a plausible data set.
+    stop_before_pixels, defer_size
+        Passed to :func:`pydicom.dcmread` (the census reads headers only).
+
+    Returns
+    -------
+    pydicom.Dataset
+
+    Raises
+    ------
+    NotAnImageError, InconsistentHeaderError, CorruptPixelDataError
+
+    Examples
+    --------
+    >>> from pydicom.data import get_testdata_file
+    >>> p = get_testdata_file("CT_small.dcm", download=False)
+    >>> read_dataset(p, p, has_preamble=True).Modality
+    'CT'
+    """
+    try:
+        ds = dcmread(
+            source,
+            force=not has_preamble,
+            stop_before_pixels=stop_before_pixels,
+            defer_size=defer_size,
+        )
+    except InvalidDicomError as exc:
+        raise NotAnImageError(path, f"not a DICOM file ({exc})") from exc
+    except (EOFError, OSError) as exc:
+        raise CorruptPixelDataError(path, f"the file ends inside its DICOM header ({exc})") from exc
+    except Exception as exc:  # pydicom raises many types for malformed headers
+        raise InconsistentHeaderError(
+            path, f"the DICOM header could not be parsed ({type(exc).__name__}: {exc})"
+        ) from exc
+    if not has_preamble:
+        # force=True "reads" anything: accept only a data set with real DICOM content.
+        known = ("SOPClassUID", "Modality", "StudyInstanceUID", "PixelData", "Rows")
+        if len(ds) < 3 or not any(k in ds for k in known):
+            raise NotAnImageError(
+                path, "not a DICOM file (no 'DICM' marker and no readable DICOM data set), "
+                "and not a PNG, JPEG or TIFF image"
+            )
+    elif len(ds) == 0:
+        raise CorruptPixelDataError(
+            path, "the DICOM data set could not be read: the file is truncated or an element "
+            "or sequence runs past its end"
+        )
+    return ds
+
+
+def _ensure_transfer_syntax(ds: Dataset, path: str, provenance: list[str]) -> str:
+    """Return the transfer syntax, inferring it for native files written without one."""
+    ts = transfer_syntax(ds)
+    if ts:
+        return ts
+    raw = ds.get_item("PixelData")
+    undefined = raw is not None and getattr(raw, "length", 0) == 0xFFFFFFFF
+    encoding = tuple(getattr(ds, "original_encoding", (None, None)))
+    native = _NATIVE_BY_ENCODING.get(encoding)  # type: ignore[arg-type]
+    if undefined or native is None:
+        raise InconsistentHeaderError(
+            path, "the file meta has no Transfer Syntax UID and the pixel data is compressed "
+            "(encapsulated), so the decoder cannot be chosen"
+        )
+    # A data set without file meta (old ACR-NEMA style): its elements were parsed in a
+    # definite encoding and the pixel data is not encapsulated, so it is native data.
+    ds.file_meta = getattr(ds, "file_meta", None) or Dataset()
+    ds.file_meta.TransferSyntaxUID = native
+    provenance.append(f"transfer_syntax: inferred {native.name} (no Transfer Syntax UID)")
+    return str(native)
+
+
+def _check_header(ds: Dataset, path: str) -> int:
+    """Check the pixel description before decoding; return the number of frames."""
+    missing = [k for k in _REQUIRED if ds.get(k) in (None, "")]
+    if missing:
+        raise InconsistentHeaderError(
+            path, f"the header lacks {', '.join(missing)}, which are needed to decode the "
+            "pixel data"
+        )
+    try:
+        allocated = int(ds.BitsAllocated)
+        stored = int(ds.get("BitsStored") or allocated)
+        samples = int(ds.get("SamplesPerPixel") or 1)
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        n_frames = int(ds.get("NumberOfFrames") or 1)
+    except (TypeError, ValueError) as exc:
+        raise InconsistentHeaderError(
+            path, f"a pixel description element (Rows, Columns, Bits, NumberOfFrames) is "
+            f"malformed: {exc}"
+        ) from exc
+    if stored > allocated:
+        raise InconsistentHeaderError(
+            path, f"BitsStored ({stored}) is larger than BitsAllocated ({allocated})"
+        )
+    if rows <= 0 or cols <= 0:
+        raise InconsistentHeaderError(path, f"the image size is {rows} x {cols}")
+    if samples not in (1, 3):
+        raise UnsupportedImageError(path, f"SamplesPerPixel is {samples}; only 1 or 3 are read")
+    if n_frames < 1:
+        raise InconsistentHeaderError(path, f"NumberOfFrames is {n_frames}")
+    return n_frames
+
+
+def _check_decoder(ts: str, path: str) -> None:
+    uid = UID(ts)
+    if not uid.is_compressed:
+        return
+    try:
+        decoder = get_decoder(uid)
+    except NotImplementedError as exc:
+        raise MissingDecoderError(
+            path, f"no decoder exists for the transfer syntax {uid.name} ({uid}): "
+            f"{_pip_hint(ts)}"
+        ) from exc
+    if not decoder.is_available:
+        raise MissingDecoderError(
+            path, f"the pixel data is compressed as {uid.name} and no installed decoder "
+            f"handles it: {_pip_hint(ts)}"
+        )
+
+
+def _decode(ds: Dataset, path: str, frame: int | None, ts: str) -> np.ndarray:
+    try:
+        if frame is None:
+            return ds.pixel_array
+        return pixel_array(ds, index=frame)
+    except (ValueError, RuntimeError, AttributeError, TypeError, IndexError, KeyError) as exc:
+        msg = str(exc).strip().splitlines()
+        first = msg[0] if msg else type(exc).__name__
+        detail = " ".join(line.strip() for line in msg[1:3])
+        if "Missing required element" in first or "VR" in first or "invalid literal" in first:
+            raise InconsistentHeaderError(path, f"a header element is invalid: {first}") from exc
+        if "less than expected" in first or "length" in first or "truncated" in first:
+            raise CorruptPixelDataError(
+                path, f"the pixel data is truncated or does not match the header: {first}"
+            ) from exc
+        name = UID(ts).name if ts else "unknown"
+        raise CorruptPixelDataError(
+            path, f"the {name} pixel data could not be decoded: {first} {detail}".strip()
+        ) from exc
+
+
+def _modality_lut(
+    arr: np.ndarray, ds: Dataset, frame: int | None, n_frames: int
+) -> tuple[np.ndarray, str]:
+    """Stored values -> modality units in float32 (rescale computed in float32: no float64
+    copy of large images; identical to pydicom's within float32 rounding)."""
+    if arr.dtype.kind == "f":
+        return arr.astype(np.float32, copy=False), "modality_lut: none (float pixel data)"
+    mlut = ds.get("ModalityLUTSequence")
+    if mlut:
+        desc = [int(v) for v in mlut[0].LUTDescriptor]
+        out = apply_modality_lut(arr, ds).astype(np.float32)
+        return out, f"modality_lut: LUT sequence entries={desc[0]} first={desc[1]} bits={desc[2]}"
+    if frame is None and n_frames > 1 and "PerFrameFunctionalGroupsSequence" in ds:
+        per = [rescale(ds, i) for i in range(n_frames)]
+        if len(set(per)) > 1:  # per-frame rescale that differs between frames
+            slopes = np.array([p[0] if p else 1.0 for p in per], np.float32)
+            inters = np.array([p[1] if p else 0.0 for p in per], np.float32)
+            out = arr.astype(np.float32)
+            out *= slopes[:, None, None]
+            out += inters[:, None, None]
+            return out, "modality_lut: per-frame rescale (functional groups)"
+    rs = rescale(ds, frame or 0)
+    out = arr.astype(np.float32)
+    if rs is None:
+        return out, "modality_lut: none (no Rescale Slope/Intercept)"
+    slope, intercept = rs
+    if slope != 1.0:
+        out *= np.float32(slope)
+    if intercept != 0.0:
+        out += np.float32(intercept)
+    return out, f"modality_lut: slope={slope:g} intercept={intercept:g}"
+
+
+def read_dicom(
+    source: str | os.PathLike | BinaryIO,
+    path: str,
+    *,
+    frame: int | None = None,
+    has_preamble: bool = True,
+    provenance: list[str] | None = None,
+) -> Scan:
+    """Read a DICOM file into a :class:`Scan` (float32 pixels, meta, provenance).
+
+    Use :func:`imaging_tl.read_scan`, which detects the format; this is the DICOM branch.
+
+    Parameters
+    ----------
+    source : path or binary file
+        The file (a decompressed buffer for gzipped files).
+    path : str
+        The file's name, for messages and ``Scan.path``.
+    frame : int, optional
+        0-based frame of a multi-frame file; None returns all frames (``F x H x W[ x 3]``).
+    has_preamble : bool
+        Whether the file has the ``DICM`` marker (else parsed as a bare data set).
+    provenance : list of str, optional
+        Steps already applied (e.g. ``"gunzip"``).
+
+    Returns
+    -------
+    Scan
+
+    Examples
+    --------
+    >>> from pydicom.data import get_testdata_file
+    >>> p = get_testdata_file("CT_small.dcm", download=False)
+    >>> scan = read_dicom(p, p)
+    >>> scan.pixels.dtype, scan.provenance[-1]
+    (dtype('float32'), 'modality_lut: slope=1 intercept=-1024')
+    """
+    prov = list(provenance or [])
+    ds = read_dataset(source, path, has_preamble=has_preamble)
+    if not has_pixel_data(ds):
+        kind = ds.get("SOPClassUID")
+        what = f"SOP class: {getattr(kind, 'name', kind)}" if kind else "no SOP class given"
+        raise NoPixelDataError(
+            path, f"the DICOM file has no pixel data, so it is not an image ({what}; "
+            "e.g. an RT plan or a structured report)"
+        )
+    ts = _ensure_transfer_syntax(ds, path, prov)
+    n_frames = _check_header(ds, path)
+    _check_decoder(ts, path)
+    if frame is not None:
+        if not isinstance(frame, (int, np.integer)) or not 0 <= frame < n_frames:
+            raise FrameOutOfRangeError(
+                path, f"frame={frame!r} is out of range: the file has {n_frames} frame(s)"
+            )
+        frame = int(frame)
+
+    arr = _decode(ds, path, frame, ts)
+    try:
+        meta: dict[str, Any] = header_meta(ds, frame=frame)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise InconsistentHeaderError(path, f"a header element is malformed: {exc}") from exc
+    prov.append(f"read: dicom {UID(ts).name}" + (f" frame={frame}" if frame is not None else ""))
+
+    photometric = str(ds.PhotometricInterpretation).upper()
+    if photometric == "PALETTE COLOR":
+        pixels = apply_color_lut(arr, ds).astype(np.float32)
+        meta["SamplesPerPixel"] = 3  # describes the returned pixels: RGB
+        prov.append("palette: expanded to RGB through the palette colour LUT")
+    elif int(ds.get("SamplesPerPixel") or 1) == 3:
+        pixels = arr.astype(np.float32)
+        if photometric != "RGB":
+            prov.append(f"colour: {photometric} -> RGB (pydicom)")
+    else:
+        pixels, step = _modality_lut(arr, ds, frame, n_frames)
+        prov.append(step)
+    return Scan(pixels=pixels, meta=meta, provenance=prov, path=path)
