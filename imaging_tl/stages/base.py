@@ -1,0 +1,443 @@
+"""The :class:`Stage` base class, :class:`Pipeline` and the registry of stages by name.
+
+A stage is a small object with typed parameters. Called on a numpy array it returns a
+float32 array; called on a :class:`~imaging_tl.io.Scan` it returns a new ``Scan`` whose
+provenance says what was done (with data-dependent values such as the window actually
+taken from the header). ``to_config()`` gives ``{"name": ..., **params}``, and
+:func:`stage_from_config` builds a stage back from such a dict, which is how YAML pipelines
+name stages.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import inspect
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from imaging_tl.io.scan import Scan
+
+__all__ = [
+    "Pipeline",
+    "Stage",
+    "get_stage_class",
+    "list_stages",
+    "register_stage",
+    "stage_from_config",
+]
+
+_REGISTRY: dict[str, type[Stage]] = {}
+
+S = TypeVar("S", bound="type[Stage]")
+
+
+def close_match_hint(name: str, choices: Iterable[str]) -> str:
+    """Return ``" (did you mean 'x'?)"`` for the closest of ``choices``, or ``""``.
+
+    Examples
+    --------
+    >>> close_match_hint("lugn", ["lung", "bone"])
+    " (did you mean 'lung'?)"
+    """
+    matches = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {matches[0]!r}?)" if matches else ""
+
+
+def register_stage(cls: S) -> S:
+    """Class decorator: make a stage constructible by its ``name`` from a config.
+
+    Examples
+    --------
+    >>> from imaging_tl.stages import Stage, register_stage, list_stages
+    >>> "window" in list_stages()
+    True
+    """
+    name = cls.name
+    if not name:
+        raise ValueError(f"{cls.__name__} has no stage name")
+    if name in _REGISTRY and _REGISTRY[name] is not cls:
+        raise ValueError(f"stage name {name!r} is already used by {_REGISTRY[name].__name__}")
+    _REGISTRY[name] = cls
+    return cls
+
+
+def list_stages() -> list[str]:
+    """Names of all registered stages, sorted.
+
+    Examples
+    --------
+    >>> from imaging_tl.stages import list_stages
+    >>> list_stages()[:3]
+    ['center_crop', 'clahe', 'crop_foreground']
+    """
+    return sorted(_REGISTRY)
+
+
+def get_stage_class(name: str) -> type[Stage]:
+    """The stage class registered under ``name``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, with the known names and a close-match suggestion.
+
+    Examples
+    --------
+    >>> from imaging_tl.stages import get_stage_class
+    >>> get_stage_class("resize").__name__
+    'Resize'
+    """
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown stage {name!r}{close_match_hint(name, _REGISTRY)}; "
+            f"known stages: {', '.join(list_stages())}"
+        ) from None
+
+
+def stage_from_config(config: Mapping[str, Any]) -> Stage:
+    """Build a stage from ``{"name": ..., **params}``.
+
+    Examples
+    --------
+    >>> from imaging_tl.stages import stage_from_config
+    >>> stage_from_config({"name": "window", "preset": "lung"})
+    Window(preset='lung')
+    """
+    if not isinstance(config, Mapping) or "name" not in config:
+        raise ValueError(
+            f"a stage config must be a mapping with a 'name' key, got {config!r}; "
+            f"known stages: {', '.join(list_stages())}"
+        )
+    return get_stage_class(config["name"]).from_config(config)
+
+
+def _fmt(value: Any) -> str:
+    """Compact text for provenance: 40.0 -> 40, lists without spaces."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_fmt(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}={_fmt(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+class Stage:
+    """Base class of all preprocessing stages.
+
+    Subclasses set ``name`` (the config name), implement ``_transform(image, meta)``
+    returning ``(float32 array, details or None)`` and ``get_params()`` returning the
+    constructor arguments that differ from their defaults (that dict is the config).
+
+    Images are 2-D (``H x W`` grey) or channels-last ``H x W x C``. Integer input is
+    accepted only by stages that take raw modality values (``accepts_integer``); the
+    others expect floating point (usually [0, 1] after windowing) and say so otherwise.
+    Given a multi-frame ``Scan`` (``F x H x W[ x C]``) a stage is applied to each frame.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from imaging_tl.stages import ToRGB
+    >>> ToRGB()(np.zeros((4, 5), np.float32)).shape
+    (4, 5, 3)
+    """
+
+    name: ClassVar[str] = ""
+    #: True for stages that take raw modality values (Window): integers are fine there.
+    accepts_integer: ClassVar[bool] = False
+    #: True for stages that only make sense on one grey channel.
+    grey_only: ClassVar[bool] = False
+
+    # -- to be provided by subclasses -------------------------------------------------
+    def _transform(
+        self, image: np.ndarray, meta: Mapping[str, Any]
+    ) -> tuple[np.ndarray, dict[str, Any] | None]:
+        raise NotImplementedError
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor arguments of this stage (plain JSON-able values)."""
+        raise NotImplementedError
+
+    def _meta_updates(self, out: np.ndarray, meta: Mapping[str, Any]) -> dict[str, Any]:
+        """Header fields that change so that ``Scan.meta`` keeps describing the pixels."""
+        return {}
+
+    # -- public API -----------------------------------------------------------------------
+    def __call__(self, image: np.ndarray | Scan, meta: Mapping[str, Any] | None = None):
+        """Apply the stage to an array (returns an array) or a Scan (returns a Scan)."""
+        if isinstance(image, Scan):
+            return self._call_scan(image)
+        meta = {} if meta is None else meta
+        out, _ = self._transform(self._check(image, meta), meta)
+        return out
+
+    def to_config(self) -> dict[str, Any]:
+        """``{"name": ..., **params}``; :func:`stage_from_config` inverts it."""
+        return {"name": self.name, **self.get_params()}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Stage:
+        """Build the stage from a config dict (``"name"``, when present, must match)."""
+        params = dict(config)
+        name = params.pop("name", cls.name)
+        if name != cls.name:
+            raise ValueError(f"config for stage {name!r} given to {cls.__name__}.from_config")
+        allowed = [
+            p.name
+            for p in inspect.signature(cls.__init__).parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        for key in params:
+            if key not in allowed:
+                raise ValueError(
+                    f"{cls.__name__}: unknown parameter {key!r}{close_match_hint(key, allowed)}"
+                    f"; allowed: {', '.join(allowed)}"
+                )
+        return cls(**params)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.to_config() == self.to_config()
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_config(), sort_keys=True))
+
+    # -- helpers --------------------------------------------------------------------------
+    def _error(self, param: str, message: str) -> ValueError:
+        return ValueError(f"{type(self).__name__}: {param} {message}")
+
+    def _check(self, image: Any, meta: Mapping[str, Any], colour: bool | None = None):
+        """Return ``image`` as a float32 array, or raise ValueError naming the stage."""
+        arr = image if isinstance(image, np.ndarray) else np.asarray(image)
+        kind = arr.dtype.kind
+        if kind == "f":
+            pass
+        elif kind in "iu" and self.accepts_integer:
+            pass
+        elif kind in "iu":
+            raise self._error(
+                "image",
+                f"must be floating point (float32 in [0, 1] after windowing), got {arr.dtype}; "
+                "apply Window first, or divide 8-bit images by 255",
+            )
+        else:
+            raise self._error("image", f"has unsupported dtype {arr.dtype}; use float32")
+        if arr.ndim not in (2, 3) or arr.size == 0:
+            raise self._error(
+                "image", f"must be H x W or H x W x C and non-empty, got shape {arr.shape}"
+            )
+        if self.grey_only:
+            is_colour = colour if colour is not None else (arr.ndim == 3 and arr.shape[-1] > 1)
+            if is_colour or (arr.ndim == 3 and arr.shape[-1] != 1):
+                raise self._error(
+                    "image",
+                    f"must be grey (H x W), got shape {arr.shape}; this stage works on one grey "
+                    "channel (apply it before ToRGB / MultiWindow, or use ToGrey first)",
+                )
+            if arr.ndim == 3:
+                arr = arr[..., 0]
+        if arr.dtype != np.float32:
+            arr = arr.astype(np.float32)
+        return arr
+
+    def _describe(self, details: Mapping[str, Any] | None) -> str:
+        items = dict(self.get_params())
+        if details:
+            items.update(details)
+        text = " ".join(f"{k}={_fmt(v)}" for k, v in items.items())
+        return f"{self.name}: {text}".rstrip(": ").rstrip()
+
+    def _call_scan(self, scan: Scan) -> Scan:
+        meta = scan.meta
+        pixels = scan.pixels
+        frames = int(meta.get("NumberOfFrames") or 1)
+        if frames > 1 and pixels.ndim >= 3 and pixels.shape[0] == frames:
+            results = [self._transform(self._check(f, meta, scan.is_colour), meta) for f in pixels]
+            out = np.stack([r[0] for r in results])
+            details = {"frames": frames, **(results[0][1] or {})}
+            frame_shape = out[0]
+        else:
+            out, details = self._transform(self._check(pixels, meta, scan.is_colour), meta)
+            frame_shape = out
+        updates = self._meta_updates(frame_shape, meta)
+        new_meta = {**meta, **updates} if updates else meta
+        return replace(
+            scan,
+            pixels=out,
+            meta=new_meta,
+            provenance=[*scan.provenance, self._describe(details)],
+        )
+
+
+def geometry_updates(out: np.ndarray, meta: Mapping[str, Any], scale=None) -> dict[str, Any]:
+    """Rows/Columns (and PixelSpacing when ``scale=(sy, sx)`` is given) after a geometry step."""
+    updates: dict[str, Any] = {"Rows": int(out.shape[0]), "Columns": int(out.shape[1])}
+    spacing = meta.get("PixelSpacing")
+    if scale is not None and spacing is not None and len(spacing) == 2:
+        updates["PixelSpacing"] = [float(spacing[0]) / scale[0], float(spacing[1]) / scale[1]]
+    return updates
+
+
+class Pipeline:
+    """Stages applied in order, with a YAML-friendly config and a stable fingerprint.
+
+    Parameters
+    ----------
+    stages : sequence of Stage
+        The stages, in the order they run.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from imaging_tl.stages import Pipeline, Window, Resize, ToRGB, Normalize
+    >>> p = Pipeline([Window(preset="lung"), Resize(224), ToRGB(),
+    ...               Normalize("efficientnet_lite")])
+    >>> ct = np.full((512, 512), -600.0, np.float32)   # HU
+    >>> p(ct).shape
+    (224, 224, 3)
+    >>> Pipeline.from_config(p.to_config()).fingerprint() == p.fingerprint()
+    True
+    """
+
+    def __init__(self, stages: Sequence[Stage] = ()) -> None:
+        stages = list(stages)
+        for i, stage in enumerate(stages):
+            if not isinstance(stage, Stage):
+                raise ValueError(
+                    f"Pipeline: stages[{i}] must be a Stage (e.g. Window(preset='lung')), "
+                    f"got {type(stage).__name__}; use Pipeline.from_config for dicts"
+                )
+        self.stages: list[Stage] = stages
+
+    def __call__(self, image: np.ndarray | Scan, meta: Mapping[str, Any] | None = None):
+        """Run all stages: array in, array out, or Scan in, Scan out."""
+        if isinstance(image, Scan):
+            for stage in self.stages:
+                image = stage(image)
+            return image
+        meta = {} if meta is None else meta
+        out = image
+        for stage in self.stages:
+            out = stage(out, meta)
+        if not self.stages:
+            out = np.asarray(out, dtype=np.float32)
+        return out
+
+    def __len__(self) -> int:
+        return len(self.stages)
+
+    def __iter__(self) -> Iterator[Stage]:
+        return iter(self.stages)
+
+    def __getitem__(self, index: int) -> Stage:
+        return self.stages[index]
+
+    def __repr__(self) -> str:
+        return "Pipeline([" + ", ".join(repr(s) for s in self.stages) + "])"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Pipeline) and other.to_config() == self.to_config()
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint())
+
+    def to_config(self) -> list[dict[str, Any]]:
+        """List of stage configs, ``[{"name": ..., **params}, ...]``."""
+        return [s.to_config() for s in self.stages]
+
+    @classmethod
+    def from_config(cls, config: Iterable[Mapping[str, Any]]) -> Pipeline:
+        """Build from a list of stage configs (as read from YAML).
+
+        Errors name the position of the bad entry, e.g. ``stages[2]: unknown stage ...``.
+        """
+        if isinstance(config, Mapping) or isinstance(config, str):
+            raise ValueError("Pipeline.from_config expects a list of stage configs")
+        stages = []
+        for i, entry in enumerate(config):
+            try:
+                stages.append(stage_from_config(entry))
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"stages[{i}]: {exc}") from exc
+        return cls(stages)
+
+    def to_yaml(self) -> str:
+        """The config as YAML text."""
+        import yaml
+
+        return yaml.safe_dump(self.to_config(), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> Pipeline:
+        """Build from YAML text holding a list of stage configs."""
+        import yaml
+
+        return cls.from_config(yaml.safe_load(text) or [])
+
+    def canonical_json(self) -> str:
+        """Canonical JSON of the stage configs and the library version (what is hashed)."""
+        from imaging_tl import __version__
+
+        return json.dumps(
+            {"imaging_tl": __version__, "stages": self.to_config()},
+            sort_keys=True,
+            separators=(",", ":"),
+            allow_nan=False,
+        )
+
+    def fingerprint(self) -> str:
+        """sha256 hex of :meth:`canonical_json`: the cache key of preprocessed arrays.
+
+        Two pipelines that differ in any parameter (or library version) never share it;
+        equal pipelines share it across processes and runs (no Python ``hash`` involved).
+        """
+        return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
+
+
+def check_choice(stage: str, param: str, value: Any, choices: Iterable[str]) -> str:
+    """Return ``value`` if it is one of ``choices``, else a ValueError naming them."""
+    choices = list(choices)
+    if value not in choices:
+        raise ValueError(
+            f"{stage}: {param}={value!r} is not allowed{close_match_hint(str(value), choices)}; "
+            f"allowed: {', '.join(map(str, choices))}"
+        )
+    return value
+
+
+def check_number(
+    stage: str,
+    param: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    low_inclusive: bool = True,
+    high: float | None = None,
+    integer: bool = False,
+) -> Any:
+    """Coerce ``value`` to float (or int) and check its range; ValueError names the stage."""
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise ValueError(f"{stage}: {param} must be {kind}, got {value!r}")
+    if integer and float(value) != int(value):
+        raise ValueError(f"{stage}: {param} must be {kind}, got {value!r}")
+    out = int(value) if integer else float(value)
+    if not np.isfinite(out):
+        raise ValueError(f"{stage}: {param} must be finite, got {value!r}")
+    if low is not None and (out < low or (out == low and not low_inclusive)):
+        op = ">=" if low_inclusive else ">"
+        raise ValueError(f"{stage}: {param} must be {op} {low:g}, got {value!r}")
+    if high is not None and out > high:
+        raise ValueError(f"{stage}: {param} must be <= {high:g}, got {value!r}")
+    return out
+
