@@ -1,0 +1,372 @@
+"""Leakage audit: no patient, SOPInstanceUID, file or pixel-identical image in two splits.
+
+Leaks fail with :class:`LeakageError`, whose message lists every leak with the files involved
+(group keys are shown as short digests, never as patient identifiers). Near-duplicates (a
+difference hash of the image within a few bits) across splits only warn: a follow-up scan
+of the same patient can look alike and still be a different image.
+
+Works on any table with ``path`` and a split column (``split`` or ``fold``), including a
+user's own split file read with :func:`imaging_tl.data.splits.read_splits`. Pixel hashes
+are taken from the ``content_hash`` / ``dhash`` columns that
+:func:`imaging_tl.data.prepare.prepare` fills in, or computed by reading the files.
+Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "AuditReport",
+    "LeakageError",
+    "LeakageWarning",
+    "audit_splits",
+    "content_hash",
+    "dhash",
+    "hamming",
+]
+
+DHASH_SIZE = 16  # 16 x 16 gradient signs = 256 bits
+_WORDS = DHASH_SIZE * DHASH_SIZE // 64
+
+
+class LeakageError(ValueError):
+    """The same patient, instance, file or image is in more than one split.
+
+    Attributes
+    ----------
+    report : AuditReport
+        Everything the audit found.
+    """
+
+    def __init__(self, report: AuditReport) -> None:
+        self.report = report
+        super().__init__(report.format())
+
+
+class LeakageWarning(UserWarning):
+    """Near-duplicate images across splits (a possible, not a certain, leak)."""
+
+
+@dataclass
+class AuditReport:
+    """What the leakage audit found.
+
+    Attributes
+    ----------
+    leaks : list of str
+        One line per leak (kind, key and the files in each split).
+    near_duplicates : list of str
+        One line per near-duplicate pair across splits.
+    checked : list of str
+        The checks that ran (``"group"``, ``"path"``, ``"SOPInstanceUID"``, ``"pixels"``,
+        ``"near_duplicates"``).
+    unreadable : list of str
+        Files the pixel checks could not read (with the reason).
+
+    Examples
+    --------
+    >>> AuditReport().ok
+    True
+    """
+
+    leaks: list[str] = field(default_factory=list)
+    near_duplicates: list[str] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no leak was found (near-duplicates do not count)."""
+        return not self.leaks
+
+    def format(self) -> str:
+        """A readable summary, leaks first."""
+        lines = [f"leakage audit ({', '.join(self.checked)}): "
+                 + (f"{len(self.leaks)} LEAK(S) between splits" if self.leaks else "no leak")]
+        lines += [f"  LEAK {x}" for x in self.leaks[:100]]
+        if len(self.leaks) > 100:
+            lines.append(f"  ... and {len(self.leaks) - 100} more leaks")
+        if self.near_duplicates:
+            lines.append(f"  {len(self.near_duplicates)} near-duplicate pair(s) across splits:")
+            lines += [f"  near-duplicate {x}" for x in self.near_duplicates[:20]]
+        if self.unreadable:
+            lines.append(f"  {len(self.unreadable)} file(s) not pixel-checked (unreadable)")
+        return "\n".join(lines)
+
+
+def content_hash(pixels: np.ndarray) -> str:
+    """SHA-256 of an image's values and shape: equal for pixel-identical images.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        The image as read (e.g. ``read_scan(path).pixels``).
+
+    Returns
+    -------
+    str
+        32 hex digits.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> content_hash(np.zeros((2, 2))) == content_hash(np.zeros((2, 2), np.float32))
+    True
+    """
+    a = np.ascontiguousarray(pixels, dtype=np.float32)
+    h = hashlib.sha256(str(a.shape).encode())
+    h.update(a.tobytes())
+    return h.hexdigest()[:32]
+
+
+def dhash(pixels: np.ndarray, size: int = DHASH_SIZE) -> str:
+    """Difference hash: signs of horizontal gradients of a ``size x (size+1)`` thumbnail.
+
+    Unchanged by brightness/contrast changes and small noise, so re-encoded or re-windowed
+    copies of an image stay within a few bits.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        ``H x W`` or ``H x W x C`` image (colour is averaged to grey).
+    size : int
+        Thumbnail height; the hash has ``size * size`` bits.
+
+    Returns
+    -------
+    str
+        The bits as hex.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.tile(np.arange(64, dtype=np.float32), (64, 1))
+    >>> hamming(dhash(img), dhash(img * 3 + 7))
+    0
+    """
+    from skimage.transform import resize
+
+    a = np.asarray(pixels, dtype=np.float32)
+    if a.ndim == 3:
+        a = a.mean(axis=-1)
+    if a.ndim != 2:
+        raise ValueError(f"dhash: expected a 2-D or 3-D image, got shape {a.shape}")
+    small = resize(a, (size, size + 1), order=1, anti_aliasing=True, preserve_range=True)
+    bits = (small[:, 1:] > small[:, :-1]).ravel()
+    return np.packbits(bits).tobytes().hex()
+
+
+def _hash_words(hashes: Sequence[str]) -> np.ndarray:
+    raw = b"".join(bytes.fromhex(h) for h in hashes)
+    return np.frombuffer(raw, dtype=">u8").reshape(len(hashes), -1).astype(np.uint64)
+
+
+def hamming(a: str, b: str) -> int:
+    """Number of differing bits between two hashes from :func:`dhash`.
+
+    Examples
+    --------
+    >>> hamming("ff00", "ff01")
+    1
+    """
+    return int(bin(int(a, 16) ^ int(b, 16)).count("1"))
+
+
+def _hash_one(item: tuple[str, int | None]) -> tuple[str | None, str | None, str | None]:
+    from imaging_tl.io import ScanReadError, read_scan
+
+    path, frame = item
+    try:
+        px = read_scan(path, frame=frame).pixels
+    except ScanReadError as exc:
+        return None, None, exc.reason
+    except Exception as exc:  # noqa: BLE001 - reported, the audit goes on
+        return None, None, f"{type(exc).__name__}: {exc}"
+    if px.ndim >= 3 and not (px.ndim == 3 and px.shape[-1] in (3, 4)):
+        px = px[px.shape[0] // 2]  # a whole multi-frame file: hash its middle frame
+    return content_hash(px), dhash(px), None
+
+
+def _compute_hashes(df: pd.DataFrame, workers: int | None) -> tuple[list, list, list]:
+    frames = df["frame"] if "frame" in df.columns else pd.Series([pd.NA] * len(df))
+    items = [(p, None if pd.isna(f) else int(f)) for p, f in zip(df["path"], frames, strict=True)]
+    workers = workers if workers is not None else min(len(items), os.cpu_count() or 1)
+    if workers > 1 and len(items) > 8:
+        from concurrent.futures import ProcessPoolExecutor
+
+        from imaging_tl.data.prepare import mp_context
+
+        with ProcessPoolExecutor(workers, mp_context=mp_context()) as pool:
+            results = list(pool.map(_hash_one, items, chunksize=8))
+    else:
+        results = [_hash_one(i) for i in items]
+    return [r[0] for r in results], [r[1] for r in results], [r[2] for r in results]
+
+
+def _redact(group: str) -> str:
+    # Library group keys are already digests ("pid:..."); users' own keys get digested here.
+    text = str(group)
+    if text.split(":", 1)[0] in ("pid", "study", "file"):
+        return text
+    return "group#" + hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def _cross_split(
+    df: pd.DataFrame, key: str, split_column: str, kind: str, redact: bool
+) -> list[str]:
+    sub = df[list(dict.fromkeys([key, split_column, "path"]))].dropna(subset=[key])
+    sub = sub[sub[key].astype(str).str.strip() != ""]
+    n_splits = sub.groupby(key, sort=True)[split_column].nunique()
+    leaks = []
+    for value in n_splits.index[n_splits > 1]:
+        rows = sub[sub[key] == value]
+        where = "; ".join(
+            f"{s}: {', '.join(map(str, sorted(set(g['path']))[:3]))}"
+            + (f" (+{g['path'].nunique() - 3})" if g["path"].nunique() > 3 else "")
+            for s, g in rows.groupby(split_column, sort=True)
+        )
+        shown = _redact(value) if redact else str(value)
+        leaks.append(f"{kind} {shown} in {rows[split_column].nunique()} splits -> {where}")
+    return leaks
+
+
+def _near_duplicates(
+    df: pd.DataFrame, split_column: str, max_distance: int, exact: set[str]
+) -> list[str]:
+    sub = df.dropna(subset=["dhash"]).reset_index(drop=True)
+    if len(sub) < 2:
+        return []
+    words = _hash_words(list(sub["dhash"]))
+    split = sub[split_column].astype(str).to_numpy()
+    chash = sub["content_hash"].astype(str).to_numpy() if "content_hash" in sub else None
+    found = []
+    chunk = max(1, 4_000_000 // max(1, len(sub) * words.shape[1]))
+    for start in range(0, len(sub), chunk):
+        block = words[start:start + chunk]
+        # Pairwise popcount of XOR, only against later rows (each pair once).
+        dist = np.zeros((len(block), len(sub)), dtype=np.int32)
+        for w in range(words.shape[1]):
+            dist += np.bitwise_count(block[:, w, None] ^ words[None, :, w]).astype(np.int32)
+        ii, jj = np.nonzero(dist <= max_distance)
+        for i, j in zip(ii + start, jj, strict=True):
+            if j <= i or split[i] == split[j]:
+                continue
+            if chash is not None and chash[i] == chash[j] and chash[i] in exact:
+                continue  # already reported as an exact leak
+            found.append(
+                f"{sub['path'][i]} ({split[i]}) ~ {sub['path'][j]} ({split[j]}): "
+                f"{int(dist[i - start, j])} of {words.shape[1] * 64} bits differ"
+            )
+    return found
+
+
+def audit_splits(
+    splits: pd.DataFrame | str | os.PathLike,
+    *,
+    split_column: str | None = None,
+    pixels: bool = True,
+    near_duplicates: bool = True,
+    max_distance: int = 10,
+    raise_on_leak: bool = True,
+    workers: int | None = None,
+) -> AuditReport:
+    """Check that no patient, instance, file or image appears in two splits.
+
+    Parameters
+    ----------
+    splits : pandas.DataFrame or path
+        A table with ``path`` and a split column, or a ``splits.csv`` (ours or a user's).
+    split_column : str, optional
+        ``"split"`` or ``"fold"`` when not given (the one present).
+    pixels : bool
+        Compare pixel content hashes (``content_hash`` column, else computed by reading
+        every file: decoding costs time).
+    near_duplicates : bool
+        Warn (:class:`LeakageWarning`) about images within ``max_distance`` bits of
+        difference hash across splits.
+    max_distance : int
+        Hamming distance (of 256 bits) up to which two images count as near-duplicates.
+    raise_on_leak : bool
+        Raise :class:`LeakageError` on a leak (default) or only return the report.
+    workers : int, optional
+        Processes used to read files for the pixel checks (default: CPU count).
+
+    Returns
+    -------
+    AuditReport
+        The findings (also when nothing leaked).
+
+    Raises
+    ------
+    LeakageError
+        When a group (patient), SOPInstanceUID, path or pixel-identical image is in two
+        splits, naming each and its files.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"path": ["/a", "/b"], "group": ["p1", "p1"],
+    ...                    "split": ["train", "test"]})
+    >>> audit_splits(df, pixels=False, raise_on_leak=False).ok
+    False
+    """
+    if not isinstance(splits, pd.DataFrame):
+        from imaging_tl.data.splits import read_splits
+
+        splits = read_splits(splits)
+    df = splits.reset_index(drop=True)
+    if split_column is None:
+        split_column = next((c for c in ("split", "fold") if c in df.columns), None)
+    if split_column is None or split_column not in df.columns:
+        raise ValueError(f"no split column ({split_column or 'split/fold'}) in the table; "
+                         f"columns: {list(df.columns)}")
+    if "path" not in df.columns:
+        raise ValueError(f"no 'path' column in the table; columns: {list(df.columns)}")
+    report = AuditReport()
+    if "group" in df.columns:
+        report.checked.append("group")
+        report.leaks += _cross_split(df, "group", split_column, "patient/group", redact=True)
+    report.checked.append("path")
+    report.leaks += _cross_split(df, "path", split_column, "file", redact=False)
+    if "SOPInstanceUID" not in df.columns:
+        from imaging_tl.data.table import _kind, _read_header
+
+        sop = {p: (_read_header(p).get("SOPInstanceUID") if _kind(Path(p)) == "dicom" else None)
+               for p in dict.fromkeys(df["path"]) if os.path.isfile(p)}
+        df["SOPInstanceUID"] = df["path"].map(sop)
+    report.checked.append("SOPInstanceUID")
+    # Frames of one file share its SOPInstanceUID; the path check covers them.
+    per_file = df.drop_duplicates(subset=["path", split_column])
+    report.leaks += _cross_split(per_file, "SOPInstanceUID", split_column, "SOPInstanceUID",
+                                 redact=False)
+    if pixels or near_duplicates:
+        if "content_hash" not in df.columns or (near_duplicates and "dhash" not in df.columns):
+            ch, dh, why = _compute_hashes(df, workers)
+            df["content_hash"], df["dhash"] = ch, dh
+            report.unreadable = [f"{p}: {w}" for p, w in zip(df["path"], why, strict=True) if w]
+    exact: set[str] = set()
+    if pixels:
+        report.checked.append("pixels")
+        report.leaks += _cross_split(df, "content_hash", split_column, "pixel-identical image",
+                                     redact=False)
+        n = df.dropna(subset=["content_hash"]).groupby("content_hash")[split_column].nunique()
+        exact = set(n.index[n > 1])
+    if near_duplicates:
+        report.checked.append("near_duplicates")
+        report.near_duplicates = _near_duplicates(df, split_column, max_distance, exact)
+        if report.near_duplicates:
+            warnings.warn(
+                f"{len(report.near_duplicates)} near-duplicate image pair(s) across splits, "
+                f"e.g. {report.near_duplicates[0]}", LeakageWarning, stacklevel=2)
+    if report.leaks and raise_on_leak:
+        raise LeakageError(report)
+    return report

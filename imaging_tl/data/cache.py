@@ -1,0 +1,369 @@
+"""On-disk cache of preprocessed arrays that is never stale.
+
+An entry is keyed by
+
+- the input file's content: size + modification time + a hash of sampled blocks (default),
+  or a hash of the whole file (``hash="full"``);
+- the frame index;
+- the pipeline's ``fingerprint()`` and the cache format / library version (a loader fix
+  must not reuse arrays decoded by the old loader).
+
+so changing a stage parameter or an input file never hits an old entry. Layout::
+
+    <root>/CACHEDIR.TAG                       marks the folder as a cache (clear() checks it)
+    <root>/<namespace>/pipeline.json          what the namespace holds (pipeline config)
+    <root>/<namespace>/e/<k[:2]>/<k>.json     entry metadata (shape, offset, hashes, provenance)
+    <root>/<namespace>/e/<k[:2]>/<k>.npy      the array: float32, C order, little endian
+    <root>/<namespace>/quarantine/<k>.json    a file that failed, with the reason
+
+Writes are atomic: each file is written under a temporary name in the same folder and moved
+into place with :func:`os.replace`; the ``.npy`` is moved last and is the commit point, and a
+reader checks its size against the metadata. A run killed half-way leaves at most a ``*.tmp``
+file that no reader opens (``info()`` counts them, ``clear()`` removes them).
+Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = ["CACHE_FORMAT", "ArrayCache", "CacheInfo", "default_cache_dir", "file_key"]
+
+CACHE_FORMAT = 1
+_SAMPLE = 64 * 1024
+_TAG = "Signature: 8a477f597d28d172789f06886806bc55\n# imaging_tl array cache\n"
+
+
+def default_cache_dir() -> Path:
+    """``$IMAGING_TL_CACHE_DIR``, else ``$XDG_CACHE_HOME/imaging_tl``, else ``~/.cache/...``.
+
+    Examples
+    --------
+    >>> default_cache_dir().name
+    'imaging_tl'
+    """
+    env = os.environ.get("IMAGING_TL_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "imaging_tl"
+
+
+def file_key(path: str | os.PathLike, hash: Literal["sampled", "full"] = "sampled") -> str:
+    """A key that changes whenever the file's content changes.
+
+    ``"sampled"``: size, mtime (ns) and a BLAKE2 hash of the first and last 64 KiB and 6
+    blocks in between: reads ~0.5 MB at most, catches any rewrite (the mtime moves) and
+    content swapped in with the old mtime restored, unless it differs only between samples.
+    ``"full"``: a BLAKE2 hash of the whole file (pure content: copies share entries).
+
+    Parameters
+    ----------
+    path : path
+        The input file.
+    hash : {"sampled", "full"}
+        Which key.
+
+    Returns
+    -------
+    str
+        Hex digest.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile() as f:
+    ...     _ = f.write(b"abc"); f.flush(); k1 = file_key(f.name)
+    ...     _ = f.write(b"d"); f.flush(); k2 = file_key(f.name)
+    >>> k1 != k2
+    True
+    """
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        st = os.fstat(f.fileno())
+        if hash == "full":
+            h.update(b"full")
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+            return h.hexdigest()
+        if hash != "sampled":
+            raise ValueError(f"hash={hash!r}: expected 'sampled' or 'full'")
+        h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+        if st.st_size <= 8 * _SAMPLE:
+            h.update(f.read())
+        else:
+            for off in np.linspace(0, st.st_size - _SAMPLE, 8).astype(np.int64):
+                f.seek(int(off))
+                h.update(f.read(_SAMPLE))
+    return h.hexdigest()
+
+
+@dataclass
+class CacheInfo:
+    """What a cache folder holds.
+
+    Attributes
+    ----------
+    root : pathlib.Path
+        The cache folder.
+    namespaces : list of dict
+        Per pipeline: ``name``, ``entries``, ``bytes``, ``quarantined``, ``pipeline``.
+    temporary : int
+        Left-over ``*.tmp`` files of interrupted writes (never read).
+
+    Examples
+    --------
+    >>> print(CacheInfo(Path("/tmp/c")).format())
+    cache /tmp/c: 0 entries, 0.0 MB, 0 quarantined, 0 pipeline(s)
+    """
+
+    root: Path
+    namespaces: list[dict[str, Any]] = field(default_factory=list)
+    temporary: int = 0
+
+    @property
+    def entries(self) -> int:
+        """Number of cached arrays."""
+        return sum(n["entries"] for n in self.namespaces)
+
+    @property
+    def bytes(self) -> int:
+        """Bytes on disk."""
+        return sum(n["bytes"] for n in self.namespaces)
+
+    def format(self) -> str:
+        """Human-readable summary, one line per pipeline."""
+        q = sum(n["quarantined"] for n in self.namespaces)
+        lines = [f"cache {self.root}: {self.entries} entries, {self.bytes / 1e6:.1f} MB, "
+                 f"{q} quarantined, {len(self.namespaces)} pipeline(s)"
+                 + (f", {self.temporary} interrupted write(s)" if self.temporary else "")]
+        for n in self.namespaces:
+            lines.append(f"  {n['name']}: {n['entries']} entries, {n['bytes'] / 1e6:.1f} MB, "
+                         f"{n['quarantined']} quarantined; {n['pipeline']}")
+        return "\n".join(lines)
+
+
+def _write_atomic(path: Path, write) -> None:
+    """Write via a temporary file in the same folder, then rename (atomic on POSIX)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+class ArrayCache:
+    """Preprocessed arrays on disk, keyed by file content and pipeline fingerprint.
+
+    Parameters
+    ----------
+    root : path, optional
+        Cache folder (default :func:`default_cache_dir`).
+    hash : {"sampled", "full"}
+        How input files are keyed (see :func:`file_key`).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> cache = ArrayCache(tempfile.mkdtemp())
+    >>> ns = cache.namespace("fp123")
+    >>> k = cache.entry_key("filekey", None, ns)
+    >>> cache.put(ns, k, np.ones((2, 2), np.float32), {"path": "x.dcm"})["shape"]
+    [2, 2]
+    >>> cache.load(ns, k).sum()
+    np.float32(4.0)
+    """
+
+    def __init__(
+        self, root: str | os.PathLike | None = None, *, hash: Literal["sampled", "full"] = "sampled"
+    ) -> None:
+        self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+        self.hash = hash
+
+    def __repr__(self) -> str:
+        return f"ArrayCache({str(self.root)!r}, hash={self.hash!r})"
+
+    # -- keys ------------------------------------------------------------------------------
+    def namespace(self, fingerprint: str, pipeline_config: Any = None) -> str:
+        """Folder name for a pipeline fingerprint (created, with its ``pipeline.json``)."""
+        import imaging_tl
+
+        ns = hashlib.blake2b(
+            f"{CACHE_FORMAT}|{imaging_tl.__version__}|{fingerprint}".encode(), digest_size=10
+        ).hexdigest()
+        d = self.root / ns
+        if not (d / "pipeline.json").exists():
+            self._ensure_root()
+            desc = {"fingerprint": fingerprint, "format": CACHE_FORMAT,
+                    "imaging_tl": imaging_tl.__version__, "pipeline": pipeline_config}
+            payload = json.dumps(desc, default=str, indent=1).encode()
+            _write_atomic(d / "pipeline.json", lambda f: f.write(payload))
+        return ns
+
+    def file_key(self, path: str | os.PathLike) -> str:
+        """The content key of an input file (see :func:`file_key`)."""
+        return file_key(path, self.hash)
+
+    @staticmethod
+    def entry_key(file_key: str, frame: int | None, namespace: str) -> str:
+        """Key of one (file content, frame, pipeline) entry."""
+        return hashlib.blake2b(f"{file_key}|{frame}|{namespace}".encode(),
+                               digest_size=16).hexdigest()
+
+    def _entry(self, namespace: str, key: str) -> Path:
+        return self.root / namespace / "e" / key[:2] / key
+
+    def _ensure_root(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tag = self.root / "CACHEDIR.TAG"
+        if not tag.exists():
+            _write_atomic(tag, lambda f: f.write(_TAG.encode()))
+
+    # -- entries ---------------------------------------------------------------------------
+    def get(self, namespace: str, key: str) -> dict[str, Any] | None:
+        """Metadata of a complete entry (with ``"file"``, the ``.npy`` path), or None.
+
+        An entry whose array file is missing or has the wrong size (a write that did not
+        finish, a damaged disk) is a miss and is removed.
+        """
+        base = self._entry(namespace, key)
+        try:
+            meta = json.loads(base.with_suffix(".json").read_bytes())
+            size = os.stat(base.with_suffix(".npy")).st_size
+        except (OSError, ValueError):
+            return None
+        if size != meta.get("file_bytes"):
+            self.discard(namespace, key)
+            return None
+        meta["file"] = str(base.with_suffix(".npy"))
+        return meta
+
+    def put(
+        self, namespace: str, key: str, array: np.ndarray, meta: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Store an array (as float32) with its metadata; returns the metadata written."""
+        a = np.ascontiguousarray(array, dtype="<f4")
+        base = self._entry(namespace, key)
+        base.parent.mkdir(parents=True, exist_ok=True)
+        header = _npy_header_len(a)
+        meta = {**meta, "shape": list(a.shape), "offset": header,
+                "file_bytes": header + a.nbytes}
+        payload = json.dumps(meta, default=str).encode()
+        _write_atomic(base.with_suffix(".json"), lambda f: f.write(payload))
+        # The array goes last: its rename commits the entry.
+        _write_atomic(base.with_suffix(".npy"), lambda f: np.lib.format.write_array(
+            f, a, version=(1, 0), allow_pickle=False))
+        meta["file"] = str(base.with_suffix(".npy"))
+        return meta
+
+    def load(self, namespace: str, key: str) -> np.ndarray:
+        """The cached array (raises KeyError on a miss)."""
+        meta = self.get(namespace, key)
+        if meta is None:
+            raise KeyError(key)
+        return np.load(meta["file"], allow_pickle=False)
+
+    def discard(self, namespace: str, key: str) -> None:
+        """Remove an entry (both files), ignoring what is already gone."""
+        base = self._entry(namespace, key)
+        for suffix in (".npy", ".json"):
+            try:
+                os.unlink(base.with_suffix(suffix))
+            except OSError:
+                pass
+
+    # -- quarantine ------------------------------------------------------------------------
+    def quarantine(self, namespace: str, key: str, record: dict[str, Any]) -> None:
+        """Remember that an input failed (``record`` holds path, frame, reason)."""
+        payload = json.dumps(record, default=str).encode()
+        _write_atomic(self.root / namespace / "quarantine" / f"{key}.json",
+                      lambda f: f.write(payload))
+
+    def quarantined(self, namespace: str, key: str) -> dict[str, Any] | None:
+        """The quarantine record of an input, or None."""
+        try:
+            return json.loads((self.root / namespace / "quarantine" / f"{key}.json").read_bytes())
+        except (OSError, ValueError):
+            return None
+
+    def release(self, namespace: str, key: str) -> None:
+        """Forget a quarantine record (to retry the file)."""
+        try:
+            os.unlink(self.root / namespace / "quarantine" / f"{key}.json")
+        except OSError:
+            pass
+
+    # -- housekeeping ----------------------------------------------------------------------
+    def info(self) -> CacheInfo:
+        """Entries, bytes and quarantined files per pipeline, and left-over temporaries."""
+        out = CacheInfo(self.root)
+        if not self.root.is_dir():
+            return out
+        for d in sorted(p for p in self.root.iterdir() if (p / "pipeline.json").is_file()):
+            entries = nbytes = temps = 0
+            for dirpath, _, files in os.walk(d / "e"):
+                for name in files:
+                    if name.endswith(".tmp"):
+                        temps += 1
+                    elif name.endswith(".npy"):
+                        entries += 1
+                    nbytes += os.path.getsize(os.path.join(dirpath, name))
+            q = len(list((d / "quarantine").glob("*.json"))) if (d / "quarantine").is_dir() else 0
+            try:
+                desc = json.loads((d / "pipeline.json").read_text())
+                pipe = desc.get("pipeline") or desc.get("fingerprint")
+            except (OSError, ValueError):
+                pipe = "?"
+            text = json.dumps(pipe, default=str) if not isinstance(pipe, str) else pipe
+            out.namespaces.append({"name": d.name, "entries": entries, "bytes": nbytes,
+                                   "quarantined": q, "pipeline": text[:200]})
+            out.temporary += temps
+        return out
+
+    def clear(self, *, namespace: str | None = None, quarantine_only: bool = False) -> int:
+        """Delete cached entries (all pipelines, or one); returns the number of arrays removed.
+
+        Refuses a folder that is not an imaging_tl cache (no ``CACHEDIR.TAG`` of ours), so a
+        mistyped ``--dir`` cannot delete unrelated files.
+        """
+        if not self.root.exists():
+            return 0
+        tag = self.root / "CACHEDIR.TAG"
+        if not tag.is_file() or "imaging_tl" not in tag.read_text(errors="replace"):
+            raise ValueError(f"{self.root}: not an imaging_tl cache folder (no CACHEDIR.TAG "
+                             "written by imaging_tl); refusing to delete anything")
+        removed = 0
+        dirs = [self.root / namespace] if namespace else [
+            p for p in self.root.iterdir() if (p / "pipeline.json").is_file()]
+        for d in dirs:
+            if quarantine_only:
+                shutil.rmtree(d / "quarantine", ignore_errors=True)
+                continue
+            removed += sum(1 for _ in (d / "e").rglob("*.npy")) if (d / "e").is_dir() else 0
+            shutil.rmtree(d, ignore_errors=True)
+        return removed
+
+
+def _npy_header_len(a: np.ndarray) -> int:
+    """Bytes before the data in the ``.npy`` file np.lib.format writes for ``a``."""
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, np.lib.format.header_data_from_array_1_0(a))
+    return buf.tell()

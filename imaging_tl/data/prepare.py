@@ -1,0 +1,336 @@
+"""Prepare once: decode + preprocess every sample in worker processes into the array cache.
+
+Why processes: decoding (pydicom, pylibjpeg) and the stages are Python/numpy code that holds
+the GIL for much of its time; inside ``tf.data`` (``py_function``) or a thread pool they run
+one at a time. Measured on 2 cores (``benchmarks/input_pipeline.py``): see BENCHMARKS.md.
+The workers write each array straight into the cache (atomic), and send back only a small
+record (shape, hashes), so no image crosses a pipe. Later epochs and later runs read the
+cache; an unchanged re-run decodes nothing.
+
+Bad files (unreadable, or a stage that refuses them) are quarantined: listed with their
+reason in :attr:`Prepared.quarantined`, remembered in the cache, and left out of the run,
+unless ``strict=True``, which raises on the first one.
+Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from imaging_tl.data.audit import content_hash, dhash
+from imaging_tl.data.cache import ArrayCache
+
+__all__ = ["BadFileError", "Prepared", "mp_context", "prepare", "process_one"]
+
+
+class BadFileError(RuntimeError):
+    """Raised in strict mode for the first file that cannot be prepared (named with why)."""
+
+
+def mp_context() -> mp.context.BaseContext:
+    """``fork`` (fast start) unless TensorFlow is loaded; then ``forkserver`` (fork after TF's
+    threads exist is unsafe).
+
+    Examples
+    --------
+    >>> mp_context().get_start_method() in ("fork", "forkserver")
+    True
+    """
+    if "tensorflow" in sys.modules or sys.platform != "linux":
+        return mp.get_context("forkserver" if sys.platform == "linux" else "spawn")
+    return mp.get_context("fork")
+
+
+@dataclass
+class Prepared:
+    """The cached, ready-to-stream form of a dataset table.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        The input rows that prepared fine, with ``cache_file``, ``offset`` (bytes before the
+        data), ``shape``, ``content_hash`` and ``dhash`` columns added.
+    quarantined : pandas.DataFrame
+        ``path, frame, reason`` of each bad sample (left out of ``table``).
+    namespace : str
+        The cache namespace (pipeline fingerprint + format).
+    cache : ArrayCache
+        Where the arrays are.
+    stats : dict
+        ``samples``, ``hits``, ``decoded``, ``quarantined``, ``seconds``.
+
+    Examples
+    --------
+    >>> pipe = Pipeline([Window("lung"), Resize(224), ToRGB()])  # doctest: +SKIP
+    >>> prepared = prepare(table, pipe)  # doctest: +SKIP
+    >>> prepared.stats["hits"]  # doctest: +SKIP
+    """
+
+    table: pd.DataFrame
+    quarantined: pd.DataFrame
+    namespace: str
+    cache: ArrayCache
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The common array shape (raises when the pipeline gives several sizes)."""
+        shapes = set(map(tuple, self.table["shape"]))
+        if len(shapes) != 1:
+            raise ValueError(
+                f"prepared arrays have {len(shapes)} shapes ({sorted(shapes)[:4]}...): add a "
+                "Resize (and ToRGB) stage so every sample has the model's input size"
+            )
+        return tuple(int(s) for s in shapes.pop())
+
+    def load(self, i: int) -> np.ndarray:
+        """Array of row ``i`` of :attr:`table` (memory-mapped read of the cache file)."""
+        return np.load(self.table["cache_file"].iloc[i], allow_pickle=False)
+
+    def summary(self) -> str:
+        """One line, plus one per quarantined file."""
+        s = self.stats
+        lines = [f"prepared {s.get('samples', 0)} samples: {s.get('hits', 0)} from cache, "
+                 f"{s.get('decoded', 0)} decoded, {s.get('quarantined', 0)} quarantined "
+                 f"in {s.get('seconds', 0):.1f} s"]
+        lines += [f"  quarantined {r.path}" + (f" [frame {r.frame}]" if pd.notna(r.frame) else "")
+                  + f": {r.reason}" for r in self.quarantined.itertuples()]
+        return "\n".join(lines)
+
+
+# -- worker side -------------------------------------------------------------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(pipeline: Callable | None, cache: ArrayCache, namespace: str) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one process per core, not threads within
+    _WORKER.update(pipeline=pipeline, cache=cache, namespace=namespace)
+
+
+def process_one(
+    path: str, frame: int | None, pipeline: Callable | None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Read one sample and run the pipeline: ``(array, record)``.
+
+    The record holds ``content_hash`` and ``dhash`` of the pixels *as read* (for the leakage
+    audit) and the provenance. Errors propagate (the caller quarantines them).
+
+    Examples
+    --------
+    >>> arr, rec = process_one("scan.dcm", None, Pipeline([Resize(224)]))  # doctest: +SKIP
+    """
+    from imaging_tl.io import read_scan
+
+    scan = read_scan(path, frame=frame)
+    px = scan.pixels
+    hash_px = px
+    if px.ndim == 4 or (px.ndim == 3 and not scan.is_colour):
+        hash_px = px[px.shape[0] // 2]
+    record = {"path": path, "frame": frame, "content_hash": content_hash(hash_px),
+              "dhash": dhash(hash_px)}
+    if pipeline is not None:
+        scan = pipeline(scan)
+    out = scan.pixels
+    if not np.all(np.isfinite(out)):
+        raise ValueError("the pipeline produced NaN or infinite values")
+    record["provenance"] = list(scan.provenance)
+    return out, record
+
+
+def _reason(exc: BaseException) -> str:
+    from imaging_tl.io import ScanReadError
+
+    if isinstance(exc, ScanReadError):
+        return f"{type(exc).__name__}: {exc.reason}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _work(task: tuple[str, int | None, str]) -> tuple[str, dict[str, Any] | None, str | None]:
+    path, frame, key = task
+    try:
+        arr, record = process_one(path, frame, _WORKER["pipeline"])
+        meta = _WORKER["cache"].put(_WORKER["namespace"], key, arr, record)
+        return key, meta, None
+    except Exception as exc:  # noqa: BLE001 - a bad file is reported, the batch goes on
+        return key, None, _reason(exc)
+
+
+# -- main side ---------------------------------------------------------------------------------
+def _executor(kind: str, workers: int, init_args: tuple) -> Executor | None:
+    if kind == "serial" or workers <= 1:
+        _init_worker(*init_args)
+        return None
+    if kind == "thread":
+        _init_worker(*init_args)
+        return ThreadPoolExecutor(workers)
+    if kind == "process":
+        return ProcessPoolExecutor(workers, mp_context=mp_context(), initializer=_init_worker,
+                                   initargs=init_args)
+    raise ValueError(f"executor={kind!r}: expected 'process', 'thread' or 'serial'")
+
+
+def prepare(
+    table: pd.DataFrame,
+    pipeline: Callable | None,
+    *,
+    cache: ArrayCache | str | os.PathLike | None = None,
+    workers: int | None = None,
+    executor: Literal["process", "thread", "serial"] = "process",
+    strict: bool = False,
+    retry_quarantined: bool = False,
+    audit: bool = True,
+    progress: bool = False,
+) -> Prepared:
+    """Decode and preprocess every sample once, into the cache; reuse what is there.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A dataset table (``path``, optional ``frame``; a ``split`` or ``fold`` column turns on
+        the full leakage audit, pixel hashes included).
+    pipeline : imaging_tl.stages.Pipeline or callable, optional
+        Applied to each :class:`~imaging_tl.io.Scan`. Must have ``fingerprint()``; ``None``
+        caches the pixels as read.
+    cache : ArrayCache or path, optional
+        The cache (default folder: :func:`imaging_tl.data.cache.default_cache_dir`).
+    workers : int, optional
+        Worker count (default: CPU count).
+    executor : {"process", "thread", "serial"}
+        Processes by default (not throttled by the GIL); threads and serial for comparison.
+    strict : bool
+        Raise :class:`BadFileError` on the first bad file instead of quarantining it.
+    retry_quarantined : bool
+        Try files quarantined by an earlier run again (e.g. after installing a decoder).
+    audit : bool
+        Run the leakage audit when the table has a split column.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    Prepared
+        The table of prepared samples, the quarantined ones and timings.
+
+    Examples
+    --------
+    >>> from imaging_tl.stages import Pipeline, Resize, ToRGB, Window
+    >>> prepared = prepare(split_table(from_folder("scans")),
+    ...                    Pipeline([Window("lung"), Resize(224), ToRGB()]))  # doctest: +SKIP
+    >>> print(prepared.summary())  # doctest: +SKIP
+    """
+    t0 = time.perf_counter()
+    if not isinstance(cache, ArrayCache):
+        cache = ArrayCache(cache)
+    if pipeline is None:
+        fingerprint, config = "raw", None
+    else:
+        if not hasattr(pipeline, "fingerprint"):
+            raise TypeError("pipeline: needs a fingerprint() method (use "
+                            "imaging_tl.stages.Pipeline) so the cache can tell versions apart")
+        fingerprint = str(pipeline.fingerprint())
+        config = pipeline.to_config() if hasattr(pipeline, "to_config") else repr(pipeline)
+    namespace = cache.namespace(fingerprint, config)
+    df = table.reset_index(drop=True)
+    frames = (df["frame"] if "frame" in df.columns else pd.Series([pd.NA] * len(df)))
+    frames = [None if pd.isna(f) else int(f) for f in frames]
+
+    file_keys: dict[str, str | None] = {}
+    open_errors: dict[str, str] = {}
+    keys: list[str | None] = []
+    metas: list[dict[str, Any] | None] = [None] * len(df)
+    reasons: list[str | None] = [None] * len(df)
+    todo: dict[str, list[int]] = {}
+    tasks: list[tuple[str, int | None, str]] = []
+    for i, (path, frame) in enumerate(zip(df["path"], frames, strict=True)):
+        if path not in file_keys:
+            try:
+                file_keys[path] = cache.file_key(path)
+            except OSError as exc:
+                file_keys[path] = None
+                open_errors[path] = f"cannot open the file: {exc.strerror or exc}"
+        fk = file_keys[path]
+        if fk is None:
+            keys.append(None)
+            reasons[i] = open_errors[path]
+            continue
+        key = cache.entry_key(fk, frame, namespace)
+        keys.append(key)
+        meta = cache.get(namespace, key)
+        if meta is not None:
+            metas[i] = meta
+            continue
+        q = cache.quarantined(namespace, key)
+        if q is not None and not retry_quarantined:
+            reasons[i] = q["reason"]
+            continue
+        if key not in todo:
+            tasks.append((path, frame, key))
+        todo.setdefault(key, []).append(i)
+    hits = sum(m is not None for m in metas)
+
+    workers = workers or os.cpu_count() or 1
+    workers = max(1, min(workers, len(tasks)))
+    if tasks:
+        pool = _executor(executor, workers, (pipeline, cache, namespace))
+        if pool is None:
+            results: Iterable = map(_work, tasks)
+        elif isinstance(pool, ProcessPoolExecutor):
+            chunk = max(1, min(16, len(tasks) // (workers * 8)))
+            results = pool.map(_work, tasks, chunksize=chunk)
+        else:
+            results = pool.map(_work, tasks)
+        if progress:
+            from tqdm import tqdm
+
+            results = tqdm(results, total=len(tasks), desc="prepare", unit="img")
+        try:
+            for key, meta, reason in results:
+                if reason is not None:
+                    path = df["path"].iloc[todo[key][0]]
+                    if strict:
+                        raise BadFileError(f"{path}: {reason}")
+                    cache.quarantine(namespace, key, {"path": path, "reason": reason})
+                for i in todo[key]:
+                    metas[i], reasons[i] = meta, reason
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+    if strict:
+        bad = [(p, r) for p, r in zip(df["path"], reasons, strict=True) if r is not None]
+        if bad:
+            raise BadFileError(f"{bad[0][0]}: {bad[0][1]}")
+
+    ok = np.array([m is not None for m in metas], dtype=bool)
+    out = df[ok].copy()
+    good = [m for m in metas if m is not None]
+    out["cache_file"] = [m["file"] for m in good]
+    out["offset"] = [int(m["offset"]) for m in good]
+    out["shape"] = [tuple(m["shape"]) for m in good]
+    out["content_hash"] = [m.get("content_hash") for m in good]
+    out["dhash"] = [m.get("dhash") for m in good]
+    out = out.reset_index(drop=True)
+    out.attrs = dict(table.attrs)
+    quarantined = pd.DataFrame({
+        "path": df["path"][~ok].tolist(),
+        "frame": pd.array([frames[i] for i in np.flatnonzero(~ok)], dtype="Int64"),
+        "reason": [reasons[i] for i in np.flatnonzero(~ok)],
+    })
+    stats = {"samples": len(df), "hits": hits, "decoded": len(tasks),
+             "quarantined": int((~ok).sum()), "seconds": time.perf_counter() - t0}
+    prepared = Prepared(out, quarantined, namespace, cache, stats)
+    split_col = next((c for c in ("split", "fold") if c in out.columns), None)
+    if audit and split_col and len(out):
+        from imaging_tl.data.audit import audit_splits
+
+        prepared.stats["audit"] = audit_splits(out, split_column=split_col)
+    return prepared

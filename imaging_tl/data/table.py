@@ -1,0 +1,612 @@
+"""The dataset table: one row per sample, built from a folder, a CSV manifest or DICOM headers.
+
+A dataset is a :class:`pandas.DataFrame` with the columns
+
+``path``
+    absolute path of the file (str);
+``frame``
+    frame index for multi-frame files (nullable ``Int64``; ``<NA>`` for single images);
+``label`` or the label columns
+    one ``label`` column of class names (binary / multi-class), or several 0/1 columns
+    (multi-label); their names are in ``df.attrs["label_columns"]``;
+``group``
+    the grouping key used for patient-level splits (str), with ``group_key`` saying where
+    it came from (``"PatientID"``, ``"StudyInstanceUID"``, ``"file"`` or the CSV column);
+extras
+    e.g. ``SOPInstanceUID`` (used by the leakage audit) or any other CSV column.
+
+Group keys read from DICOM headers are a short SHA-256 digest of the identifier, never the
+identifier itself, so ``splits.csv`` and error messages carry no patient identifiers.
+Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "DatasetError",
+    "encode_labels",
+    "from_csv",
+    "from_dicom_headers",
+    "from_folder",
+    "label_columns",
+    "task_of",
+    "validate",
+    "RASTER_EXTENSIONS",
+    "DICOM_EXTENSIONS",
+]
+
+RASTER_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
+DICOM_EXTENSIONS = frozenset({".dcm", ".dicom", ".dic", ".ima"})
+_GZ = ".gz"
+
+Frames = Literal["all", "middle", "first"]
+
+# Header fields read for grouping, frame expansion and the audit; PixelData is never read.
+_HEADER_TAGS = [
+    "PatientID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SOPInstanceUID",
+    "NumberOfFrames",
+    "Rows",
+    "SOPClassUID",
+]
+_PATIENT_COLUMNS = ("patient_id", "PatientID", "patient", "subject_id", "subject")
+_STUDY_COLUMNS = ("study_uid", "StudyInstanceUID", "study_id", "study")
+
+
+class DatasetError(ValueError):
+    """A dataset table is unusable; the message lists every problem found, not only the first.
+
+    Attributes
+    ----------
+    problems : list of str
+        One line per problem (file, column or class named).
+    """
+
+    def __init__(self, problems: Sequence[str], source: str | None = None) -> None:
+        self.problems = list(problems)
+        head = f"{source}: " if source else ""
+        n = len(self.problems)
+        body = "\n  ".join(self.problems[:50])
+        more = f"\n  ... and {n - 50} more" if n > 50 else ""
+        super().__init__(f"{head}{n} problem(s) in the dataset:\n  {body}{more}")
+
+
+def _digest(value: str, prefix: str) -> str:
+    # Short, stable and not reversible in practice: a group key, not an identifier.
+    return f"{prefix}:" + hashlib.sha256(value.encode("utf-8")).hexdigest()[:16]
+
+
+def label_columns(df: pd.DataFrame) -> list[str]:
+    """The label columns of a dataset table.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A table from :func:`from_folder`, :func:`from_csv` or :func:`from_dicom_headers`.
+
+    Returns
+    -------
+    list of str
+        ``df.attrs["label_columns"]`` when set, else ``["label"]`` when that column exists,
+        else ``[]`` (unlabelled).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> label_columns(pd.DataFrame({"path": ["a"], "label": ["x"]}))
+    ['label']
+    """
+    cols = df.attrs.get("label_columns")
+    if cols:
+        return list(cols)
+    return ["label"] if "label" in df.columns else []
+
+
+def task_of(df: pd.DataFrame) -> str:
+    """``"multilabel"``, ``"binary"``, ``"multiclass"`` or ``"unlabelled"`` for a table.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> task_of(pd.DataFrame({"path": ["a", "b"], "label": ["x", "y"]}))
+    'binary'
+    """
+    cols = label_columns(df)
+    if not cols:
+        return "unlabelled"
+    if cols != ["label"]:
+        return "multilabel"
+    return "binary" if df["label"].nunique() <= 2 else "multiclass"
+
+
+def encode_labels(
+    df: pd.DataFrame, classes: Sequence[str] | None = None
+) -> tuple[np.ndarray, list[str], str]:
+    """Labels as the model's targets: ``(y, class_names, task)``.
+
+    - binary: float32 ``(N,)``, 1 for ``classes[1]`` (the positive class; default: the
+      second in sorted order);
+    - multiclass: int32 ``(N,)`` indices into ``classes`` (sparse targets);
+    - multilabel: float32 ``(N, L)`` 0/1, ``classes`` are the label columns.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A labelled table.
+    classes : sequence of str, optional
+        Class order (default: sorted). Must cover every label.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> y, names, task = encode_labels(pd.DataFrame({"label": ["no", "yes", "no"]}))
+    >>> y.tolist(), names, task
+    ([0.0, 1.0, 0.0], ['no', 'yes'], 'binary')
+    """
+    cols = label_columns(df)
+    if not cols:
+        raise DatasetError(["the table has no label column"], df.attrs.get("source"))
+    if cols != ["label"]:
+        return df[cols].to_numpy(np.float32), list(cols), "multilabel"
+    labels = df["label"].astype(str)
+    names = list(classes) if classes is not None else sorted(labels.unique())
+    unknown = sorted(set(labels) - set(names))
+    if unknown:
+        raise DatasetError([f"label {u!r} not in classes {names}" for u in unknown],
+                           df.attrs.get("source"))
+    idx = pd.Categorical(labels, categories=names).codes
+    if len(names) == 2:
+        return idx.astype(np.float32), names, "binary"
+    return idx.astype(np.int32), names, "multiclass"
+
+
+def _is_dicom_file(path: Path) -> bool:
+    """True when the file is DICOM by content (preamble, or a header pydicom can parse)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True
+    import pydicom
+
+    try:
+        # Files without the 128-byte preamble: force-read, then check something real came back
+        # (dcmread(force=True) "reads" any file without complaining).
+        ds = pydicom.dcmread(path, force=True, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+    except Exception:  # noqa: BLE001 - any parse failure means "not DICOM"
+        return False
+    return any(k in ds for k in ("SOPClassUID", "Rows", "StudyInstanceUID", "SOPInstanceUID"))
+
+
+def _kind(path: Path) -> str | None:
+    """'dicom', 'raster' or None (skip) for a file found while walking a folder."""
+    suffixes = [s.lower() for s in path.suffixes]
+    suffix = suffixes[-1] if suffixes else ""
+    if suffix == _GZ and len(suffixes) >= 2:
+        suffix = suffixes[-2]
+    if suffix in RASTER_EXTENSIONS:
+        return "raster"
+    if suffix in DICOM_EXTENSIONS:
+        return "dicom"
+    if suffix == "" or not suffix[1:].isalpha():  # extension-less, or e.g. "1.2.840.1"
+        return "dicom" if _is_dicom_file(path) else None
+    return None
+
+
+def _read_header(path: str) -> dict[str, Any]:
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, force=True, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+    except Exception:  # noqa: BLE001 - unreadable headers group by file; prepare() reports them
+        return {}
+    out: dict[str, Any] = {}
+    for tag in _HEADER_TAGS:
+        value = ds.get(tag)
+        if value is not None and str(value).strip() != "":
+            out[tag] = str(value).strip()
+    return out
+
+
+def _header_rows(paths: Sequence[str], frames: Frames) -> list[dict[str, Any]]:
+    """One dict per sample with path, frame, group, group_key and SOPInstanceUID."""
+    rows = []
+    for p in paths:
+        hdr = _read_header(p) if _kind(Path(p)) == "dicom" else {}
+        if "PatientID" in hdr:
+            group, key = _digest(hdr["PatientID"], "pid"), "PatientID"
+        elif "StudyInstanceUID" in hdr:
+            group, key = _digest(hdr["StudyInstanceUID"], "study"), "StudyInstanceUID"
+        else:
+            group, key = _digest(p, "file"), "file"
+        try:
+            n_frames = int(hdr.get("NumberOfFrames", 1))
+        except ValueError:
+            n_frames = 1
+        base = {"group": group, "group_key": key, "SOPInstanceUID": hdr.get("SOPInstanceUID")}
+        if n_frames > 1:
+            chosen = {"all": range(n_frames), "middle": [n_frames // 2], "first": [0]}[frames]
+            rows.extend({"path": p, "frame": i, **base} for i in chosen)
+        else:
+            rows.append({"path": p, "frame": pd.NA, **base})
+    return rows
+
+
+def _finish(
+    df: pd.DataFrame, labels: list[str], source: str, *, check_files: bool = True
+) -> pd.DataFrame:
+    df["frame"] = df["frame"].astype("Int64")
+    front = ["path", "frame", *labels, "group", "group_key"]
+    df = df[front + [c for c in df.columns if c not in front]].reset_index(drop=True)
+    df.attrs["label_columns"] = list(labels)
+    df.attrs["source"] = source
+    validate(df, check_files=check_files, source=source)
+    return df
+
+
+def _check_frames(frames: str) -> None:
+    if frames not in ("all", "middle", "first"):
+        raise ValueError(f"frames={frames!r}: expected 'all', 'middle' or 'first'")
+
+
+def from_folder(
+    root: str | os.PathLike,
+    *,
+    frames: Frames = "all",
+    extensions: Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """Build a table from a folder per class: ``root/<label>/**/<file>``.
+
+    Files are found recursively; DICOM is recognised by content for extension-less files
+    (and names such as ``1.2.840.113619``), rasters by extension. Hidden files are skipped.
+    The group key is the PatientID of DICOM files, then the StudyInstanceUID, then the file.
+
+    Parameters
+    ----------
+    root : path
+        Folder whose sub-folders are the class names.
+    frames : {"all", "middle", "first"}
+        Multi-frame files give one sample per frame, or only their middle / first frame.
+    extensions : iterable of str, optional
+        Only take files with these extensions (e.g. ``[".dcm"]``); extension-less DICOM
+        files are still taken.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``path, frame, label, group, group_key, SOPInstanceUID``; sorted by label, path.
+
+    Examples
+    --------
+    >>> df = from_folder("sample_dicoms")  # doctest: +SKIP
+    >>> df["label"].value_counts()  # doctest: +SKIP
+    """
+    _check_frames(frames)
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError([f"{root}: not a folder"], source=str(root))
+    wanted = {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions or []}
+    paths: list[str] = []
+    labels: list[str] = []
+    empty: list[str] = []
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        found = []
+        for f in sorted(class_dir.rglob("*")):
+            if not f.is_file() or any(part.startswith(".") for part in f.relative_to(root).parts):
+                continue
+            kind = _kind(f)
+            if kind is None:
+                continue
+            if wanted and f.suffix.lower() not in wanted and f.suffix != "":
+                continue
+            found.append(str(f.resolve()))
+        if not found:
+            empty.append(f"class folder {class_dir}: no image files")
+        paths.extend(found)
+        labels.extend([class_dir.name] * len(found))
+    if empty or not paths:
+        raise DatasetError(empty or [f"{root}: no class sub-folders with images"], source=str(root))
+    rows = _header_rows(paths, frames)
+    label_of = dict(zip(paths, labels, strict=True))
+    df = pd.DataFrame(rows)
+    df.insert(2, "label", [label_of[p] for p in df["path"]])
+    return _finish(df, ["label"], str(root))
+
+
+def _resolve(path_value: Any, base: Path) -> str | None:
+    if path_value is None or (isinstance(path_value, float) and np.isnan(path_value)):
+        return None
+    text = str(path_value).strip()
+    if not text:
+        return None
+    p = Path(text).expanduser()
+    return str((p if p.is_absolute() else base / p).resolve())
+
+
+def from_csv(
+    csv_path: str | os.PathLike,
+    *,
+    path_column: str = "path",
+    label_column: str | None = "label",
+    label_columns: Sequence[str] | None = None,
+    group_column: str | None = None,
+    frame_column: str | None = None,
+    frames: Frames = "all",
+) -> pd.DataFrame:
+    """Build a table from a CSV manifest.
+
+    Relative paths are resolved against the CSV's folder. The group key is, in order: the
+    ``group_column`` if given, else a patient column (``patient_id``, ``PatientID``, ...),
+    else a study column (``study_uid``, ...), else the DICOM headers (as :func:`from_folder`).
+
+    Parameters
+    ----------
+    csv_path : path
+        The manifest.
+    path_column : str
+        Column holding the file paths.
+    label_column : str or None
+        Column of class names (binary / multi-class). ``None`` for an unlabelled table.
+    label_columns : sequence of str, optional
+        Several 0/1 columns for a multi-label task (overrides ``label_column``).
+    group_column : str, optional
+        Column to group by (patient); auto-detected when not given.
+    frame_column : str, optional
+        Column of frame indices; when absent, multi-frame files expand as ``frames`` says.
+    frames : {"all", "middle", "first"}
+        How multi-frame files expand when the CSV names no frame.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``path, frame, <labels>, group, group_key`` and the CSV's other columns.
+
+    Raises
+    ------
+    DatasetError
+        Listing every missing file, empty or invalid label and duplicate row.
+
+    Examples
+    --------
+    >>> df = from_csv("labels.csv", label_columns=["effusion", "nodule"])  # doctest: +SKIP
+    >>> df.attrs["label_columns"]  # doctest: +SKIP
+    ['effusion', 'nodule']
+    """
+    _check_frames(frames)
+    csv_path = Path(csv_path)
+    try:
+        raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DatasetError([f"cannot read the CSV: {exc}"], source=str(csv_path)) from exc
+    labels = list(label_columns) if label_columns else ([label_column] if label_column else [])
+    needed = [path_column, *labels] + [c for c in (group_column, frame_column) if c]
+    absent = [c for c in needed if c not in raw.columns]
+    if absent:
+        raise DatasetError(
+            [f"column {c!r} not found (columns: {list(raw.columns)})" for c in absent],
+            source=str(csv_path),
+        )
+    base = csv_path.resolve().parent
+    df = raw.copy()
+    df["path"] = [_resolve(v, base) for v in raw[path_column]]
+    if path_column != "path":
+        df = df.drop(columns=[path_column])
+    bad_paths = [f"row {i + 2}: empty path" for i, p in enumerate(df["path"]) if p is None]
+    if bad_paths:
+        raise DatasetError(bad_paths, source=str(csv_path))
+    if label_columns:
+        df = _parse_multilabel(df, labels, str(csv_path))
+    elif label_column:
+        df["label"] = df.pop(label_column).str.strip()
+        labels = ["label"]
+    if group_column is None:
+        group_column = next((c for c in _PATIENT_COLUMNS if c in df.columns), None)
+        group_column = group_column or next((c for c in _STUDY_COLUMNS if c in df.columns), None)
+    if frame_column:
+        df["frame"] = pd.to_numeric(df.pop(frame_column).replace("", None), errors="coerce")
+    if group_column:
+        empty = [f"row {i + 2}: empty {group_column!r}" for i, g in enumerate(df[group_column])
+                 if not str(g).strip()]
+        if empty:
+            raise DatasetError(empty, source=str(csv_path))
+        df["group"] = df[group_column].astype(str).str.strip()
+        df["group_key"] = group_column
+        if "frame" not in df.columns:
+            df["frame"] = pd.NA
+        return _finish(df, labels, str(csv_path))
+    # No group column: take it from the headers (and expand multi-frame files).
+    missing = [f"{p}: file not found" for p in df["path"] if not os.path.isfile(p)]
+    if missing:
+        raise DatasetError(missing, source=str(csv_path))
+    if "frame" in df.columns:
+        hdr = pd.DataFrame(_header_rows(list(df["path"]), "first")).drop(columns="frame")
+        df = pd.concat([df.reset_index(drop=True), hdr.drop(columns="path")], axis=1)
+    else:
+        unique = list(dict.fromkeys(df["path"]))
+        hdr = pd.DataFrame(_header_rows(unique, frames))
+        df = hdr.merge(df, on="path", how="left", sort=False)
+    return _finish(df, labels, str(csv_path))
+
+
+def _parse_multilabel(df: pd.DataFrame, cols: list[str], source: str) -> pd.DataFrame:
+    truthy = {"1": 1, "1.0": 1, "true": 1, "yes": 1, "0": 0, "0.0": 0, "false": 0, "no": 0}
+    problems = []
+    for c in cols:
+        values = df[c].astype(str).str.strip().str.lower()
+        parsed = values.map(truthy)
+        for i in np.flatnonzero(parsed.isna().to_numpy()):
+            what = "empty" if values.iloc[i] == "" else f"not 0/1: {df[c].iloc[i]!r}"
+            problems.append(f"row {i + 2} ({df['path'].iloc[i]}): label {c!r} {what}")
+        df[c] = parsed.fillna(-1).astype("int8")
+    if problems:
+        raise DatasetError(problems, source=source)
+    return df
+
+
+def from_dicom_headers(
+    paths: str | os.PathLike | Iterable[str | os.PathLike],
+    *,
+    label_field: str | None = None,
+    label_map: Mapping[str, str] | Callable[[str], str | None] | None = None,
+    unmapped: Literal["error", "drop"] = "error",
+    frames: Frames = "all",
+) -> pd.DataFrame:
+    """Build a table from DICOM files, with the group key and optionally the label from headers.
+
+    Parameters
+    ----------
+    paths : path or iterable of paths
+        A folder (walked recursively, DICOM found by content) or a list of files.
+    label_field : str, optional
+        Header keyword whose value gives the label, e.g. ``"BodyPartExamined"``.
+    label_map : mapping or callable, optional
+        Maps the header value (stripped) to the label; values it does not map are an error,
+        or dropped with ``unmapped="drop"``. Without a map the value itself is the label.
+    unmapped : {"error", "drop"}
+        What to do with files whose header value has no label (or lacks the field).
+    frames : {"all", "middle", "first"}
+        How multi-frame files expand.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``path, frame, [label], group, group_key, SOPInstanceUID, StudyInstanceUID``.
+
+    Examples
+    --------
+    >>> parts = {"CHEST": "chest", "ABDOMEN": "abdomen"}
+    >>> df = from_dicom_headers("scans/", label_field="BodyPartExamined",
+    ...                         label_map=parts)  # doctest: +SKIP
+    """
+    _check_frames(frames)
+    if isinstance(paths, (str, os.PathLike)) and Path(paths).is_dir():
+        root = Path(paths)
+        files = [str(f.resolve()) for f in sorted(root.rglob("*"))
+                 if f.is_file() and not f.name.startswith(".") and _kind(f) == "dicom"]
+        source = str(root)
+    else:
+        items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+        files = [str(Path(p).resolve()) for p in items]
+        source = "dicom headers"
+        missing = [f"{p}: file not found" for p in files if not os.path.isfile(p)]
+        if missing:
+            raise DatasetError(missing, source=source)
+    if not files:
+        raise DatasetError([f"{source}: no DICOM files found"], source=source)
+    df = pd.DataFrame(_header_rows(files, frames))
+    labels: list[str] = []
+    if label_field:
+        import pydicom
+
+        values: dict[str, str | None] = {}
+        for p in dict.fromkeys(df["path"]):
+            try:
+                ds = pydicom.dcmread(p, force=True, stop_before_pixels=True,
+                                     specific_tags=[label_field])
+                raw = ds.get(label_field)
+            except Exception:  # noqa: BLE001 - reported below as "no value"
+                raw = None
+            text = None if raw is None else str(raw).strip() or None
+            if text is not None and label_map is not None:
+                text = label_map(text) if callable(label_map) else label_map.get(text)
+            values[p] = text
+        df["label"] = df["path"].map(values)
+        unlabelled = df["label"].isna()
+        if unlabelled.any() and unmapped == "error":
+            raise DatasetError(
+                [f"{p}: {label_field} gives no label"
+                 for p in dict.fromkeys(df["path"][unlabelled])],
+                source=source,
+            )
+        df = df[~unlabelled].copy()
+        labels = ["label"]
+    return _finish(df, labels, source)
+
+
+def validate(
+    df: pd.DataFrame,
+    *,
+    classes: Sequence[str] | None = None,
+    check_files: bool = True,
+    source: str | None = None,
+) -> None:
+    """Check a table and raise one :class:`DatasetError` listing every problem.
+
+    Checks: required columns; missing files (all of them); empty labels; labels outside
+    ``classes``; multi-label values other than 0/1; duplicate (path, frame) rows; empty groups.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table.
+    classes : sequence of str, optional
+        The allowed class names (single-label tables).
+    check_files : bool
+        Whether to check that every path exists.
+    source : str, optional
+        Named in the error message (e.g. the CSV file).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> bad = pd.DataFrame({"path": ["/nope.dcm"], "label": ["x"], "group": ["p1"]})
+    >>> validate(bad)
+    Traceback (most recent call last):
+    ...
+    imaging_tl.data.table.DatasetError: 1 problem(s) in the dataset:
+      /nope.dcm: file not found
+    """
+    problems: list[str] = []
+    for col in ("path", "group"):
+        if col not in df.columns:
+            problems.append(f"column {col!r} missing")
+    if problems:
+        raise DatasetError(problems, source=source)
+    if len(df) == 0:
+        raise DatasetError(["no samples"], source=source)
+    if check_files:
+        seen: set[str] = set()
+        for p in df["path"]:
+            if p not in seen:
+                seen.add(p)
+                if not os.path.isfile(p):
+                    problems.append(f"{p}: file not found")
+    cols = label_columns(df)
+    if cols == ["label"]:
+        labels = df["label"]
+        empty = labels.isna() | (labels.astype(str).str.strip() == "")
+        problems += [f"{p}: empty label" for p in df["path"][empty]]
+        if classes is not None:
+            unknown = ~empty & ~labels.isin(list(classes))
+            problems += [f"{p}: unknown label {v!r} (classes: {list(classes)})"
+                         for p, v in zip(df["path"][unknown], labels[unknown], strict=True)]
+    else:
+        for c in cols:
+            if c not in df.columns:
+                problems.append(f"label column {c!r} missing")
+                continue
+            bad = ~df[c].isin([0, 1])
+            problems += [f"{p}: label {c!r} is {v!r}, expected 0 or 1"
+                         for p, v in zip(df["path"][bad], df[c][bad], strict=True)]
+    frame = df["frame"] if "frame" in df.columns else pd.Series(pd.NA, index=df.index)
+    keys = pd.DataFrame({"path": df["path"], "frame": frame.astype("Int64").fillna(-1)})
+    dup = keys.duplicated(keep="first")
+    for p, f in zip(keys["path"][dup], keys["frame"][dup], strict=True):
+        problems.append(f"{p}: duplicate row" + (f" (frame {f})" if f >= 0 else ""))
+    empty_group = df["group"].isna() | (df["group"].astype(str).str.strip() == "")
+    problems += [f"{p}: empty group key" for p in df["path"][empty_group]]
+    if problems:
+        raise DatasetError(problems, source=source)
