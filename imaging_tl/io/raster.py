@@ -229,3 +229,76 @@ def read_raster(
         value_range=[0, (1 << bits) - 1],
     )
     return Scan(pixels=arr.astype(np.float32), meta=meta, provenance=steps, path=path)
+
+
+def read_raster_header(
+    source: str | os.PathLike | BinaryIO, path: str, fmt: str
+) -> dict[str, Any]:
+    """The ``meta`` of a PNG, JPEG or TIFF file without decoding its pixels (for the census).
+
+    Parameters
+    ----------
+    source : path or binary file
+        The image.
+    path : str
+        The file's name, for messages.
+    fmt : {"png", "jpeg", "tiff"}
+        The format, as named by :func:`sniff_raster`.
+
+    Returns
+    -------
+    dict
+        The same keys as :attr:`Scan.meta` from :func:`read_raster`.
+
+    Examples
+    --------
+    >>> import numpy as np, skimage.io, tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "a.png")
+    >>> skimage.io.imsave(p, np.zeros((4, 5, 3), np.uint8))
+    >>> m = read_raster_header(p, p, "png")
+    >>> m["Rows"], m["Columns"], m["SamplesPerPixel"], m["BitsStored"]
+    (4, 5, 3, 8)
+    """
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as f:
+            data = f.read() if fmt == "tiff" else f.read(1 << 16)
+    else:
+        data = source.read()
+    if fmt == "tiff":
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(io.BytesIO(data)) as tif:
+                page = tif.pages[0]
+                shape, dtype = page.shape, page.dtype
+                palette = getattr(page.photometric, "name", "") == "PALETTE"
+        except (ValueError, KeyError, IndexError) as exc:
+            raise CorruptPixelDataError(path, f"the TIFF header could not be read: {exc}") from exc
+        rows, cols = int(shape[0]), int(shape[1])
+        samples = 3 if palette or (len(shape) == 3 and shape[-1] >= 3) else 1
+        bits = 16 if palette or dtype.itemsize > 1 else 8
+    else:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            im = Image.open(io.BytesIO(data))
+        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            raise CorruptPixelDataError(
+                path, f"the {fmt.upper()} header could not be read: {exc}"
+            ) from exc
+        cols, rows = im.size
+        mode = im.mode
+        bits = 16 if mode.startswith("I") or (fmt == "png" and data[24:25] == b"\x10") else 8
+        if mode == "P":
+            palette = np.asarray(im.getpalette() or [], dtype=np.uint8).reshape(-1, 3)
+            samples = 1 if palette.size and np.all(palette == palette[:, :1]) else 3
+        else:
+            samples = 1 if mode in ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L") else 3
+    meta = empty_meta()
+    meta.update(
+        format=fmt, SamplesPerPixel=samples, Rows=rows, Columns=cols, NumberOfFrames=1,
+        BitsAllocated=bits, BitsStored=bits, PixelRepresentation=0,
+        PhotometricInterpretation="RGB" if samples == 3 else "MONOCHROME2",
+        invert=False, windows=[], value_range=[0, (1 << bits) - 1],
+    )
+    return meta

@@ -1,0 +1,391 @@
+"""Census of a folder of scans: one CSV row per file and a lint summary.
+
+Headers are read without decoding pixels (``dcmread(defer_size=...)`` for DICOM, Pillow's
+lazy open for PNG/JPEG, the first IFD for TIFF), so a folder of 10,000 files costs 10,000
+header reads, not 10,000 decodes. The checks that can be made from the header are made:
+pixel data present, transfer syntax known and its decoder installed, pixel description
+consistent, native pixel data not shorter than the header says. ``decode=True`` decodes
+every file with :func:`imaging_tl.read_scan` instead. A file that fails is a row with its
+reason, never a crash. Patient names and birth dates are never written; the summary
+prints counts and file names, never patient IDs or UIDs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+import warnings
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imaging_tl.io.dicom_header import HEADER_KEYWORDS, has_pixel_data, header_meta
+from imaging_tl.io.errors import CorruptPixelDataError, NoPixelDataError, ScanReadError
+
+#: CSV columns, in order.
+COLUMNS: tuple[str, ...] = (
+    "path",
+    "status",
+    "error",
+    "reason",
+    "format",
+    "gzipped",
+    "decoded",
+    "transfer_syntax",
+    "decoder",
+    *HEADER_KEYWORDS,
+    "invert",
+    "windows",
+    "voi_lut_function",
+    "voi_lut_count",
+    "value_range",
+)
+
+_EXAMPLES = 3  # file names shown per finding in the summary
+
+
+@dataclass
+class CensusResult:
+    """What a census found: the rows written to the CSV, and the lint findings.
+
+    Attributes
+    ----------
+    directory : pathlib.Path
+        The folder walked.
+    out : pathlib.Path or None
+        The CSV written (None when not written).
+    rows : list of dict
+        One row per file, keys :data:`COLUMNS`.
+
+    Examples
+    --------
+    >>> r = CensusResult(Path("scans"), None, [])
+    >>> r.format().splitlines()[0]
+    'Census of scans: 0 files'
+    """
+
+    directory: Path
+    out: Path | None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok_rows(self) -> list[dict[str, Any]]:
+        """Rows of files that read (header checks passed, or decoded)."""
+        return [r for r in self.rows if r["status"] == "ok"]
+
+    @property
+    def failed_rows(self) -> list[dict[str, Any]]:
+        """Rows of files that failed."""
+        return [r for r in self.rows if r["status"] != "ok"]
+
+    def lint(self) -> list[str]:
+        """Findings a researcher should look at before training, one line each.
+
+        Examples
+        --------
+        >>> ok = dict(status="ok", format="png", PhotometricInterpretation="RGB")
+        >>> CensusResult(Path("d"), None, [ok, {**ok, "PhotometricInterpretation": "MONOCHROME2"}]
+        ...              ).lint()[0]
+        'mixed photometric interpretations: MONOCHROME2 (1), RGB (1)'
+        """
+        ok = self.ok_rows
+        dicom = [r for r in ok if r.get("format") == "dicom"]
+        out: list[str] = []
+
+        def mixed(label: str, key: str, rows: list[dict[str, Any]], hint: str = "") -> None:
+            counts = Counter(str(r.get(key)) for r in rows if r.get(key) not in (None, ""))
+            if len(counts) > 1:
+                keys = sorted(counts, key=lambda k: (not k.isdigit(), len(k), k))  # 8 < 12
+                parts = ", ".join(f"{k} ({counts[k]})" for k in keys)
+                out.append(f"mixed {label}: {parts}{hint}")
+
+        mixed("photometric interpretations", "PhotometricInterpretation", ok,
+              " -> the windowing stage inverts MONOCHROME1 so that dense is bright")
+        mixed("bit depths (BitsStored)", "BitsStored", ok)
+        mixed("modalities", "Modality", dicom)
+        mixed("formats", "format", ok)
+        intents = Counter(str(r.get("PresentationIntentType") or "").upper() for r in dicom)
+        if intents.get("FOR PROCESSING") and intents.get("FOR PRESENTATION"):
+            out.append(
+                f"FOR PROCESSING ({intents['FOR PROCESSING']}) mixed with FOR PRESENTATION "
+                f"({intents['FOR PRESENTATION']}): raw detector images need their own windowing"
+            )
+        no_decoder = [r for r in self.rows if r.get("error") == "MissingDecoderError"]
+        if no_decoder:
+            hints = sorted({r["decoder"] for r in no_decoder if r.get("decoder")})
+            out.append(
+                f"files without a decoder: {len(no_decoder)} ({_examples(no_decoder)})"
+                + (f"; {'; '.join(hints)}" if hints else "")
+            )
+        missing_pid = [r for r in dicom if not r.get("PatientID")]
+        if missing_pid:
+            out.append(
+                f"missing PatientID: {len(missing_pid)} DICOM file(s) ({_examples(missing_pid)}); "
+                "patient-level splits cannot group them"
+            )
+        by_uid: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in dicom:
+            if r.get("SOPInstanceUID"):
+                by_uid[r["SOPInstanceUID"]].append(r)
+        dups = [rows for rows in by_uid.values() if len(rows) > 1]
+        if dups:
+            files = [r for rows in dups for r in rows]
+            out.append(
+                f"duplicate SOPInstanceUID: {len(dups)} UID(s) shared by {len(files)} files "
+                f"({_examples(files)}); the same image counted twice can leak between splits"
+            )
+        multi = [r for r in ok if (r.get("NumberOfFrames") or 1) > 1]
+        if multi:
+            out.append(
+                f"multi-frame files: {len(multi)} ({_examples(multi)}); read_scan returns all "
+                "frames unless frame= is given"
+            )
+        failed = [r for r in self.failed_rows if r.get("error") != "MissingDecoderError"]
+        if failed:
+            out.append(f"files that failed: {len(failed)}")
+            by_error: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for r in failed:
+                by_error[r["error"]].append(r)
+            for err, rows in sorted(by_error.items()):
+                out.append(f"  {err}: {len(rows)}")
+                for r in rows[:_EXAMPLES]:
+                    out.append(f"    {r['path']}: {r['reason']}")
+        return out
+
+    def format(self) -> str:
+        """The summary printed by ``imaging-tl census``.
+
+        Examples
+        --------
+        >>> print(CensusResult(Path("scans"), Path("c.csv"), []).format())
+        Census of scans: 0 files -> c.csv
+          readable: 0
+          failed: 0
+        No findings.
+        """
+        target = f" -> {self.out}" if self.out is not None else ""
+        lines = [f"Census of {self.directory}: {len(self.rows)} files{target}"]
+        fmts = Counter(r.get("format") for r in self.ok_rows)
+        detail = ", ".join(f"{k} {v}" for k, v in sorted(fmts.items()) if k)
+        lines.append(f"  readable: {len(self.ok_rows)}" + (f" ({detail})" if detail else ""))
+        lines.append(f"  failed: {len(self.failed_rows)}")
+        findings = self.lint()
+        if findings:
+            lines.append("Findings:")
+            lines.extend(f"  {f}" if f.startswith("  ") else f"  - {f}" for f in findings)
+        else:
+            lines.append("No findings.")
+        return "\n".join(lines)
+
+
+def _examples(rows: list[dict[str, Any]]) -> str:
+    names = [r["path"] for r in rows[:_EXAMPLES]]
+    more = f", ... {len(rows) - _EXAMPLES} more" if len(rows) > _EXAMPLES else ""
+    return "e.g. " + ", ".join(names) + more
+
+
+def _walk(directory: Path) -> list[Path]:
+    files = []
+    for root, dirs, names in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        files.extend(Path(root) / n for n in sorted(names) if not n.startswith("."))
+    return files
+
+
+def _dicom_header_row(source: Any, path: str, has_preamble: bool, row: dict[str, Any]) -> None:
+    """Fill ``row`` from the header and make the checks that need no decode.
+
+    Raises ScanReadError like the loader would; ``row`` keeps what was read before.
+    """
+    from pydicom.pixels.utils import get_expected_length
+    from pydicom.uid import UID
+
+    from imaging_tl.io.dicom_pixels import (
+        _check_decoder,
+        _check_header,
+        _ensure_transfer_syntax,
+        _pip_hint,
+        read_dataset,
+    )
+
+    # defer_size keeps large values (the pixel data) on disk; buffers are already in memory
+    defer = 4096 if isinstance(source, str) else None
+    ds = read_dataset(source, path, has_preamble=has_preamble, defer_size=defer)
+    try:
+        row.update({k: v for k, v in header_meta(ds).items() if k in row or k == "voi_luts"})
+    except (TypeError, ValueError, AttributeError):
+        pass  # reported below if the pixel description itself is broken
+    if not has_pixel_data(ds):
+        kind = ds.get("SOPClassUID")
+        raise NoPixelDataError(
+            path, f"no pixel data ({getattr(kind, 'name', kind) or 'no SOP class'})"
+        ) from None
+    ts = _ensure_transfer_syntax(ds, path, [])
+    row["TransferSyntaxUID"] = ts
+    row["transfer_syntax"] = UID(ts).name
+    _check_header(ds, path)
+    row["decoder"] = "not needed"
+    if UID(ts).is_compressed:
+        row["decoder"] = _pip_hint(ts)  # replaced by "available" when it is
+        _check_decoder(ts, path)
+        row["decoder"] = "available"
+    else:
+        raw = ds.get_item("PixelData", keep_deferred=True)
+        tell, length = getattr(raw, "value_tell", None), getattr(raw, "length", None)
+        deflated = ts == "1.2.840.10008.1.2.1.99"  # offsets refer to the inflated stream
+        if tell is not None and length not in (None, 0xFFFFFFFF) and not deflated:
+            size = os.path.getsize(source) if isinstance(source, str) else len(source.getvalue())
+            expected = get_expected_length(ds, "bytes")
+            if tell + length > size or length < expected:
+                raise CorruptPixelDataError(
+                    path, f"the pixel data is truncated: {min(length, size - tell)} bytes "
+                    f"where the header needs {expected}"
+                )
+
+
+def census_row(path: str | os.PathLike, *, root: str | os.PathLike | None = None,
+               decode: bool = False) -> dict[str, Any]:
+    """One census row for one file; never raises for a bad file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    root : str or os.PathLike, optional
+        Folder that ``path`` is written relative to in the row.
+    decode : bool
+        Decode the pixels with :func:`imaging_tl.read_scan` (slower, catches corrupt
+        compressed data) instead of checking the header only.
+
+    Returns
+    -------
+    dict
+        Keys :data:`COLUMNS`; ``status`` is ``"ok"`` or ``"error"``.
+
+    Examples
+    --------
+    >>> from pydicom.data import get_testdata_file
+    >>> row = census_row(get_testdata_file("CT_small.dcm", download=False))
+    >>> row["status"], row["Modality"], row["transfer_syntax"]
+    ('ok', 'CT', 'Explicit VR Little Endian')
+    """
+    from imaging_tl.io.raster import read_raster_header
+    from imaging_tl.io.reader import open_scan_source, read_scan
+
+    path = os.fspath(path)
+    shown = os.path.relpath(path, root) if root is not None else path
+    row: dict[str, Any] = dict.fromkeys(COLUMNS)
+    row.update(path=shown, status="ok", gzipped=False, decoded=decode)
+    try:
+        source, kind, prov = open_scan_source(path)
+        row["gzipped"] = "gunzip" in prov
+        if kind in ("dicom", "dicom-nometa"):
+            row["format"] = "dicom"
+            _dicom_header_row(source, path, kind == "dicom", row)
+        elif kind in ("png", "jpeg", "tiff"):
+            row["format"] = kind
+            row.update({k: v for k, v in read_raster_header(source, path, kind).items()
+                        if k in row})
+        if decode or kind is None:
+            scan = read_scan(path)  # raises NotAnImageError for kind None
+            row.update({k: v for k, v in scan.meta.items() if k in row or k == "voi_luts"})
+    except ScanReadError as exc:
+        row.update(status="error", error=type(exc).__name__, reason=exc.reason)
+    except Exception as exc:  # a census never crashes on one bad file
+        row.update(status="error", error=type(exc).__name__, reason=str(exc) or repr(exc))
+    if row.get("TransferSyntaxUID") and not row.get("transfer_syntax"):
+        from pydicom.uid import UID
+
+        row["transfer_syntax"] = UID(row["TransferSyntaxUID"]).name
+    row["voi_lut_count"] = len(row.pop("voi_luts", None) or [])
+    return row
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value)
+    return "" if value is None else value
+
+
+def write_census_csv(rows: list[dict[str, Any]], out: str | os.PathLike | io.TextIOBase) -> None:
+    """Write census rows as CSV (lists as JSON), columns :data:`COLUMNS`.
+
+    Examples
+    --------
+    >>> buf = io.StringIO()
+    >>> write_census_csv([{"path": "a.dcm", "status": "ok"}], buf)
+    >>> buf.getvalue().splitlines()[1][:9]
+    'a.dcm,ok,'
+    """
+    def write(f: Any) -> None:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _csv_value(row.get(k)) for k in COLUMNS})
+
+    if isinstance(out, io.TextIOBase):
+        write(out)
+    else:
+        with open(out, "w", newline="", encoding="utf-8") as f:
+            write(f)
+
+
+def run_census(
+    directory: str | os.PathLike,
+    out: str | os.PathLike | None = "census.csv",
+    *,
+    progress: bool = True,
+    decode: bool = False,
+) -> CensusResult:
+    """Walk ``directory`` and write one CSV row per file, then return the lint summary.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        Folder walked recursively (names starting with ``.`` are skipped).
+    out : str or os.PathLike or None
+        CSV to write; None writes nothing.
+    progress : bool
+        Show a progress bar (only when stderr is a terminal).
+    decode : bool
+        Decode every file's pixels instead of checking headers only.
+
+    Returns
+    -------
+    CensusResult
+        ``.rows`` and ``.format()`` (the lint summary).
+
+    Raises
+    ------
+    NotADirectoryError
+        ``directory`` is not a folder.
+
+    Examples
+    --------
+    >>> from pydicom.data import get_testdata_file
+    >>> folder = os.path.dirname(get_testdata_file("CT_small.dcm", download=False))
+    >>> result = run_census(folder, None, progress=False)
+    >>> result.format().startswith("Census of")
+    True
+    """
+    from tqdm import tqdm
+
+    root = Path(directory)
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root}: not a folder")
+    files = _walk(root)
+    bar = tqdm(
+        files, unit="file", desc="census", disable=not (progress and sys.stderr.isatty()),
+        file=sys.stderr,
+    )
+    with warnings.catch_warnings():
+        # pydicom warns about every odd value; the rows carry what matters
+        warnings.simplefilter("ignore")
+        rows = [census_row(p, root=root, decode=decode) for p in bar]
+    if out is not None:
+        write_census_csv(rows, out)
+    return CensusResult(root, Path(out) if out is not None else None, rows)
