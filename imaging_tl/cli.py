@@ -18,7 +18,12 @@ class UsageError(Exception):
 def _census(args: argparse.Namespace) -> int:
     from imaging_tl.io.census import run_census
 
-    summary = run_census(args.directory, args.out, progress=not args.quiet)
+    try:
+        summary = run_census(
+            args.directory, args.out, progress=not args.quiet, decode=args.decode
+        )
+    except NotADirectoryError as exc:
+        raise UsageError(str(exc)) from exc
     print(summary.format())
     return 0
 
@@ -39,6 +44,12 @@ def _add_census(sub: argparse._SubParsersAction) -> None:
     p.add_argument("directory", help="folder to walk (recursively)")
     p.add_argument("--out", default="census.csv", help="CSV file to write (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--decode",
+        action="store_true",
+        help="also decode every file's pixels (slower; finds corrupt compressed data that "
+        "the header checks cannot see)",
+    )
     p.set_defaults(func=_census)
 
 
