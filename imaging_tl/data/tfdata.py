@@ -1,0 +1,273 @@
+"""``tf.data`` input from the array cache: (image, label[, sample weight]) batches.
+
+The only module of :mod:`imaging_tl.data` that imports TensorFlow. Reading happens in the
+graph (``tf.io.read_file`` + ``tf.io.decode_raw`` of the cached ``.npy`` files, no Python,
+no GIL), in parallel and in a fixed order; the shuffle buffer holds sample *indices* only, so
+memory is bounded by ``batch_size x (prefetch + parallel reads)`` images, whatever the
+dataset size. Augmentation (albumentations, float32 [0, 1]) runs after the cache, on the
+training split only, with one seed per element drawn from a seeded stream, so the same seed
+gives the same batches.
+
+Examples
+--------
+>>> from imaging_tl.data.tfdata import make_dataset  # doctest: +SKIP
+>>> train = make_dataset(prepared, split="train", batch_size=32, augment="light", seed=0)
+... # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from imaging_tl.data.prepare import Prepared
+from imaging_tl.data.table import encode_labels, label_columns
+
+__all__ = ["make_dataset", "resolve_augment", "sample_weights"]
+
+
+def sample_weights(
+    y: np.ndarray, task: str, class_weight: str | dict[Any, float] | None
+) -> np.ndarray | None:
+    """Per-sample weights from class weights (``"balanced"``: ``n / (k * count)``).
+
+    Examples
+    --------
+    >>> sample_weights(np.array([0, 0, 0, 1.0]), "binary", "balanced").tolist()
+    [0.6666666865348816, 0.6666666865348816, 0.6666666865348816, 2.0]
+    """
+    if class_weight is None:
+        return None
+    if task == "multilabel":
+        raise ValueError("class_weight: not defined for multi-label tasks (weight the loss "
+                         "per label instead)")
+    codes = y.astype(np.int64)
+    counts = np.bincount(codes)
+    if class_weight == "balanced":
+        per_class = len(codes) / (np.count_nonzero(counts) * np.maximum(counts, 1))
+    elif isinstance(class_weight, dict):
+        per_class = np.array([float(class_weight.get(i, 1.0)) for i in range(len(counts))])
+    else:
+        raise ValueError(f"class_weight={class_weight!r}: expected 'balanced', a dict or None")
+    return per_class[codes].astype(np.float32)
+
+
+def resolve_augment(augment: Any) -> Callable[[np.ndarray, int], np.ndarray] | None:
+    """Turn an augmentation spec into ``fn(image, seed) -> image`` (float32 in, float32 out).
+
+    Accepts ``None``; a preset name of :mod:`imaging_tl.augment`; an albumentations
+    transform (seeded with ``set_random_seed`` per image); or a callable taking
+    ``(image, seed)`` or ``(image)``.
+
+    Examples
+    --------
+    >>> import albumentations as A
+    >>> fn = resolve_augment(A.HorizontalFlip(p=1.0))
+    >>> fn(np.arange(6, dtype=np.float32).reshape(1, 2, 3), 0)[0, 0].tolist()
+    [3.0, 4.0, 5.0]
+    """
+    if augment is None:
+        return None
+    if isinstance(augment, str):
+        from imaging_tl import augment as aug_module
+
+        for name in ("build_augmentation", "get_preset", "build"):
+            builder = getattr(aug_module, name, None)
+            if builder is not None:
+                augment = builder(augment)
+                break
+        else:
+            raise ValueError(f"augment={augment!r}: imaging_tl.augment offers no preset builder")
+        if augment is None:
+            return None
+    if hasattr(augment, "set_random_seed"):
+        transform = augment
+
+        def run_albumentations(image: np.ndarray, seed: int) -> np.ndarray:
+            transform.set_random_seed(int(seed))
+            return transform(image=image)["image"]
+
+        return run_albumentations
+    if not callable(augment):
+        raise TypeError(f"augment: expected a preset name, an albumentations transform or a "
+                        f"callable, got {type(augment).__name__}")
+    try:
+        n_params = len(inspect.signature(augment).parameters)
+    except (TypeError, ValueError):
+        n_params = 2
+    if n_params >= 2:
+        return augment
+    return lambda image, seed: augment(image)
+
+
+def _check_range(prepared: Prepared, table: pd.DataFrame, n: int = 4) -> None:
+    for i in np.linspace(0, len(table) - 1, min(n, len(table))).astype(int):
+        a = np.load(table["cache_file"].iloc[i], allow_pickle=False)
+        if a.min() < -1e-3 or a.max() > 1 + 1e-3:
+            raise ValueError(
+                f"{table['path'].iloc[i]}: cached values span [{a.min():.3g}, {a.max():.3g}], "
+                "but the model's input contract is float32 in [0, 1] (the model normalises "
+                "for its backbone itself): end the pipeline with Window/Resize/ToRGB, not "
+                "Normalize"
+            )
+
+
+def make_dataset(
+    prepared: Prepared,
+    *,
+    split: str | Sequence[str] | None = "train",
+    batch_size: int = 32,
+    shuffle: bool | None = None,
+    seed: int = 0,
+    augment: Any = None,
+    balanced: bool = False,
+    class_weight: str | dict[Any, float] | None = None,
+    weight_column: str | None = None,
+    classes: Sequence[str] | None = None,
+    labels: bool = True,
+    repeat: bool = False,
+    prefetch: int = 2,
+    drop_remainder: bool = False,
+    parallel_reads: int | None = None,
+    check_range: bool = True,
+) -> tf.data.Dataset:
+    """A ``tf.data.Dataset`` of ``(image, label[, weight])`` batches from prepared samples.
+
+    Parameters
+    ----------
+    prepared : Prepared
+        From :func:`imaging_tl.data.prepare.prepare`.
+    split : str, sequence of str or None
+        Rows whose ``split`` (or ``fold`` for ints) is this; ``None`` takes all rows.
+    batch_size : int
+        Batch size.
+    shuffle : bool, optional
+        Reshuffle each epoch (default: only for ``split="train"``). Seeded.
+    seed : int
+        Drives shuffling, balanced sampling and augmentation: same seed, same batches.
+    augment : str, albumentations transform or callable, optional
+        Applied to each image after the cache. Only allowed on the training split: passing
+        it for another split raises, as augmented validation data would bias evaluation.
+    balanced : bool
+        Sample classes equally (with replacement) each epoch; an epoch keeps its length.
+        Single-label tasks only.
+    class_weight : "balanced", dict or None
+        Yield per-sample weights from class weights (as a third element).
+    weight_column : str, optional
+        Yield this table column as per-sample weights.
+    classes : sequence of str, optional
+        Class order for the labels (default: sorted); see
+        :func:`imaging_tl.data.table.encode_labels`.
+    labels : bool
+        ``False`` yields images only (prediction).
+    repeat : bool
+        Repeat forever (use with ``steps_per_epoch``).
+    prefetch : int
+        Batches prepared ahead.
+    drop_remainder : bool
+        Drop the last incomplete batch.
+    parallel_reads : int, optional
+        Files read at once (default: AUTOTUNE).
+    check_range : bool
+        Check a few cached arrays against the input contract (float32 in [0, 1]).
+
+    Returns
+    -------
+    tf.data.Dataset
+        float32 images ``(B, H, W, C)``; labels float32 ``(B,)`` (binary), int32 ``(B,)``
+        (multi-class) or float32 ``(B, L)`` (multi-label); weights float32 ``(B,)``.
+
+    Examples
+    --------
+    >>> ds = make_dataset(prepared, split="train", batch_size=8, seed=1)  # doctest: +SKIP
+    >>> images, y = next(iter(ds))  # doctest: +SKIP
+    """
+    table = prepared.table
+    if split is not None:
+        col = "split" if "split" in table.columns else "fold"
+        if col not in table.columns:
+            raise ValueError(f"split={split!r}: the prepared table has no split column")
+        wanted = [split] if isinstance(split, (str, int, np.integer)) else list(split)
+        table = table[table[col].isin(wanted)]
+        if len(table) == 0:
+            raise ValueError(f"split={split!r}: no samples (have: "
+                             f"{sorted(map(str, prepared.table[col].unique()))})")
+    is_train = split == "train" or (split is None and augment is not None)
+    if augment is not None and not is_train:
+        raise ValueError(f"augment: only the training split is augmented, not split={split!r}")
+    if shuffle is None:
+        shuffle = split == "train"
+    table = table.reset_index(drop=True)
+    shape = Prepared(table, prepared.quarantined, prepared.namespace, prepared.cache).shape
+    if check_range:
+        _check_range(prepared, table)
+
+    n = len(table)
+    files = tf.constant(table["cache_file"].to_numpy(str))
+    offsets = tf.constant(table["offset"].to_numpy(np.int64) // 4)
+    extra: list[tf.Tensor] = []
+    y = None
+    task = "unlabelled"
+    if labels and label_columns(table):
+        y, _, task = encode_labels(table, classes)
+        extra.append(tf.constant(y))
+        weights = None
+        if weight_column is not None:
+            weights = table[weight_column].to_numpy(np.float32)
+        elif class_weight is not None:
+            weights = sample_weights(y, task, class_weight)
+        if weights is not None:
+            extra.append(tf.constant(weights))
+    elif balanced or class_weight is not None:
+        raise ValueError("balanced / class_weight need a labelled table")
+
+    if balanced:
+        if task == "multilabel":
+            raise ValueError("balanced=True: class-balanced sampling needs single-label data")
+        codes = y.astype(np.int64)
+        per_class = [
+            tf.data.Dataset.from_tensor_slices(np.flatnonzero(codes == c).astype(np.int64))
+            .shuffle(int((codes == c).sum()), seed=seed + 1 + c, reshuffle_each_iteration=True)
+            .repeat()
+            for c in np.unique(codes)
+        ]
+        order = tf.data.Dataset.sample_from_datasets(
+            per_class, weights=[1.0 / len(per_class)] * len(per_class), seed=seed
+        ).take(n)
+    else:
+        order = tf.data.Dataset.range(n)
+        if shuffle:
+            order = order.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        order = order.repeat()
+
+    def read(i: tf.Tensor):
+        flat = tf.io.decode_raw(tf.io.read_file(tf.gather(files, i)), tf.float32)
+        image = tf.reshape(flat[tf.gather(offsets, i):], shape)
+        return (image, *(tf.gather(t, i) for t in extra))
+
+    ds = order.map(read, num_parallel_calls=parallel_reads or tf.data.AUTOTUNE,
+                   deterministic=True)
+    fn = resolve_augment(augment)
+    if fn is not None:
+        # One seed per element from a seeded stream; the map runs in order (one at a time:
+        # albumentations holds the GIL anyway, and a shared transform is not thread-safe).
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+
+        def aug(elem, s):
+            image = elem[0]
+            out = tf.numpy_function(
+                lambda im, sd: np.ascontiguousarray(fn(im, int(sd) % (2**31)), np.float32),
+                [image, s], tf.float32, stateful=False)
+            out = tf.ensure_shape(out, shape)
+            return (out, *elem[1:])
+
+        ds = tf.data.Dataset.zip(ds, seeds).map(lambda e, s: aug(e, s))
+    ds = ds.map(lambda *e: e if len(e) > 1 else e[0])
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    return ds.prefetch(prefetch)
