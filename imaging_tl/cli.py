@@ -53,6 +53,40 @@ def _add_census(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_census)
 
 
+def _cache(args: argparse.Namespace) -> int:
+    from imaging_tl.data.cache import ArrayCache
+
+    cache = ArrayCache(args.dir)
+    if args.action == "info":
+        print(cache.info().format())
+        return 0
+    try:
+        removed = cache.clear(quarantine_only=args.quarantine)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    what = "quarantine records" if args.quarantine else f"{removed} cached arrays"
+    print(f"cleared {what} in {cache.root}")
+    return 0
+
+
+def _add_cache(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "cache",
+        help="show or clear the cache of preprocessed arrays",
+        description=(
+            "info: entries, size and quarantined (unreadable) files per preprocessing "
+            "pipeline, and left-over temporary files of interrupted writes. clear: delete "
+            "the cached arrays (only in a folder that imaging-tl created as a cache)."
+        ),
+    )
+    p.add_argument("action", choices=["info", "clear"], help="what to do")
+    p.add_argument("--dir", default=None,
+                   help="cache folder (default: $IMAGING_TL_CACHE_DIR or ~/.cache/imaging_tl)")
+    p.add_argument("--quarantine", action="store_true",
+                   help="clear: only forget the quarantined files (they are retried next run)")
+    p.set_defaults(func=_cache)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imaging-tl",
@@ -61,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _add_census(sub)
+    _add_cache(sub)
     return parser
 
 
