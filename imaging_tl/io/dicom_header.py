@@ -271,8 +271,9 @@ def _value_range(ds: Dataset, frame: int = 0) -> list[float] | None:
         return None
     if int(ds.get("SamplesPerPixel") or 1) == 1:
         mlut = ds.get("ModalityLUTSequence")
-        if mlut and "LUTDescriptor" in mlut[0]:
-            return [0.0, float((1 << int(mlut[0].LUTDescriptor[2])) - 1)]
+        if mlut and "LUTDescriptor" in mlut[0] and "LUTData" in mlut[0]:
+            data = lut_data(mlut[0], ds)  # the LUT's outputs are all the values there can be
+            return [float(data.min()), float(data.max())]
         rs = rescale(ds, frame)
         if rs is not None:
             a, b = rng[0] * rs[0] + rs[1], rng[1] * rs[0] + rs[1]
@@ -323,14 +324,21 @@ def header_meta(ds: Dataset, *, frame: int | None = None) -> dict[str, Any]:
                 value = None
         meta[kw] = value
     fidx = frame or 0
-    if meta["PixelSpacing"] is None:
-        spacing = ds.get("ImagerPixelSpacing")
-        if spacing is None:
-            measures = functional_group(ds, "PixelMeasuresSequence", fidx)
-            spacing = measures.get("PixelSpacing") if measures is not None else None
-        meta["PixelSpacing"] = _plain(spacing)
-    if isinstance(meta["PixelSpacing"], list):
-        meta["PixelSpacing"] = [float(v) for v in meta["PixelSpacing"]]
+    measures = functional_group(ds, "PixelMeasuresSequence", fidx)
+    meta["PixelSpacing"] = None
+    # "0\\0" is written by some CR software when unknown: treat as absent
+    for spacing in (
+        ds.get("PixelSpacing"),
+        ds.get("ImagerPixelSpacing"),
+        measures.get("PixelSpacing") if measures is not None else None,
+    ):
+        try:
+            values = [float(v) for v in _as_list(spacing)]
+        except (TypeError, ValueError):
+            continue
+        if len(values) == 2 and min(values) > 0:
+            meta["PixelSpacing"] = values
+            break
     if meta["NumberOfFrames"] is None and has_pixel_data(ds):
         meta["NumberOfFrames"] = 1
     if meta["SamplesPerPixel"] is None and has_pixel_data(ds):
