@@ -1,0 +1,608 @@
+"""Phased training of a transfer model: the head first, then a partial unfreeze.
+
+Each :class:`Phase` has its own epochs, learning rate, schedule, freeze setting and early
+stopping. Phases whose shared block is completely frozen, on inputs that are not augmented,
+are trained on cached features: the backbone's pooled features are computed once (with a
+compiled ``tf.function``, the fastest correct engine measured on our CPUs) and the head is
+trained on them. Because the head layers, their initial weights, the batch order and the
+dropout seeds are the same, this gives the same weights as running the frozen backbone
+inside every training step, within float tolerance, only much faster.
+
+Numpy inputs are batched by a seeded, per-epoch permutation (one seed drives the order);
+``tf.data.Dataset`` inputs (already batched ``(x, y)`` or ``(x, y, w)``) are used as given.
+
+Examples
+--------
+>>> import numpy as np
+>>> from imaging_tl.models import build_transfer_model
+>>> m = build_transfer_model("efficientnet_lite0", "binary", 2, weights=None, input_size=32)
+>>> x = np.random.default_rng(0).random((8, 32, 32, 3), dtype=np.float32)
+>>> y = np.array([0, 1] * 4)
+>>> result = train(m, (x, y), (x, y), phases=[Phase(epochs=2)])
+>>> [row["epoch"] for row in result.history]
+[1, 2]
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from imaging_tl.models.registry import get_spec
+from imaging_tl.models.transfer import (
+    MaskedBinaryCrossentropy,
+    feature_extractor,
+    head_model,
+    set_freeze,
+)
+
+__all__ = ["Phase", "TrainResult", "compile_for_task", "default_phases", "extract_features",
+           "train"]
+
+SCHEDULES = ("constant", "cosine", "step", "exponential")
+
+
+@dataclass
+class Phase:
+    """One training phase.
+
+    Attributes
+    ----------
+    name : str
+        Shown in the history (``"head"``, ``"finetune"``).
+    epochs : int
+    learning_rate : float
+        Peak learning rate of the phase.
+    freeze : "all", "none", layer name or fraction
+        What stays frozen (see :func:`imaging_tl.models.transfer.set_freeze`).
+    schedule : {"constant", "cosine", "step", "exponential"}
+        Per-epoch schedule within the phase (cosine to 0, step halves every
+        ``step_epochs``, exponential multiplies by ``decay`` each epoch).
+    warmup_epochs : int
+        Linear warm-up from ``learning_rate / 10``.
+    patience : int or None
+        Early stopping on the monitored validation metric; the best epoch's weights are
+        restored at the end of the phase either way (when there is validation data).
+    optimizer : {"adam", "sgd", "rmsprop"}
+    weight_decay : float
+    train_batchnorm : bool
+        Let BatchNorm of the unfrozen part train (default: all stay in inference mode).
+
+    Examples
+    --------
+    >>> Phase("finetune", epochs=5, learning_rate=1e-5, freeze="block5c_add").schedule
+    'constant'
+    """
+
+    name: str = "head"
+    epochs: int = 10
+    learning_rate: float = 1e-3
+    freeze: str | float = "all"
+    schedule: str = "constant"
+    warmup_epochs: int = 0
+    patience: int | None = None
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    train_batchnorm: bool = False
+    step_epochs: int = 5
+    decay: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"phase {self.name!r}: schedule={self.schedule!r}, "
+                             f"expected one of {SCHEDULES}")
+        if int(self.epochs) < 0:
+            raise ValueError(f"phase {self.name!r}: epochs must be >= 0")
+        if not self.learning_rate > 0:
+            raise ValueError(f"phase {self.name!r}: learning_rate must be > 0")
+        if self.optimizer not in ("adam", "sgd", "rmsprop"):
+            raise ValueError(f"phase {self.name!r}: optimizer={self.optimizer!r}, "
+                             "expected 'adam', 'sgd' or 'rmsprop'")
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate of 0-based ``epoch`` within the phase.
+
+        Examples
+        --------
+        >>> Phase(epochs=4, learning_rate=1.0, schedule="cosine").lr_at(2)
+        0.5
+        """
+        if epoch < self.warmup_epochs:
+            lo = self.learning_rate / 10
+            return lo + (self.learning_rate - lo) * epoch / max(self.warmup_epochs, 1)
+        e = epoch - self.warmup_epochs
+        n = max(int(self.epochs) - self.warmup_epochs, 1)
+        if self.schedule == "cosine":
+            return float(self.learning_rate * 0.5 * (1 + math.cos(math.pi * e / n)))
+        if self.schedule == "step":
+            return float(self.learning_rate * 0.5 ** (e // max(self.step_epochs, 1)))
+        if self.schedule == "exponential":
+            return float(self.learning_rate * self.decay ** e)
+        return float(self.learning_rate)
+
+
+def default_phases(backbone: str = "efficientnet_lite0", head_epochs: int = 10,
+                   finetune_epochs: int = 5, learning_rate: float = 1e-3,
+                   finetune_learning_rate: float = 1e-4, unfreeze_stages: int = 2,
+                   patience: int | None = 5) -> list[Phase]:
+    """Head-only phase, then the top ``unfreeze_stages`` stages at a lower rate.
+
+    Examples
+    --------
+    >>> [p.freeze for p in default_phases("efficientnet_lite0")]
+    ['all', 'block5c_add']
+    """
+    points = get_spec(backbone).freeze_points
+    # points[-1] is the end of the backbone; unfreezing N stages freezes up to points[-1-N]
+    freeze_at = points[max(len(points) - 1 - unfreeze_stages - 1, 0)]
+    phases = [Phase("head", head_epochs, learning_rate, "all", patience=patience)]
+    if finetune_epochs:
+        phases.append(Phase("finetune", finetune_epochs, finetune_learning_rate, freeze_at,
+                            schedule="cosine", patience=patience))
+    return phases
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes
+    ----------
+    history : list of dict
+        One row per epoch of every phase: ``phase``, ``phase_name``, ``epoch`` (1-based,
+        within the phase), ``lr``, ``seconds``, ``cached_features`` and every metric
+        (``loss``, ``val_loss``, ``val_auc``, ...).
+    best : list of dict
+        Per phase: monitored metric, best value and epoch, whether it stopped early.
+    feature_seconds : float
+        Time spent computing cached features.
+
+    Examples
+    --------
+    >>> TrainResult([{"phase": 0, "epoch": 1, "loss": 0.5}]).to_rows()[0]["loss"]
+    0.5
+    """
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: list[dict[str, Any]] = field(default_factory=list)
+    feature_seconds: float = 0.0
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.history]
+
+    def to_csv(self, path: str | Path) -> Path:
+        """Write the per-epoch history as CSV (one column per key seen in any phase)."""
+        path = Path(path)
+        keys: list[str] = []
+        for row in self.history:
+            keys += [k for k in row if k not in keys]
+        with path.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(self.history)
+        return path
+
+
+def compile_for_task(model: keras.Model, task: str, optimizer: keras.optimizers.Optimizer,
+                     multiclass_sparse: bool = True) -> None:
+    """Compile with the loss and metrics that fit the task.
+
+    binary: binary cross-entropy, ``accuracy`` and ``auc``; multiclass: (sparse)
+    categorical cross-entropy and ``accuracy``; multilabel: masked binary cross-entropy.
+
+    Examples
+    --------
+    >>> from imaging_tl.models import build_transfer_model
+    >>> m = build_transfer_model("efficientnet_lite0", "binary", 2, weights=None,
+    ...                          input_size=32)
+    >>> compile_for_task(m, "binary", keras.optimizers.Adam())
+    """
+    if task == "binary":
+        loss: Any = keras.losses.BinaryCrossentropy()
+        metrics: list[Any] = [keras.metrics.BinaryAccuracy(name="accuracy"),
+                              keras.metrics.AUC(name="auc")]
+    elif task == "multiclass":
+        if multiclass_sparse:
+            loss = keras.losses.SparseCategoricalCrossentropy()
+            metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        else:
+            loss = keras.losses.CategoricalCrossentropy()
+            metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    elif task == "multilabel":
+        loss, metrics = MaskedBinaryCrossentropy(), []
+    else:
+        raise ValueError(f"task={task!r}")
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=False)
+
+
+def _optimizer(phase: Phase) -> keras.optimizers.Optimizer:
+    kw: dict[str, Any] = {"learning_rate": phase.lr_at(0)}
+    if phase.weight_decay:
+        kw["weight_decay"] = phase.weight_decay
+    return {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
+            "rmsprop": keras.optimizers.RMSprop}[phase.optimizer](**kw)
+
+
+def extract_features(model: keras.Model, x: np.ndarray | tf.data.Dataset,
+                     batch_size: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
+    """Pooled backbone features of a transfer model, computed with a compiled tf.function.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A transfer model (its ``head_pool`` output is returned).
+    x : numpy array or tf.data.Dataset
+        Images (float32 [0, 1]); a dataset yields ``(x, y[, w])`` batches and its labels
+        come back too.
+    batch_size : int
+
+    Returns
+    -------
+    features : numpy.ndarray
+        ``(N, feature_dim)`` float32.
+    labels : numpy.ndarray or None
+        Labels gathered from a dataset (None for arrays).
+
+    Notes
+    -----
+    A ``tf.function`` call ran the Lite0 forward pass about 2x faster than
+    ``Model.predict`` here (no per-call data-adapter overhead); XLA was slower on CPU and
+    ONNX Runtime was not faster under load, see benchmarks/head_training.py.
+
+    Examples
+    --------
+    >>> from imaging_tl.models import build_transfer_model
+    >>> m = build_transfer_model("efficientnet_lite0", "binary", 2, weights=None,
+    ...                          input_size=32)
+    >>> extract_features(m, np.zeros((3, 32, 32, 3), "float32"))[0].shape
+    (3, 1280)
+    """
+    fx = feature_extractor(model)
+    fn = tf.function(lambda a: fx(a, training=False), reduce_retracing=True)
+    if isinstance(x, tf.data.Dataset):
+        feats, labels = [], []
+        for batch in x:
+            xb, yb = batch[0], batch[1]
+            feats.append(fn(tf.convert_to_tensor(xb, tf.float32)).numpy())
+            labels.append(np.asarray(yb))
+        return np.concatenate(feats), np.concatenate(labels)
+    x = np.asarray(x)
+    if len(x) == 0:
+        return np.zeros((0, fx.output_shape[-1]), np.float32), None
+    out = [fn(tf.convert_to_tensor(x[i:i + batch_size], tf.float32)).numpy()
+           for i in range(0, len(x), batch_size)]
+    return np.concatenate(out).astype(np.float32, copy=False), None
+
+
+class _ArrayBatches(keras.utils.PyDataset):
+    """Batches of numpy arrays in a seeded permutation that changes every epoch."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
+                 phase_index: int, first_epoch: int = 0, shuffle: bool = True,
+                 sample_weight: np.ndarray | None = None) -> None:
+        super().__init__()
+        self.x, self.y, self.w = x, y, sample_weight
+        self.batch_size = int(batch_size)
+        self.seed, self.phase_index, self.shuffle = int(seed), int(phase_index), shuffle
+        self.epoch = int(first_epoch)
+        self._order()
+
+    def _order(self) -> None:
+        n = len(self.x)
+        self.order = (np.random.default_rng([self.seed, self.phase_index, self.epoch])
+                      .permutation(n) if self.shuffle else np.arange(n))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __getitem__(self, i: int):
+        idx = np.sort(self.order[i * self.batch_size:(i + 1) * self.batch_size]) \
+            if not self.shuffle else self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        if self.w is None:
+            return self.x[idx], self.y[idx]
+        return self.x[idx], self.y[idx], self.w[idx]
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self._order()
+
+
+def _class_weights(y: np.ndarray, task: str, class_weight: Any) -> dict[int, float] | None:
+    if class_weight is None:
+        return None
+    if task == "multilabel":
+        raise ValueError("class_weight is not supported for multilabel tasks "
+                         "(weight the positives in the loss instead)")
+    labels = y.argmax(-1) if (task == "multiclass" and y.ndim == 2) else y.reshape(-1)
+    labels = labels.astype(int)
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(f"class_weight={class_weight!r}: expected 'balanced' or a dict")
+        from sklearn.utils.class_weight import compute_class_weight
+
+        classes = np.unique(labels)
+        w = compute_class_weight("balanced", classes=classes, y=labels)
+        return {int(c): float(v) for c, v in zip(classes, w, strict=True)}
+    return {int(k): float(v) for k, v in dict(class_weight).items()}
+
+
+def _sample_weights(y: np.ndarray, task: str, cw: dict[int, float] | None) -> np.ndarray | None:
+    if cw is None:
+        return None
+    labels = y.argmax(-1) if (task == "multiclass" and y.ndim == 2) else y.reshape(-1)
+    return np.array([cw.get(int(c), 1.0) for c in labels], np.float32)
+
+
+def _default_monitor(task: str, has_val: bool) -> tuple[str, str]:
+    if not has_val:
+        return "loss", "min"
+    if task == "binary":
+        return "val_auc", "max"
+    if task == "multiclass":
+        return "val_accuracy", "max"
+    return "val_loss", "min"
+
+
+class _PhaseControl(keras.callbacks.Callback):
+    """Per-epoch LR, history rows, best-weights tracking, early stopping, checkpoints."""
+
+    def __init__(self, full_model: keras.Model, phase: Phase, phase_index: int,
+                 monitor: str, mode: str, rows: list[dict], cached: bool,
+                 checkpoint: _Checkpoint | None, best: dict[str, Any]) -> None:
+        super().__init__()
+        self.full = full_model
+        self.phase, self.phase_index = phase, phase_index
+        self.monitor, self.mode = monitor, mode
+        self.rows, self.cached, self.ckpt = rows, cached, checkpoint
+        self.best = best
+        self._t0 = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.optimizer.learning_rate.assign(self.phase.lr_at(epoch))
+        self._t0 = time.perf_counter()
+
+    def _better(self, value: float) -> bool:
+        b = self.best.get("value")
+        if b is None or not np.isfinite(b):
+            return bool(np.isfinite(value))
+        return value > b if self.mode == "max" else value < b
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        row = {"phase": self.phase_index, "phase_name": self.phase.name, "epoch": epoch + 1,
+               "lr": self.phase.lr_at(epoch),
+               "seconds": round(time.perf_counter() - self._t0, 4),
+               "cached_features": self.cached}
+        row.update({k: float(v) for k, v in logs.items() if k != "learning_rate"})
+        self.rows.append(row)
+        value = row.get(self.monitor)
+        if value is not None and self._better(float(value)):
+            self.best.update(value=float(value), epoch=epoch + 1, wait=0)
+            self.best["weights"] = [w.numpy().copy() for w in self.full.weights]
+            if self.ckpt:
+                self.ckpt.save_best(self.full)
+        else:
+            self.best["wait"] = self.best.get("wait", 0) + 1
+            if self.phase.patience is not None and self.best["wait"] > self.phase.patience:
+                self.best["stopped_early"] = True
+                self.model.stop_training = True
+        if self.ckpt:
+            self.ckpt.save_epoch(self.full, self.phase_index, epoch + 1, self.rows, self.best)
+
+
+class _Checkpoint:
+    """``last.weights.h5`` + ``state.json`` after every epoch, ``best.weights.h5`` on improvement.
+
+    Weights only: on resume the optimiser's moments start again (documented trade-off for
+    files a fraction of the size of a full ``.keras``).
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def _atomic_weights(self, model: keras.Model, name: str) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=".weights.h5")
+        os.close(fd)
+        try:
+            model.save_weights(tmp, overwrite=True)
+            os.replace(tmp, self.dir / name)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def save_best(self, model: keras.Model) -> None:
+        self._atomic_weights(model, "best.weights.h5")
+
+    def save_epoch(self, model, phase_index, epoch, rows, best, done: bool = False) -> None:
+        self._atomic_weights(model, "last.weights.h5")
+        state = {"phase": phase_index, "epoch": epoch, "phase_done": done, "history": rows,
+                 "best": {k: v for k, v in best.items() if k != "weights"}}
+        tmp = self.dir / ".state.json.tmp"
+        tmp.write_text(json.dumps(state, indent=1, default=float))
+        os.replace(tmp, self.dir / "state.json")
+
+    def load_state(self) -> dict[str, Any] | None:
+        p = self.dir / "state.json"
+        return json.loads(p.read_text()) if p.is_file() else None
+
+
+def _as_arrays(data: Any, what: str) -> tuple[np.ndarray, np.ndarray] | None:
+    if data is None or isinstance(data, tf.data.Dataset):
+        return None
+    if not (isinstance(data, tuple | list) and len(data) == 2):
+        raise TypeError(f"{what}: expected (x, y) numpy arrays or a tf.data.Dataset")
+    x, y = np.asarray(data[0]), np.asarray(data[1])
+    if len(x) != len(y):
+        raise ValueError(f"{what}: {len(x)} images but {len(y)} labels")
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"{what}: images must be (N, H, W, 3) float RGB in [0, 1]; "
+                         f"got shape {x.shape}")
+    if x.dtype != np.float32:
+        x = x.astype(np.float32)
+    return x, y
+
+
+def train(
+    model: keras.Model,
+    train_data: tuple[np.ndarray, np.ndarray] | tf.data.Dataset,
+    val_data: tuple[np.ndarray, np.ndarray] | tf.data.Dataset | None = None,
+    *,
+    phases: list[Phase] | None = None,
+    batch_size: int = 32,
+    class_weight: dict[int, float] | str | None = None,
+    monitor: str | None = None,
+    seed: int = 0,
+    cache_features: bool | str = "auto",
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    verbose: int = 0,
+) -> TrainResult:
+    """Train a transfer model phase by phase and return the per-epoch history.
+
+    Parameters
+    ----------
+    model : keras.Model
+        From :func:`imaging_tl.models.build_transfer_model` (its contract gives the task).
+    train_data, val_data : (x, y) arrays or tf.data.Dataset
+        x float32 RGB in [0, 1] at the model size. y: 0/1 (binary), class indices or
+        one-hot (multiclass), 0/1 with -1 or NaN for missing (multilabel). A dataset must
+        yield batches; it is used as given (put augmentation there).
+    phases : list of Phase, optional
+        Default :func:`default_phases` for the model's backbone.
+    batch_size : int
+        For array inputs.
+    class_weight : dict, "balanced" or None
+        Per-class loss weights for binary / multiclass tasks.
+    monitor : str, optional
+        Validation metric for early stopping and best-weights restore; default ``val_auc``
+        (binary), ``val_accuracy`` (multiclass), ``val_loss`` (multilabel).
+    seed : int
+        Drives the batch order of array inputs.
+    cache_features : True, False or "auto"
+        Train fully frozen phases on cached pooled features. "auto": for array inputs
+        (never augmented here); a dataset is cached only with True (it must then be
+        deterministic, i.e. without augmentation).
+    checkpoint_dir : path, optional
+        Weights and state after every epoch.
+    resume : bool
+        Continue from ``checkpoint_dir``'s state: finished phases are skipped, the current
+        one continues at the next epoch.
+    verbose : int
+        Passed to ``model.fit``.
+
+    Returns
+    -------
+    TrainResult
+
+    Examples
+    --------
+    See the module docstring.
+    """
+    contract = getattr(model, "imaging_tl_contract", None)
+    if contract is None:
+        raise ValueError("train: model has no imaging_tl_contract; build it with "
+                         "build_transfer_model")
+    task = contract.task
+    phases = list(phases) if phases is not None else default_phases(contract.backbone)
+    arrays = _as_arrays(train_data, "train_data")
+    val_arrays = _as_arrays(val_data, "val_data")
+    has_val = val_data is not None
+    mon, mode = (monitor, "max" if any(k in monitor for k in ("auc", "acc")) else "min") \
+        if monitor else _default_monitor(task, has_val)
+    if cache_features not in (True, False, "auto"):
+        raise ValueError(f"cache_features={cache_features!r}: expected True, False or 'auto'")
+
+    cw = None
+    if class_weight is not None:
+        if arrays is None:
+            raise ValueError("class_weight with a tf.data.Dataset: add sample weights to the "
+                             "dataset instead")
+        cw = _class_weights(arrays[1], task, class_weight)
+    sparse = not (task == "multiclass" and arrays is not None and arrays[1].ndim == 2)
+
+    ckpt = _Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+    result = TrainResult()
+    start_phase, start_epoch = 0, 0
+    if resume:
+        if ckpt is None:
+            raise ValueError("resume=True needs checkpoint_dir")
+        state = ckpt.load_state()
+        if state is not None:
+            model.load_weights(ckpt.dir / "last.weights.h5")
+            result.history = list(state["history"])
+            start_phase = int(state["phase"]) + (1 if state.get("phase_done") else 0)
+            start_epoch = 0 if state.get("phase_done") else int(state["epoch"])
+
+    features: dict[str, Any] = {}
+    for pi, phase in enumerate(phases):
+        if pi < start_phase:
+            continue
+        first = start_epoch if pi == start_phase else 0
+        set_freeze(model, phase.freeze, train_batchnorm=phase.train_batchnorm)
+        frozen = phase.freeze == "all"
+        use_cache = frozen and (cache_features is True
+                                or (cache_features == "auto" and arrays is not None))
+        best: dict[str, Any] = {"monitor": mon}
+        if pi == start_phase and first > 0 and ckpt and resume:
+            best.update(ckpt.load_state()["best"])
+            best.pop("weights", None)
+            if (ckpt.dir / "best.weights.h5").is_file():
+                cur = [w.numpy() for w in model.weights]
+                model.load_weights(ckpt.dir / "best.weights.h5")
+                best["weights"] = [w.numpy().copy() for w in model.weights]
+                for var, val in zip(model.weights, cur, strict=True):
+                    var.assign(val)
+        rows: list[dict[str, Any]] = result.history
+
+        if use_cache:
+            if "train" not in features:
+                t0 = time.perf_counter()
+                src = arrays[0] if arrays is not None else train_data
+                f_tr, y_ds = extract_features(model, src, batch_size)
+                features["train"] = (f_tr, arrays[1] if arrays is not None else y_ds)
+                if has_val:
+                    vsrc = val_arrays[0] if val_arrays is not None else val_data
+                    f_va, yv_ds = extract_features(model, vsrc, batch_size)
+                    features["val"] = (f_va, val_arrays[1] if val_arrays is not None else yv_ds)
+                result.feature_seconds += time.perf_counter() - t0
+            fit_model = head_model(model)
+            x_tr, y_tr = features["train"]
+            val = features.get("val")
+        else:
+            fit_model = model
+            x_tr, y_tr = arrays if arrays is not None else (None, None)
+            val = val_arrays if val_arrays is not None else val_data
+
+        compile_for_task(fit_model, task, _optimizer(phase), multiclass_sparse=sparse)
+        control = _PhaseControl(model, phase, pi, mon, mode, rows, use_cache, ckpt, best)
+        if x_tr is not None:
+            data = _ArrayBatches(x_tr, y_tr, batch_size, seed, pi, first_epoch=first,
+                                 sample_weight=_sample_weights(y_tr, task, cw))
+        else:
+            data = train_data
+        if isinstance(val, tuple):
+            val = (np.asarray(val[0], np.float32), np.asarray(val[1]))
+        if phase.epochs > first:
+            fit_model.fit(data, validation_data=val, epochs=int(phase.epochs),
+                          initial_epoch=first, callbacks=[control], verbose=verbose)
+        if best.get("weights") is not None and has_val:
+            for var, val_w in zip(model.weights, best["weights"], strict=True):
+                var.assign(val_w)
+        result.best.append({k: v for k, v in best.items() if k != "weights"}
+                           | {"phase": pi, "phase_name": phase.name})
+        if ckpt:
+            ckpt.save_epoch(model, pi, int(phase.epochs), rows, best, done=True)
+    return result
+
