@@ -69,3 +69,22 @@ def dicom_set(tmp_path_factory, ct_template: Path, pydicom_test_dir: Path) -> Pa
                 k += 1
     shutil.copy(pydicom_test_dir / "rtdose.dcm", root / "abnormal" / "rtdose.dcm")
     return root
+
+
+class DicomFactory:
+    """``make(out, pixels_or_seed, patient=..., sop=...)`` writes a real DICOM file."""
+
+    def __init__(self, template: Path) -> None:
+        self.template = template
+
+    smooth = staticmethod(smooth_image)
+
+    def __call__(self, out: Path, pixels: np.ndarray | int, **ids) -> Path:
+        if not isinstance(pixels, np.ndarray):
+            pixels = smooth_image(int(pixels))
+        return write_dicom(self.template, out, pixels, **ids)
+
+
+@pytest.fixture(scope="session")
+def make_dicom(ct_template: Path) -> DicomFactory:
+    return DicomFactory(ct_template)
