@@ -123,9 +123,11 @@ def _read_tiff(data: bytes, path: str, frame: int | None) -> tuple[np.ndarray, l
             page = tif.pages[index]
             arr = page.asarray()
             photometric = getattr(page.photometric, "name", str(page.photometric))
-            extra = int(getattr(page, "extrasamples", ()) and len(page.extrasamples))
+            extra = len(getattr(page, "extrasamples", None) or ())
             colormap = page.colormap
-    except (ValueError, KeyError) as exc:
+    except FrameOutOfRangeError:
+        raise
+    except Exception as exc:  # tifffile raises many types for damaged files
         msg = str(exc)
         if "imagecodecs" in msg:
             raise MissingDecoderError(
