@@ -30,11 +30,16 @@ import pandas as pd
 from imaging_tl.data.audit import content_hash, dhash
 from imaging_tl.data.cache import ArrayCache
 
-__all__ = ["BadFileError", "Prepared", "mp_context", "prepare", "process_one"]
+__all__ = ["BadFileError", "CacheWriteError", "Prepared", "mp_context", "prepare", "process_one"]
 
 
 class BadFileError(RuntimeError):
     """Raised in strict mode for the first file that cannot be prepared (named with why)."""
+
+
+class CacheWriteError(RuntimeError):
+    """The cache folder cannot be written (disk full, read-only): a problem of the run, not
+    of an input file, so nothing is quarantined."""
 
 
 def mp_context() -> mp.context.BaseContext:
@@ -159,10 +164,15 @@ def _work(task: tuple[str, int | None, str]) -> tuple[str, dict[str, Any] | None
     path, frame, key = task
     try:
         arr, record = process_one(path, frame, _WORKER["pipeline"])
-        meta = _WORKER["cache"].put(_WORKER["namespace"], key, arr, record)
-        return key, meta, None
     except Exception as exc:  # noqa: BLE001 - a bad file is reported, the batch goes on
         return key, None, _reason(exc)
+    try:
+        meta = _WORKER["cache"].put(_WORKER["namespace"], key, arr, record)
+    except OSError as exc:
+        # The input is fine; the cache disk is not (full, read-only): fail the run.
+        raise CacheWriteError(f"{_WORKER['cache'].root}: cannot write the cache entry for "
+                              f"{path}: {exc}") from None
+    return key, meta, None
 
 
 # -- main side ---------------------------------------------------------------------------------

@@ -60,9 +60,9 @@ def sample_weights(
 def resolve_augment(augment: Any) -> Callable[[np.ndarray, int], np.ndarray] | None:
     """Turn an augmentation spec into ``fn(image, seed) -> image`` (float32 in, float32 out).
 
-    Accepts ``None``; a preset name of :mod:`imaging_tl.augment`; an albumentations
-    transform (seeded with ``set_random_seed`` per image); or a callable taking
-    ``(image, seed)`` or ``(image)``.
+    Accepts ``None``; a preset name or config of :class:`imaging_tl.augment.Augmenter`, or
+    an Augmenter (reseeded per image); an albumentations transform (seeded with
+    ``set_random_seed`` per image); or a callable taking ``(image, seed)`` or ``(image)``.
 
     Examples
     --------
@@ -73,18 +73,18 @@ def resolve_augment(augment: Any) -> Callable[[np.ndarray, int], np.ndarray] | N
     """
     if augment is None:
         return None
-    if isinstance(augment, str):
-        from imaging_tl import augment as aug_module
+    if isinstance(augment, (str, dict)):
+        from imaging_tl.augment import Augmenter
 
-        for name in ("build_augmentation", "get_preset", "build"):
-            builder = getattr(aug_module, name, None)
-            if builder is not None:
-                augment = builder(augment)
-                break
-        else:
-            raise ValueError(f"augment={augment!r}: imaging_tl.augment offers no preset builder")
-        if augment is None:
-            return None
+        augment = Augmenter.from_config(augment)
+    if hasattr(augment, "reseed"):  # imaging_tl.augment.Augmenter
+        augmenter = augment
+
+        def run_augmenter(image: np.ndarray, seed: int) -> np.ndarray:
+            augmenter.reseed(int(seed))
+            return augmenter(image)
+
+        return run_augmenter
     if hasattr(augment, "set_random_seed"):
         transform = augment
 
