@@ -431,7 +431,7 @@ def check_number(
         raise ValueError(f"{stage}: {param} must be {kind}, got {value!r}")
     if integer and float(value) != int(value):
         raise ValueError(f"{stage}: {param} must be {kind}, got {value!r}")
-    out = int(value) if integer else float(value)
+    out = int(value) if integer else float(value) + 0.0  # + 0.0: -0.0 -> 0.0 for stable JSON
     if not np.isfinite(out):
         raise ValueError(f"{stage}: {param} must be finite, got {value!r}")
     if low is not None and (out < low or (out == low and not low_inclusive)):

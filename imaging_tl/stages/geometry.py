@@ -245,7 +245,8 @@ class CropForeground(Stage):
     brighter than ``threshold`` and, with ``remove_uniform``, its values vary by more
     than ``uniform_tol`` (standard deviation): collimated areas are flat whatever their
     grey level. The crop keeps everything between the first and last content row and
-    column, plus ``margin`` pixels. An image without content is returned unchanged.
+    column, re-tested inside the box until it is stable (a border inside a border), plus
+    ``margin`` pixels. An image without content is returned unchanged.
     Use after windowing (values in [0, 1]).
 
     Parameters
@@ -311,16 +312,25 @@ class CropForeground(Stage):
     def box(self, image: np.ndarray) -> tuple[int, int, int, int] | None:
         """``(top, bottom, left, right)`` of the content (exclusive ends), or None."""
         grey = image.mean(axis=-1) if image.ndim == 3 else image
-        rows = np.flatnonzero(self._content(grey, axis=1))
-        cols = np.flatnonzero(self._content(grey, axis=0))
-        if rows.size == 0 or cols.size == 0:
-            return None
+        top, bottom, left, right = 0, grey.shape[0], 0, grey.shape[1]
+        # Peel layer by layer: a black border makes the collimation band inside it look
+        # non-uniform along full rows, so re-test within the box until nothing changes.
+        for _ in range(8):
+            sub = grey[top:bottom, left:right]
+            rows = np.flatnonzero(self._content(sub, axis=1))
+            cols = np.flatnonzero(self._content(sub, axis=0))
+            if rows.size == 0 or cols.size == 0:
+                return None
+            new = (top + rows[0], top + rows[-1] + 1, left + cols[0], left + cols[-1] + 1)
+            if new == (top, bottom, left, right):
+                break
+            top, bottom, left, right = new
         m = self.margin
         return (
-            max(0, rows[0] - m),
-            min(grey.shape[0], rows[-1] + 1 + m),
-            max(0, cols[0] - m),
-            min(grey.shape[1], cols[-1] + 1 + m),
+            max(0, top - m),
+            min(grey.shape[0], bottom + m),
+            max(0, left - m),
+            min(grey.shape[1], right + m),
         )
 
     def _transform(self, image: np.ndarray, meta: Mapping[str, Any]):
