@@ -1,0 +1,65 @@
+"""Synthetic, clearly labelled radiology data: phantoms, findings, DICOM/PNG writers.
+
+No labelled medical dataset can be downloaded on the machines this project runs on, so the
+demo set (``sample_dicoms/``), the tests and the benchmarks use images generated here:
+chest-radiograph phantoms and CT slices with nodules, consolidations and effusions of
+controllable difficulty, written as real DICOM (CR, DX, CT) and PNG files with a
+``labels.csv``. Every file says in its header that it is synthetic.
+
+Examples
+--------
+>>> from imaging_tl.synthetic import make_radiograph
+>>> img = make_radiograph(seed=0, findings=["nodule"], size=128, difficulty="easy")
+>>> img.labels["nodule"], img.pixels.dtype
+(1, dtype('float32'))
+
+Regenerate the demo set: ``python -m imaging_tl.synthetic --preset demo --out sample_dicoms``.
+"""
+
+from imaging_tl.synthetic.composite import composite_radiograph, estimate_lung_fields
+from imaging_tl.synthetic.dataset import LABEL_COLUMNS, generate_dataset
+from imaging_tl.synthetic.dicom_writer import (
+    SYNTHETIC_COMMENT,
+    DicomIdentity,
+    synthetic_uid,
+    write_ct,
+    write_radiograph,
+)
+from imaging_tl.synthetic.findings import (
+    DIFFICULTIES,
+    FINDINGS,
+    Difficulty,
+    add_consolidation,
+    add_effusion,
+    add_nodule,
+    get_difficulty,
+)
+from imaging_tl.synthetic.images import SyntheticImage, make_ct, make_radiograph
+from imaging_tl.synthetic.phantom import chest_radiograph, ct_slice, expose_radiograph
+from imaging_tl.synthetic.png_writer import write_png
+
+__all__ = [
+    "DIFFICULTIES",
+    "FINDINGS",
+    "LABEL_COLUMNS",
+    "SYNTHETIC_COMMENT",
+    "DicomIdentity",
+    "Difficulty",
+    "SyntheticImage",
+    "add_consolidation",
+    "add_effusion",
+    "add_nodule",
+    "chest_radiograph",
+    "composite_radiograph",
+    "ct_slice",
+    "estimate_lung_fields",
+    "expose_radiograph",
+    "generate_dataset",
+    "get_difficulty",
+    "make_ct",
+    "make_radiograph",
+    "synthetic_uid",
+    "write_ct",
+    "write_png",
+    "write_radiograph",
+]

@@ -1,0 +1,389 @@
+"""Findings drawn into phantoms: nodules, consolidations and pleural effusions.
+
+Each function adds one finding to an image in its physical domain (radiograph density, or
+CT Hounsfield units) and returns the new image, the finding's mask (the ground truth for
+labels and tests) and the drawn parameters. Difficulty is a :class:`Difficulty` of ranges
+(size, contrast); :func:`get_difficulty` gives the named presets.
+
+The three findings differ in character on purpose: a nodule is small, round and focal; a
+consolidation is a large, patchy, ill-defined opacity inside one lung; an effusion is a
+homogeneous basal opacity with a meniscus that blunts the costophrenic angle. Binary,
+multi-class and multi-label tasks can be built from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from imaging_tl.synthetic.phantom import smooth_noise
+
+__all__ = [
+    "DIFFICULTIES",
+    "FINDINGS",
+    "Difficulty",
+    "Finding",
+    "add_consolidation",
+    "add_effusion",
+    "add_nodule",
+    "get_difficulty",
+]
+
+FINDINGS = ("nodule", "consolidation", "effusion")
+
+
+@dataclass(frozen=True)
+class Difficulty:
+    """Ranges from which finding sizes and contrasts are drawn (uniformly).
+
+    Contrasts are in the image's physical units: radiograph density (the lung fields are
+    about 0.6-0.8 less dense than soft tissue) or, for CT, the fraction of the way from lung
+    parenchyma to soft tissue.
+
+    Attributes
+    ----------
+    nodule_radius_mm : tuple of float
+        Nodule radius range in millimetres.
+    nodule_contrast : tuple of float
+        Peak added density of a nodule.
+    consolidation_contrast : tuple of float
+        Fraction of the lung air replaced in a consolidation.
+    effusion_height : tuple of float
+        Fluid height as a fraction of the lung height.
+
+    Examples
+    --------
+    >>> Difficulty(nodule_radius_mm=(4.0, 8.0), nodule_contrast=(0.1, 0.2)).nodule_radius_mm
+    (4.0, 8.0)
+    """
+
+    nodule_radius_mm: tuple[float, float] = (5.0, 12.0)
+    nodule_contrast: tuple[float, float] = (0.12, 0.3)
+    consolidation_contrast: tuple[float, float] = (0.25, 0.6)
+    effusion_height: tuple[float, float] = (0.12, 0.3)
+
+    def __post_init__(self) -> None:
+        for name, (lo, hi) in asdict(self).items():
+            if not (0 <= lo <= hi):
+                raise ValueError(f"Difficulty.{name}: need 0 <= low <= high, got ({lo}, {hi})")
+
+
+DIFFICULTIES: dict[str, Difficulty] = {
+    "easy": Difficulty((8.0, 16.0), (0.3, 0.5), (0.45, 0.8), (0.2, 0.35)),
+    "medium": Difficulty((5.0, 12.0), (0.12, 0.3), (0.25, 0.6), (0.12, 0.3)),
+    "hard": Difficulty((3.0, 8.0), (0.05, 0.15), (0.12, 0.35), (0.06, 0.18)),
+}
+
+
+def get_difficulty(difficulty: str | Difficulty) -> Difficulty:
+    """Return a :class:`Difficulty` from a preset name or pass one through.
+
+    Parameters
+    ----------
+    difficulty : str or Difficulty
+        ``"easy"``, ``"medium"`` or ``"hard"``, or a :class:`Difficulty`.
+
+    Returns
+    -------
+    Difficulty
+
+    Examples
+    --------
+    >>> get_difficulty("hard").nodule_radius_mm
+    (3.0, 8.0)
+    """
+    if isinstance(difficulty, Difficulty):
+        return difficulty
+    try:
+        return DIFFICULTIES[difficulty]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"difficulty: unknown preset {difficulty!r}; use one of {sorted(DIFFICULTIES)} "
+            "or a Difficulty(...)"
+        ) from None
+
+
+@dataclass
+class Finding:
+    """One drawn finding.
+
+    Attributes
+    ----------
+    kind : str
+        ``"nodule"``, ``"consolidation"`` or ``"effusion"``.
+    image : numpy.ndarray
+        The image with the finding added (same dtype and units as the input).
+    mask : numpy.ndarray
+        bool mask of the finding (non-empty).
+    params : dict
+        The drawn parameters (centre, size, contrast, ...).
+    """
+
+    kind: str
+    image: np.ndarray
+    mask: np.ndarray
+    params: dict
+
+
+def _pick_point(rng: np.random.Generator, region: np.ndarray, what: str) -> tuple[int, int]:
+    ys, xs = np.nonzero(region)
+    if ys.size == 0:
+        raise ValueError(f"{what}: the allowed region is empty; nowhere to place the finding")
+    i = int(rng.integers(ys.size))
+    return int(ys[i]), int(xs[i])
+
+
+def _sphere_profile(shape, cy, cx, r):
+    """Projected thickness of a sphere (1 at the centre, 0 at and beyond radius ``r``)."""
+    h, w = shape
+    pad = int(np.ceil(r)) + 2
+    y0, y1 = max(0, int(cy) - pad), min(h, int(cy) + pad + 1)
+    x0, x1 = max(0, int(cx) - pad), min(w, int(cx) + pad + 1)
+    prof = np.zeros(shape, np.float32)
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    d2 = ((yy - cy) ** 2 + (xx - cx) ** 2) / (r * r)
+    prof[y0:y1, x0:x1] = np.sqrt(np.clip(1.0 - d2, 0.0, None))
+    return prof
+
+
+def add_nodule(
+    image: np.ndarray,
+    region: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    pixel_spacing: float,
+    difficulty: str | Difficulty = "medium",
+    ct: bool = False,
+    centre: tuple[float, float] | None = None,
+    radius_mm: float | None = None,
+    contrast: float | None = None,
+) -> Finding:
+    """Add a round or lobulated nodule.
+
+    The nodule is the union of one to three overlapping spheres (lobulated when more than
+    one). On a radiograph it adds ``contrast`` times its projected thickness to the density;
+    on a CT slice it pulls the Hounsfield units ``min(1, 3 * contrast)`` of the way to soft
+    tissue (45 HU) over its cross-section (ground-glass to solid), with a partial-volume rim.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Radiograph density or CT slice in HU (not modified).
+    region : numpy.ndarray of bool
+        Where the nodule centre may fall (e.g. the lung mask).
+    rng : numpy.random.Generator
+        Source of randomness.
+    pixel_spacing : float
+        Millimetres per pixel, to turn the radius range into pixels.
+    difficulty : str or Difficulty
+        Ranges of radius and contrast.
+    ct : bool
+        Draw into Hounsfield units instead of radiograph density.
+    centre, radius_mm, contrast : optional
+        Fix these instead of drawing them (e.g. the same nodule on a patient's follow-up).
+
+    Returns
+    -------
+    Finding
+
+    Examples
+    --------
+    >>> img = np.zeros((64, 64), np.float32)
+    >>> f = add_nodule(img, np.ones((64, 64), bool), np.random.default_rng(0), pixel_spacing=1)
+    >>> bool(f.mask.any()), bool(f.image.max() > 0)
+    (True, True)
+    """
+    d = get_difficulty(difficulty)
+    if pixel_spacing <= 0:
+        raise ValueError(f"pixel_spacing must be > 0, got {pixel_spacing}")
+    r_mm = float(radius_mm) if radius_mm is not None else float(rng.uniform(*d.nodule_radius_mm))
+    c = float(contrast) if contrast is not None else float(rng.uniform(*d.nodule_contrast))
+    r = max(r_mm / pixel_spacing, 1.0)
+    if centre is None:
+        # Keep the centre away from the region's edge so most of the nodule is inside.
+        inner = ndimage.binary_erosion(region, iterations=max(1, int(r * 0.6)))
+        cy, cx = _pick_point(rng, inner if inner.any() else region, "add_nodule")
+    else:
+        cy, cx = centre
+    n_lobes = int(rng.choice([1, 1, 2, 3]))
+    prof = _sphere_profile(image.shape, cy, cx, r)
+    lobes = []
+    for _ in range(n_lobes - 1):
+        a = rng.uniform(0, 2 * np.pi)
+        off = rng.uniform(0.4, 0.7) * r
+        rr = r * rng.uniform(0.55, 0.8)
+        ly, lx = cy + off * np.sin(a), cx + off * np.cos(a)
+        prof = np.maximum(prof, _sphere_profile(image.shape, ly, lx, rr))
+        lobes.append((float(ly), float(lx), float(rr)))
+    if ct:
+        # Flat cross-section with a partial-volume rim; 3x the radiograph contrast spans
+        # ground-glass (faint) to solid nodules.
+        frac = np.clip(prof * 4.0, 0, 1)
+        out = image + frac * min(1.0, 3.0 * c) * (45.0 - image)
+        mask = frac > 0.5
+    else:
+        out = image + c * prof
+        mask = prof > 0.3
+    if not mask.any():  # sub-pixel nodule: the centre pixel still carries it
+        mask[int(round(cy)), int(round(cx))] = True
+    params = {"centre": (float(cy), float(cx)), "radius_mm": r_mm, "contrast": c, "lobes": lobes}
+    return Finding("nodule", out.astype(image.dtype), mask, params)
+
+
+def add_consolidation(
+    image: np.ndarray,
+    lung_side: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    difficulty: str | Difficulty = "medium",
+    ct: bool = False,
+    side: int | None = None,
+    air: np.ndarray | None = None,
+) -> Finding:
+    """Add a patchy, ill-defined airspace opacity inside one lung.
+
+    A lobe-sized ellipse is filled with thresholded band-limited noise (patchy, with soft
+    edges) and spared tubes that mimic air bronchograms; on a radiograph the opacity adds
+    density, on CT it raises the HU towards soft tissue.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Radiograph density or CT slice in HU.
+    lung_side : numpy.ndarray
+        int labels: 0 outside the lungs, 1 and 2 the two lungs (a bool lung mask works too).
+    rng : numpy.random.Generator
+        Source of randomness.
+    difficulty : str or Difficulty
+        Range of the replaced air fraction.
+    ct : bool
+        Draw into Hounsfield units.
+    side : int, optional
+        Which lung (1 or 2); drawn when omitted.
+    air : numpy.ndarray, optional
+        Radiographs: the density removed by lung air (:attr:`ChestPhantom.lung_air`); the
+        opacity replaces that fraction of it. A flat 0.7 inside the lungs when omitted.
+
+    Returns
+    -------
+    Finding
+
+    Examples
+    --------
+    >>> img = np.zeros((64, 64), np.float32)
+    >>> f = add_consolidation(img, np.ones((64, 64), np.int8), np.random.default_rng(0))
+    >>> bool(f.mask.any())
+    True
+    """
+    d = get_difficulty(difficulty)
+    lung_side = lung_side.astype(np.int8)
+    sides = [s for s in (1, 2) if (lung_side == s).any()]
+    if not sides:
+        raise ValueError("add_consolidation: the lung mask is empty")
+    s = int(side) if side is not None else int(rng.choice(sides))
+    lung = lung_side == s
+    c = float(rng.uniform(*d.consolidation_contrast))
+    ys, xs = np.nonzero(lung)
+    cy, cx = _pick_point(rng, lung, "add_consolidation")
+    ry = max(3.0, (ys.max() - ys.min()) * rng.uniform(0.18, 0.32))
+    rx = max(3.0, (xs.max() - xs.min()) * rng.uniform(0.3, 0.5))
+    yy, xx = np.mgrid[0 : image.shape[0], 0 : image.shape[1]].astype(np.float32)
+    ell = 1.0 - ((yy - cy) / ry) ** 2 - ((xx - cx) / rx) ** 2
+    patch = smooth_noise(rng, image.shape, max(3.0, min(rx, ry) / 2.5))
+    amount = np.clip(ell * 2.5 + 0.6 * patch, 0, 1) * lung
+    # Air bronchograms: thin spared lines inside the densest part.
+    bronch = np.abs(smooth_noise(rng, image.shape, max(2.0, min(rx, ry) / 2))) < 0.04
+    amount = np.where(bronch & (amount > 0.7), amount * 0.75, amount).astype(np.float32)
+    mask = amount > 0.35
+    if not mask.any():
+        mask[cy, cx] = True
+        amount[cy, cx] = max(float(amount[cy, cx]), 1.0)
+    if ct:
+        out = image + amount * c * (30.0 - image)
+    else:
+        air_map = air if air is not None else 0.7 * lung
+        out = image + amount * c * air_map
+    params = {"side": s, "centre": (cy, cx), "radii": (float(ry), float(rx)), "contrast": c}
+    return Finding("consolidation", out.astype(image.dtype), mask, params)
+
+
+def add_effusion(
+    image: np.ndarray,
+    lung_side: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    difficulty: str | Difficulty = "medium",
+    ct: bool = False,
+    side: int | None = None,
+    air: np.ndarray | None = None,
+) -> Finding:
+    """Add a pleural-effusion-like opacity at the base of one lung.
+
+    On a radiograph: homogeneous fluid density filling the lung base up to a meniscus that
+    rises laterally, blunting the costophrenic angle. On CT: a dependent (posterior)
+    crescent of fluid (about 10 HU) compressing the lung.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Radiograph density or CT slice in HU.
+    lung_side : numpy.ndarray
+        int labels of the two lungs (1, 2; 0 outside) or a bool lung mask.
+    rng : numpy.random.Generator
+        Source of randomness.
+    difficulty : str or Difficulty
+        Range of the fluid height (fraction of the lung height).
+    ct : bool
+        Draw into Hounsfield units.
+    side : int, optional
+        Which lung (1 or 2); drawn when omitted.
+    air : numpy.ndarray, optional
+        Radiographs: the density removed by lung air (:attr:`ChestPhantom.lung_air`), which
+        the fluid adds back. A flat 0.7 inside the lungs when omitted.
+
+    Returns
+    -------
+    Finding
+
+    Examples
+    --------
+    >>> side = np.zeros((64, 64), np.int8); side[10:50, 5:30] = 1
+    >>> f = add_effusion(np.zeros((64, 64), np.float32), side, np.random.default_rng(0))
+    >>> bool(f.mask[45:50].any()), bool(f.mask[10:15].any())
+    (True, False)
+    """
+    d = get_difficulty(difficulty)
+    lung_side = lung_side.astype(np.int8)
+    sides = [s for s in (1, 2) if (lung_side == s).any()]
+    if not sides:
+        raise ValueError("add_effusion: the lung mask is empty")
+    s = int(side) if side is not None else int(rng.choice(sides))
+    lung = lung_side == s
+    ys, xs = np.nonzero(lung)
+    top, bottom = ys.min(), ys.max()
+    left, right = xs.min(), xs.max()
+    frac = float(rng.uniform(*d.effusion_height))
+    height = max(2.0, (bottom - top) * frac)
+    yy, xx = np.mgrid[0 : image.shape[0], 0 : image.shape[1]].astype(np.float32)
+    if ct:
+        # Dependent fluid lies posteriorly (image bottom for a supine patient).
+        level = bottom - height
+        amount = np.clip((yy - level) / 2.0, 0, 1) * lung
+        out = image + amount * (10.0 - image)
+    else:
+        # The meniscus climbs towards the lateral chest wall.
+        # 0 at the medial edge, 1 at the lateral chest wall (side 1 is on the image left).
+        lateral = (xx - left) / max(1, right - left)
+        if s == 1:
+            lateral = 1.0 - lateral
+        level = bottom - height * (0.6 + 0.8 * np.clip(lateral, 0, 1) ** 3)
+        amount = np.clip((yy - level) / 3.0, 0, 1) * lung
+        air_map = air if air is not None else 0.7 * lung
+        out = image + amount * air_map  # fluid replaces the air of the lung base
+    mask = amount > 0.5
+    if not mask.any():
+        mask[bottom, (left + right) // 2] = True
+    params = {"side": s, "height_fraction": frac}
+    return Finding("effusion", out.astype(image.dtype), mask, params)
