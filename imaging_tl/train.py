@@ -467,6 +467,7 @@ def train(
     cache_features: bool | str = "auto",
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
+    callbacks: list[keras.callbacks.Callback] | None = None,
     verbose: int = 0,
 ) -> TrainResult:
     """Train a transfer model phase by phase and return the per-epoch history.
@@ -499,6 +500,8 @@ def train(
     resume : bool
         Continue from ``checkpoint_dir``'s state: finished phases are skipped, the current
         one continues at the next epoch.
+    callbacks : list of keras.callbacks.Callback, optional
+        Extra callbacks for every phase (run after the checkpoint of each epoch is written).
     verbose : int
         Passed to ``model.fit``.
 
@@ -596,7 +599,8 @@ def train(
             val = (np.asarray(val[0], np.float32), np.asarray(val[1]))
         if phase.epochs > first:
             fit_model.fit(data, validation_data=val, epochs=int(phase.epochs),
-                          initial_epoch=first, callbacks=[control], verbose=verbose)
+                          initial_epoch=first, callbacks=[control, *(callbacks or [])],
+                          verbose=verbose)
         if best.get("weights") is not None and has_val:
             for var, val_w in zip(model.weights, best["weights"], strict=True):
                 var.assign(val_w)
