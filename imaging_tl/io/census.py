@@ -99,7 +99,7 @@ class CensusResult:
         def mixed(label: str, key: str, rows: list[dict[str, Any]], hint: str = "") -> None:
             counts = Counter(str(r.get(key)) for r in rows if r.get(key) not in (None, ""))
             if len(counts) > 1:
-                keys = sorted(counts, key=lambda k: (not k.isdigit(), len(k), k))  # 8 < 12
+                keys = sorted(counts, key=lambda k: k.zfill(12) if k.isdigit() else "~" + k)
                 parts = ", ".join(f"{k} ({counts[k]})" for k in keys)
                 out.append(f"mixed {label}: {parts}{hint}")
 
