@@ -25,6 +25,7 @@ _LAZY = {
     "set_freeze": "imaging_tl.models.transfer",
     "save_transfer_model": "imaging_tl.models.transfer",
     "load_transfer_model": "imaging_tl.models.transfer",
+    "read_contract": "imaging_tl.models.transfer",
     "HeadConfig": "imaging_tl.models.transfer",
     "WeightsUnavailableError": "imaging_tl.models.keras_apps",
 }

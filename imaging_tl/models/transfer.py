@@ -42,6 +42,7 @@ __all__ = [
     "feature_extractor",
     "head_model",
     "load_transfer_model",
+    "read_contract",
     "save_transfer_model",
     "set_freeze",
 ]
@@ -444,7 +445,7 @@ def feature_extractor(model: keras.Model) -> keras.Model:
     >>> feature_extractor(m).output_shape
     (None, 1280)
     """
-    return keras.Model(model.inputs, model.get_layer("head_pool").output,
+    return keras.Model(model.input, model.get_layer("head_pool").output,
                        name=f"{model.name}_features")
 
 
@@ -540,14 +541,37 @@ def load_transfer_model(path: str | Path, *, compile: bool = True) -> keras.Mode
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found")
+    contract = read_contract(path)
     model = keras.models.load_model(path, compile=compile)
+    _attach(model, contract)
+    return model
+
+
+def read_contract(path: str | Path) -> ModelContract:
+    """The preprocessing contract of a saved model, without loading the model.
+
+    Read from inside the ``.keras`` file, else from ``contract.json`` beside it.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> m = build_transfer_model("efficientnet_lite0", "binary", ["no", "yes"],
+    ...                          weights=None, input_size=32)
+    >>> p = Path(tempfile.mkdtemp()) / "m.keras"
+    >>> _ = save_transfer_model(m, p)
+    >>> read_contract(p).label_names
+    ['no', 'yes']
+    """
+    path = Path(path)
     data = None
-    with zipfile.ZipFile(path) as zf:
-        if CONTRACT_ENTRY in zf.namelist():
-            data = json.loads(zf.read(CONTRACT_ENTRY))
+    try:
+        with zipfile.ZipFile(path) as zf:
+            if CONTRACT_ENTRY in zf.namelist():
+                data = json.loads(zf.read(CONTRACT_ENTRY))
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ValueError(f"{path}: not a .keras model file ({exc})") from exc
     if data is None and path.with_name("contract.json").is_file():
         data = json.loads(path.with_name("contract.json").read_text())
     if data is None:
         raise ValueError(f"{path}: no preprocessing contract inside the file or beside it")
-    _attach(model, ModelContract.from_dict(data))
-    return model
+    return ModelContract.from_dict(data)
