@@ -17,7 +17,9 @@ Examples
 
 from __future__ import annotations
 
+import copy
 import inspect
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -214,6 +216,10 @@ def make_dataset(
     y = None
     task = "unlabelled"
     if labels and label_columns(table):
+        if classes is None and label_columns(table) == ["label"]:
+            # Classes of the whole table: a split may lack one (and must not turn a binary
+            # task into a one-class one).
+            classes = sorted(prepared.table["label"].astype(str).unique())
         y, _, task = encode_labels(table, classes)
         extra.append(tf.constant(y))
         weights = None
@@ -237,7 +243,8 @@ def make_dataset(
             for c in np.unique(codes)
         ]
         order = tf.data.Dataset.sample_from_datasets(
-            per_class, weights=[1.0 / len(per_class)] * len(per_class), seed=seed
+            per_class, weights=[1.0 / len(per_class)] * len(per_class), seed=seed,
+            rerandomize_each_iteration=True,
         ).take(n)
     else:
         order = tf.data.Dataset.range(n)
@@ -253,21 +260,25 @@ def make_dataset(
 
     ds = order.map(read, num_parallel_calls=parallel_reads or tf.data.AUTOTUNE,
                    deterministic=True)
-    fn = resolve_augment(augment)
-    if fn is not None:
-        # One seed per element from a seeded stream; the map runs in order (one at a time:
-        # albumentations holds the GIL anyway, and a shared transform is not thread-safe).
+    if resolve_augment(augment) is not None:
+        # One seed per element from a seeded stream, and one copy of the transform per
+        # thread (a transform's random state is not thread-safe): the result does not depend
+        # on which thread augments which image, so the parallel map stays deterministic.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        local = threading.local()
+
+        def apply(image: np.ndarray, s: np.int64) -> np.ndarray:
+            fn = getattr(local, "fn", None)
+            if fn is None:
+                fn = local.fn = resolve_augment(copy.deepcopy(augment))
+            return np.ascontiguousarray(fn(image, int(s) % (2**31)), np.float32)
 
         def aug(elem, s):
-            image = elem[0]
-            out = tf.numpy_function(
-                lambda im, sd: np.ascontiguousarray(fn(im, int(sd) % (2**31)), np.float32),
-                [image, s], tf.float32, stateful=False)
-            out = tf.ensure_shape(out, shape)
-            return (out, *elem[1:])
+            out = tf.numpy_function(apply, [elem[0], s], tf.float32, stateful=False)
+            return (tf.ensure_shape(out, shape), *elem[1:])
 
-        ds = tf.data.Dataset.zip(ds, seeds).map(lambda e, s: aug(e, s))
+        ds = tf.data.Dataset.zip(ds, seeds).map(
+            aug, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.map(lambda *e: e if len(e) > 1 else e[0])
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     return ds.prefetch(prefetch)

@@ -1,0 +1,88 @@
+"""tf.data batches from the cache: contract, determinism, augmentation, balance, weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from imaging_tl.data import ArrayCache, Prepared, prepare
+from imaging_tl.stages import Normalize, Pipeline, Resize, ToRGB, Window
+
+tf = pytest.importorskip("tensorflow")
+from imaging_tl.data.tfdata import make_dataset  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, make_dicom) -> Prepared:
+    d = tmp_path_factory.mktemp("tfdata")
+    n = 20
+    paths = [str(make_dicom(d / f"s{i}.dcm", 100 + i, patient=f"P{i}")) for i in range(n)]
+    table = pd.DataFrame({
+        "path": paths, "group": [f"P{i}" for i in range(n)],
+        "label": ["abnormal"] * 4 + ["normal"] * 16,  # imbalanced 1:4
+        "split": ["train"] * 15 + ["val"] * 5,
+    })
+    table.attrs["label_columns"] = ["label"]
+    pipe = Pipeline([Window(center=40, width=400), Resize(24), ToRGB()])
+    return prepare(table, pipe, cache=ArrayCache(d / "cache"), executor="serial")
+
+
+def collect(ds) -> list[tuple[np.ndarray, ...]]:
+    return [tuple(t.numpy() for t in batch) for batch in ds]
+
+
+def test_batches_follow_the_model_input_contract(prepared: Prepared) -> None:
+    batches = collect(make_dataset(prepared, split="val", batch_size=4))
+    assert [b[0].shape for b in batches] == [(4, 24, 24, 3), (1, 24, 24, 3)]
+    images = np.concatenate([b[0] for b in batches])
+    assert images.dtype == np.float32 and images.min() >= 0 and images.max() <= 1
+    val = prepared.table[prepared.table["split"] == "val"].reset_index(drop=True)
+    # No shuffling outside training: rows in table order, pixels as cached.
+    for i in range(len(val)):
+        np.testing.assert_array_equal(images[i], np.load(val["cache_file"][i]))
+    labels = np.concatenate([b[1] for b in batches])
+    assert labels.dtype == np.float32 and labels.tolist() == [1.0] * 5  # 'normal' = classes[1]
+
+
+def test_same_seed_same_batches_other_seed_other_order(prepared: Prepared) -> None:
+    def run(seed: int) -> list:
+        return collect(make_dataset(prepared, split="train", batch_size=5, seed=seed,
+                                    augment="light"))
+
+    a, b, c = run(7), run(7), run(8)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x[0], y[0])
+    assert not all(np.array_equal(x[0], y[0]) for x, y in zip(a, c, strict=True))
+    # Augmentation changed the pixels (train only) and kept the contract.
+    plain = np.stack([np.load(f) for f in prepared.table["cache_file"][:15]])
+    augmented = np.concatenate([x[0] for x in a])
+    assert augmented.min() >= 0 and augmented.max() <= 1
+    unchanged = [any(np.array_equal(img, p) for p in plain) for img in augmented]
+    assert sum(unchanged) < len(augmented) // 2
+
+
+def test_augmentation_only_on_the_training_split(prepared: Prepared) -> None:
+    with pytest.raises(ValueError, match="only the training split is augmented"):
+        make_dataset(prepared, split="val", augment="light")
+
+
+def test_class_balanced_sampling_and_weights(prepared: Prepared) -> None:
+    ds = make_dataset(prepared, split="train", batch_size=15, seed=0, balanced=True, repeat=True)
+    labels = np.concatenate([b[1] for b in collect(ds.take(20))])
+    assert len(labels) == 300 and abs(labels.mean() - 0.5) < 0.1  # 4 vs 11 in the table
+    ds = make_dataset(prepared, split="train", batch_size=15, class_weight="balanced")
+    images, y, w = collect(ds)[0]
+    assert np.allclose(w[y == 0], 15 / (2 * 4)) and np.allclose(w[y == 1], 15 / (2 * 11))
+
+
+def test_out_of_contract_cache_is_refused(prepared: Prepared, tmp_path: Path) -> None:
+    table = prepared.table.drop(columns=["cache_file", "offset", "shape", "content_hash",
+                                         "dhash"])
+    pipe = Pipeline([Window(center=40, width=400), Resize(24), ToRGB(), Normalize("imagenet")])
+    normalised = prepare(table, pipe, cache=ArrayCache(tmp_path / "c"), executor="serial",
+                         audit=False)
+    with pytest.raises(ValueError, match="input contract is float32 in \\[0, 1\\]"):
+        make_dataset(normalised, split="train")
