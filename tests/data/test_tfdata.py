@@ -50,7 +50,7 @@ def test_batches_follow_the_model_input_contract(prepared: Prepared) -> None:
 def test_same_seed_same_batches_other_seed_other_order(prepared: Prepared) -> None:
     def run(seed: int) -> list:
         return collect(make_dataset(prepared, split="train", batch_size=5, seed=seed,
-                                    augment="light"))
+                                    augment="heavy"))
 
     a, b, c = run(7), run(7), run(8)
     for x, y in zip(a, b, strict=True):
@@ -61,7 +61,7 @@ def test_same_seed_same_batches_other_seed_other_order(prepared: Prepared) -> No
     augmented = np.concatenate([x[0] for x in a])
     assert augmented.min() >= 0 and augmented.max() <= 1
     unchanged = [any(np.array_equal(img, p) for p in plain) for img in augmented]
-    assert sum(unchanged) < len(augmented) // 2
+    assert sum(unchanged) <= 3  # "heavy" leaves an image as it is with p ~ 0.02
 
 
 def test_augmentation_only_on_the_training_split(prepared: Prepared) -> None:
