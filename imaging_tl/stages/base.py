@@ -250,33 +250,46 @@ class Stage:
             arr = arr.astype(np.float32)
         return arr
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # parameters are fixed after construction; drop the cached provenance text anyway
+        object.__setattr__(self, name, value)
+        if name != "_params_text":
+            self.__dict__.pop("_params_text", None)
+
     def _describe(self, details: Mapping[str, Any] | None) -> str:
-        items = dict(self.get_params())
+        text = self.__dict__.get("_params_text")
+        if text is None:
+            text = " ".join(f"{k}={_fmt(v)}" for k, v in self.get_params().items())
+            self._params_text = text
         if details:
-            items.update(details)
-        text = " ".join(f"{k}={_fmt(v)}" for k, v in items.items())
-        return f"{self.name}: {text}".rstrip(": ").rstrip()
+            extra = " ".join(f"{k}={_fmt(v)}" for k, v in details.items())
+            text = f"{text} {extra}" if text else extra
+        return f"{self.name}: {text}" if text else self.name
+
+    def _scan_step(self, pixels: np.ndarray, meta: Mapping[str, Any]):
+        """(new pixels, new meta, provenance text) for the pixels and meta of a Scan."""
+        frames = int(meta.get("NumberOfFrames") or 1)
+        colour = meta.get("SamplesPerPixel", 1) == 3
+        if frames > 1 and pixels.ndim >= 3 and pixels.shape[0] == frames:
+            results = [self._transform(self._check(f, meta, colour), meta) for f in pixels]
+            try:
+                out = np.stack([r[0] for r in results])
+            except ValueError as exc:
+                raise ValueError(
+                    f"{type(self).__name__}: frames came out with different shapes ({exc})"
+                ) from None
+            details = {"frames": frames, **(results[0][1] or {})}
+            one_frame = out[0]
+        else:
+            out, details = self._transform(self._check(pixels, meta, colour), meta)
+            one_frame = out
+        updates = self._meta_updates(one_frame, meta)
+        new_meta = {**meta, **updates} if updates else meta
+        return out, new_meta, self._describe(details)
 
     def _call_scan(self, scan: Scan) -> Scan:
-        meta = scan.meta
-        pixels = scan.pixels
-        frames = int(meta.get("NumberOfFrames") or 1)
-        if frames > 1 and pixels.ndim >= 3 and pixels.shape[0] == frames:
-            results = [self._transform(self._check(f, meta, scan.is_colour), meta) for f in pixels]
-            out = np.stack([r[0] for r in results])
-            details = {"frames": frames, **(results[0][1] or {})}
-            frame_shape = out[0]
-        else:
-            out, details = self._transform(self._check(pixels, meta, scan.is_colour), meta)
-            frame_shape = out
-        updates = self._meta_updates(frame_shape, meta)
-        new_meta = {**meta, **updates} if updates else meta
-        return replace(
-            scan,
-            pixels=out,
-            meta=new_meta,
-            provenance=[*scan.provenance, self._describe(details)],
-        )
+        out, meta, step = self._scan_step(scan.pixels, scan.meta)
+        return replace(scan, pixels=out, meta=meta, provenance=[*scan.provenance, step])
 
 
 def geometry_updates(out: np.ndarray, meta: Mapping[str, Any], scale=None) -> dict[str, Any]:
@@ -322,9 +335,12 @@ class Pipeline:
     def __call__(self, image: np.ndarray | Scan, meta: Mapping[str, Any] | None = None):
         """Run all stages: array in, array out, or Scan in, Scan out."""
         if isinstance(image, Scan):
+            # one new Scan at the end rather than one per stage
+            pixels, scan_meta, steps = image.pixels, image.meta, list(image.provenance)
             for stage in self.stages:
-                image = stage(image)
-            return image
+                pixels, scan_meta, step = stage._scan_step(pixels, scan_meta)
+                steps.append(step)
+            return replace(image, pixels=pixels, meta=scan_meta, provenance=steps)
         meta = {} if meta is None else meta
         out = image
         for stage in self.stages:

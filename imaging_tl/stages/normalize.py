@@ -61,21 +61,21 @@ class NormalizationScheme:
     def apply(self, image: np.ndarray) -> np.ndarray:
         """Normalise a float image in [0, 1] (``... x 3``, or grey when channel-uniform)."""
         x = np.asarray(image, dtype=np.float32)
-        if x.ndim != 2 and x.ndim >= 1 and x.shape[-1] == 3:
-            if self.bgr:
-                x = x[..., ::-1]
-            # (x - mean) / std as one multiply-add: x * (1/std) + (-mean/std)
-            scale = (1.0 / np.asarray(self.std, dtype=np.float64)).astype(np.float32)
-            offset = (-np.asarray(self.mean, np.float64) / self.std).astype(np.float32)
-        elif self.is_channel_uniform:
-            scale = np.float32(1.0 / self.std[0])
-            offset = np.float32(-self.mean[0] / self.std[0])
-        else:
+        if self.is_channel_uniform:
+            # one scalar multiply-add: numpy broadcasting over a length-3 last axis is
+            # several times slower than scalars or per-channel strided passes
+            y = x * np.float32(1.0 / self.std[0])
+            y += np.float32(-self.mean[0] / self.std[0])
+            return y
+        if x.ndim < 1 or x.shape[-1] != 3 or x.ndim == 2:
             raise ValueError(
                 f"this normalisation needs 3 channels (RGB), got shape {x.shape}; add ToRGB"
             )
-        y = x * scale
-        y += offset
+        y = np.empty_like(x)
+        for c in range(3):
+            src = x[..., 2 - c] if self.bgr else x[..., c]
+            np.multiply(src, np.float32(1.0 / self.std[c]), out=y[..., c])
+            y[..., c] += np.float32(-self.mean[c] / self.std[c])
         return y
 
 
