@@ -262,7 +262,7 @@ def weighted_average_precision(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> n
 def _curve_bands(
     y: np.ndarray, s: np.ndarray, w: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """TPR on the FPR grid and interpolated precision on the recall grid, per weighting."""
+    """TPR on the FPR grid and (step) precision on the recall grid, per weighting."""
     _, _, _, tp, fp = _desc_cumulative(y, s, w)
     n_pos, n_neg = tp[:, -1:], fp[:, -1:]
     roc = np.full((w.shape[0], _GRID.size), np.nan)
@@ -274,9 +274,9 @@ def _curve_bands(
         if n_pos[b, 0] <= 0 or n_neg[b, 0] <= 0:
             continue
         roc[b] = np.interp(_GRID, np.r_[0.0, fpr[b]], np.r_[0.0, tpr[b]])
-        # interpolated precision: the best precision at this recall or beyond
-        env = np.maximum.accumulate(prec[b][::-1])[::-1]
-        pr[b] = np.interp(_GRID, np.r_[0.0, tpr[b]], np.r_[env[0], env])
+        # the step curve as plotted: precision at the first threshold reaching recall r
+        k = np.minimum(np.searchsorted(tpr[b], _GRID, side="left"), tpr.shape[1] - 1)
+        pr[b] = prec[b][k]
     return roc, pr
 
 
