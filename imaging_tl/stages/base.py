@@ -293,7 +293,14 @@ class Stage:
 
 
 def geometry_updates(out: np.ndarray, meta: Mapping[str, Any], scale=None) -> dict[str, Any]:
-    """Rows/Columns (and PixelSpacing when ``scale=(sy, sx)`` is given) after a geometry step."""
+    """Rows/Columns (and PixelSpacing when ``scale=(sy, sx)`` is given) after a geometry step.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> geometry_updates(np.zeros((50, 50)), {"PixelSpacing": [0.5, 0.5]}, scale=(0.25, 0.25))
+    {'Rows': 50, 'Columns': 50, 'PixelSpacing': [2.0, 2.0]}
+    """
     updates: dict[str, Any] = {"Rows": int(out.shape[0]), "Columns": int(out.shape[1])}
     spacing = meta.get("PixelSpacing")
     if scale is not None and spacing is not None and len(spacing) == 2:
@@ -421,7 +428,13 @@ class Pipeline:
 
 
 def check_choice(stage: str, param: str, value: Any, choices: Iterable[str]) -> str:
-    """Return ``value`` if it is one of ``choices``, else a ValueError naming them."""
+    """Return ``value`` if it is one of ``choices``, else a ValueError naming them.
+
+    Examples
+    --------
+    >>> check_choice("Resize", "mode", "pad", ("pad", "stretch"))
+    'pad'
+    """
     choices = list(choices)
     if value not in choices:
         raise ValueError(
@@ -441,7 +454,13 @@ def check_number(
     high: float | None = None,
     integer: bool = False,
 ) -> Any:
-    """Coerce ``value`` to float (or int) and check its range; ValueError names the stage."""
+    """Coerce ``value`` to float (or int) and check its range; ValueError names the stage.
+
+    Examples
+    --------
+    >>> check_number("Window", "width", 400, low=0, low_inclusive=False)
+    400.0
+    """
     kind = "an integer" if integer else "a number"
     if isinstance(value, bool) or not isinstance(value, int | float | np.number):
         raise ValueError(f"{stage}: {param} must be {kind}, got {value!r}")

@@ -108,8 +108,9 @@ def test_named_transforms_from_config():
     assert [type(t).__name__ for t in aug.compose] == ["Rotate", "CoarseDropout"]
     y = aug(np.full((64, 64), 0.5, np.float32))
     assert y.dtype == np.float32 and (y == 0).any() and np.isclose(y, 0.5).any()
-    np.testing.assert_array_equal(Augmenter.from_config(aug.to_config())(_ramp()),
-                                  Augmenter.from_config(cfg)(_ramp()))
+    np.testing.assert_array_equal(
+        Augmenter.from_config(aug.to_config())(_ramp()), Augmenter.from_config(cfg)(_ramp())
+    )
     assert Augmenter.from_config("medium").preset == "medium"
 
 
@@ -154,5 +155,7 @@ def test_listing_and_building():
     names = list_transforms()
     assert {"Affine", "RandomGamma", "GaussNoise", "HorizontalFlip"} <= set(names)
     assert "Compose" not in names
-    assert type(build_transform({"name": "RandomGamma", "gamma_limit": [90, 110]})).__name__ \
+    assert (
+        type(build_transform({"name": "RandomGamma", "gamma_limit": [90, 110]})).__name__
         == "RandomGamma"
+    )

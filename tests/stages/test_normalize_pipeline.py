@@ -48,8 +48,7 @@ def test_schemes_match_the_published_formulas():
     caffe = x255[..., ::-1] - [103.939, 116.779, 123.68]
     np.testing.assert_allclose(Normalize("caffe")(RGB), caffe, atol=1e-4)
     assert get_scheme("caffe").bgr and not get_scheme("imagenet").bgr
-    assert list_schemes() == ["caffe", "efficientnet_lite", "imagenet", "minus_one_one",
-                              "zero_255"]
+    assert list_schemes() == ["caffe", "efficientnet_lite", "imagenet", "minus_one_one", "zero_255"]
 
 
 @pytest.mark.parametrize(
@@ -93,9 +92,7 @@ def test_normalize_errors():
 
 
 def _typical():
-    return Pipeline(
-        [Window(preset="lung"), Resize(224), ToRGB(), Normalize("efficientnet_lite0")]
-    )
+    return Pipeline([Window(preset="lung"), Resize(224), ToRGB(), Normalize("efficientnet_lite0")])
 
 
 def test_pipeline_runs_the_stages_in_order():
@@ -112,7 +109,7 @@ def test_pipeline_on_a_real_scan_records_provenance(pydicom_data_dir):
     scan = read_scan(pydicom_data_dir / "693_UNCR.dcm")
     out = _typical()(scan)
     assert isinstance(out, Scan) and out.pixels.shape == (224, 224, 3)
-    steps = [s.split(":")[0] for s in out.provenance[len(scan.provenance):]]
+    steps = [s.split(":")[0] for s in out.provenance[len(scan.provenance) :]]
     assert steps == ["window", "resize", "to_rgb", "normalize"]
     assert out.provenance[-1] == "normalize: scheme=efficientnet_lite0 resolved=efficientnet_lite"
     assert out.meta["Rows"] == 224 and out.meta["SamplesPerPixel"] == 3
@@ -174,8 +171,12 @@ def test_fingerprint_is_stable_across_processes():
 def test_fingerprint_ignores_spelling_of_equal_values():
     a = Pipeline([Window(center=40, width=400), Resize(224)])
     b = Pipeline([Window(center=40.0, width=400.0), Resize([224, 224])])
-    c = Pipeline.from_config([{"name": "window", "width": 400, "center": 40},
-                              {"name": "resize", "size": 224, "mode": "pad"}])
+    c = Pipeline.from_config(
+        [
+            {"name": "window", "width": 400, "center": 40},
+            {"name": "resize", "size": 224, "mode": "pad"},
+        ]
+    )
     assert a.fingerprint() == b.fingerprint() == c.fingerprint()
 
 
@@ -202,10 +203,18 @@ def test_fingerprint_sensitive_to_every_other_stage_parameter():
     base = _typical()
     variants = [
         [Window(preset="lung"), Resize(225), ToRGB(), Normalize("efficientnet_lite0")],
-        [Window(preset="lung"), Resize(224, mode="stretch"), ToRGB(),
-         Normalize("efficientnet_lite0")],
-        [Window(preset="lung"), Resize(224, pad_value=0.5), ToRGB(),
-         Normalize("efficientnet_lite0")],
+        [
+            Window(preset="lung"),
+            Resize(224, mode="stretch"),
+            ToRGB(),
+            Normalize("efficientnet_lite0"),
+        ],
+        [
+            Window(preset="lung"),
+            Resize(224, pad_value=0.5),
+            ToRGB(),
+            Normalize("efficientnet_lite0"),
+        ],
         [Window(preset="lung"), Resize(224), ToRGB(), Normalize("efficientnet_lite")],
         [Window(preset="lung"), Resize(224), ToRGB(), Normalize("imagenet")],
         [Window(preset="lung"), Resize(224), ToRGB()],
@@ -216,8 +225,11 @@ def test_fingerprint_sensitive_to_every_other_stage_parameter():
 
 
 def test_unknown_stage_lists_names_with_a_suggestion():
-    with pytest.raises(ValueError, match=r"unknown stage 'windw' \(did you mean 'window'\?\); "
-                                         r"known stages: center_crop, clahe"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown stage 'windw' \(did you mean 'window'\?\); "
+        r"known stages: center_crop, clahe",
+    ):
         stage_from_config({"name": "windw", "preset": "lung"})
     with pytest.raises(ValueError, match=r"stages\[1\]: unknown stage 'rezise' \(did you mean"):
         Pipeline.from_config([{"name": "window", "preset": "lung"}, {"name": "rezise"}])
@@ -239,7 +251,9 @@ def test_stage_reprs_are_readable():
 
 
 def test_stages_import_without_tensorflow():
-    code = "import sys, imaging_tl.stages; print(sorted(m for m in ('tensorflow', 'keras',"\
-           " 'albumentations') if m in sys.modules))"
+    code = (
+        "import sys, imaging_tl.stages; print(sorted(m for m in ('tensorflow', 'keras',"
+        " 'albumentations') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -32,9 +32,7 @@ sides = st.integers(1, 40)
 
 def hu_images(min_side: int = 1):
     shape = st.tuples(st.integers(min_side, 40), st.integers(min_side, 40))
-    return shape.flatmap(
-        lambda s: arrays(np.float32, s, elements=st.floats(-2000, 4000, width=32))
-    )
+    return shape.flatmap(lambda s: arrays(np.float32, s, elements=st.floats(-2000, 4000, width=32)))
 
 
 def unit_images(channels=(None, 1, 3), min_side: int = 1):

@@ -7,7 +7,6 @@ import copy
 import numpy as np
 import pydicom
 import pytest
-from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from imaging_tl import read_scan
 from imaging_tl.io import Scan
@@ -43,9 +42,7 @@ def test_bone_window_by_hand():
 
 def test_explicit_window_matches_preset():
     c, w = PRESETS["mediastinum"]
-    np.testing.assert_array_equal(
-        Window(center=c, width=w)(HU), Window(preset="mediastinum")(HU)
-    )
+    np.testing.assert_array_equal(Window(center=c, width=w)(HU), Window(preset="mediastinum")(HU))
 
 
 @pytest.mark.parametrize(
@@ -153,24 +150,6 @@ def test_voi_lut_table_by_hand():
     )
 
 
-def _pydicom_normalised(ds, index=0, prefer_lut=True):
-    """pydicom's VOI output scaled to [0, 1] by the output range pydicom uses."""
-    arr = ds.pixel_array
-    mod = apply_modality_lut(arr, ds)
-    voi = apply_voi_lut(mod, ds, index=index, prefer_lut=prefer_lut).astype(np.float64)
-    if prefer_lut and "VOILUTSequence" in ds:
-        bits = ds.VOILUTSequence[index].LUTDescriptor[2]
-        return voi / (2**bits - 1)
-    if ds.PixelRepresentation == 0:
-        y_min, y_max = 0, 2**ds.BitsStored - 1
-    else:
-        y_min, y_max = -(2 ** (ds.BitsStored - 1)), 2 ** (ds.BitsStored - 1) - 1
-    if "RescaleSlope" in ds and "RescaleIntercept" in ds:
-        y_min = y_min * ds.RescaleSlope + ds.RescaleIntercept
-        y_max = y_max * ds.RescaleSlope + ds.RescaleIntercept
-    return (voi - y_min) / (y_max - y_min)
-
-
 @pytest.mark.parametrize(
     ("folder", "name", "index"),
     [
@@ -183,10 +162,12 @@ def _pydicom_normalised(ds, index=0, prefer_lut=True):
         ("data", "vlut_04.dcm", 0),  # VOI LUT Sequence
     ],
 )
-def test_agrees_with_pydicom_apply_voi_lut(pydicom_test_dir, pydicom_data_dir, folder, name, index):
+def test_agrees_with_pydicom_apply_voi_lut(
+    pydicom_test_dir, pydicom_data_dir, pydicom_voi, folder, name, index
+):
     path = (pydicom_test_dir if folder == "test" else pydicom_data_dir) / name
     ds = pydicom.dcmread(path)
-    expected = _pydicom_normalised(ds, index)
+    expected = pydicom_voi(ds, index)
     scan = read_scan(path)
     out = Window.from_header(index)(scan)
     if ds.PhotometricInterpretation == "MONOCHROME1":
@@ -199,12 +180,12 @@ def test_agrees_with_pydicom_apply_voi_lut(pydicom_test_dir, pydicom_data_dir, f
 
 
 @pytest.mark.parametrize("function", ["LINEAR_EXACT", "SIGMOID"])
-def test_agrees_with_pydicom_for_other_voi_functions(pydicom_data_dir, function):
+def test_agrees_with_pydicom_for_other_voi_functions(pydicom_data_dir, pydicom_voi, function):
     # No bundled file declares these functions, so set the tag on a real CT file.
     path = pydicom_data_dir / "693_UNCR.dcm"
     ds = pydicom.dcmread(path)
     ds.VOILUTFunction = function
-    expected = _pydicom_normalised(ds)
+    expected = pydicom_voi(ds)
     scan = read_scan(path)
     meta = {**scan.meta, "voi_lut_function": function}
     out = Window.from_header()(Scan(scan.pixels, meta))
@@ -212,20 +193,24 @@ def test_agrees_with_pydicom_for_other_voi_functions(pydicom_data_dir, function)
     assert f"function={function}" in out.provenance[-1]
 
 
-def test_explicit_window_agrees_with_pydicom_on_ct(pydicom_data_dir):
+def test_explicit_window_agrees_with_pydicom_on_ct(pydicom_data_dir, pydicom_voi):
     path = pydicom_data_dir / "693_UNCR.dcm"
     ds = pydicom.dcmread(path)
     ds2 = copy.deepcopy(ds)
     ds2.WindowCenter, ds2.WindowWidth = -600, 1500
-    expected = _pydicom_normalised(ds2)
+    expected = pydicom_voi(ds2)
     np.testing.assert_allclose(Window(preset="lung")(read_scan(path)).pixels, expected, atol=2e-6)
 
 
 def test_scan_provenance_and_meta():
     scan = Scan(
         HU.copy(),
-        {"Modality": "CT", "invert": True, "windows": [{"center": 40.0, "width": 400.0}],
-         "value_range": [-1024.0, 3071.0]},
+        {
+            "Modality": "CT",
+            "invert": True,
+            "windows": [{"center": 40.0, "width": 400.0}],
+            "value_range": [-1024.0, 3071.0],
+        },
         ["read: test"],
     )
     out = Window(center=40, width=400)(scan)
