@@ -93,7 +93,7 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
             "p": 0.7,
         },
         {"name": "RandomGamma", "gamma_limit": [75, 130], "p": 0.5},
-        {"name": "GaussNoise", "std_range": [0.01, 0.04], "p": 0.3},
+        {"name": "GaussNoise", "std_range": [0.005, 0.03], "p": 0.3},
         {"name": "GaussianBlur", "blur_limit": [3, 5], "p": 0.2},
     ],
 }
