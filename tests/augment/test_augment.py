@@ -8,6 +8,9 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from imaging_tl.augment import PRESETS, Augmenter, build_transform, list_transforms
 
@@ -159,3 +162,24 @@ def test_listing_and_building():
         type(build_transform({"name": "RandomGamma", "gamma_limit": [90, 110]})).__name__
         == "RandomGamma"
     )
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.tuples(st.integers(1, 48), st.integers(1, 48), st.sampled_from([None, 1, 2, 3])).flatmap(
+        lambda t: arrays(
+            np.float32,
+            t[:2] if t[2] is None else t,
+            elements=st.floats(0, 1, width=32),
+        )
+    ),
+    st.sampled_from(list(PRESETS)),
+    st.booleans(),
+    st.integers(0, 2**31 - 1),
+)
+def test_any_image_keeps_shape_dtype_range(img, preset, hflip, seed):
+    aug = Augmenter(preset, hflip=hflip, seed=seed)
+    out = aug(img)
+    assert out.shape == img.shape and out.dtype == np.float32
+    assert np.all((out >= 0) & (out <= 1))
+    np.testing.assert_array_equal(Augmenter(preset, hflip=hflip, seed=seed)(img), out)
