@@ -8,4 +8,13 @@ from imaging_tl.io import Scan, ScanReadError, read_scan
 
 __version__ = "0.1.0"
 
-__all__ = ["Scan", "ScanReadError", "__version__", "read_scan"]
+__all__ = ["Scan", "ScanReadError", "__version__", "read_scan", "run"]
+
+
+def __getattr__(name: str):
+    # imaging_tl.run is imported on first use: it pulls in TensorFlow, the package must not
+    if name == "run":
+        from imaging_tl.pipeline import run
+
+        return run
+    raise AttributeError(f"module 'imaging_tl' has no attribute {name!r}")
