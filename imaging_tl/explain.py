@@ -10,7 +10,8 @@ The class score is the logit: when the model ends in a Dense layer with a sigmoi
 softmax, the score is taken before that activation, because a saturated sigmoid/softmax
 has vanishing gradients (and softmax gradients mix in the other classes).
 
-Importing this module imports TensorFlow (Keras); :func:`overlay` works on numpy alone.
+Keras (and TensorFlow) are imported on first use of :class:`GradCAM`; :func:`overlay` and
+:func:`save_overlay` work on numpy alone.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ def _output_shape(layer: Any) -> tuple | None:
 def find_target_layer(model: Any) -> str:
     """Name of the layer Grad-CAM should use: the last 4-D output before global pooling.
 
+    The head's pooling is the layer named ``head_pool`` (transfer models), else the last
+    ``GlobalAveragePooling2D``/``GlobalMaxPooling2D``/``Flatten``.
+
     Parameters
     ----------
     model : keras.Model
@@ -74,11 +78,12 @@ def find_target_layer(model: Any) -> str:
     'conv_b'
     """
     layers = list(model.layers)
-    stop = len(layers)
-    for i, layer in enumerate(layers):
-        if type(layer).__name__ in _POOLING or layer.name == "head_pool":
-            stop = i
-            break
+    names = [layer.name for layer in layers]
+    # the head's pooling: "head_pool" in transfer models, else the LAST global pooling
+    # (squeeze-excite blocks, as in EfficientNetB0, pool inside the backbone too)
+    pools = [i for i, layer in enumerate(layers) if type(layer).__name__ in _POOLING]
+    stop = names.index("head_pool") if "head_pool" in names else (
+        pools[-1] if pools else len(layers))
     for layer in reversed(layers[:stop]):
         if type(layer).__name__ == "InputLayer":
             continue
@@ -133,11 +138,14 @@ class GradCAM:
             )
         last = model.layers[-1]
         act = getattr(getattr(last, "activation", None), "__name__", None)
-        # score from the logits: Dense(..., activation=sigmoid|softmax) -> its input @ kernel
-        self._dense = last if (use_logits and act in ("sigmoid", "softmax")
-                               and hasattr(last, "kernel")) else None
-        self.multiclass = act == "softmax"
-        head_in = last.input if self._dense is not None else model.outputs[0]
+        squashing = use_logits and act in ("sigmoid", "softmax")
+        # score from the logits: Dense(..., activation=sigmoid|softmax) -> input @ kernel;
+        # a separate Activation layer -> its input
+        self._dense = last if squashing and hasattr(last, "kernel") else None
+        if self._dense is not None or (squashing and type(last).__name__ == "Activation"):
+            head_in = last.input
+        else:
+            head_in = model.outputs[0]
         self._grad_model = keras.Model(model.inputs, [target.output, head_in])
         shape = tuple(model.inputs[0].shape)
         self.input_shape = shape[1:]

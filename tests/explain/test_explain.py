@@ -258,3 +258,25 @@ def test_real_transfer_model_gradcam_and_randomization(lite0_transfer, tmp_path)
     # the input contract is enforced: 0..255 images are refused with the reason
     with pytest.raises(ValueError, match=r"images: input values span"):
         gradcam(m, x * 255)
+
+
+def test_scores_are_taken_before_the_final_activation():
+    """Dense+softmax, Dense+Activation(softmax) and plain logits give the same maps."""
+    keras.utils.set_random_seed(2)
+    inp = keras.Input((SIZE, SIZE, 3))
+    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="c")(inp)
+    pooled = keras.layers.GlobalAveragePooling2D()(h)
+    dense = keras.layers.Dense(3, name="logits")
+    logits = dense(pooled)
+    m_logits = keras.Model(inp, logits)
+    m_act = keras.Model(inp, keras.layers.Activation("softmax")(logits))
+    soft = keras.layers.Dense(3, activation="softmax")
+    m_soft = keras.Model(inp, soft(pooled))
+    soft.set_weights(dense.get_weights())
+    x = np.random.default_rng(1).random((3, SIZE, SIZE, 3)).astype(np.float32)
+    ref = GradCAM(m_logits)(x, class_index=[0, 1, 2])
+    assert np.allclose(GradCAM(m_act)(x, class_index=[0, 1, 2]), ref, atol=1e-5)
+    assert np.allclose(GradCAM(m_soft)(x, class_index=[0, 1, 2]), ref, atol=1e-5)
+    # through the softmax the maps differ (gradients mix in the other classes)
+    through = GradCAM(m_soft, use_logits=False)(x, class_index=[0, 1, 2])
+    assert not np.allclose(through, ref, atol=1e-3)
