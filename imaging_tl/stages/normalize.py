@@ -187,7 +187,7 @@ class Normalize(Stage):
         ``"resnet50"``, ...), whose declared scheme is used.
     check_range : bool
         Refuse input outside [0, 1] (a missing Window would otherwise give silently
-        wrong predictions). The check costs about 2 % of the stage.
+        wrong predictions). Images over 64 x 64 are checked on a 1-in-16 sub-grid.
 
     Notes
     -----
@@ -219,7 +219,10 @@ class Normalize(Stage):
 
     def _transform(self, image: np.ndarray, meta: Mapping[str, Any]):
         if self.check_range:
-            lo, hi = float(image.min()), float(image.max())
+            # a 1-in-16 sub-grid is enough to catch un-windowed input (HU, 0..255, 0..65535
+            # are out of range almost everywhere) at a 16th of the cost of a full pass
+            probe = image[::4, ::4] if image.shape[0] > 64 and image.shape[1] > 64 else image
+            lo, hi = float(probe.min()), float(probe.max())
             if lo < -1e-6 or hi > 1.0 + 1e-6:
                 raise ValueError(
                     f"Normalize: image must be in [0, 1] (apply Window first), got [{lo:g}, {hi:g}]"
