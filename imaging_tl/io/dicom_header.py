@@ -6,9 +6,11 @@ means the same thing wherever it appears. Patient names and birth dates are neve
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import numpy as np
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.valuerep import VR
 
@@ -55,6 +57,21 @@ _INT_KEYWORDS = {
     "BitsStored",
     "PixelRepresentation",
 }
+
+
+@cache
+def _tag(keyword: str) -> int:
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        raise KeyError(keyword)
+    return tag
+
+
+def _get(ds: Dataset, keyword: str) -> Any:
+    """``ds.get(keyword)``, but cheap for absent elements (most of the ones we look for):
+    pydicom's ``get`` raises and catches an AttributeError for each miss."""
+    tag = _tag(keyword)
+    return ds[tag].value if tag in ds else None
 
 
 def empty_meta() -> dict[str, Any]:
@@ -124,14 +141,14 @@ def functional_group(ds: Dataset, sequence: str, frame: int = 0) -> Dataset | No
     >>> functional_group(Dataset(), "FrameVOILUTSequence") is None
     True
     """
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    per_frame = _get(ds, "PerFrameFunctionalGroupsSequence")
     if per_frame and frame < len(per_frame):
-        seq = per_frame[frame].get(sequence)
+        seq = _get(per_frame[frame], sequence)
         if seq:
             return seq[0]
-    shared = ds.get("SharedFunctionalGroupsSequence")
+    shared = _get(ds, "SharedFunctionalGroupsSequence")
     if shared:
-        seq = shared[0].get(sequence)
+        seq = _get(shared[0], sequence)
         if seq:
             return seq[0]
     return None
@@ -161,9 +178,9 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _windows(source: Dataset) -> list[dict[str, Any]]:
-    centers = _as_list(source.get("WindowCenter"))
-    widths = _as_list(source.get("WindowWidth"))
-    explanations = _as_list(source.get("WindowCenterWidthExplanation"))
+    centers = _as_list(_get(source, "WindowCenter"))
+    widths = _as_list(_get(source, "WindowWidth"))
+    explanations = _as_list(_get(source, "WindowCenterWidthExplanation"))
     out = []
     for i, (c, w) in enumerate(zip(centers, widths, strict=False)):
         try:
@@ -204,7 +221,7 @@ def lut_data(item: Dataset, ds: Dataset) -> np.ndarray:
 
 def _voi_luts(source: Dataset, ds: Dataset) -> list[dict[str, Any]]:
     out = []
-    for item in source.get("VOILUTSequence") or []:
+    for item in _get(source, "VOILUTSequence") or []:
         if "LUTDescriptor" not in item or "LUTData" not in item:
             continue
         n, first, bits = (int(v) for v in item.LUTDescriptor)
@@ -212,7 +229,7 @@ def _voi_luts(source: Dataset, ds: Dataset) -> list[dict[str, Any]]:
             "first_mapped": first,
             "bits": bits,
             "data": lut_data(item, ds),
-            "explanation": str(item.get("LUTExplanation") or "") or None,
+            "explanation": str(_get(item, "LUTExplanation") or "") or None,
         })
     return out
 
@@ -232,8 +249,8 @@ def rescale(ds: Dataset, frame: int = 0) -> tuple[float, float] | None:
         source = functional_group(ds, "PixelValueTransformationSequence", frame)
     if source is None or ("RescaleSlope" not in source and "RescaleIntercept" not in source):
         return None
-    slope = source.get("RescaleSlope")
-    intercept = source.get("RescaleIntercept")
+    slope = _get(source, "RescaleSlope")
+    intercept = _get(source, "RescaleIntercept")
     return (
         float(slope) if slope not in (None, "") else 1.0,
         float(intercept) if intercept not in (None, "") else 0.0,
@@ -250,11 +267,11 @@ def stored_range(ds: Dataset) -> tuple[int, int] | None:
     >>> stored_range(ds)
     (-2048, 2047)
     """
-    bits = ds.get("BitsStored") or ds.get("BitsAllocated")
+    bits = _get(ds, "BitsStored") or _get(ds, "BitsAllocated")
     if not bits:
         return None
     bits = int(bits)
-    if ds.get("PixelRepresentation") == 1:
+    if _get(ds, "PixelRepresentation") == 1:
         return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     return 0, (1 << bits) - 1
 
@@ -262,15 +279,15 @@ def stored_range(ds: Dataset) -> tuple[int, int] | None:
 def _value_range(ds: Dataset, frame: int = 0) -> list[float] | None:
     if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
         return None  # float data has no fixed range
-    if ds.get("PhotometricInterpretation") == "PALETTE COLOR":
-        desc = ds.get("RedPaletteColorLookupTableDescriptor")
+    if _get(ds, "PhotometricInterpretation") == "PALETTE COLOR":
+        desc = _get(ds, "RedPaletteColorLookupTableDescriptor")
         bits = int(desc[2]) if desc else 8
         return [0.0, float((1 << bits) - 1)]
     rng = stored_range(ds)
     if rng is None:
         return None
-    if int(ds.get("SamplesPerPixel") or 1) == 1:
-        mlut = ds.get("ModalityLUTSequence")
+    if int(_get(ds, "SamplesPerPixel") or 1) == 1:
+        mlut = _get(ds, "ModalityLUTSequence")
         if mlut and "LUTDescriptor" in mlut[0] and "LUTData" in mlut[0]:
             data = lut_data(mlut[0], ds)  # the LUT's outputs are all the values there can be
             return [float(data.min()), float(data.max())]
@@ -314,7 +331,7 @@ def header_meta(ds: Dataset, *, frame: int | None = None) -> dict[str, Any]:
             meta[kw] = transfer_syntax(ds)
             continue
         try:
-            value = _plain(ds.get(kw))
+            value = _plain(_get(ds, kw))
         except (ValueError, TypeError):
             value = None  # a malformed optional element must not stop the read
         if kw in _INT_KEYWORDS and value is not None:
@@ -328,9 +345,9 @@ def header_meta(ds: Dataset, *, frame: int | None = None) -> dict[str, Any]:
     meta["PixelSpacing"] = None
     # "0\\0" is written by some CR software when unknown: treat as absent
     for spacing in (
-        ds.get("PixelSpacing"),
-        ds.get("ImagerPixelSpacing"),
-        measures.get("PixelSpacing") if measures is not None else None,
+        _get(ds, "PixelSpacing"),
+        _get(ds, "ImagerPixelSpacing"),
+        _get(measures, "PixelSpacing") if measures is not None else None,
     ):
         try:
             values = [float(v) for v in _as_list(spacing)]
@@ -349,11 +366,11 @@ def header_meta(ds: Dataset, *, frame: int | None = None) -> dict[str, Any]:
     if "WindowCenter" not in ds and "VOILUTSequence" not in ds:
         voi_source = functional_group(ds, "FrameVOILUTSequence", fidx) or ds
     meta["windows"] = _windows(voi_source)
-    function = str(voi_source.get("VOILUTFunction") or "LINEAR").upper()
+    function = str(_get(voi_source, "VOILUTFunction") or "LINEAR").upper()
     meta["voi_lut_function"] = function
     meta["voi_luts"] = _voi_luts(voi_source, ds)
 
-    shape = str(ds.get("PresentationLUTShape") or "").upper()
+    shape = str(_get(ds, "PresentationLUTShape") or "").upper()
     meta["invert"] = meta["PhotometricInterpretation"] == "MONOCHROME1" or shape == "INVERSE"
     meta["value_range"] = _value_range(ds, fidx)
     return meta

@@ -203,3 +203,42 @@ def test_importing_io_does_not_import_tensorflow() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("name", ["emri_small.dcm", "693_UNCI.dcm"])
+def test_bits_above_bits_stored_are_ignored(tmp_path: Path, name: str) -> None:
+    """High bits (overlays, garbage) above BitsStored must not reach the pixels."""
+    ds = pydicom.dcmread(_file(name))
+    raw = np.frombuffer(ds.PixelData, dtype=np.uint16).copy()
+    stored = int(ds.BitsStored)
+    raw[::7] |= np.uint16(1 << 15)  # set an unused bit on every 7th pixel
+    if ds.PixelRepresentation == 1:
+        raw[1::7] &= np.uint16((1 << stored) - 1)  # negative values not sign-extended
+    ds.PixelData = raw.tobytes()
+    path = tmp_path / name
+    ds.save_as(path)
+    expected = pydicom.dcmread(path).pixel_array  # pydicom masks / sign-extends
+    lo, hi = (-(1 << (stored - 1)), (1 << (stored - 1)) - 1) if ds.PixelRepresentation else (
+        0, (1 << stored) - 1)
+    assert expected.min() >= lo and expected.max() <= hi
+    scan = read_scan(path)
+    slope, intercept = float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
+    np.testing.assert_array_equal(scan.pixels, expected * slope + intercept)
+
+
+def test_float_pixel_data(tmp_path: Path) -> None:
+    ds = pydicom.dcmread(_file("MR_small.dcm"))
+    values = np.linspace(-1.5, 2.5, 64 * 64, dtype=np.float32).reshape(64, 64)
+    del ds.PixelData
+    for kw in ("BitsStored", "HighBit", "PixelRepresentation", "SmallestImagePixelValue",
+               "LargestImagePixelValue"):
+        if kw in ds:
+            delattr(ds, kw)
+    ds.BitsAllocated = 32
+    ds.FloatPixelData = values.tobytes()
+    path = tmp_path / "float.dcm"
+    ds.save_as(path)
+    scan = read_scan(path)
+    np.testing.assert_array_equal(scan.pixels, values)
+    assert scan.meta["value_range"] is None
+    assert scan.provenance[-1] == "modality_lut: none (float pixel data)"
