@@ -247,7 +247,8 @@ def plot_history(history: Any, path: str | Path) -> Path:
     ----------
     history : pandas.DataFrame or path
         Columns ``phase``, ``epoch`` and metric columns; ``val_<m>`` is drawn in the
-        panel of ``<m>``. Phases are shaded and labelled.
+        panel of ``<m>``. Phases are shaded and labelled (with ``phase_name`` when
+        present); ``lr`` and ``seconds`` are not plotted.
     path : path
         PNG to write.
 
@@ -265,16 +266,20 @@ def plot_history(history: Any, path: str | Path) -> Path:
     for col in ("phase", "epoch"):
         if col not in df.columns:
             raise ValueError(f"history: missing column {col!r} (has {list(df.columns)})")
-    numeric = [c for c in df.columns if c not in ("phase", "epoch")
+    # bookkeeping columns written by imaging_tl.train are not metrics
+    skip = {"phase", "phase_name", "epoch", "lr", "learning_rate", "seconds", "time"}
+    numeric = [c for c in df.columns if c not in skip
                and pd.api.types.is_numeric_dtype(df[c])]
     base = sorted({c[4:] if c.startswith("val_") else c for c in numeric},
                   key=lambda c: (c != "loss", c))
-    base = [b for b in base if b not in ("lr", "learning_rate")] or base
     if not base:
         raise ValueError("history: no metric columns to plot")
-    # one running epoch index across phases, in the order the phases appear
-    phases = list(dict.fromkeys(df["phase"].astype(str)))
-    df = df.assign(_phase=df["phase"].astype(str))
+    # one running epoch index across phases, in the order the phases appear; phases are
+    # labelled by "phase_name" where the table has it
+    label = df["phase_name"] if "phase_name" in df.columns else df["phase"]
+    df = df.assign(_phase=df["phase"].astype(str) + ": " + label.astype(str)
+                   if "phase_name" in df.columns else label.astype(str))
+    phases = list(dict.fromkeys(df["_phase"]))
     offsets, x = {}, []
     start = 0
     for ph in phases:

@@ -192,7 +192,7 @@ def _census_section(census: Any) -> str:
     import pandas as pd
 
     if not isinstance(census, pd.DataFrame):
-        census = pd.read_csv(census)
+        census = pd.read_csv(census, low_memory=False)
     parts = [f"<p>{len(census)} files.</p>"]
     for col in ("format", "Modality", "PhotometricInterpretation", "TransferSyntaxUID",
                 "BitsStored", "status", "error"):
@@ -469,8 +469,10 @@ def write_report(
         The run directory; ``plots/`` and ``report.html`` are written there.
     config : dict or str, optional
         The resolved run configuration (shown as a key table plus the full YAML).
-    census : str, dict, DataFrame, path or object with ``format()``, optional
-        Data census: a summary text/dict, or the census table (only counts are shown).
+    census : str, dict, DataFrame, pathlib.Path or object with ``format()``, optional
+        Data census: a summary text (str) or dict, an object whose ``format()`` gives the
+        text, or the census table / a ``pathlib.Path`` of ``census.csv`` (only counts
+        are shown).
     splits : DataFrame or path, optional
         One row per image: ``split``, ``label``, ``group`` (patient key) columns (names
         configurable). Gives the split audit and the class-balance plot.
@@ -589,3 +591,74 @@ def _gallery_section(gradcam: Any) -> str:
         parts.append(f"<p class='warn'>{len(missing)} overlay file(s) missing: {names}</p>")
     return "".join(parts)
 
+
+
+def gallery_from_dir(folder: str | Path) -> list[dict[str, Any]]:
+    """The Grad-CAM overlays of a run's ``gradcam/`` folder as gallery items.
+
+    Uses ``gallery.csv`` (columns ``path`` relative to the folder, ``category``,
+    ``caption``) when present; otherwise every PNG, the category taken from a ``TP_``,
+    ``FP_``, ``TN_`` or ``FN_`` name prefix (``examples`` without one), no caption (file
+    names may carry identifiers).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> gallery_from_dir(tempfile.mkdtemp())
+    []
+    """
+    import pandas as pd
+
+    folder = Path(folder)
+    index = folder / "gallery.csv"
+    if index.is_file():
+        df = pd.read_csv(index).fillna("")
+        return [{"path": folder / str(r["path"]), "category": r.get("category") or None,
+                 "caption": str(r.get("caption", ""))} for r in df.to_dict("records")]
+    items = []
+    for p in sorted(folder.glob("*.png")):
+        prefix = p.name.split("_", 1)[0].upper()
+        items.append({"path": p, "category": prefix if prefix in plots.CATEGORIES
+                      else "examples", "caption": ""})
+    return items
+
+
+def write_run_report(run_dir: str | Path, **overrides: Any) -> Path:
+    """(Re)write ``plots/`` and ``report.html`` of a run directory from its files.
+
+    Reads what is there of ``config.yaml``, ``census.csv``, ``splits.csv``,
+    ``metrics.json``, ``history.csv``, ``predictions.csv`` and ``gradcam/`` (see
+    :func:`gallery_from_dir`); keyword arguments replace any of them (names as in
+    :func:`write_report`).
+
+    Examples
+    --------
+    >>> import tempfile, json, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "config.yaml").write_text("name: rerun\\nseed: 3\\n")
+    >>> "rerun" in write_run_report(d).read_text()
+    True
+    """
+    import yaml
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {run_dir}: not a folder")
+
+    def file(name: str) -> Path | None:
+        p = run_dir / name
+        return p if p.is_file() else None
+
+    parts: dict[str, Any] = {}
+    if file("config.yaml"):
+        parts["config"] = yaml.safe_load(file("config.yaml").read_text()) or {}
+    for key, name in (("census", "census.csv"), ("splits", "splits.csv"),
+                      ("history", "history.csv"), ("predictions", "predictions.csv")):
+        if file(name):
+            parts[key] = file(name)
+    if file("metrics.json"):
+        parts["metrics"] = json.loads(file("metrics.json").read_text())
+    if (run_dir / "gradcam").is_dir():
+        parts["gradcam"] = gallery_from_dir(run_dir / "gradcam")
+    parts.update(overrides)
+    return write_report(run_dir, **parts)

@@ -258,3 +258,36 @@ def test_report_renders_in_headless_chromium(binary_report, tmp_path, width):
     with Image.open(shot) as im:
         a = np.asarray(im.convert("L"), dtype=float)
     assert a.shape[1] == width and a.std() > 10 and (a < 128).mean() > 0.005
+
+
+def test_history_in_train_format(tmp_path):
+    """imaging_tl.train's rows: int phase + phase_name, 1-based epochs, lr and seconds."""
+    h = pd.DataFrame({"phase": [0, 0, 1, 1], "phase_name": ["head", "head", "ft", "ft"],
+                      "epoch": [1, 2, 1, 2], "lr": [1e-3, 1e-3, 1e-4, 1e-4],
+                      "seconds": [3.0, 3.1, 9.0, 9.2], "loss": [0.7, 0.6, 0.5, 0.45],
+                      "val_loss": [0.7, 0.65, 0.6, 0.58]})
+    assert plots.plot_history(h, tmp_path / "h.png").is_file()
+    with pytest.raises(ValueError, match="no metric columns"):
+        plots.plot_history(h[["phase", "epoch", "lr", "seconds"]], tmp_path / "x.png")
+
+
+def test_write_run_report_from_run_directory(tmp_path_factory):
+    import yaml
+
+    from imaging_tl.report import write_run_report
+
+    out, parts = _binary_run(tmp_path_factory, n_patients=30)
+    (out / "config.yaml").write_text(yaml.safe_dump(parts["config"]))
+    (out / "metrics.json").write_text(json.dumps(parts["metrics"], allow_nan=False))
+    parts["splits"].to_csv(out / "splits.csv", index=False)
+    parts["history"].to_csv(out / "history.csv", index=False)
+    parts["predictions"].to_csv(out / "predictions.csv", index=False)
+    parts["census"].to_csv(out / "census.csv", index=False)
+    page = write_run_report(out).read_text()
+    n_cams = len(list((out / "gradcam").glob("*.png")))
+    assert n_cams == len(parts["gradcam"])
+    assert len(re.findall(r"<img ", page)) == 6 + n_cams
+    assert "false positives" in page or "false negatives" in page
+    assert "DOE^JANE" not in page and "demo-binary" in page
+    with pytest.raises(FileNotFoundError, match="run directory"):
+        write_run_report(out / "nope")
