@@ -272,7 +272,15 @@ class Window(Stage):
         if function is not None:
             function = str(function).upper()
             check_choice(_STAGE, "function", function, FUNCTIONS)
-        self.function = function
+        # the mode's default function is stored as None, so that spelling it out gives the
+        # same config (and cache key) as leaving it out
+        default = {
+            "explicit": "LINEAR",
+            "preset": "LINEAR",
+            "percentile": "LINEAR_EXACT",
+            "range": "LINEAR_EXACT",
+        }.get(mode)
+        self.function = None if function == default else function
         if invert is not None and not isinstance(invert, bool | np.bool_):
             raise ValueError(f"{_STAGE}: invert must be true, false or null, got {invert!r}")
         self.invert = None if invert is None else bool(invert)

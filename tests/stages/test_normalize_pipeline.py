@@ -181,6 +181,11 @@ def test_fingerprint_ignores_spelling_of_equal_values():
         ]
     )
     assert a.fingerprint() == b.fingerprint() == c.fingerprint()
+    d = Pipeline([Window(center=40, width=400, function="linear"), Resize(224)])
+    assert d.fingerprint() == a.fingerprint()
+    assert Window.percentile(1, 99) == Window(
+        mode="percentile", percentiles=[1, 99], function="LINEAR_EXACT"
+    )
 
 
 @pytest.mark.parametrize(
