@@ -219,7 +219,8 @@ class Window(Stage):
         Header mode: when the header has both a VOI LUT Sequence and windows, use the LUT
         (as ``pydicom.pixels.apply_voi_lut`` does).
     percentiles : (float, float)
-        Percentile mode: the low and high percentiles mapped to 0 and 1.
+        Percentile mode (and the header mode's percentile fallback): the low and high
+        percentiles mapped to 0 and 1.
     fallback : {"percentile", "range", None}
         Header mode: what to do for an image without any window or VOI LUT; ``None``
         raises. The provenance of a Scan records when the fallback was used.
@@ -314,7 +315,7 @@ class Window(Stage):
             self.explanation = explanation
             self.prefer_lut = bool(prefer_lut)
             self.fallback = check_choice(_STAGE, "fallback", fallback, FALLBACKS)
-        if mode == "percentile":
+        if mode in ("percentile", "header"):  # header: for the percentile fallback
             if not isinstance(percentiles, Sequence) or len(percentiles) != 2:
                 raise ValueError(
                     f"{_STAGE}: percentiles must be two numbers (low, high), got {percentiles!r}"
@@ -408,6 +409,8 @@ class Window(Stage):
                 p["prefer_lut"] = False
             if self.fallback != "percentile":
                 p["fallback"] = self.fallback
+            elif self.percentiles != (0.5, 99.5):
+                p["percentiles"] = list(self.percentiles)
         if self.mode == "percentile":
             p["percentiles"] = list(self.percentiles)
         if self.function is not None:

@@ -125,6 +125,10 @@ def test_from_header_fallbacks():
     x = np.arange(101, dtype=np.float32).reshape(1, 101)
     out = Window.from_header()(x, {"windows": []})  # default: percentile 0.5 .. 99.5
     assert out.min() == 0.0 and out.max() == 1.0
+    w = Window(mode="header", percentiles=[10, 90])
+    assert stage_from_config(w.to_config()) == w and w != Window.from_header()
+    lo, hi = np.percentile(x, [10, 90])
+    np.testing.assert_allclose(w(x, {}), np.clip((x - lo) / (hi - lo), 0, 1), atol=1e-6)
     rng = Window.from_header(fallback="range")(x, {"value_range": [0, 200]})
     assert rng[0, 100] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="no window and no VOI LUT"):
