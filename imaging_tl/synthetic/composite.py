@@ -171,4 +171,4 @@ def composite_radiograph(
             f = add_effusion(density, sides, frng, difficulty=diff, air=air)
         density, masks[kind], params[kind] = f.image, f.mask, f.params
     pixels = np.clip(density / DENSITY_SCALE, 0, 1).astype(np.float32)
-    return SyntheticImage(pixels, "composite", masks, spacing, params)
+    return SyntheticImage(pixels, "composite", masks, spacing, params, sides)

@@ -22,6 +22,7 @@ import os
 import shutil
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,7 @@ LABEL_COLUMNS = ["path", "patient_id", "study_uid", "label", *FINDINGS]
 
 _DEFAULT_PREVALENCE = {"nodule": 0.5, "consolidation": 0.2, "effusion": 0.2}
 _DEFAULT_SYNTAXES = {"jpeg2000": 0.55, "rle": 0.15, "explicit": 0.2, "implicit": 0.1}
-_BITS = ([10, 12, 14, 16], [0.4, 0.35, 0.15, 0.1])
+_DEFAULT_BITS = {10: 0.4, 12: 0.35, 14: 0.15, 16: 0.1}
 
 
 def _pick(rng: np.random.Generator, weights: Mapping[str, float]) -> str:
@@ -63,32 +64,51 @@ def _write_mask_pngs(mask_dir: Path, rel: str, masks: dict[str, np.ndarray]) -> 
         Image.fromarray(m.astype(np.uint8) * 255).save(out, format="PNG")
 
 
-def _patient(args: tuple) -> list[dict]:
+@dataclass(frozen=True)
+class _Settings:
+    """What every patient job needs (picklable, for worker processes)."""
+
+    out_dir: Path
+    n_images: int
+    seed: int
+    difficulty: Difficulty
+    size: int
+    kind: str
+    prevalence: dict
+    persistence: float
+    png_fraction: float
+    syntaxes: dict
+    bit_depths: dict
+    backgrounds: Sequence[np.ndarray] | None
+    mask_dir: Path | None
+
+
+def _patient(job: tuple[_Settings, int]) -> list[dict]:
     """Generate and write all images of one patient (runs in a worker process)."""
     from threadpoolctl import threadpool_limits
 
     # The small matrix products in smooth_noise run several times slower with OpenBLAS
     # threads competing for busy cores; one thread per worker is fastest.
     with threadpool_limits(limits=1, user_api="blas"):
-        return _patient_images(args)
+        return _patient_images(*job)
 
 
-def _patient_images(args: tuple) -> list[dict]:
-    (
-        out_dir,
-        p,
-        n_images,
-        seed,
-        diff,
-        size,
-        kind,
-        prevalence,
-        persistence,
-        png_fraction,
-        syntaxes,
-        backgrounds,
-        mask_dir,
-    ) = args
+def _patient_images(cfg: _Settings, p: int) -> list[dict]:
+    out_dir, n_images, seed, diff, size, kind = (
+        cfg.out_dir,
+        cfg.n_images,
+        cfg.seed,
+        cfg.difficulty,
+        cfg.size,
+        cfg.kind,
+    )
+    prevalence, persistence, png_fraction = cfg.prevalence, cfg.persistence, cfg.png_fraction
+    syntaxes, bit_depths, backgrounds, mask_dir = (
+        cfg.syntaxes,
+        cfg.bit_depths,
+        cfg.backgrounds,
+        cfg.mask_dir,
+    )
     prng = np.random.default_rng([seed, p, 0xA11])  # patient-level draws, apart from images
     number = p + 1
     ident_sex = str(prng.choice(["F", "M"]))
@@ -112,7 +132,7 @@ def _patient_images(args: tuple) -> list[dict]:
                 "photometric": (
                     "MONOCHROME1" if prng.random() < (0.25 if is_dx else 0.5) else "MONOCHROME2"
                 ),
-                "bits": int(prng.choice(_BITS[0], p=_BITS[1])),
+                "bits": int(_pick(prng, bit_depths)),
                 "syntax": _pick(prng, syntaxes),
                 "signed": bool(prng.random() < 0.3),
                 "png_bits": (8 if prng.random() < 0.6 else 16)
@@ -158,6 +178,7 @@ def _patient_images(args: tuple) -> list[dict]:
         )
         spacing = round(img.pixel_spacing, 3)
         fmt, syntax, photometric, bits = "dicom", st["syntax"], st["photometric"], st["bits"]
+        modality = st["modality"]
         if kind == "ct":
             rel = f"{stem}.dcm"
             write_ct(
@@ -174,6 +195,7 @@ def _patient_images(args: tuple) -> list[dict]:
             rel = f"{stem}.png"
             write_png(out_dir / rel, img.pixels, bits=st["png_bits"])
             fmt, syntax, photometric, bits = "png", None, "MONOCHROME2", st["png_bits"]
+            modality = ""
         else:
             rel = f"{stem}.dcm"
             write_radiograph(
@@ -202,7 +224,7 @@ def _patient_images(args: tuple) -> list[dict]:
                 "series_uid": str(st["series_uid"]),
                 "sop_uid": str(ident.sop_uid) if fmt == "dicom" else "",
                 "format": fmt,
-                "modality": st["modality"],
+                "modality": modality,
                 "photometric": photometric,
                 "bits_stored": bits,
                 "transfer_syntax": syntax or "",
@@ -235,6 +257,7 @@ def generate_dataset(
     persistence: float = 0.85,
     png_fraction: float = 0.15,
     transfer_syntaxes: Mapping[str, float] | None = None,
+    bit_depths: Mapping[int, float] | None = None,
     backgrounds: Sequence[np.ndarray] | None = None,
     mask_dir: str | os.PathLike | None = None,
     workers: int = 1,
@@ -267,6 +290,9 @@ def generate_dataset(
         Fraction of radiograph studies exported as PNG (8 or 16 bit) instead of DICOM.
     transfer_syntaxes : mapping, optional
         Weights of ``"jpeg2000"``, ``"rle"``, ``"explicit"``, ``"implicit"`` per study.
+    bit_depths : mapping, optional
+        Weights of the radiographs' BitsStored (10-16) per study; default 10: 0.4, 12: 0.35,
+        14: 0.15, 16: 0.1.
     backgrounds : sequence of numpy.ndarray, optional
         Real radiographs (display images in [0, 1], dense = bright) to composite findings on
         instead of drawing phantoms; see :mod:`imaging_tl.synthetic.composite`.
@@ -312,6 +338,9 @@ def generate_dataset(
     bad = set(syntaxes) - set(TRANSFER_SYNTAXES)
     if bad or not syntaxes:
         raise ValueError(f"transfer_syntaxes: use weights of {sorted(TRANSFER_SYNTAXES)}")
+    bits = dict(_DEFAULT_BITS if bit_depths is None else bit_depths)
+    if not bits or any(not 10 <= int(b) <= 16 for b in bits):
+        raise ValueError(f"bit_depths: keys must be BitsStored values 10..16, got {sorted(bits)}")
     diff = get_difficulty(difficulty)
     out = Path(out_dir)
     if any(out.glob("SYN[0-9][0-9][0-9][0-9]")) or (out / "labels.csv").exists():
@@ -321,26 +350,22 @@ def generate_dataset(
             )
         _clear_previous(out)
     out.mkdir(parents=True, exist_ok=True)
-    masks = Path(mask_dir) if mask_dir is not None else None
-    png_frac = png_fraction if kind == "radiograph" else 0.0
-    jobs = [
-        (
-            out,
-            p,
-            images_per_patient,
-            int(seed),
-            diff,
-            int(size),
-            kind,
-            prevalence,
-            float(persistence),
-            float(png_frac),
-            syntaxes,
-            backgrounds,
-            masks,
-        )
-        for p in range(n_patients)
-    ]
+    cfg = _Settings(
+        out_dir=out,
+        n_images=int(images_per_patient),
+        seed=int(seed),
+        difficulty=diff,
+        size=int(size),
+        kind=kind,
+        prevalence=prevalence,
+        persistence=float(persistence),
+        png_fraction=float(png_fraction if kind == "radiograph" else 0.0),
+        syntaxes=syntaxes,
+        bit_depths=bits,
+        backgrounds=backgrounds,
+        mask_dir=Path(mask_dir) if mask_dir is not None else None,
+    )
+    jobs = [(cfg, p) for p in range(n_patients)]
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             per_patient = list(pool.map(_patient, jobs))

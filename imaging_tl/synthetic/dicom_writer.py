@@ -236,8 +236,8 @@ def _set_windows(ds: Dataset, windows: list[tuple[float, float, str]]) -> None:
 
 
 def _ds_num(x: float) -> str:
-    # DS values are at most 16 characters; round so the header reads back exactly.
-    return f"{round(float(x), 2):g}"
+    # DS values are at most 16 characters; 8 significant digits read back exactly as written.
+    return f"{float(x):.8g}"
 
 
 def _rle_plugin_available() -> bool:
@@ -306,7 +306,8 @@ def write_radiograph(
 
     The stored values come from :func:`display_to_stored`; Rescale Slope 1 and Intercept 0
     (as the DX IOD requires). The window tags cover the 1st-99th percentile of the body in
-    modality units, so windowing with them gives a sensible display; ``extra_windows`` adds
+    modality units (background air and collimated borders excluded), so windowing with them
+    gives a sensible display; ``extra_windows`` adds
     narrower alternatives ("SOFT TISSUE", "LUNG"). CR files carry PixelSpacing, DX files
     ImagerPixelSpacing (both as [row, column] mm). DX MONOCHROME1 files also carry
     Presentation LUT Shape INVERSE (and MONOCHROME2 ones IDENTITY), as the DX IOD demands;
@@ -379,7 +380,9 @@ def write_radiograph(
         ds.ImageType = ["ORIGINAL", "PRIMARY", ""]
     else:
         ds.PixelSpacing = spacing
-    body = stored[image > 0.02] if (image > 0.02).any() else stored.ravel()
+    # Window on the useful range: neither background air nor unexposed (collimated) borders.
+    useful = (image > 0.03) & (image < 0.95)
+    body = stored[useful] if useful.sum() > 16 else stored.ravel()
     lo, hi = np.percentile(body, [1, 99])
     windows = [((lo + hi) / 2, max(hi - lo, 2.0), "NORMAL")]
     if extra_windows >= 1:

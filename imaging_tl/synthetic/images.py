@@ -45,6 +45,9 @@ class SyntheticImage:
         Millimetres per pixel.
     params : dict
         Drawn parameters of the phantom and each finding.
+    lung_side : numpy.ndarray or None
+        int8 H x W lung fields: 0 outside, 1 the region on the image left, 2 on the right
+        (estimated for composites). Useful to check where a model looks.
     """
 
     pixels: np.ndarray
@@ -52,6 +55,7 @@ class SyntheticImage:
     masks: dict[str, np.ndarray] = field(default_factory=dict)
     pixel_spacing: float = 1.0
     params: dict = field(default_factory=dict)
+    lung_side: np.ndarray | None = None
 
     @property
     def labels(self) -> dict[str, int]:
@@ -133,7 +137,7 @@ def make_radiograph(
             f = add_effusion(density, ph.lung_side, frng, difficulty=diff, air=ph.lung_air)
         density, masks[kind], params[kind] = f.image, f.mask, f.params
     pixels = expose_radiograph(density, noise, collimation=ph.collimation)
-    return SyntheticImage(pixels, "radiograph", masks, ph.pixel_spacing, params)
+    return SyntheticImage(pixels, "radiograph", masks, ph.pixel_spacing, params, ph.lung_side)
 
 
 def make_ct(
@@ -195,4 +199,6 @@ def make_ct(
     sigma = float(noise_hu) if noise_hu is not None else float(noise.uniform(8, 25))
     hu = hu + noise.standard_normal(shape).astype(np.float32) * sigma
     params["noise_hu"] = sigma
-    return SyntheticImage(hu.astype(np.float32), "ct", masks, ph.pixel_spacing, params)
+    return SyntheticImage(
+        hu.astype(np.float32), "ct", masks, ph.pixel_spacing, params, ph.lung_side
+    )

@@ -367,7 +367,7 @@ def expose_radiograph(
     >>> float(img.min()) >= 0.0 and float(img.max()) <= 1.0
     True
     """
-    dose = float(dose) if dose else float(rng.uniform(1500, 6000))
+    dose = float(dose) if dose else float(rng.uniform(20000, 80000))
     gamma = float(contrast_gamma) if contrast_gamma else float(rng.uniform(0.85, 1.15))
     k = 1.6
     intensity = np.exp(-k * density.astype(np.float32)) * dose
@@ -375,7 +375,7 @@ def expose_radiograph(
     signal = -np.log(np.clip(intensity, 1.0, None) / dose) / k
     out = np.clip(signal / DENSITY_SCALE, 0, 1) ** gamma
     if collimation is not None and collimation.any():
-        out[collimation] = np.clip(0.97 + 0.01 * rng.standard_normal(int(collimation.sum())), 0, 1)
+        out[collimation] = np.clip(0.97 + 0.003 * rng.standard_normal(int(collimation.sum())), 0, 1)
     return out.astype(np.float32)
 
 
