@@ -187,7 +187,7 @@ class Normalize(Stage):
         ``"resnet50"``, ...), whose declared scheme is used.
     check_range : bool
         Refuse input outside [0, 1] (a missing Window would otherwise give silently
-        wrong predictions). Images over 64 x 64 are checked on a 1-in-16 sub-grid.
+        wrong predictions).
 
     Notes
     -----
@@ -219,10 +219,9 @@ class Normalize(Stage):
 
     def _transform(self, image: np.ndarray, meta: Mapping[str, Any]):
         if self.check_range:
-            # a 1-in-16 sub-grid is enough to catch un-windowed input (HU, 0..255, 0..65535
-            # are out of range almost everywhere) at a 16th of the cost of a full pass
-            probe = image[::4, ::4] if image.shape[0] > 64 and image.shape[1] > 64 else image
-            lo, hi = float(probe.min()), float(probe.max())
+            # full SIMD reductions: ~18 us each on 224 x 224 x 3 here; a strided sub-grid
+            # measured slower (short inner loops)
+            lo, hi = float(image.min()), float(image.max())
             if lo < -1e-6 or hi > 1.0 + 1e-6:
                 raise ValueError(
                     f"Normalize: image must be in [0, 1] (apply Window first), got [{lo:g}, {hi:g}]"
