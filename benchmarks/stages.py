@@ -11,7 +11,8 @@ interleaved with the stage runs (the machine is shared and noisy):
   checks, the [0, 1] range check of Normalize, dispatch, Pipeline).
 
 Also timed: the pipeline on a :class:`~imaging_tl.io.Scan` (provenance + meta updates).
-Every result is printed as a ratio against its baseline; the goal is <= 1.10x.
+Every result is printed as a ratio against its baseline (the median of per-image ratios
+of calls made back to back); the goal is <= 1.10x.
 
 Run: ``.venv/bin/python benchmarks/stages.py [--images 40] [--rounds 9]``
 """
@@ -19,7 +20,6 @@ Run: ``.venv/bin/python benchmarks/stages.py [--images 40] [--rounds 9]``
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import cv2
@@ -94,32 +94,28 @@ def main() -> None:
     for run in runners.values():  # warm-up (imports, caches)
         run(0)
     # Interleave per image, rotating the order, so that load from other processes on this
-    # shared machine hits every variant alike; report the median and the best round.
-    times: dict[str, list[float]] = {k: [] for k in runners}
+    # shared machine hits every variant alike. Ratios are medians of per-image paired
+    # ratios (calls made back to back), which cancels slow changes in machine load.
+    calls: dict[str, list[float]] = {k: [] for k in runners}
     for r in range(args.rounds):
-        total = dict.fromkeys(runners, 0.0)
         for k in range(len(slices)):
-            order = names[(k + r) % len(names) :] + names[: (k + r) % len(names)]
-            for name in order:
+            shift = (k + r) % len(names)
+            for name in names[shift:] + names[:shift]:
                 t0 = time.perf_counter()
                 runners[name](k)
-                total[name] += time.perf_counter() - t0
-        for name in runners:
-            times[name].append(total[name] * 1000 / len(slices))
-    med = {k: statistics.median(v) for k, v in times.items()}
-    best = {k: min(v) for k, v in times.items()}
+                calls[name].append((time.perf_counter() - t0) * 1000)
+    per_image = {k: np.asarray(v) for k, v in calls.items()}
+    med = {k: float(np.median(v)) for k, v in per_image.items()}
 
     print("512x512 HU -> Window(40/400) -> Resize(224) -> ToRGB -> Normalize(efficientnet_lite0)")
-    print(f"{args.images} images x {args.rounds} interleaved rounds, ms/image (median / best)")
+    print(f"{args.images} images x {args.rounds} interleaved rounds; median ms/image:")
     for name in names:
-        print(f"  {name:30s} {med[name]:7.3f} / {best[name]:7.3f}")
-    print("ratios, median rounds (best rounds); goal <= 1.10:")
+        print(f"  {name:30s} {med[name]:7.3f}")
+    print("ratios (median of per-image paired ratios; goal <= 1.10):")
     for stage_run in names[:2]:
         for base in names[:1:-1]:
-            print(
-                f"  {stage_run:26s} / {base:28s}: {med[stage_run] / med[base]:.3f}x "
-                f"({best[stage_run] / best[base]:.3f}x)"
-            )
+            paired = float(np.median(per_image[stage_run] / per_image[base]))
+            print(f"  {stage_run:26s} / {base:28s}: {paired:.3f}x")
     print(
         f"max |stages - direct OpenCV| = {diff_cv:.2e}; vs scikit-image: max {diff_sk:.3f}, "
         f"mean {mean_sk:.4f} (different anti-aliasing filters)"

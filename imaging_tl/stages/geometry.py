@@ -44,7 +44,8 @@ def resize_image(image: np.ndarray, height: int, width: int, interpolation: str 
     """Resize a 2-D or channels-last float32 image to ``height x width`` (no padding).
 
     ``"auto"`` uses area averaging when shrinking (anti-aliased) and bilinear
-    interpolation when enlarging.
+    interpolation when enlarging; ``"cubic"`` output is clipped to the input's range
+    (cubic kernels overshoot at edges).
 
     Examples
     --------
@@ -75,10 +76,16 @@ def resize_image(image: np.ndarray, height: int, width: int, interpolation: str 
             for i in range(0, image.shape[2], 4)
         ]
         parts = [p[..., None] if p.ndim == 2 else p for p in parts]
-        return np.concatenate(parts, axis=-1)
+        out = np.concatenate(parts, axis=-1)
+        if interpolation == "cubic":
+            np.clip(out, image.min(), image.max(), out=out)
+        return out
     out = cv2.resize(src, (width, height), interpolation=flag)
     if image.ndim == 3 and out.ndim == 2:  # OpenCV drops a single channel axis
         out = out[..., None]
+    if interpolation == "cubic":
+        # cubic kernels overshoot at edges: keep [0, 1] images in [0, 1]
+        np.clip(out, image.min(), image.max(), out=out)
     return out
 
 

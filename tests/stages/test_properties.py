@@ -90,9 +90,10 @@ def test_multiwindow_shape_and_range(img, names):
     unit_images(),
     st.one_of(st.integers(1, 50), st.tuples(st.integers(1, 50), st.integers(1, 50))),
     st.sampled_from(["pad", "stretch"]),
+    st.sampled_from(["auto", "cubic", "linear", "area", "nearest"]),
 )
-def test_resize_shape_dtype_and_no_overshoot(img, size, mode):
-    out = Resize(size, mode=mode)(img)
+def test_resize_shape_dtype_and_no_overshoot(img, size, mode, interpolation):
+    out = Resize(size, mode=mode, interpolation=interpolation)(img)
     h, w = (size, size) if isinstance(size, int) else size
     assert out.shape == (h, w, *img.shape[2:]) and out.dtype == np.float32
     lo = min(float(img.min()), 0.0) if mode == "pad" else float(img.min())
