@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imaging_tl.io.dicom_header import HEADER_KEYWORDS, has_pixel_data, header_meta
-from imaging_tl.io.errors import CorruptPixelDataError, NoPixelDataError, ScanReadError
+from imaging_tl.io.dicom_header import HEADER_KEYWORDS, header_meta
+from imaging_tl.io.errors import CorruptPixelDataError, ScanReadError
 
 #: CSV columns, in order.
 COLUMNS: tuple[str, ...] = (
@@ -103,8 +103,10 @@ class CensusResult:
                 parts = ", ".join(f"{k} ({counts[k]})" for k in keys)
                 out.append(f"mixed {label}: {parts}{hint}")
 
+        mono1 = any(r.get("PhotometricInterpretation") == "MONOCHROME1" for r in ok)
         mixed("photometric interpretations", "PhotometricInterpretation", ok,
-              " -> the windowing stage inverts MONOCHROME1 so that dense is bright")
+              " -> the windowing stage inverts MONOCHROME1 so that dense is bright" if mono1
+              else "")
         mixed("bit depths (BitsStored)", "BitsStored", ok)
         mixed("modalities", "Modality", dicom)
         mixed("formats", "format", ok)
@@ -201,6 +203,16 @@ def _dicom_header_row(source: Any, path: str, has_preamble: bool, row: dict[str,
 
     Raises ScanReadError like the loader would; ``row`` keeps what was read before.
     """
+    from imaging_tl.io.dicom_pixels import damaged_header_errors, read_dataset
+
+    # defer_size keeps large values (the pixel data) on disk; buffers are already in memory
+    defer = 4096 if isinstance(source, str) else None
+    ds = read_dataset(source, path, has_preamble=has_preamble, defer_size=defer)
+    with damaged_header_errors(path):
+        _check_dataset(ds, source, path, row)
+
+
+def _check_dataset(ds: Any, source: Any, path: str, row: dict[str, Any]) -> None:
     from pydicom.pixels.utils import get_expected_length
     from pydicom.uid import UID
 
@@ -209,21 +221,14 @@ def _dicom_header_row(source: Any, path: str, has_preamble: bool, row: dict[str,
         _check_header,
         _ensure_transfer_syntax,
         _pip_hint,
-        read_dataset,
+        require_pixel_data,
     )
 
-    # defer_size keeps large values (the pixel data) on disk; buffers are already in memory
-    defer = 4096 if isinstance(source, str) else None
-    ds = read_dataset(source, path, has_preamble=has_preamble, defer_size=defer)
     try:
         row.update({k: v for k, v in header_meta(ds).items() if k in row or k == "voi_luts"})
-    except (TypeError, ValueError, AttributeError):
-        pass  # reported below if the pixel description itself is broken
-    if not has_pixel_data(ds):
-        kind = ds.get("SOPClassUID")
-        raise NoPixelDataError(
-            path, f"no pixel data ({getattr(kind, 'name', kind) or 'no SOP class'})"
-        ) from None
+    except Exception:
+        pass  # a damaged optional field; the checks below report what blocks reading
+    require_pixel_data(ds, path)
     ts = _ensure_transfer_syntax(ds, path, [])
     row["TransferSyntaxUID"] = ts
     row["transfer_syntax"] = UID(ts).name
@@ -295,7 +300,9 @@ def census_row(path: str | os.PathLike, *, root: str | os.PathLike | None = None
             row.update({k: v for k, v in scan.meta.items() if k in row or k == "voi_luts"})
     except ScanReadError as exc:
         row.update(status="error", error=type(exc).__name__, reason=exc.reason)
-    except Exception as exc:  # a census never crashes on one bad file
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # a census never crashes on one bad file (nor a Rust panic)
         row.update(status="error", error=type(exc).__name__, reason=str(exc) or repr(exc))
     if row.get("TransferSyntaxUID") and not row.get("transfer_syntax"):
         from pydicom.uid import UID

@@ -10,6 +10,8 @@ windowing stage.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -32,6 +34,7 @@ from imaging_tl.io.errors import (
     MissingDecoderError,
     NoPixelDataError,
     NotAnImageError,
+    ScanReadError,
     UnsupportedImageError,
 )
 from imaging_tl.io.scan import Scan
@@ -67,7 +70,7 @@ def looks_like_dicom_without_meta(head: bytes) -> bool:
 
     Examples
     --------
-    >>> looks_like_dicom_without_meta(bytes.fromhex("08000500") + b"CS")
+    >>> looks_like_dicom_without_meta(bytes.fromhex("08000500") + b"CS" + bytes(6))
     True
     >>> looks_like_dicom_without_meta(b"Test file")
     False
@@ -151,6 +154,11 @@ def _ensure_transfer_syntax(ds: Dataset, path: str, provenance: list[str]) -> st
     """Return the transfer syntax, inferring it for native files written without one."""
     ts = transfer_syntax(ds)
     if ts:
+        if not UID(ts).is_transfer_syntax:
+            raise UnsupportedImageError(
+                path, f"the file meta names an unknown transfer syntax ({ts}), so no decoder "
+                "can be chosen"
+            )
         return ts
     raw = ds.get_item("PixelData")
     undefined = raw is not None and getattr(raw, "length", 0) == 0xFFFFFFFF
@@ -255,7 +263,11 @@ def _pixel_array(ds: Dataset, frame: int | None, ts: str) -> np.ndarray:
 def _decode(ds: Dataset, path: str, frame: int | None, ts: str) -> np.ndarray:
     try:
         return _pixel_array(ds, frame, ts)
-    except (ValueError, RuntimeError, AttributeError, TypeError, IndexError, KeyError) as exc:
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except BaseException as exc:  # decoders raise anything; Rust ones a PanicException
+        if isinstance(exc, GeneratorExit):
+            raise
         msg = str(exc).strip().splitlines()
         first = msg[0] if msg else type(exc).__name__
         detail = " ".join(line.strip() for line in msg[1:3])
@@ -347,13 +359,69 @@ def read_dicom(
     """
     prov = list(provenance or [])
     ds = read_dataset(source, path, has_preamble=has_preamble)
-    if not has_pixel_data(ds):
-        kind = ds.get("SOPClassUID")
-        what = f"SOP class: {getattr(kind, 'name', kind)}" if kind else "no SOP class given"
-        raise NoPixelDataError(
-            path, f"the DICOM file has no pixel data, so it is not an image ({what}; "
-            "e.g. an RT plan or a structured report)"
+    with damaged_header_errors(path):
+        return _read_pixels(ds, path, frame, prov)
+
+
+@contextmanager
+def damaged_header_errors(path: str) -> Iterator[None]:
+    """Turn pydicom's errors on damaged elements into :class:`InconsistentHeaderError`.
+
+    pydicom converts element values lazily, on first access, so a damaged value (an
+    unknown VR, a bad UID, a length that is not a multiple of the value size) raises
+    wherever it is first touched; every such error means the same thing to a user.
+
+    Examples
+    --------
+    >>> try:
+    ...     with damaged_header_errors("a.dcm"):
+    ...         raise NotImplementedError("Unknown Value Representation 'Cy'")
+    ... except InconsistentHeaderError as e:
+    ...     print(e)
+    a.dcm: the DICOM header is damaged (NotImplementedError: Unknown Value Representation 'Cy')
+    """
+    try:
+        yield
+    except ScanReadError:
+        raise
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except Exception as exc:
+        raise InconsistentHeaderError(
+            path, f"the DICOM header is damaged ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def require_pixel_data(ds: Dataset, path: str) -> None:
+    """Raise unless the data set holds pixel data; tell truncation from non-images.
+
+    Examples
+    --------
+    >>> from pydicom import Dataset
+    >>> ds = Dataset(); ds.Rows = 4; ds.Columns = 4
+    >>> try:
+    ...     require_pixel_data(ds, "a.dcm")
+    ... except CorruptPixelDataError as e:
+    ...     print(e.reason)
+    the header describes a 4 x 4 image but the file ends before its pixel data (truncated?)
+    """
+    if has_pixel_data(ds):
+        return
+    if "Rows" in ds and "Columns" in ds:
+        raise CorruptPixelDataError(
+            path, f"the header describes a {ds.Rows} x {ds.Columns} image but the file ends "
+            "before its pixel data (truncated?)"
         )
+    kind = ds.get("SOPClassUID")
+    what = f"SOP class: {getattr(kind, 'name', kind)}" if kind else "no SOP class given"
+    raise NoPixelDataError(
+        path, f"the DICOM file has no pixel data, so it is not an image ({what}; "
+        "e.g. an RT plan or a structured report)"
+    )
+
+
+def _read_pixels(ds: Dataset, path: str, frame: int | None, prov: list[str]) -> Scan:
+    require_pixel_data(ds, path)
     ts = _ensure_transfer_syntax(ds, path, prov)
     n_frames = _check_header(ds, path)
     _check_decoder(ts, path)

@@ -148,3 +148,36 @@ def test_unsupported_transfer_syntax(tmp_path: Path) -> None:
     ds.save_as(path, enforce_file_format=True)
     with pytest.raises(MissingDecoderError, match="MPEG2"):
         read_scan(path)
+
+
+@pytest.mark.parametrize(
+    "name", ["CT_small.dcm", "MR_small_RLE.dcm", "JPEG2000.dcm", "OBXXXX1A.dcm", "zipMR.gz"]
+)
+def test_damaged_files_raise_scan_read_errors_only(tmp_path: Path, name: str) -> None:
+    """Truncated or byte-flipped copies of real files: a ScanReadError or a correct read,
+    never another exception (pydicom converts values lazily and raises many types; a Rust
+    decoder may even panic), and the census records every one as a row."""
+    from imaging_tl.io.census import census_row
+
+    rng = np.random.default_rng(7)
+    data = _file(name).read_bytes()
+    path = tmp_path / "damaged"
+    for i in range(16):
+        damaged = bytearray(data)
+        if i % 2 == 0:
+            damaged = damaged[: int(rng.integers(1, len(data)))]
+        else:
+            for pos in rng.integers(0, min(len(data), 3000), size=int(rng.integers(1, 20))):
+                damaged[int(pos)] = int(rng.integers(0, 256))
+        path.write_bytes(bytes(damaged))
+        try:
+            scan = read_scan(path)
+        except ScanReadError as exc:
+            assert exc.path == str(path) and exc.reason
+        else:
+            assert scan.pixels.dtype == np.float32
+        row = census_row(path)
+        assert row["status"] == "ok" or row["error"].endswith("Error")
+        assert row["error"] in (None, "NotAnImageError", "NoPixelDataError",
+                                "CorruptPixelDataError", "InconsistentHeaderError",
+                                "UnsupportedImageError", "MissingDecoderError")
