@@ -166,16 +166,31 @@ def bootstrap_weights(
     >>> w.shape, bool(np.all(w[:, 0] == w[:, 1]))
     ((3, 4), True)
     """
+    blocks = list(_weight_blocks(n, n_bootstraps, groups=groups, seed=seed))
+    return np.concatenate(blocks, axis=0) if blocks else np.zeros((0, n))
+
+
+def _weight_blocks(
+    n: int, n_bootstraps: int, *, groups: Any = None, seed: int = 0,
+    max_cells: int = 2_000_000,
+):
+    """:func:`bootstrap_weights` in row blocks of about 16 MB, so that large test sets
+    (100k images x 1000 resamples) never hold the whole count matrix. Rows are drawn in
+    order from one generator: the blocks concatenate to the same matrix for any size."""
     rng = np.random.default_rng(seed)
     if groups is None:
-        return rng.multinomial(n, np.full(n, 1.0 / n), size=n_bootstraps).astype(np.float64)
-    g = np.asarray(groups)
-    if len(g) != n:
-        raise ValueError(f"groups has {len(g)} entries but there are {n} images")
-    _, codes = np.unique(g.astype(str), return_inverse=True)
-    n_groups = int(codes.max()) + 1
-    counts = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=n_bootstraps)
-    return counts[:, codes].astype(np.float64)
+        codes, n_units = None, n
+    else:
+        g = np.asarray(groups)
+        if len(g) != n:
+            raise ValueError(f"groups has {len(g)} entries but there are {n} images")
+        _, codes = np.unique(g.astype(str), return_inverse=True)
+        n_units = int(codes.max()) + 1
+    p = np.full(n_units, 1.0 / n_units)
+    step = max(1, max_cells // max(n, 1))
+    for start in range(0, n_bootstraps, step):
+        counts = rng.multinomial(n_units, p, size=min(step, n_bootstraps - start))
+        yield (counts if codes is None else counts[:, codes]).astype(np.float64)
 
 
 # --------------------------------------------------------- weighted (bootstrap) metrics
@@ -304,12 +319,6 @@ def _threshold_rates(
     }
 
 
-def _chunks(n_bootstraps: int, n: int, max_cells: int = 4_000_000) -> list[slice]:
-    """Row slices that keep each ``(rows, n)`` weight block around 32 MB."""
-    step = max(1, max_cells // max(n, 1))
-    return [slice(i, min(i + step, n_bootstraps)) for i in range(0, n_bootstraps, step)]
-
-
 def _boot(
     fn: Callable[[np.ndarray], np.ndarray],
     n: int,
@@ -321,8 +330,8 @@ def _boot(
 
     The same seed gives the same resamples for every metric, so their CIs are paired.
     """
-    w = bootstrap_weights(n, n_bootstraps, groups=groups, seed=seed)
-    return np.concatenate([fn(w[sl]) for sl in _chunks(n_bootstraps, n)], axis=0)
+    blocks = _weight_blocks(n, n_bootstraps, groups=groups, seed=seed)
+    return np.concatenate([fn(w) for w in blocks], axis=0)
 
 
 # ------------------------------------------------------------------ operating points
@@ -653,10 +662,8 @@ def binary_metrics(
     }
     boot: dict[str, np.ndarray] = {}
     if n_bootstraps > 0:
-        w = bootstrap_weights(n, n_bootstraps, groups=groups, seed=seed)
         parts: dict[str, list[np.ndarray]] = {}
-        for sl in _chunks(n_bootstraps, n):
-            ws = w[sl]
+        for ws in _weight_blocks(n, n_bootstraps, groups=groups, seed=seed):
             chunk = {
                 "roc_auc": weighted_roc_auc(y, s, ws),
                 "pr_auc": weighted_average_precision(y, s, ws),

@@ -336,3 +336,23 @@ def test_patient_bootstrap_covers_clustered_auc_where_image_bootstrap_fails():
     # percentile intervals from 40 clusters run a little liberal (~0.92 here)
     assert 0.85 <= rate["patient"] <= 0.99, rate
     assert rate["image"] < 0.75, rate
+
+
+def test_weight_blocks_do_not_depend_on_block_size():
+    from imaging_tl.evaluate import _weight_blocks
+
+    g = np.arange(50) // 3
+    for groups in (None, g):
+        small = np.concatenate(list(_weight_blocks(50, 37, groups=groups, seed=3,
+                                                   max_cells=120)))
+        whole = ev.bootstrap_weights(50, 37, groups=groups, seed=3)
+        assert small.shape == (37, 50) and np.array_equal(small, whole)
+
+
+def test_single_class_test_set_gives_null_auc_not_a_crash():
+    m = ev.evaluate(np.zeros(10, int), np.linspace(0, 1, 10), operating_point="fixed",
+                    threshold=0.5, n_bootstraps=50)
+    assert m["roc_auc"] == {"value": None, "ci": [None, None]}
+    assert m["specificity"]["value"] == 0.5 and m["sensitivity"]["value"] is None
+    assert "curves" not in m
+    json.dumps(m, allow_nan=False)
