@@ -456,6 +456,7 @@ def write_report(
     history: Any = None,
     predictions: Any = None,
     gradcam: Any = None,
+    audit: Any = None,
     title: str | None = None,
     split_col: str = "split",
     label_col: str = "label",
@@ -489,6 +490,9 @@ def write_report(
         dicts (category TP/FP/TN/FN or any text), or ``{category: [paths]}``. Captions are
         shown as given: keep patient identifiers out of them. Missing files are listed
         and skipped.
+    audit : str or object with ``format()``, optional
+        The leakage audit of the splits (e.g. ``imaging_tl.data.audit_splits``'s report),
+        shown under the split table.
     title : str, optional
         Page title (default: ``config["name"]`` or "imaging_tl run report").
     split_col, label_col, group_col : str
@@ -526,15 +530,19 @@ def write_report(
     if title is None:
         title = (config.get("name") if isinstance(config, Mapping) else None) or \
             "imaging_tl run report"
-    audit = (split_audit(splits, split_col=split_col, label_col=label_col,
-                         group_col=group_col) if splits is not None else None)
+    counts = (split_audit(splits, split_col=split_col, label_col=label_col,
+                          group_col=group_col) if splits is not None else None)
+    if audit is not None and not isinstance(audit, str) and callable(
+            getattr(audit, "format", None)):
+        audit = audit.format()
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
     sections = [
         f"<h1>{_esc(title)}</h1><p class='sub'>imaging_tl {__version__} &middot; {now}</p>",
         "<h2>Configuration</h2>" + _config_section(config),
         "<h2>Data census</h2>" + _census_section(census),
-        "<h2>Splits</h2>" + _splits_section(audit)
+        "<h2>Splits</h2>" + _splits_section(counts)
+        + (f"<h4>Leakage audit</h4><pre>{_esc(audit)}</pre>" if audit else "")
         + (_figure(made["class_balance"], "Class balance per split")
            if "class_balance" in made else ""),
         "<h2>Test metrics</h2>" + _metrics_section(metrics)

@@ -133,6 +133,14 @@ def test_split_audit_counts_leakage_without_names():
     assert a["splits"]["train"] == {"images": 2, "groups": 2, "classes": {"0": 1, "1": 1}}
     page = write_report_to_text(t)
     assert "2 patient(s) appear in more than one split" in page
+    from imaging_tl.data.audit import audit_splits
+
+    report = audit_splits(t.assign(path=[f"/x/{i}.dcm" for i in range(5)]), pixels=False,
+                          raise_on_leak=False)
+    import tempfile
+
+    page = write_report(tempfile.mkdtemp(), splits=t, audit=report).read_text()
+    assert "Leakage audit" in page and report.format().splitlines()[0][:30] in page
 
 
 def write_report_to_text(splits: pd.DataFrame) -> str:
