@@ -183,3 +183,18 @@ def test_any_image_keeps_shape_dtype_range(img, preset, hflip, seed):
     assert out.shape == img.shape and out.dtype == np.float32
     assert np.all((out >= 0) & (out <= 1))
     np.testing.assert_array_equal(Augmenter(preset, hflip=hflip, seed=seed)(img), out)
+
+
+def test_replicated_grey_stays_grey_and_colour_stays_colour():
+    grey = _ramp()
+    rgb = np.stack((grey, grey, grey), axis=-1)
+    out = Augmenter("heavy", seed=4)(rgb)
+    assert out.shape == rgb.shape and out.dtype == np.float32
+    np.testing.assert_array_equal(out[..., 0], out[..., 1])
+    np.testing.assert_array_equal(out[..., 1], out[..., 2])
+    # the same random draws as augmenting the grey image itself
+    np.testing.assert_array_equal(out[..., 0], Augmenter("heavy", seed=4)(grey))
+    # channels that differ (MultiWindow, real colour) are augmented as they are
+    multi = np.stack((grey, grey[::-1], 1 - grey), axis=-1)
+    out = Augmenter("medium", seed=4)(multi)
+    assert out.shape == multi.shape and not np.array_equal(out[..., 0], out[..., 1])
