@@ -14,12 +14,14 @@ from pathlib import Path
 from imaging_tl.synthetic.dataset import generate_dataset
 from imaging_tl.synthetic.findings import DIFFICULTIES, Difficulty
 
-#: Difficulty of the demo set: nodules large and dense enough that a pretrained model
-#: learns them from ~150 training images in a few CPU minutes, not so strong that raw
-#: pixels suffice (see sample_dicoms/README.md for what was measured).
+#: Difficulty of the demo set: nodules (masses, really) large and dense enough that a
+#: pretrained model learns them from ~120 training images at 128 px in a few CPU minutes,
+#: not so strong that raw pixels suffice. Measured on this set, patient-grouped 5-fold CV:
+#: logistic regression on 32 x 32 pixels AUC ~0.71, on frozen efficientnet_lite0 features
+#: (128 px) ~0.76; weaker nodules ((14, 28) mm, contrast (0.45, 0.8)) gave 0.62 / 0.69.
 DEMO_DIFFICULTY = Difficulty(
-    nodule_radius_mm=(14.0, 28.0),
-    nodule_contrast=(0.45, 0.8),
+    nodule_radius_mm=(20.0, 36.0),
+    nodule_contrast=(0.6, 1.0),
     consolidation_contrast=(0.3, 0.7),
     effusion_height=(0.12, 0.3),
 )
