@@ -129,6 +129,7 @@ def _assert_matches(ours: np.ndarray, ref: np.ndarray) -> None:
 def test_pixels_equal_pydicom(path: Path) -> None:
     scan = read_scan(path)
     _assert_matches(scan.pixels, _reference(path))
+    assert scan.pixels.flags.writeable and scan.pixels.flags.owndata  # not a view on the file
     assert scan.path == str(path)
     assert scan.meta["format"] == "dicom"
     assert scan.provenance and scan.provenance[0].startswith(("read:", "gunzip", "transfer"))
