@@ -905,7 +905,9 @@ def evaluate(
     aggregate : {"max", "mean"}, optional
         Evaluate per patient: aggregate each patient's images first (needs groups).
     temperature_scaling : bool
-        Fit a temperature on validation and report the calibrated test metrics.
+        Fit a temperature on validation and report the test calibration after scaling
+        (``calibration.temperature``, ``ece_calibrated``, ``reliability_calibrated``).
+        Discrimination metrics and the threshold stay on the model's own probabilities.
     n_bootstraps : int
         Bootstrap resamples for the CIs (0: no CIs).
     confidence : float
@@ -957,14 +959,14 @@ def evaluate(
     if temperature_scaling:
         if not has_val:
             raise ValueError("temperature_scaling=True needs validation data (val_true/score)")
+        # Only the calibration section sees the scaled probabilities: the AUCs and the
+        # threshold stay on the model's own outputs, which is what a saved model's
+        # contract threshold is applied to (and multiclass OvR AUCs would shift with T).
         t = fit_temperature(vy, vs, task=task)
-        s = apply_temperature(s, t, task=task)
-        vs = apply_temperature(vs, t, task=task)
-        calibration.update(
-            temperature=t,
-            ece_calibrated=reliability_data(y, s, task=task, n_bins=n_bins)["ece"],
-            reliability_calibrated=reliability_data(y, s, task=task, n_bins=n_bins),
-        )
+        scaled = reliability_data(y, apply_temperature(s, t, task=task), task=task,
+                                  n_bins=n_bins)
+        calibration.update(temperature=t, ece_calibrated=scaled["ece"],
+                           reliability_calibrated=scaled)
     boot_info = {
         "n_bootstraps": n_bootstraps,
         "confidence": confidence,

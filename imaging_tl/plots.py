@@ -345,7 +345,8 @@ def plot_class_balance(
         ax.bar_label(bars, fontsize=7)
     ax.set_xticks(xs, table.index)
     ax.set(ylabel="images", title="Class balance per split")
-    ax.legend(fontsize=8, title=label_col)
+    ax.set_ylim(0, 1.12 * max(1, int(table.to_numpy().max())))  # room for the counts
+    ax.legend(fontsize=8, title=label_col, bbox_to_anchor=(1.01, 1), loc="upper left")
     return _save(fig, path)
 
 

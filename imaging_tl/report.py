@@ -548,8 +548,10 @@ def write_report(
         "<h2>Test metrics</h2>" + _metrics_section(metrics)
         + (f"<p>{len(predictions)} predictions.</p>" if predictions is not None else ""),
     ]
+    binary = (metrics or {}).get("task") == "binary"
     captions = {
-        "roc": "ROC curve with bootstrap CI band; dot: operating point",
+        "roc": "ROC curve with bootstrap CI band; dot: operating point" if binary
+        else "ROC curve of each class against the rest",
         "pr": "Precision-recall curve with bootstrap CI band; dot: operating point",
         "confusion_matrix": "Confusion matrix at the operating point",
         "reliability": "Reliability diagram (calibration)",

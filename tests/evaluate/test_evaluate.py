@@ -356,3 +356,24 @@ def test_single_class_test_set_gives_null_auc_not_a_crash():
     assert m["specificity"]["value"] == 0.5 and m["sensitivity"]["value"] is None
     assert "curves" not in m
     json.dumps(m, allow_nan=False)
+
+
+def test_temperature_only_changes_the_calibration_section():
+    """The threshold must stay on the model's own scale: the saved contract applies it there."""
+    rng = np.random.default_rng(4)
+    yv, sv = _binormal(rng, 50, 50, 1.0)
+    yt, st = _binormal(rng, 50, 50, 1.0)
+    sv, st = 1 / (1 + np.exp(-3 * sv)), 1 / (1 + np.exp(-3 * st))  # over-confident
+    kw = dict(val_true=yv, val_score=sv, n_bootstraps=50)
+    plain = ev.evaluate(yt, st, **kw)
+    scaled = ev.evaluate(yt, st, temperature_scaling=True, **kw)
+    assert scaled["threshold"] == plain["threshold"]
+    assert scaled["roc_auc"] == plain["roc_auc"]
+    assert scaled["calibration"]["temperature"] > 1.5
+    assert scaled["calibration"]["ece_calibrated"] < scaled["calibration"]["ece"]
+    y = rng.integers(0, 3, 90)
+    p = rng.dirichlet(np.ones(3) * 0.5, 90)
+    a = ev.evaluate(y, p, task="multiclass", val_true=y, val_score=p, n_bootstraps=0)
+    b = ev.evaluate(y, p, task="multiclass", val_true=y, val_score=p, n_bootstraps=0,
+                    temperature_scaling=True)
+    assert a["roc_auc_per_class"] == b["roc_auc_per_class"]
