@@ -10,7 +10,9 @@ interleaved with the stage runs (the machine is shared and noisy):
   stages run inside, inlined, so the ratio is the pure cost of the stage objects (input
   checks, the [0, 1] range check of Normalize, dispatch, Pipeline).
 
-Also timed: the pipeline on a :class:`~imaging_tl.io.Scan` (provenance + meta updates).
+Also timed: the pipeline on a :class:`~imaging_tl.io.Scan` (provenance + meta updates),
+and ``Augmenter("medium")`` on the 224 x 224 x 3 [0, 1] output against the same
+albumentations ``Compose`` called directly on the RGB array.
 Every result is printed as a ratio against its baseline (the median of per-image ratios
 of calls made back to back); the goal is <= 1.10x.
 
@@ -120,6 +122,43 @@ def main() -> None:
         f"max |stages - direct OpenCV| = {diff_cv:.2e}; vs scikit-image: max {diff_sk:.3f}, "
         f"mean {mean_sk:.4f} (different anti-aliasing filters)"
     )
+
+    augment_benchmark(slices, pipeline, args.rounds)
+
+
+def augment_benchmark(slices: list[np.ndarray], pipeline: Pipeline, rounds: int) -> None:
+    """Augmenter("medium") on the pipeline's 224 x 224 x 3 output vs the same
+    albumentations Compose called directly on the RGB array."""
+    import albumentations as A
+
+    from imaging_tl.augment import Augmenter
+
+    images = [_to_unit_rgb(pipeline, s) for s in slices]
+    ours = Augmenter("medium", seed=0)
+    direct = A.Compose(list(ours.compose.transforms), seed=0)
+    runners = {
+        "Augmenter('medium')": lambda k: ours(images[k]),
+        "albumentations Compose on RGB": lambda k: direct(image=images[k])["image"],
+    }
+    names = list(runners)
+    calls: dict[str, list[float]] = {k: [] for k in runners}
+    for r in range(rounds):
+        for k in range(len(images)):
+            for name in names if (k + r) % 2 == 0 else names[::-1]:
+                t0 = time.perf_counter()
+                runners[name](k)
+                calls[name].append((time.perf_counter() - t0) * 1000)
+    per = {k: np.asarray(v) for k, v in calls.items()}
+    print("augmentation of the 224 x 224 x 3 [0, 1] output (grey replicated); median ms/image:")
+    for name in names:
+        print(f"  {name:30s} {float(np.median(per[name])):7.3f}")
+    ratio = float(np.median(per[names[0]] / per[names[1]]))
+    print(f"  ratio Augmenter / direct Compose: {ratio:.3f}x (median of paired ratios)")
+
+
+def _to_unit_rgb(pipeline: Pipeline, hu: np.ndarray) -> np.ndarray:
+    """The pipeline without its Normalize step: float32 RGB in [0, 1]."""
+    return Pipeline(pipeline.stages[:-1])(hu)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,9 @@ class ToRGB(Stage):
     def get_params(self) -> dict[str, Any]:
         return {}
 
+    def range_effect(self) -> str:
+        return "keep"  # replication / luminance weights summing to 1
+
     def _transform(self, image: np.ndarray, meta: Mapping[str, Any]):
         if image.ndim == 2:  # np.stack measured ~2x faster than repeat or broadcast+copy
             return np.stack((image, image, image), axis=-1), None
@@ -73,6 +76,9 @@ class ToGrey(Stage):
 
     def get_params(self) -> dict[str, Any]:
         return {}
+
+    def range_effect(self) -> str:
+        return "keep"  # replication / luminance weights summing to 1
 
     def _transform(self, image: np.ndarray, meta: Mapping[str, Any]):
         if image.ndim == 2:

@@ -150,6 +150,10 @@ class Resize(Stage):
             p["interpolation"] = self.interpolation
         return p
 
+    def range_effect(self) -> str:
+        # area/linear/nearest average or pick input values; cubic is clipped to the input
+        return "keep" if 0.0 <= self.pad_value <= 1.0 else "other"
+
     def _target(self, h0: int, w0: int) -> tuple[int, int]:
         h, w = self.size
         if self.mode == "stretch":
@@ -196,6 +200,9 @@ class PadToSquare(Stage):
     def get_params(self) -> dict[str, Any]:
         return {"value": self.value} if self.value != 0.0 else {}
 
+    def range_effect(self) -> str:
+        return "keep" if 0.0 <= self.value <= 1.0 else "other"
+
     def _transform(self, image: np.ndarray, meta: Mapping[str, Any]):
         side = max(image.shape[:2])
         return _pad_to(image, side, side, self.value), None
@@ -228,6 +235,9 @@ class CenterCrop(Stage):
     def get_params(self) -> dict[str, Any]:
         h, w = self.size
         return {"size": h if h == w else [h, w]}
+
+    def range_effect(self) -> str:
+        return "keep"
 
     def _transform(self, image: np.ndarray, meta: Mapping[str, Any]):
         h, w = self.size
@@ -309,6 +319,9 @@ class CropForeground(Stage):
             "uniform_tol": 0.02,
         }
         return {k: getattr(self, k) for k, v in defaults.items() if getattr(self, k) != v}
+
+    def range_effect(self) -> str:
+        return "keep"
 
     def _content(self, grey: np.ndarray, axis: int) -> np.ndarray:
         keep = (grey > self.threshold).mean(axis=axis) > self.min_fraction

@@ -73,6 +73,9 @@ class CLAHE(Stage):
             p["nbins"] = self.nbins
         return p
 
+    def range_effect(self) -> str:
+        return "unit"  # refuses input outside [0, 1], returns [0, 1]
+
     def _transform(self, image: np.ndarray, meta: Mapping[str, Any]):
         from skimage.exposure import equalize_adapthist
 

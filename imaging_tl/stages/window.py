@@ -509,6 +509,9 @@ class Window(Stage):
             return apply_voi_lut_table(image, lut, invert), details
         return apply_window(image, center, width, function, invert), details
 
+    def range_effect(self) -> str:
+        return "unit"
+
     def _meta_updates(self, out: np.ndarray, meta: Mapping[str, Any]) -> dict[str, Any]:
         # The pixels are now display values: nothing left to window or invert.
         return {"invert": False, "windows": [], "voi_luts": [], "value_range": [0.0, 1.0]}
@@ -581,6 +584,9 @@ class MultiWindow(Stage):
             if d:
                 details[f"channel{k}"] = d
         return out, details or None
+
+    def range_effect(self) -> str:
+        return "unit"
 
     def _meta_updates(self, out: np.ndarray, meta: Mapping[str, Any]) -> dict[str, Any]:
         return {

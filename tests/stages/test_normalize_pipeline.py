@@ -265,3 +265,25 @@ def test_stages_import_without_tensorflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_pipeline_skips_the_range_check_only_where_window_guarantees_it():
+    hu = np.random.default_rng(0).uniform(-1000, 1000, (64, 64)).astype(np.float32)
+    proven = _typical()
+    assert [fn.__name__ for _, fn in proven._plan()][-1] == "_transform_unit_input"
+    np.testing.assert_array_equal(
+        proven(hu), _typical()[3](_typical()[2](_typical()[1](_typical()[0](hu))))
+    )
+    # no Window before Normalize: the check runs and catches HU input
+    with pytest.raises(ValueError, match=r"Normalize: image must be in \[0, 1\]"):
+        Pipeline([Resize(32), ToRGB(), Normalize("imagenet")])(hu)
+    # padding with a value outside [0, 1] breaks the guarantee: checked again
+    padded = Pipeline(
+        [Window(preset="lung"), Resize((32, 64), pad_value=2.0), ToRGB(), Normalize("imagenet")]
+    )
+    assert [fn.__name__ for _, fn in padded._plan()][-1] == "_transform"
+    with pytest.raises(ValueError, match=r"Normalize: image must be in \[0, 1\]"):
+        padded(hu)
+    # the same holds for Scans
+    with pytest.raises(ValueError, match=r"Normalize: image must be in \[0, 1\]"):
+        padded(Scan(hu, {}, []))
