@@ -24,7 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from imaging_tl.io.dicom_header import HEADER_KEYWORDS, header_meta
-from imaging_tl.io.errors import CorruptPixelDataError, ScanReadError
+from imaging_tl.io.errors import (
+    CorruptPixelDataError,
+    NoPixelDataError,
+    NotAnImageError,
+    ScanReadError,
+)
 
 #: CSV columns, in order.
 COLUMNS: tuple[str, ...] = (
@@ -79,8 +84,14 @@ class CensusResult:
 
     @property
     def failed_rows(self) -> list[dict[str, Any]]:
-        """Rows of files that failed."""
-        return [r for r in self.rows if r["status"] != "ok"]
+        """Rows of image files that could not be read (status ``"error"``)."""
+        return [r for r in self.rows if r["status"] == "error"]
+
+    @property
+    def other_rows(self) -> list[dict[str, Any]]:
+        """Rows of files that are not images (status ``"not_image"``): text files, RT plans,
+        structured reports and the like, which a folder of scans often also holds."""
+        return [r for r in self.rows if r["status"] == "not_image"]
 
     def lint(self) -> list[str]:
         """Findings a researcher should look at before training, one line each.
@@ -156,6 +167,15 @@ class CensusResult:
                 out.append(f"  {err}: {len(rows)}")
                 for r in rows[:_EXAMPLES]:
                     out.append(f"    {r['path']}: {r['reason']}")
+        others = self.other_rows
+        if others:
+            kinds = Counter(
+                "DICOM without pixel data" if r["error"] == "NoPixelDataError" else "not images"
+                for r in others
+            )
+            parts = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+            out.append(f"other files, not read as scans: {len(others)} ({parts}; "
+                       f"{_examples(others)})")
         return out
 
     def format(self) -> str:
@@ -175,6 +195,8 @@ class CensusResult:
         detail = ", ".join(f"{k} {v}" for k, v in sorted(fmts.items()) if k)
         lines.append(f"  readable: {len(self.ok_rows)}" + (f" ({detail})" if detail else ""))
         lines.append(f"  failed: {len(self.failed_rows)}")
+        if self.other_rows:
+            lines.append(f"  not images: {len(self.other_rows)}")
         findings = self.lint()
         if findings:
             lines.append("Findings:")
@@ -269,7 +291,8 @@ def census_row(path: str | os.PathLike, *, root: str | os.PathLike | None = None
     Returns
     -------
     dict
-        Keys :data:`COLUMNS`; ``status`` is ``"ok"`` or ``"error"``.
+        Keys :data:`COLUMNS`; ``status`` is ``"ok"``, ``"error"`` (an image that cannot
+        be read) or ``"not_image"`` (not an image file, or DICOM without pixel data).
 
     Examples
     --------
@@ -299,7 +322,8 @@ def census_row(path: str | os.PathLike, *, root: str | os.PathLike | None = None
             scan = read_scan(path)  # raises NotAnImageError for kind None
             row.update({k: v for k, v in scan.meta.items() if k in row or k == "voi_luts"})
     except ScanReadError as exc:
-        row.update(status="error", error=type(exc).__name__, reason=exc.reason)
+        status = "not_image" if isinstance(exc, (NotAnImageError, NoPixelDataError)) else "error"
+        row.update(status=status, error=type(exc).__name__, reason=exc.reason)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # a census never crashes on one bad file (nor a Rust panic)

@@ -75,6 +75,8 @@ def test_census_rows(folder: Path, tmp_path: Path) -> None:
     assert rows["truncated.dcm"]["error"] == "CorruptPixelDataError"
     assert "truncated" in rows["truncated.dcm"]["reason"]
     assert rows["rtplan.dcm"]["error"] == "NoPixelDataError"
+    assert rows["rtplan.dcm"]["status"] == rows["notes.txt"]["status"] == "not_image"
+    assert rows["truncated.dcm"]["status"] == "error"
     assert rows["rtplan.dcm"]["Modality"] == "RTPLAN"  # header fields kept on failure
     assert rows["notes.txt"]["error"] == "NotAnImageError"
     assert rows["mr2.dcm.gz"]["gzipped"] == "True"
@@ -117,7 +119,9 @@ def test_lint_summary(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "missing PatientID: 1 DICOM file(s) (e.g. mr_multiframe_no_pid.dcm)" in summary
     assert "duplicate SOPInstanceUID: 1 UID(s) shared by 2 files" in summary
     assert "multi-frame files: 1" in summary
-    assert "files that failed: 3" in summary
+    assert "files that failed: 1" in summary
+    assert ("other files, not read as scans: 2 (DICOM without pixel data 1, not images 1; "
+            "e.g. notes.txt, rtplan.dcm)") in summary
     assert "truncated.dcm: the pixel data is truncated" in summary
     # identifiers stay out of the printed summary
     ds = pydicom.dcmread(_file("CT_small.dcm"), stop_before_pixels=True)
