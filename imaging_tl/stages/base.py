@@ -231,6 +231,10 @@ class Stage:
     def _check(self, image: Any, meta: Mapping[str, Any], colour: bool | None = None):
         """Return ``image`` as a float32 array, or raise ValueError naming the stage."""
         arr = image if isinstance(image, np.ndarray) else np.asarray(image)
+        if arr.dtype == np.float32 and (arr.ndim == 2 or arr.ndim == 3) and not self.grey_only:
+            if arr.size == 0:
+                raise self._error("image", f"must be non-empty, got shape {arr.shape}")
+            return arr  # the common case, checked first
         kind = arr.dtype.kind
         if kind == "f":
             pass
@@ -373,13 +377,20 @@ class Pipeline:
     def _plan(self) -> list[tuple[Stage, Any]]:
         """Each stage with the transform to run: where a Window earlier in the pipeline and
         only range-keeping stages since guarantee [0, 1], range checks are skipped (they
-        are ~3 % of the typical pipeline)."""
+        are ~3 % of the typical pipeline). Cached until the list of stages changes."""
+        key = tuple(map(id, self.stages))
+        cached = self.__dict__.get("_plan_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
         plan = []
         unit = False
         for stage in self.stages:
-            plan.append((stage, stage._transform_unit_input if unit else stage._transform))
+            trusted = type(stage)._transform_unit_input is not Stage._transform_unit_input
+            fn = stage._transform_unit_input if unit and trusted else stage._transform
+            plan.append((stage, fn))
             effect = stage.range_effect()
             unit = effect == "unit" or (unit and effect == "keep")
+        self._plan_cache = (key, plan)
         return plan
 
     def __len__(self) -> int:

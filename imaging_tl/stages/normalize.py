@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -53,19 +54,28 @@ class NormalizationScheme:
     std: tuple[float, float, float]
     bgr: bool = False
 
-    @property
+    @cached_property
     def is_channel_uniform(self) -> bool:
         """True when all channels get the same constants (so grey input is fine)."""
         return len(set(self.mean)) == 1 and len(set(self.std)) == 1 and not self.bgr
 
+    @cached_property
+    def _scale_offset(self) -> tuple[np.ndarray, np.ndarray]:
+        """float32 ``1 / std`` and ``-mean / std`` per channel (``y = x * scale + offset``)."""
+        std = np.asarray(self.std, np.float64)
+        return (1.0 / std).astype(np.float32), (-np.asarray(self.mean, np.float64) / std).astype(
+            np.float32
+        )
+
     def apply(self, image: np.ndarray) -> np.ndarray:
         """Normalise a float image in [0, 1] (``... x 3``, or grey when channel-uniform)."""
         x = np.asarray(image, dtype=np.float32)
+        scale, offset = self._scale_offset
         if self.is_channel_uniform:
             # one scalar multiply-add: numpy broadcasting over a length-3 last axis is
             # several times slower than scalars or per-channel strided passes
-            y = x * np.float32(1.0 / self.std[0])
-            y += np.float32(-self.mean[0] / self.std[0])
+            y = x * scale[0]
+            y += offset[0]
             return y
         if x.ndim < 1 or x.shape[-1] != 3 or x.ndim == 2:
             raise ValueError(
@@ -74,8 +84,8 @@ class NormalizationScheme:
         y = np.empty_like(x)
         for c in range(3):
             src = x[..., 2 - c] if self.bgr else x[..., c]
-            np.multiply(src, np.float32(1.0 / self.std[c]), out=y[..., c])
-            y[..., c] += np.float32(-self.mean[c] / self.std[c])
+            np.multiply(src, scale[c], out=y[..., c])
+            y[..., c] += offset[c]
         return y
 
 
