@@ -134,9 +134,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.preset == "demo":
-        command = "python -m imaging_tl.synthetic " + " ".join(
-            a for a in argv if a not in ("--overwrite",)
-        )
+        # The command names the set's home, sample_dicoms, whatever --out was, so that a
+        # regenerated copy (e.g. in a test) is byte-identical README included.
+        kept, skip = [], False
+        for a in argv:
+            if skip or a == "--overwrite":
+                skip = False
+                continue
+            if a in ("--out", "--workers", "--masks"):
+                skip = True
+                continue
+            if not a.startswith(("--out=", "--workers=", "--masks=")):
+                kept.append(a)
+        command = " ".join(["python -m imaging_tl.synthetic", *kept, "--out sample_dicoms"])
         (args.out / "README.md").write_text(
             _README.format(
                 n_images=len(df),
