@@ -14,7 +14,7 @@ from imaging_tl.io.errors import (
     ScanReadError,
     UnsupportedImageError,
 )
-from imaging_tl.io.reader import read_scan
+from imaging_tl.io.reader import read_header, read_scan
 from imaging_tl.io.scan import Scan
 
 __all__ = [
@@ -28,5 +28,6 @@ __all__ = [
     "Scan",
     "ScanReadError",
     "UnsupportedImageError",
+    "read_header",
     "read_scan",
 ]

@@ -314,7 +314,8 @@ def header_meta(ds: Dataset, *, frame: int | None = None) -> dict[str, Any]:
     dict
         Keys :data:`HEADER_KEYWORDS` plus ``format``, ``invert``, ``windows``,
         ``voi_lut_function``, ``voi_luts`` and ``value_range``. Never the patient's name or
-        birth date.
+        birth date. ``SamplesPerPixel`` describes the pixels :func:`imaging_tl.read_scan`
+        returns: 3 for PALETTE COLOR (expanded to RGB).
 
     Examples
     --------
@@ -360,6 +361,8 @@ def header_meta(ds: Dataset, *, frame: int | None = None) -> dict[str, Any]:
         meta["NumberOfFrames"] = 1
     if meta["SamplesPerPixel"] is None and has_pixel_data(ds):
         meta["SamplesPerPixel"] = 1
+    if meta["PhotometricInterpretation"] == "PALETTE COLOR":
+        meta["SamplesPerPixel"] = 3  # read_scan returns RGB through the palette
 
     # VOI information: top level first, else the enhanced Frame VOI LUT functional group.
     voi_source: Dataset = ds

@@ -413,6 +413,11 @@ def require_pixel_data(ds: Dataset, path: str) -> None:
             "before its pixel data (truncated?)"
         )
     kind = ds.get("SOPClassUID")
+    kind_name = str(getattr(kind, "name", "") or "")
+    if kind_name.endswith("Image Storage"):
+        raise CorruptPixelDataError(
+            path, f"the file is a {kind_name} but ends before its pixel data (truncated?)"
+        )
     what = f"SOP class: {getattr(kind, 'name', kind)}" if kind else "no SOP class given"
     raise NoPixelDataError(
         path, f"the DICOM file has no pixel data, so it is not an image ({what}; "
@@ -442,7 +447,6 @@ def _read_pixels(ds: Dataset, path: str, frame: int | None, prov: list[str]) -> 
     photometric = str(ds.PhotometricInterpretation).upper()
     if photometric == "PALETTE COLOR":
         pixels = apply_color_lut(arr, ds).astype(np.float32)
-        meta["SamplesPerPixel"] = 3  # describes the returned pixels: RGB
         prov.append("palette: expanded to RGB through the palette colour LUT")
     elif int(ds.get("SamplesPerPixel") or 1) == 3:
         pixels = arr.astype(np.float32)

@@ -242,3 +242,34 @@ def test_float_pixel_data(tmp_path: Path) -> None:
     np.testing.assert_array_equal(scan.pixels, values)
     assert scan.meta["value_range"] is None
     assert scan.provenance[-1] == "modality_lut: none (float pixel data)"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["CT_small.dcm", "OT-PAL-8-face.dcm", "OBXXXX1A_2frame.dcm", "RG3_J2KR.dcm",
+     "eCT_Supplemental.dcm", "zipMR.gz", "vlut_04.dcm", "SC_ybr_full_uncompressed.dcm"],
+)
+def test_read_header_agrees_with_read_scan(name: str) -> None:
+    from imaging_tl.io import read_header
+
+    header = read_header(_file(name))
+    meta = read_scan(_file(name)).meta
+    assert header.keys() == meta.keys()
+    for key in meta:
+        if key == "voi_luts":
+            assert len(header[key]) == len(meta[key])
+        else:
+            assert header[key] == meta[key], key
+
+
+def test_read_header_refuses_what_read_scan_refuses(tmp_path: Path) -> None:
+    from imaging_tl.io import CorruptPixelDataError, NoPixelDataError, NotAnImageError, read_header
+
+    with pytest.raises(NoPixelDataError):
+        read_header(_file("rtplan.dcm"))
+    with pytest.raises(NotAnImageError):
+        read_header(_file("README.txt"))
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(Path(_file("CT_small.dcm")).read_bytes()[:1200])  # ends in the header
+    with pytest.raises(CorruptPixelDataError, match="truncated"):
+        read_header(cut)
