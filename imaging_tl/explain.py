@@ -444,3 +444,78 @@ def model_randomization_check(
         "original": before,
         "randomized": after,
     }
+
+
+def save_gallery(
+    model: Any,
+    images: np.ndarray,
+    y_true: Any,
+    y_score: Any,
+    out_dir: str | Path,
+    *,
+    threshold: float = 0.5,
+    n_per_category: int = 4,
+    layer: str | None = None,
+    backgrounds: np.ndarray | Sequence[np.ndarray] | None = None,
+    batch_size: int = 16,
+) -> list[dict[str, Any]]:
+    """Grad-CAM overlays of the most telling test images, ready for the report.
+
+    Picks the most confident true/false positives/negatives (binary) or correct/wrong
+    predictions (multiclass) with :func:`imaging_tl.report.select_gallery`, writes
+    ``<CATEGORY>_<k>.png`` (names carry no file or patient names) and ``gallery.csv``
+    into ``out_dir``, and returns the items for
+    :func:`imaging_tl.report.write_report`'s ``gradcam=``.
+
+    Parameters
+    ----------
+    model, layer, batch_size :
+        As in :class:`GradCAM`.
+    images : numpy.ndarray
+        Model inputs ``(N, H, W, 3)``, the rows of ``y_true``/``y_score``.
+    y_true, y_score :
+        Labels and probabilities as in :mod:`imaging_tl.evaluate` (binary or multiclass).
+    out_dir : path
+        Folder for the PNGs and ``gallery.csv``.
+    threshold : float
+        Binary operating point.
+    n_per_category : int
+        Images per category at most.
+    backgrounds : optional
+        Images to draw on instead of the model inputs, row-aligned with ``images``.
+
+    Returns
+    -------
+    list of dict
+        ``{"path", "category", "caption", "index"}`` per overlay; the caption holds the
+        predicted probability and the true class.
+    """
+    import pandas as pd
+
+    from imaging_tl.report import select_gallery
+
+    s = np.asarray(y_score, dtype=float)
+    y = np.asarray(y_true)
+    picks = select_gallery(y, s, threshold, n_per_category=n_per_category)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows, idx, cls = [], [], []
+    for cat, members in picks.items():
+        for k, i in enumerate(members):
+            p = out_dir / f"{cat}_{k + 1}.png"
+            if s.ndim == 2:
+                cap = f"p={s[i].max():.2f} (pred {int(s[i].argmax())}, true {int(y[i])})"
+                cls.append(int(s[i].argmax()))
+            else:
+                cap = f"p={s[i]:.2f} (true {'positive' if y[i] else 'negative'})"
+                cls.append(0)
+            rows.append({"path": p, "category": cat, "caption": cap, "index": int(i)})
+            idx.append(i)
+    if not rows:
+        return []
+    bgs = None if backgrounds is None else [backgrounds[i] for i in idx]
+    save_overlays(model, np.asarray(images)[idx], [r["path"] for r in rows], cls, layer=layer,
+                  backgrounds=bgs, batch_size=batch_size)
+    pd.DataFrame([{**r, "path": r["path"].name} for r in rows]).to_csv(
+        out_dir / "gallery.csv", index=False)
+    return rows

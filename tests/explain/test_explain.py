@@ -280,3 +280,23 @@ def test_scores_are_taken_before_the_final_activation():
     # through the softmax the maps differ (gradients mix in the other classes)
     through = GradCAM(m_soft, use_logits=False)(x, class_index=[0, 1, 2])
     assert not np.allclose(through, ref, atol=1e-3)
+
+
+def test_save_gallery_feeds_the_report(lesion_model, tmp_path):
+    from imaging_tl.explain import save_gallery
+    from imaging_tl.report import gallery_from_dir, write_report
+
+    x, y, _ = _lesion_images(30, seed=21)
+    p = lesion_model.predict(x, verbose=0)[:, 0]
+    p[:2] = 1 - p[:2]  # make sure there are errors to show
+    items = save_gallery(lesion_model, x, y, p, tmp_path / "gradcam", threshold=0.5,
+                         n_per_category=2)
+    cats = {it["category"] for it in items}
+    assert {"FP", "FN"} & cats and "TP" in cats and "TN" in cats
+    assert all(it["path"].is_file() for it in items)
+    again = gallery_from_dir(tmp_path / "gradcam")
+    assert [(a["category"], a["caption"]) for a in again] == \
+        [(b["category"], b["caption"]) for b in items]
+    page = write_report(tmp_path, gradcam=items).read_text()
+    assert page.count("<img ") == len(items)
+    assert (tmp_path / "plots" / "gradcam_gallery.png").is_file()
