@@ -295,7 +295,11 @@ class Stage:
                 raise ValueError(
                     f"{type(self).__name__}: frames came out with different shapes ({exc})"
                 ) from None
-            details = {"frames": frames, **(results[0][1] or {})}
+            per_frame = [r[1] or {} for r in results]
+            if all(d == per_frame[0] for d in per_frame):
+                details = {"frames": frames, **per_frame[0]}
+            else:  # data-dependent (e.g. percentiles): say so, show the first frame's
+                details = {"frames": frames, "per_frame": "differs", "frame0": per_frame[0]}
             one_frame = out[0]
         else:
             out, details = transform(self._check(pixels, meta, colour), meta)

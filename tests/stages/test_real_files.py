@@ -37,6 +37,20 @@ def test_typical_pipeline_on_a_real_ct(pydicom_data_dir):
     assert out.pixels.std() > 0.1  # a real image, not a flat one
 
 
+def test_pipeline_on_a_real_multi_frame_file(pydicom_data_dir):
+    scan = read_scan(pydicom_data_dir / "emri_small.dcm")  # 10-frame MR, no window
+    assert scan.pixels.shape == (10, 64, 64)
+    out = Pipeline([Window.from_header(), Resize(32), ToRGB()])(scan)
+    assert out.pixels.shape == (10, 32, 32, 3) and out.pixels.dtype == np.float32
+    for f in (0, 9):  # each frame gets its own percentile window
+        np.testing.assert_array_equal(
+            out.pixels[f], ToRGB()(Resize(32)(Window.percentile()(scan.pixels[f])))
+        )
+    window_step = out.provenance[-3]
+    assert "frames=10 per_frame=differs" in window_step and "no header window" in window_step
+    assert out.provenance[-2] == "resize: size=32 frames=10"
+
+
 @pytest.mark.parametrize(
     "module", ["base", "window", "geometry", "intensity", "channels", "normalize"]
 )
