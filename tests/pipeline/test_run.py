@@ -1,0 +1,197 @@
+"""End to end: run() writes every artefact of the run directory, resume, reproducibility."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from imaging_tl.config import load_config
+from imaging_tl.pipeline import InputError, run
+
+DESIGN_FILES = ["config.yaml", "run.json", "census.csv", "splits.csv", "model.keras",
+                "contract.json", "history.csv", "metrics.json", "predictions.csv",
+                "report.html"]
+
+
+def test_run_directory_has_every_artefact(finished_run):
+    d = finished_run.run_dir
+    for name in DESIGN_FILES:
+        assert (d / name).is_file() and (d / name).stat().st_size > 0, name
+    plots = sorted(p.name for p in (d / "plots").glob("*.png"))
+    assert plots == ["calibration.png", "confusion_matrix.png", "pr.png", "roc.png",
+                     "training_curves.png"]
+    assert len(list((d / "gradcam").glob("*.png"))) == 2
+    assert not (d / "checkpoints").exists()  # removed once the run finished
+    assert not [p for p in d.rglob("*") if ".tmp" in p.name]  # no half-written leftovers
+
+
+def test_config_yaml_is_the_resolved_config_and_reruns(finished_run):
+    stored = load_config(finished_run.run_dir / "config.yaml")
+    assert stored.to_dict() == finished_run.config.to_dict()
+    assert stored.preprocessing[-2:] == [{"name": "resize", "size": 64}, {"name": "to_rgb"}]
+    assert [p.name for p in stored.train.phases] == ["head", "finetune"]
+
+
+def test_run_json_records_versions_seed_manifest_machine_durations(finished_run):
+    info = json.loads((finished_run.run_dir / "run.json").read_text())
+    assert info["seed"] == 0
+    assert len(info["data_manifest_sha256"]) == 64
+    assert {"python", "numpy", "pydicom", "keras"} <= set(info["versions"])
+    assert info["machine"]["cpu_count"] >= 1
+    assert {"census", "splits", "prepare", "train", "evaluate"} <= set(info["durations_s"])
+    assert info["samples"]["test"] > 0 and "no leak" in info["audit"]
+
+
+def test_census_has_one_row_per_file_and_no_patient_ids(finished_run, tiny_data):
+    census = pd.read_csv(finished_run.run_dir / "census.csv")
+    labels = pd.read_csv(tiny_data / "labels.csv")
+    assert len(census) == len(labels)
+    assert (census["status"] == "ok").all()
+    ids = census["PatientID"].dropna()
+    assert len(ids) and ids.str.match(r"^pid:[0-9a-f]{16}$").all()  # hashed, never the ID
+    assert not set(ids) & set(labels["patient_id"])
+
+
+def test_splits_are_by_patient(finished_run):
+    splits = pd.read_csv(finished_run.run_dir / "splits.csv")
+    assert set(splits["split"]) == {"train", "val", "test"}
+    assert (splits.groupby("group")["split"].nunique() == 1).all()
+
+
+def test_history_has_every_epoch_of_every_phase(finished_run):
+    h = pd.read_csv(finished_run.run_dir / "history.csv")
+    assert h[["phase_name", "epoch"]].values.tolist() == [["head", 1], ["head", 2],
+                                                           ["head", 3], ["finetune", 1]]
+    assert h["cached_features"].tolist() == [True, True, True, False]
+    assert np.isfinite(h["loss"]).all() and "val_auc" in h
+
+
+def test_metrics_have_test_auc_with_ci(finished_run):
+    m = json.loads((finished_run.run_dir / "metrics.json").read_text())
+    lo, hi = m["roc_auc"]["ci"]
+    assert 0 <= lo <= m["roc_auc"]["value"] <= hi <= 1
+    assert m["operating_point"]["chosen_on"] == "validation"
+    assert m["class_names"] == ["normal", "nodule"]
+    assert m["bootstrap"]["n_bootstraps"] == 50
+
+
+def test_predictions_match_the_saved_model(finished_run):
+    from imaging_tl.models import load_transfer_model
+
+    d = finished_run.run_dir
+    pred = pd.read_csv(d / "predictions.csv")
+    assert set(pred["split"]) == {"val", "test"}
+    assert np.allclose(pred["prob_nodule"] + pred["prob_normal"], 1, atol=1e-6)
+    contract = json.loads((d / "contract.json").read_text())
+    thr = contract["threshold"]
+    assert ((pred["prob_nodule"] >= thr) == (pred["predicted"] == "nodule")).all()
+    # the saved model with the contract's preprocessing gives the same probabilities
+    from imaging_tl.io import read_scan
+    from imaging_tl.stages import Pipeline
+
+    model = load_transfer_model(d / "model.keras", compile=False)
+    pipe = Pipeline.from_config(contract["preprocessing"]["stages"])
+    rows = pred.iloc[:3]
+    x = np.stack([pipe(read_scan(p)).pixels for p in rows["path"]])
+    p = np.asarray(model(x, training=False)).reshape(-1)
+    np.testing.assert_allclose(p, rows["prob_nodule"].to_numpy(), atol=1e-5)
+
+
+def test_contract_carries_preprocessing_threshold_labels(finished_run):
+    c = json.loads((finished_run.run_dir / "contract.json").read_text())
+    assert c["label_names"] == ["normal", "nodule"]
+    assert c["input_size"] == [64, 64] and c["normalization"] == "efficientnet_lite"
+    assert c["preprocessing"]["stages"][0]["name"] == "window"
+    assert 0 <= c["threshold"] <= 1
+
+
+def test_report_shows_metrics_plots_and_gradcam(finished_run):
+    html = (finished_run.run_dir / "report.html").read_text()
+    assert "roc_auc" in html and 'src="plots/roc.png"' in html and 'src="gradcam/' in html
+
+
+def test_summary_fits_one_screen(finished_run):
+    text = finished_run.summary()
+    assert "test roc_auc" in text and "95% CI" in text and "report.html" in text
+    assert len(text.splitlines()) < 20
+
+
+def test_bad_data_is_an_input_error(tiny_config, tmp_path):
+    bad = tmp_path / "labels.csv"
+    bad.write_text("path,label,patient_id\nmissing1.dcm,normal,p1\nmissing2.dcm,nodule,p2\n")
+    cfg = copy.deepcopy(tiny_config)
+    cfg["data"]["csv"] = str(bad)
+    with pytest.raises(InputError, match="missing1.dcm: file not found"):
+        run(cfg, out=tmp_path / "r", verbose=False)
+
+
+class _StopAfter(keras.callbacks.Callback):
+    """Simulates Ctrl-C in the middle of phase 1 (after its checkpoint was written)."""
+
+    def __init__(self, epochs: int) -> None:
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            raise KeyboardInterrupt
+
+
+class _Count(keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.epochs: list[int] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch + 1)
+
+
+def test_resume_after_interrupt_continues_from_last_epoch(tiny_config, tmp_path):
+    cfg = copy.deepcopy(tiny_config)
+    cfg["train"]["phases"][0]["epochs"] = 4
+    cfg["evaluate"]["gradcam"] = 0
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, out=run_dir, verbose=False, callbacks=[_StopAfter(2)])
+    assert not (run_dir / "model.keras").exists()
+    state = json.loads(next((run_dir / "checkpoints").glob("phase0-*/state.json")).read_text())
+    assert state["epoch"] == 2 and not state["phase_done"]
+
+    counter = _Count()
+    result = run(None, resume=run_dir, verbose=False, callbacks=[counter])
+    assert counter.epochs == [3, 4]  # not started over
+    h = pd.read_csv(run_dir / "history.csv")
+    assert h["epoch"].tolist() == [1, 2, 3, 4]
+    assert result.resumed_from == {"phase": 0, "epoch": 2}
+    assert (run_dir / "model.keras").is_file() and (run_dir / "metrics.json").is_file()
+
+
+def test_same_seed_same_splits_and_metrics(tiny_config, tmp_path):
+    cfg = copy.deepcopy(tiny_config)
+    cfg["evaluate"]["gradcam"] = 0
+    a = run(cfg, out=tmp_path / "a", verbose=False)
+    b = run(cfg, out=tmp_path / "b", verbose=False)
+    sa = pd.read_csv(a.run_dir / "splits.csv")
+    sb = pd.read_csv(b.run_dir / "splits.csv")
+    pd.testing.assert_frame_equal(sa, sb)
+    ha = pd.read_csv(a.run_dir / "history.csv")
+    hb = pd.read_csv(b.run_dir / "history.csv")
+    np.testing.assert_allclose(ha["loss"], hb["loss"], rtol=1e-4, atol=1e-5)
+    assert a.metrics["roc_auc"]["value"] == pytest.approx(b.metrics["roc_auc"]["value"], abs=1e-6)
+    pa = pd.read_csv(a.run_dir / "predictions.csv")
+    pb = pd.read_csv(b.run_dir / "predictions.csv")
+    np.testing.assert_allclose(pa["prob_nodule"], pb["prob_nodule"], atol=1e-5)
+    # a different seed gives a different split
+    c_cfg = load_config(cfg, ["seed=5"])
+    from imaging_tl.pipeline import _split, load_inputs
+
+    sc = _split(c_cfg, load_inputs(c_cfg))
+    assert sorted(zip(sc["path"], sc["split"], strict=True)) != \
+        sorted(zip(sa["path"], sa["split"], strict=True))
+    assert yaml.safe_load((a.run_dir / "config.yaml").read_text())["seed"] == 0
