@@ -133,7 +133,7 @@ def augment_benchmark(slices: list[np.ndarray], pipeline: Pipeline, rounds: int)
 
     from imaging_tl.augment import Augmenter
 
-    images = [_to_unit_rgb(pipeline, s) for s in slices]
+    images = [pipeline[:-1](s) for s in slices]  # without Normalize: RGB in [0, 1]
     ours = Augmenter("medium", seed=0)
     direct = A.Compose(list(ours.compose.transforms), seed=0)
     runners = {
@@ -154,11 +154,6 @@ def augment_benchmark(slices: list[np.ndarray], pipeline: Pipeline, rounds: int)
         print(f"  {name:30s} {float(np.median(per[name])):7.3f}")
     ratio = float(np.median(per[names[0]] / per[names[1]]))
     print(f"  ratio Augmenter / direct Compose: {ratio:.3f}x (median of paired ratios)")
-
-
-def _to_unit_rgb(pipeline: Pipeline, hu: np.ndarray) -> np.ndarray:
-    """The pipeline without its Normalize step: float32 RGB in [0, 1]."""
-    return Pipeline(pipeline.stages[:-1])(hu)
 
 
 if __name__ == "__main__":

@@ -403,7 +403,10 @@ class Pipeline:
     def __iter__(self) -> Iterator[Stage]:
         return iter(self.stages)
 
-    def __getitem__(self, index: int) -> Stage:
+    def __getitem__(self, index: int | slice) -> Stage | Pipeline:
+        """A stage, or for a slice a new Pipeline (``p[:-1]``: without the last stage)."""
+        if isinstance(index, slice):
+            return Pipeline(self.stages[index])
         return self.stages[index]
 
     def __repr__(self) -> str:

@@ -106,6 +106,8 @@ def test_pipeline_runs_the_stages_in_order():
     np.testing.assert_array_equal(out, expected)
     assert out.shape == (224, 224, 3) and out.dtype == np.float32
     assert len(p) == 4 and isinstance(p[0], Window)
+    assert p[:-1] == Pipeline([Window(preset="lung"), Resize(224), ToRGB()])
+    assert p[:-1](ct).max() <= 1.0
 
 
 def test_pipeline_on_a_real_scan_records_provenance(pydicom_data_dir):
