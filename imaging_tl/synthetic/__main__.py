@@ -79,6 +79,17 @@ file says so in its header (PatientName `SYNTHETIC^nnnn`, ImageComments, BurnedI
 
 Run from the repository root, this regenerates the set bit for bit (same versions of
 imaging_tl, numpy, scipy, pydicom, pylibjpeg-openjpeg and Pillow). Preset: {preset}.
+
+## What a model reaches on it (measured when the set was made)
+
+Nodules are 20-36 mm in radius with a density contrast of 0.6-1.0 (see
+`imaging_tl.synthetic.__main__.DEMO_DIFFICULTY`): learnable, not trivial.
+
+- `imaging-tl run pipelines/demo.yaml` (efficientnet_lite0, 128 px, head on cached
+  features + 2 fine-tuning epochs, 2 CPU cores, about 4 minutes): test ROC AUC 0.873
+  (95% CI 0.720-0.959) on 42 test images of held-out patients.
+- Patient-grouped 5-fold cross-validation on the same images: logistic regression on
+  32 x 32 pixels AUC 0.71; on frozen efficientnet_lite0 features (128 px) 0.76.
 """
 
 

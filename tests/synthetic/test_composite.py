@@ -59,3 +59,22 @@ def test_bad_background_is_refused(chest):
         composite_radiograph(0, chest * 100, ["nodule"])
     with pytest.raises(ValueError, match="background"):
         composite_radiograph(0, np.zeros((8, 8, 3)), ["nodule"])
+
+
+def test_dataset_on_real_backgrounds(chest, tmp_path):
+    from imaging_tl.synthetic import generate_dataset
+
+    df = generate_dataset(
+        tmp_path,
+        n_patients=2,
+        images_per_patient=2,
+        size=64,
+        seed=4,
+        backgrounds=[chest],
+        prevalence={"nodule": 1.0},
+        persistence=1.0,
+        png_fraction=0.0,
+    )
+    assert (df.nodule == 1).all()
+    for p in df.path:
+        assert read_scan(tmp_path / p).pixels.shape == (64, 64)
