@@ -14,7 +14,7 @@ Also timed: the pipeline on a :class:`~imaging_tl.io.Scan` (provenance + meta up
 and the "medium" augmentation transforms (each with p=1) through ``Augmenter`` on the
 224 x 224 x 3 [0, 1] output against the same albumentations ``Compose`` called directly.
 Every result is printed as a ratio against its baseline (the median of per-image ratios
-of calls made back to back); the goal is <= 1.10x.
+of calls made back to back, alternating which goes first); the goal is <= 1.10x.
 
 Run: ``.venv/bin/python benchmarks/stages.py [--images 40] [--rounds 9]``
 """
@@ -68,6 +68,21 @@ def direct_opencv(hu: np.ndarray) -> np.ndarray:
     return out
 
 
+def paired(run_a, run_b, n: int, rounds: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-call ms of ``run_a(k)`` and ``run_b(k)``, called back to back, alternating which
+    goes first, so that load from other processes on this shared machine hits both alike."""
+    run_a(0), run_b(0)  # warm-up
+    a, b = [], []
+    for r in range(rounds):
+        for k in range(n):
+            order = ((run_a, a), (run_b, b)) if (k + r) % 2 == 0 else ((run_b, b), (run_a, a))
+            for run, out in order:
+                t0 = time.perf_counter()
+                run(k)
+                out.append((time.perf_counter() - t0) * 1000)
+    return np.asarray(a), np.asarray(b)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=40, help="images per timed batch")
@@ -86,38 +101,24 @@ def main() -> None:
     diff_sk = float(np.abs(out_stage - direct_skimage(slices[0])).max())
     mean_sk = float(np.abs(out_stage - direct_skimage(slices[0])).mean())
 
-    runners = {
-        "stages Pipeline (arrays)": lambda k: pipeline(slices[k]),
-        "stages Pipeline (Scan)": lambda k: pipeline(scans[k]),
-        "direct numpy + OpenCV": lambda k: direct_opencv(slices[k]),
-        "direct numpy + scikit-image": lambda k: direct_skimage(slices[k]),
-    }
-    names = list(runners)
-    for run in runners.values():  # warm-up (imports, caches)
-        run(0)
-    # Interleave per image, rotating the order, so that load from other processes on this
-    # shared machine hits every variant alike. Ratios are medians of per-image paired
-    # ratios (calls made back to back), which cancels slow changes in machine load.
-    calls: dict[str, list[float]] = {k: [] for k in runners}
-    for r in range(args.rounds):
-        for k in range(len(slices)):
-            shift = (k + r) % len(names)
-            for name in names[shift:] + names[:shift]:
-                t0 = time.perf_counter()
-                runners[name](k)
-                calls[name].append((time.perf_counter() - t0) * 1000)
-    per_image = {k: np.asarray(v) for k, v in calls.items()}
-    med = {k: float(np.median(v)) for k, v in per_image.items()}
-
+    stage_arrays = lambda k: pipeline(slices[k])  # noqa: E731
+    stage_scans = lambda k: pipeline(scans[k])  # noqa: E731
+    cv_direct = lambda k: direct_opencv(slices[k])  # noqa: E731
+    sk_direct = lambda k: direct_skimage(slices[k])  # noqa: E731
+    comparisons = [
+        ("stages Pipeline (arrays)", stage_arrays, "direct numpy + scikit-image", sk_direct),
+        ("stages Pipeline (arrays)", stage_arrays, "direct numpy + OpenCV", cv_direct),
+        ("stages Pipeline (Scan)", stage_scans, "direct numpy + OpenCV", cv_direct),
+    ]
     print("512x512 HU -> Window(40/400) -> Resize(224) -> ToRGB -> Normalize(efficientnet_lite0)")
-    print(f"{args.images} images x {args.rounds} interleaved rounds; median ms/image:")
-    for name in names:
-        print(f"  {name:30s} {med[name]:7.3f}")
-    print("ratios (median of per-image paired ratios; goal <= 1.10):")
-    for stage_run in names[:2]:
-        for base in names[:1:-1]:
-            paired = float(np.median(per_image[stage_run] / per_image[base]))
-            print(f"  {stage_run:26s} / {base:28s}: {paired:.3f}x")
+    print(f"{args.images} images x {args.rounds} rounds per comparison, ms/image (median)")
+    print("ratio = median of per-image ratios of back-to-back calls; goal <= 1.10")
+    for name_a, run_a, name_b, run_b in comparisons:
+        a, b = paired(run_a, run_b, len(slices), args.rounds)
+        print(
+            f"  {name_a:26s} {np.median(a):7.3f} vs {name_b:28s} {np.median(b):7.3f}: "
+            f"{np.median(a / b):.3f}x"
+        )
     print(
         f"max |stages - direct OpenCV| = {diff_cv:.2e}; vs scikit-image: max {diff_sk:.3f}, "
         f"mean {mean_sk:.4f} (different anti-aliasing filters)"
@@ -137,24 +138,14 @@ def augment_benchmark(slices: list[np.ndarray], pipeline: Pipeline, rounds: int)
     always = [{**t, "p": 1.0} for t in PRESETS["medium"]]
     ours = Augmenter("none", transforms=always, seed=0)
     direct = A.Compose(list(ours.compose.transforms), seed=0)
-    runners = {
-        "Augmenter (medium, p=1)": lambda k: ours(images[k]),
-        "albumentations Compose on RGB": lambda k: direct(image=images[k])["image"],
-    }
-    names = list(runners)
-    calls: dict[str, list[float]] = {k: [] for k in runners}
-    for r in range(rounds):
-        for k in range(len(images)):
-            for name in names if (k + r) % 2 == 0 else names[::-1]:
-                t0 = time.perf_counter()
-                runners[name](k)
-                calls[name].append((time.perf_counter() - t0) * 1000)
-    per = {k: np.asarray(v) for k, v in calls.items()}
-    print("augmentation of the 224 x 224 x 3 [0, 1] output (grey replicated); median ms/image:")
-    for name in names:
-        print(f"  {name:30s} {float(np.median(per[name])):7.3f}")
-    ratio = float(np.median(per[names[0]] / per[names[1]]))
-    print(f"  ratio Augmenter / direct Compose: {ratio:.3f}x (median of paired ratios)")
+    a, b = paired(
+        lambda k: ours(images[k]), lambda k: direct(image=images[k])["image"], len(images), rounds
+    )
+    print("augmentation of the 224 x 224 x 3 [0, 1] output (grey replicated), ms/image:")
+    print(
+        f"  Augmenter (medium, p=1) {np.median(a):7.3f} vs albumentations Compose on RGB "
+        f"{np.median(b):7.3f}: {np.median(a / b):.3f}x"
+    )
 
 
 if __name__ == "__main__":
