@@ -198,3 +198,12 @@ def test_replicated_grey_stays_grey_and_colour_stays_colour():
     multi = np.stack((grey, grey[::-1], 1 - grey), axis=-1)
     out = Augmenter("medium", seed=4)(multi)
     assert out.shape == multi.shape and not np.array_equal(out[..., 0], out[..., 1])
+
+
+def test_augmenter_pickles_with_its_random_state():
+    import pickle
+
+    a = Augmenter("medium", seed=3)
+    a(_ramp())
+    b = pickle.loads(pickle.dumps(a))
+    np.testing.assert_array_equal(a(_ramp()), b(_ramp()))

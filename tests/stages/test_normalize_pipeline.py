@@ -289,3 +289,15 @@ def test_pipeline_skips_the_range_check_only_where_window_guarantees_it():
     # the same holds for Scans
     with pytest.raises(ValueError, match=r"Normalize: image must be in \[0, 1\]"):
         padded(Scan(hu, {}, []))
+
+
+def test_pipeline_pickles_for_worker_processes():
+    import pickle
+
+    p = _every_stage()[:-2]  # up to ToGrey: runs on a [0, 1] image with value_range
+    x = np.random.default_rng(0).random((100, 80), np.float32)
+    meta = {"value_range": [0, 1]}
+    y = p(x, meta)
+    q = pickle.loads(pickle.dumps(p))
+    assert q == p and q.fingerprint() == p.fingerprint()
+    np.testing.assert_array_equal(q(x, meta), y)
