@@ -106,6 +106,8 @@ def _as_arrays(
     if task == "binary":
         if s.ndim == 2 and s.shape[1] == 2:  # two-column softmax output: keep the positive
             s = s[:, 1]
+        elif s.ndim == 2 and s.shape[1] == 1:  # a Keras sigmoid output (n, 1)
+            s = s[:, 0]
         if s.ndim != 1:
             raise ValueError(f"binary scores must have shape (n,), got {s.shape}")
         y = y.astype(float).ravel()

@@ -288,6 +288,12 @@ def test_bad_input_names_the_problem():
         ev.multiclass_metrics([0, 1], np.eye(2), class_names=["a"])
     with pytest.raises(ValueError, match="NaN"):
         ev.binary_metrics([0, 1], [0.1, np.nan], 0.5)
+    with pytest.raises(ValueError, match=r"shape \(n,\)"):
+        ev.binary_metrics([0, 1], np.zeros((2, 3)), 0.5)
+    # Keras' (n, 1) sigmoid output and a two-column softmax are accepted as they come
+    a = ev.binary_metrics(Y, S[:, None], 0.5, n_bootstraps=0)["roc_auc"]["value"]
+    b = ev.binary_metrics(Y, np.c_[1 - S, S], 0.5, n_bootstraps=0)["roc_auc"]["value"]
+    assert a == b == pytest.approx(13 / 16)
 
 
 def test_evaluate_predictions_csv(tmp_path):
