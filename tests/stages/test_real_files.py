@@ -52,10 +52,10 @@ def test_pipeline_on_a_real_multi_frame_file(pydicom_data_dir):
 
 
 @pytest.mark.parametrize(
-    "module", ["base", "window", "geometry", "intensity", "channels", "normalize"]
+    "module", ["__init__", "base", "window", "geometry", "intensity", "channels", "normalize"]
 )
 def test_docstring_examples(module):
-    mod = importlib.import_module(f"imaging_tl.stages.{module}")
+    mod = importlib.import_module(f"imaging_tl.stages.{module}".removesuffix(".__init__"))
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
 
