@@ -435,127 +435,25 @@ def _decisions(task: str, classes: list[str], probs: np.ndarray,
 
 
 # ---------------------------------------------------------------------------------------------
-# Plots and report
+# Grad-CAM
 
 
-def _plots(plot_dir: Path, metrics: dict[str, Any], history: pd.DataFrame,
-           class_names: list[str]) -> list[Path]:
-    import matplotlib
+def _gradcam(model: Any, x: np.ndarray, y: np.ndarray, p: np.ndarray, task: str,
+             threshold: float, n: int, out_dir: Path) -> list[dict[str, Any]]:
+    """Overlays for the report: the most telling test images (names carry no identifiers)."""
+    from imaging_tl.explain import save_gallery, save_overlays
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    written: list[Path] = []
-
-    def save(fig: Any, name: str) -> None:
-        fig.tight_layout()
-        p = plot_dir / name
-        fig.savefig(p, dpi=100)
-        plt.close(fig)
-        written.append(p)
-
-    curves = metrics.get("curves") or {}
-    auc = metrics.get("roc_auc") or {}
-    if "roc" in curves:
-        roc = curves["roc"]
-        fig, ax = plt.subplots(figsize=(4.5, 4.5))
-        ax.plot(roc["fpr"], roc["tpr"], label=f"AUC {auc.get('value', float('nan')):.3f}")
-        if "band_low" in roc and "grid" in curves:
-            ax.fill_between(curves["grid"], roc["band_low"], roc["band_high"], alpha=0.25,
-                            label="95% CI")
-        op = curves.get("operating_point")
-        if op:
-            ax.plot([op["fpr"]], [op["tpr"]], "o", label=f"threshold {op['threshold']:.2f}")
-        ax.plot([0, 1], [0, 1], ":", color="grey")
-        ax.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC (test)")
-        ax.legend(loc="lower right")
-        save(fig, "roc.png")
-    if "pr" in curves:
-        pr = curves["pr"]
-        fig, ax = plt.subplots(figsize=(4.5, 4.5))
-        ax.plot(pr["recall"], pr["precision"])
-        if "band_low" in pr and "grid" in curves:
-            ax.fill_between(curves["grid"], pr["band_low"], pr["band_high"], alpha=0.25)
-        ax.axhline(metrics.get("prevalence", 0), ls=":", color="grey")
-        ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (test)",
-               ylim=(0, 1.02))
-        save(fig, "pr.png")
-    cm = metrics.get("confusion_matrix")
-    if cm is not None and np.ndim(cm) == 2:
-        cm = np.asarray(cm)
-        fig, ax = plt.subplots(figsize=(4.5, 4))
-        ax.imshow(cm, cmap="Blues")
-        names = class_names if len(class_names) == len(cm) else list(range(len(cm)))
-        ax.set_xticks(range(len(cm)), names, rotation=45, ha="right")
-        ax.set_yticks(range(len(cm)), names)
-        for (i, j), v in np.ndenumerate(cm):
-            ax.text(j, i, str(v), ha="center", va="center")
-        ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (test)")
-        save(fig, "confusion_matrix.png")
-    rel = (metrics.get("calibration") or {}).get("reliability")
-    if isinstance(rel, dict) and "confidence" in rel:
-        fig, ax = plt.subplots(figsize=(4.5, 4.5))
-        conf = np.asarray(rel["confidence"], dtype=float)
-        obs = np.asarray(rel["observed"], dtype=float)
-        ok = np.isfinite(conf) & np.isfinite(obs)
-        ax.plot(conf[ok], obs[ok], "o-", label=f"ECE {metrics['calibration']['ece']:.3f}")
-        ax.plot([0, 1], [0, 1], ":", color="grey")
-        ax.set(xlabel="predicted probability", ylabel="observed frequency",
-               title="Calibration (test)")
-        ax.legend(loc="upper left")
-        save(fig, "calibration.png")
-    if len(history):
-        keys = [k for k in ("loss", "val_loss", "val_auc", "val_accuracy") if k in history]
-        fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.5), squeeze=False)
-        step = np.arange(1, len(history) + 1)
-        for ax, k in zip(axes[0], keys, strict=True):
-            ax.plot(step, history[k], "o-")
-            for b in np.flatnonzero(np.diff(history["phase"].to_numpy()) != 0):
-                ax.axvline(b + 1.5, ls=":", color="grey")
-            ax.set(xlabel="epoch (all phases)", title=k)
-        save(fig, "training_curves.png")
-    return written
-
-
-def _report_html(run_dir: Path, result: RunResult, history: pd.DataFrame,
-                 gradcams: list[Path]) -> str:
-    import html
-
-    m = result.metrics
-    name, value, ci = result.headline()
-    rows = []
-    for k, v in m.items():
-        if isinstance(v, dict) and "value" in v and v["value"] is not None:
-            ci_k = v.get("ci")
-            ci_t = f"{ci_k[0]:.3f} - {ci_k[1]:.3f}" if ci_k and None not in ci_k else ""
-            rows.append(f"<tr><td>{html.escape(k)}</td><td>{v['value']:.3f}</td>"
-                        f"<td>{ci_t}</td></tr>")
-    plots = "".join(f'<figure><img src="plots/{p.name}" alt="{p.stem}"></figure>'
-                    for p in sorted((run_dir / "plots").glob("*.png")))
-    cams = "".join(f'<figure><img src="gradcam/{p.name}" width="192"><figcaption>'
-                   f"{html.escape(p.stem)}</figcaption></figure>" for p in gradcams)
-    cfg_text = html.escape(result.config.to_yaml()) if result.config is not None else ""
-    q = "".join(f"<li>{html.escape(str(r.path))}: {html.escape(str(r.reason))}</li>"
-                for r in result.quarantined.itertuples()) if len(result.quarantined) else ""
-    head = f"{value:.3f}" if value is not None else "n/a"
-    ci_head = f" (95% CI {ci[0]:.3f} - {ci[1]:.3f})" if ci and None not in ci else ""
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(run_dir.name)}</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}
-figure{{display:inline-block;margin:6px}}img{{max-width:480px}}</style></head><body>
-<h1>Run {html.escape(run_dir.name)}</h1>
-<p>{html.escape(result.task)} task; classes {html.escape(', '.join(result.class_names))};
-samples {html.escape(', '.join(f'{k} {v}' for k, v in result.split_counts.items()))}.</p>
-<h2>Test {html.escape(name)}: {head}{ci_head}</h2>
-<table><tr><th>metric (test)</th><th>value</th><th>95% CI</th></tr>{''.join(rows)}</table>
-<h2>Plots</h2>{plots}
-<h2>Grad-CAM</h2>{cams or '<p>none</p>'}
-<h2>Training history</h2>{history.to_html(index=False, float_format=lambda x: f'{x:.4g}')}
-<h2>Files left out</h2>{f'<ul>{q}</ul>' if q else '<p>none</p>'}
-<h2>Configuration</h2><pre>{cfg_text}</pre>
-</body></html>
-"""
+    if task == "binary":
+        return save_gallery(model, x, y, p.reshape(-1), out_dir, threshold=threshold,
+                            n_per_category=max(1, n // 4))
+    if task == "multiclass":
+        return save_gallery(model, x, y, p, out_dir, n_per_category=max(1, n // 2))
+    # multilabel: the most confident images, for their most probable label
+    order = np.argsort(-p.max(1))[:n]
+    paths = [out_dir / f"examples_{k + 1}.png" for k in range(len(order))]
+    save_overlays(model, x[order], paths, p[order].argmax(1))
+    return [{"path": q, "category": "examples", "caption": f"p={p[i].max():.2f}"}
+            for q, i in zip(paths, order, strict=True)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -855,26 +753,14 @@ def run(
     # -- Grad-CAM, plots, report
     result = RunResult(run_dir, cfg, metrics, paths, durations, prepared.quarantined, task,
                        classes, counts, resumed_from)
-    gradcams: list[Path] = []
+    gallery: list[dict[str, Any]] = []
     with _atomic_dir(run_dir / "gradcam") as tmp:
-        n = min(cfg.evaluate.gradcam, len(x_te))
-        if n:
-            from imaging_tl.explain import save_overlays
-
-            # the most confident test images first: where the model's evidence is clearest
-            order = np.argsort(-(p_te.max(1) if p_te.ndim == 2 else p_te))[:n]
-            # binary: the positive class; otherwise the most probable class of each image
-            cls = None if task == "binary" else p_te[order].argmax(1)
-            decided = predictions["predicted"].iloc[len(rows_va):].to_numpy()
-            names = [f"{k:02d}_{Path(rows_te['path'][j]).stem}_{decided[j] or 'none'}.png"
-                     for k, j in enumerate(order)]
-            save_overlays(model, x_te[order], [tmp / nm for nm in names], cls)
-            gradcams = [run_dir / "gradcam" / nm for nm in names]
+        if cfg.evaluate.gradcam and len(x_te):
+            gallery = _gradcam(model, x_te, y_te, p_te, task, threshold, cfg.evaluate.gradcam,
+                               tmp)
+    gallery = [{**g, "path": run_dir / "gradcam" / Path(g["path"]).name} for g in gallery]
     paths["gradcam"] = run_dir / "gradcam"
-    with _atomic_dir(run_dir / "plots") as tmp:
-        _plots(tmp, metrics, history, classes)
-    paths["plots"] = run_dir / "plots"
-    done("report")
+    done("gradcam")
 
     # -- exports beyond model.keras
     extra = [f for f in cfg.export.formats if f != "keras"]
@@ -887,7 +773,6 @@ def run(
             paths[f"export_{fmt}"] = res_e.path
             log(res_e.summary())
         done("export")
-    shutil.rmtree(ck_root, ignore_errors=True)
 
     run_info = {
         "name": cfg.name, "run_dir": str(run_dir.resolve()),
@@ -902,11 +787,27 @@ def run(
         "best_epochs": best, "resumed_from": resumed_from,
         "versions": _versions(), "machine": _machine(), "durations_s": durations,
     }
+    from imaging_tl.report import write_report
+
+    # written in a staging folder, then moved: plots/ and report.html appear complete
+    stage = Path(tempfile.mkdtemp(prefix=".report-", dir=run_dir))
+    try:
+        write_report(stage, config=cfg.to_dict(), census=run_dir / "census.csv",
+                     splits=table, metrics=metrics, history=history, predictions=predictions,
+                     gradcam=gallery, audit=run_info["audit"], title=f"{run_dir.name}")
+        if (run_dir / "plots").exists():
+            shutil.rmtree(run_dir / "plots")
+        os.replace(stage / "plots", run_dir / "plots")
+        os.replace(stage / "report.html", run_dir / "report.html")
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    paths["plots"] = run_dir / "plots"
+    paths["report"] = run_dir / "report.html"
+    done("report")
+    run_info["durations_s"] = {**durations, "total": round(sum(durations.values()), 3)}
     paths["run_json"] = _atomic_json(run_dir / "run.json", run_info)
-    paths["report"] = _atomic_text(run_dir / "report.html",
-                                   _report_html(run_dir, result, history, gradcams))
-    durations["total"] = round(sum(durations.values()), 3)
-    result.durations = {k: v for k, v in durations.items() if k != "total"}
+    shutil.rmtree(ck_root, ignore_errors=True)  # only now: a kill before this can resume
+    result.durations = dict(durations)
     keras.backend.clear_session(free_memory=False)
     log("done\n" + result.summary())
     return result
