@@ -29,7 +29,6 @@ import csv
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,8 +233,16 @@ def _optimizer(phase: Phase) -> keras.optimizers.Optimizer:
             "rmsprop": keras.optimizers.RMSprop}[phase.optimizer](**kw)
 
 
+def _feature_fn(model: keras.Model):
+    """One compiled forward pass image -> pooled features, traced once for any batch size."""
+    fx = feature_extractor(model)
+    spec = tf.TensorSpec((None, *fx.input_shape[1:]), tf.float32)
+    return tf.function(lambda a: fx(a, training=False), input_signature=[spec]), fx
+
+
 def extract_features(model: keras.Model, x: np.ndarray | tf.data.Dataset,
-                     batch_size: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
+                     batch_size: int = 32, *, _fn: Any = None
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
     """Pooled backbone features of a transfer model, computed with a compiled tf.function.
 
     Parameters
@@ -256,9 +263,10 @@ def extract_features(model: keras.Model, x: np.ndarray | tf.data.Dataset,
 
     Notes
     -----
-    A ``tf.function`` call ran the Lite0 forward pass about 2x faster than
-    ``Model.predict`` here (no per-call data-adapter overhead); XLA was slower on CPU and
-    ONNX Runtime was not faster under load, see benchmarks/head_training.py.
+    A ``tf.function`` traced once with a fixed input signature ran the Lite0 forward pass
+    about 2x faster than ``Model.predict`` here (no per-call data-adapter overhead); XLA
+    was slower on CPU and ONNX Runtime was not faster under load (see
+    benchmarks/head_training.py).
 
     Examples
     --------
@@ -268,14 +276,12 @@ def extract_features(model: keras.Model, x: np.ndarray | tf.data.Dataset,
     >>> extract_features(m, np.zeros((3, 32, 32, 3), "float32"))[0].shape
     (3, 1280)
     """
-    fx = feature_extractor(model)
-    fn = tf.function(lambda a: fx(a, training=False), reduce_retracing=True)
+    fn, fx = _fn if _fn is not None else _feature_fn(model)
     if isinstance(x, tf.data.Dataset):
         feats, labels = [], []
         for batch in x:
-            xb, yb = batch[0], batch[1]
-            feats.append(fn(tf.convert_to_tensor(xb, tf.float32)).numpy())
-            labels.append(np.asarray(yb))
+            feats.append(fn(tf.cast(batch[0], tf.float32)).numpy())
+            labels.append(np.asarray(batch[1]))
         return np.concatenate(feats), np.concatenate(labels)
     x = np.asarray(x)
     if len(x) == 0:
@@ -354,6 +360,12 @@ def _default_monitor(task: str, has_val: bool) -> tuple[str, str]:
     return "val_loss", "min"
 
 
+def _tracked(model: keras.Model) -> list[Any]:
+    """Variables that can change in the current phase: those of trainable layers (frozen
+    layers, frozen BatchNorm included, never update), so best-weight copies stay small."""
+    return [v for layer in model.layers if layer.trainable for v in layer.weights]
+
+
 class _PhaseControl(keras.callbacks.Callback):
     """Per-epoch LR, history rows, best-weights tracking, early stopping, checkpoints."""
 
@@ -389,7 +401,7 @@ class _PhaseControl(keras.callbacks.Callback):
         value = row.get(self.monitor)
         if value is not None and self._better(float(value)):
             self.best.update(value=float(value), epoch=epoch + 1, wait=0)
-            self.best["weights"] = [w.numpy().copy() for w in self.full.weights]
+            self.best["weights"] = [v.numpy().copy() for v in _tracked(self.full)]
             if self.ckpt:
                 self.ckpt.save_best(self.full)
         else:
@@ -401,32 +413,42 @@ class _PhaseControl(keras.callbacks.Callback):
             self.ckpt.save_epoch(self.full, self.phase_index, epoch + 1, self.rows, self.best)
 
 
-class _Checkpoint:
-    """``last.weights.h5`` + ``state.json`` after every epoch, ``best.weights.h5`` on improvement.
+def _save_arrays(model: keras.Model, path: Path) -> None:
+    # Keras' save_weights walks every saveable in Python (~2 s for Lite0 here); a flat
+    # npz of the variables keyed by their paths takes a few milliseconds.
+    arrays = {f"{i:04d}:{v.path}": v.numpy() for i, v in enumerate(model.weights)}
+    tmp = path.with_name(f".tmp-{path.name}")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
 
-    Weights only: on resume the optimiser's moments start again (documented trade-off for
-    files a fraction of the size of a full ``.keras``).
+
+def _load_arrays(model: keras.Model, path: Path) -> None:
+    with np.load(path) as z:
+        keys = list(z.keys())
+        want = [f"{i:04d}:{v.path}" for i, v in enumerate(model.weights)]
+        if keys != want:
+            raise ValueError(f"{path}: checkpoint does not match this model's variables")
+        for v, k in zip(model.weights, keys, strict=True):
+            v.assign(z[k])
+
+
+class _Checkpoint:
+    """``last.npz`` + ``state.json`` after every epoch, ``best.npz`` on improvement.
+
+    Variables only: on resume the optimiser's moments start again (a documented
+    trade-off for small, fast checkpoints).
     """
 
     def __init__(self, directory: str | Path) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
 
-    def _atomic_weights(self, model: keras.Model, name: str) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=".weights.h5")
-        os.close(fd)
-        try:
-            model.save_weights(tmp, overwrite=True)
-            os.replace(tmp, self.dir / name)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-
     def save_best(self, model: keras.Model) -> None:
-        self._atomic_weights(model, "best.weights.h5")
+        _save_arrays(model, self.dir / "best.npz")
 
     def save_epoch(self, model, phase_index, epoch, rows, best, done: bool = False) -> None:
-        self._atomic_weights(model, "last.weights.h5")
+        _save_arrays(model, self.dir / "last.npz")
         state = {"phase": phase_index, "epoch": epoch, "phase_done": done, "history": rows,
                  "best": {k: v for k, v in best.items() if k != "weights"}}
         tmp = self.dir / ".state.json.tmp"
@@ -543,7 +565,7 @@ def train(
             raise ValueError("resume=True needs checkpoint_dir")
         state = ckpt.load_state()
         if state is not None:
-            model.load_weights(ckpt.dir / "last.weights.h5")
+            _load_arrays(model, ckpt.dir / "last.npz")
             result.history = list(state["history"])
             start_phase = int(state["phase"]) + (1 if state.get("phase_done") else 0)
             start_epoch = 0 if state.get("phase_done") else int(state["epoch"])
@@ -561,10 +583,10 @@ def train(
         if pi == start_phase and first > 0 and ckpt and resume:
             best.update(ckpt.load_state()["best"])
             best.pop("weights", None)
-            if (ckpt.dir / "best.weights.h5").is_file():
+            if (ckpt.dir / "best.npz").is_file():
                 cur = [w.numpy() for w in model.weights]
-                model.load_weights(ckpt.dir / "best.weights.h5")
-                best["weights"] = [w.numpy().copy() for w in model.weights]
+                _load_arrays(model, ckpt.dir / "best.npz")
+                best["weights"] = [v.numpy().copy() for v in _tracked(model)]
                 for var, val in zip(model.weights, cur, strict=True):
                     var.assign(val)
         rows: list[dict[str, Any]] = result.history
@@ -572,12 +594,13 @@ def train(
         if use_cache:
             if "train" not in features:
                 t0 = time.perf_counter()
+                fn = _feature_fn(model)
                 src = arrays[0] if arrays is not None else train_data
-                f_tr, y_ds = extract_features(model, src, batch_size)
+                f_tr, y_ds = extract_features(model, src, batch_size, _fn=fn)
                 features["train"] = (f_tr, arrays[1] if arrays is not None else y_ds)
                 if has_val:
                     vsrc = val_arrays[0] if val_arrays is not None else val_data
-                    f_va, yv_ds = extract_features(model, vsrc, batch_size)
+                    f_va, yv_ds = extract_features(model, vsrc, batch_size, _fn=fn)
                     features["val"] = (f_va, val_arrays[1] if val_arrays is not None else yv_ds)
                 result.feature_seconds += time.perf_counter() - t0
             fit_model = head_model(model)
@@ -602,7 +625,7 @@ def train(
                           initial_epoch=first, callbacks=[control, *(callbacks or [])],
                           verbose=verbose)
         if best.get("weights") is not None and has_val:
-            for var, val_w in zip(model.weights, best["weights"], strict=True):
+            for var, val_w in zip(_tracked(model), best["weights"], strict=True):
                 var.assign(val_w)
         result.best.append({k: v for k, v in best.items() if k != "weights"}
                            | {"phase": pi, "phase_name": phase.name})

@@ -26,6 +26,7 @@ _LAZY = {
     "save_transfer_model": "imaging_tl.models.transfer",
     "load_transfer_model": "imaging_tl.models.transfer",
     "read_contract": "imaging_tl.models.transfer",
+    "fast_predict": "imaging_tl.models.transfer",
     "HeadConfig": "imaging_tl.models.transfer",
     "WeightsUnavailableError": "imaging_tl.models.keras_apps",
 }

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from imaging_tl.models.registry import get_spec
 from imaging_tl.models.torch_weights import WeightsFileError, read_legacy_state_dict
 
 __all__ = ["build_backbone"]
+
+
+@functools.lru_cache(maxsize=4)
+def _imagenet_arrays(name: str, include_top: bool) -> dict[str, list[np.ndarray]]:
+    """Layer name -> ImageNet weights (read-only arrays), from the converted cache file."""
+    ref = build_backbone(name, "imagenet", include_top)
+    out = {}
+    for layer in ref.layers:
+        if layer.weights:
+            values = layer.get_weights()
+            for v in values:
+                v.setflags(write=False)
+            out[layer.name] = values
+    return out
 
 
 def _copy_weights_by_name(src: Any, dst: Any) -> None:
@@ -66,9 +83,15 @@ def build_backbone(
     from imaging_tl.models.efficientnet_lite import build_efficientnet_lite
     from imaging_tl.models.weights import convert_lite_state_dict, load_lite_weights
 
+    if input_tensor is not None and str(weights) == "imagenet":
+        # The cache file matches a standalone model's structure, not the caller's graph:
+        # copy by layer name from arrays loaded once per process.
+        model = build_efficientnet_lite(spec.name, include_top=include_top,
+                                        input_tensor=input_tensor)
+        for layer_name, values in _imagenet_arrays(spec.name, include_top).items():
+            model.get_layer(layer_name).set_weights(values)
+        return model
     if input_tensor is not None and weights is not None:
-        # Load into a standalone copy (the cache file matches its structure), then copy by
-        # layer name into the graph built on the caller's tensor.
         ref = build_backbone(spec.name, weights, include_top, input_shape)
         model = build_efficientnet_lite(spec.name, include_top=include_top,
                                         input_tensor=input_tensor)
