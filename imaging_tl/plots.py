@@ -269,7 +269,8 @@ def plot_history(history: Any, path: str | Path) -> Path:
     # bookkeeping columns written by imaging_tl.train are not metrics
     skip = {"phase", "phase_name", "epoch", "lr", "learning_rate", "seconds", "time"}
     numeric = [c for c in df.columns if c not in skip
-               and pd.api.types.is_numeric_dtype(df[c])]
+               and pd.api.types.is_numeric_dtype(df[c])
+               and not pd.api.types.is_bool_dtype(df[c])]  # e.g. train's cached_features
     base = sorted({c[4:] if c.startswith("val_") else c for c in numeric},
                   key=lambda c: (c != "loss", c))
     if not base:

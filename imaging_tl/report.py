@@ -194,8 +194,8 @@ def _census_section(census: Any) -> str:
     if not isinstance(census, pd.DataFrame):
         census = pd.read_csv(census, low_memory=False)
     parts = [f"<p>{len(census)} files.</p>"]
-    for col in ("format", "Modality", "PhotometricInterpretation", "TransferSyntaxUID",
-                "BitsStored", "status", "error"):
+    for col in ("status", "error", "format", "Modality", "PhotometricInterpretation",
+                "transfer_syntax", "TransferSyntaxUID", "decoder", "BitsStored"):
         if col in census.columns:
             counts = census[col].fillna("(none)").astype(str).value_counts().head(10)
             parts.append(f"<h4>{_esc(col)}</h4>" + _kv_table(counts.items(), "counts"))

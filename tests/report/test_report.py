@@ -272,11 +272,13 @@ def test_history_in_train_format(tmp_path):
     """imaging_tl.train's rows: int phase + phase_name, 1-based epochs, lr and seconds."""
     h = pd.DataFrame({"phase": [0, 0, 1, 1], "phase_name": ["head", "head", "ft", "ft"],
                       "epoch": [1, 2, 1, 2], "lr": [1e-3, 1e-3, 1e-4, 1e-4],
-                      "seconds": [3.0, 3.1, 9.0, 9.2], "loss": [0.7, 0.6, 0.5, 0.45],
+                      "seconds": [3.0, 3.1, 9.0, 9.2], "cached_features": [True] * 4,
+                      "loss": [0.7, 0.6, 0.5, 0.45],
                       "val_loss": [0.7, 0.65, 0.6, 0.58]})
     assert plots.plot_history(h, tmp_path / "h.png").is_file()
     with pytest.raises(ValueError, match="no metric columns"):
-        plots.plot_history(h[["phase", "epoch", "lr", "seconds"]], tmp_path / "x.png")
+        plots.plot_history(h[["phase", "epoch", "lr", "seconds", "cached_features"]],
+                           tmp_path / "x.png")
 
 
 def test_write_run_report_from_run_directory(tmp_path_factory):
