@@ -328,8 +328,8 @@ def generate_dataset(
         )
     if kind not in ("radiograph", "ct"):
         raise ValueError(f"kind must be 'radiograph' or 'ct', got {kind!r}")
-    if not 16 <= size <= 4096:
-        raise ValueError(f"size must be 16..4096 pixels, got {size}")
+    if not 32 <= size <= 4096:
+        raise ValueError(f"size must be 32..4096 pixels, got {size}")
     prevalence = dict(_DEFAULT_PREVALENCE if prevalence is None else prevalence)
     unknown = set(prevalence) - set(FINDINGS)
     if unknown:

@@ -261,6 +261,12 @@ def _finish(
         raise ValueError(
             f"transfer_syntax: unknown {transfer_syntax!r}; use one of {sorted(TRANSFER_SYNTAXES)}"
         ) from None
+    if tsyntax == JPEG2000Lossless and min(stored.shape) < 32:
+        # openjpeg's encoder uses 6 wavelet levels, which need 32 pixels per side.
+        raise ValueError(
+            f"transfer_syntax 'jpeg2000' needs images of at least 32 x 32 pixels, "
+            f"got {stored.shape[1]} x {stored.shape[0]}"
+        )
     ds.BitsAllocated = 16
     ds.BitsStored = bits_stored
     ds.HighBit = bits_stored - 1

@@ -133,6 +133,8 @@ def test_bad_arguments_name_the_parameter(tmp_path):
         generate_dataset(tmp_path, transfer_syntaxes={"jpeg": 1.0})
     with pytest.raises(ValueError, match="bit_depths"):
         generate_dataset(tmp_path, bit_depths={8: 1.0})
+    with pytest.raises(ValueError, match="size"):
+        generate_dataset(tmp_path, size=16)
     with pytest.raises(ValueError, match="kind"):
         generate_dataset(tmp_path, kind="mri")
 

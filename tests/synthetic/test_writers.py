@@ -133,6 +133,10 @@ def test_bad_arguments_name_the_parameter(tmp_path, radiograph):
         write_radiograph(tmp_path / "x.dcm", radiograph, IDENT, bits_stored=8)
     with pytest.raises(ValueError, match="transfer_syntax"):
         write_radiograph(tmp_path / "x.dcm", radiograph, IDENT, transfer_syntax="jpeg")
+    with pytest.raises(ValueError, match="32 x 32"):
+        write_radiograph(
+            tmp_path / "x.dcm", radiograph[:20, :20], IDENT, transfer_syntax="jpeg2000"
+        )
     with pytest.raises(ValueError, match="photometric"):
         write_radiograph(tmp_path / "x.dcm", radiograph, IDENT, photometric="RGB")
     with pytest.raises(ValueError, match="2-D"):
