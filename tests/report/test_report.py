@@ -301,3 +301,20 @@ def test_write_run_report_from_run_directory(tmp_path_factory):
     assert "DOE^JANE" not in page and "demo-binary" in page
     with pytest.raises(FileNotFoundError, match="run directory"):
         write_run_report(out / "nope")
+
+
+def test_multilabel_report(tmp_path):
+    rng = np.random.default_rng(3)
+    names = ["effusion", "nodule"]
+    n = 80
+    y = rng.integers(0, 2, (n, 2)).astype(float)
+    y[rng.random((n, 2)) < 0.2] = np.nan  # missing labels
+    p = np.clip(0.3 * np.nan_to_num(y) + 0.7 * rng.random((n, 2)), 0, 1)
+    preds = pd.DataFrame({"split": np.where(np.arange(n) < 40, "val", "test"),
+                          **{f"label_{c}": y[:, k] for k, c in enumerate(names)},
+                          **{f"prob_{c}": p[:, k] for k, c in enumerate(names)}})
+    m = ev.evaluate_predictions(preds, task="multilabel", class_names=names, n_bootstraps=50)
+    page = write_report(tmp_path, metrics=m, predictions=preds).read_text()
+    assert {q.name for q in (tmp_path / "plots").glob("*.png")} == {"roc.png",
+                                                                     "reliability.png"}
+    assert "ROC AUC, nodule" in page and "ROC curve of each class" in page
