@@ -455,6 +455,7 @@ def save_gallery(
     *,
     threshold: float = 0.5,
     n_per_category: int = 4,
+    label: int | None = None,
     layer: str | None = None,
     backgrounds: np.ndarray | Sequence[np.ndarray] | None = None,
     batch_size: int = 16,
@@ -474,7 +475,9 @@ def save_gallery(
     images : numpy.ndarray
         Model inputs ``(N, H, W, 3)``, the rows of ``y_true``/``y_score``.
     y_true, y_score :
-        Labels and probabilities as in :mod:`imaging_tl.evaluate` (binary or multiclass).
+        Labels and probabilities as in :mod:`imaging_tl.evaluate`.
+    label : int, optional
+        Multilabel: the label explained (default: the one with most positives).
     out_dir : path
         Folder for the PNGs and ``gallery.csv``.
     threshold : float
@@ -496,14 +499,20 @@ def save_gallery(
 
     s = np.asarray(y_score, dtype=float)
     y = np.asarray(y_true)
-    picks = select_gallery(y, s, threshold, n_per_category=n_per_category)
+    picks = select_gallery(y, s, threshold, n_per_category=n_per_category, label=label)
+    if y.ndim == 2:
+        yl = np.nan_to_num(y.astype(float), nan=-1.0)
+        shown = int(np.argmax((yl == 1).sum(axis=0))) if label is None else int(label)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, idx, cls = [], [], []
     for cat, members in picks.items():
         for k, i in enumerate(members):
             p = out_dir / f"{cat}_{k + 1}.png"
-            if s.ndim == 2:
+            if y.ndim == 2:
+                cap = f"label {shown}: p={s[i, shown]:.2f} (true {int(yl[i, shown])})"
+                cls.append(shown)
+            elif s.ndim == 2:
                 cap = f"p={s[i].max():.2f} (pred {int(s[i].argmax())}, true {int(y[i])})"
                 cls.append(int(s[i].argmax()))
             else:

@@ -35,20 +35,25 @@ _IDENTIFYING = {
 
 
 def select_gallery(
-    y_true: Any, y_score: Any, threshold: float = 0.5, *, n_per_category: int = 4
+    y_true: Any, y_score: Any, threshold: float = 0.5, *, n_per_category: int = 4,
+    label: int | None = None,
 ) -> dict[str, list[int]]:
     """Pick images for the Grad-CAM gallery: the most confident TP, FP, TN and FN.
 
     Parameters
     ----------
     y_true : array_like
-        0/1 labels (binary) or class indices (multiclass, with ``y_score`` 2-D).
+        0/1 labels (binary), class indices (multiclass, with ``y_score`` 2-D), or an
+        ``(n, L)`` label matrix with -1/NaN for missing (multilabel).
     y_score : array_like
-        Positive-class probabilities ``(n,)`` or class probabilities ``(n, C)``.
+        Positive-class probabilities ``(n,)`` or class/label probabilities ``(n, C)``.
     threshold : float
-        Binary operating point (``score >= threshold`` is positive).
+        Binary (and per-label) operating point (``score >= threshold`` is positive).
     n_per_category : int
         Images per category at most.
+    label : int, optional
+        Multilabel: the label to show TP/FP/TN/FN for (default: the one with most
+        positives); images where it is missing are not picked.
 
     Returns
     -------
@@ -67,6 +72,15 @@ def select_gallery(
     s = np.asarray(y_score, dtype=float)
     if len(y) != len(s):
         raise ValueError(f"y_true has {len(y)} rows but y_score has {len(s)}")
+    if y.ndim == 2:  # multilabel: binary selection on one label's observed rows
+        yl = np.nan_to_num(y.astype(float), nan=-1.0)
+        k = int(np.argmax((yl == 1).sum(axis=0))) if label is None else int(label)
+        if not 0 <= k < yl.shape[1]:
+            raise ValueError(f"label={label}: the table has {yl.shape[1]} labels")
+        rows = np.flatnonzero(yl[:, k] >= 0)
+        sub = select_gallery(yl[rows, k], s[rows, k], threshold,
+                             n_per_category=n_per_category)
+        return {c: [int(rows[i]) for i in v] for c, v in sub.items()}
     if s.ndim == 2:
         pred = s.argmax(axis=1)
         conf = s.max(axis=1)

@@ -300,3 +300,17 @@ def test_save_gallery_feeds_the_report(lesion_model, tmp_path):
     page = write_report(tmp_path, gradcam=items).read_text()
     assert page.count("<img ") == len(items)
     assert (tmp_path / "plots" / "gradcam_gallery.png").is_file()
+
+
+def test_save_gallery_multilabel_explains_the_chosen_label(two_label_model, tmp_path):
+    from imaging_tl.explain import save_gallery
+
+    x, y, masks = _lesion_images(40, seed=31, two_kinds=True)
+    y = y.astype(float)
+    y[:3, 1] = np.nan  # missing labels are never shown
+    p = two_label_model.predict(x, verbose=0)
+    items = save_gallery(two_label_model, x, y, p, tmp_path, label=1, n_per_category=3)
+    assert items and all(it["caption"].startswith("label 1:") for it in items)
+    assert not {it["index"] for it in items} & {0, 1, 2}
+    tp = [it["index"] for it in items if it["category"] == "TP"]
+    assert tp and all(y[i, 1] == 1 for i in tp)

@@ -156,6 +156,14 @@ def test_select_gallery_most_confident_errors():
     assert g == {"TP": [0, 1], "FP": [2, 3], "TN": [5, 6], "FN": [4, 7]}
     mc = select_gallery([0, 1, 2], np.array([[.9, .1, 0], [.8, .2, 0], [0, .3, .7]]))
     assert mc == {"correct": [0, 2], "wrong": [1]}
+    # multilabel: label 1 has most positives; the row where it is missing is never picked
+    yl = np.array([[0, 1], [1, -1], [0, 1], [np.nan, 0], [1, 0], [0, 1]])
+    sl = np.array([[.1, .9], [.8, .99], [.2, .3], [.5, .6], [.7, .2], [.1, .7]])
+    ml = select_gallery(yl, sl, 0.5, n_per_category=2)
+    assert ml == {"TP": [0, 5], "FP": [3], "TN": [4], "FN": [2]}
+    assert select_gallery(yl, sl, 0.5, label=0)["TP"] == [1, 4]
+    with pytest.raises(ValueError, match="label=5"):
+        select_gallery(yl, sl, label=5)
 
 
 def test_multiclass_report_and_missing_gallery_file(tmp_path):
