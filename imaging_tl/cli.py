@@ -22,7 +22,8 @@ def _census(args: argparse.Namespace) -> int:
 
     try:
         summary = run_census(
-            args.directory, args.out, progress=not args.quiet, decode=args.decode
+            args.directory, args.out, progress=not args.quiet, decode=args.decode,
+            keep_patient_id=args.keep_patient_id,
         )
     except NotADirectoryError as exc:
         raise UsageError(str(exc)) from exc
@@ -40,7 +41,7 @@ def _add_census(sub: argparse._SubParsersAction) -> None:
             "reads. Headers are read without decoding pixels where possible. Ends with a lint "
             "summary (mixed photometric interpretations, missing decoders, duplicate "
             "SOPInstanceUIDs, failures and why). Patient names and birth dates are never "
-            "written."
+            "written; PatientID is replaced by a pseudonym unless --keep-patient-id."
         ),
     )
     p.add_argument("directory", help="folder to walk (recursively)")
@@ -51,6 +52,12 @@ def _add_census(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also decode every file's pixels (slower; finds corrupt compressed data that "
         "the header checks cannot see)",
+    )
+    p.add_argument(
+        "--keep-patient-id",
+        action="store_true",
+        help="write PatientID as in the files (default: a pseudonym, 'pid:' + 16 hex digits "
+        "of its SHA-256, which still groups a patient's files)",
     )
     p.set_defaults(func=_census)
 

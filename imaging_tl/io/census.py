@@ -13,6 +13,7 @@ prints counts and file names, never patient IDs or UIDs.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -336,10 +337,39 @@ def census_row(path: str | os.PathLike, *, root: str | os.PathLike | None = None
     return row
 
 
-def _csv_value(value: Any) -> Any:
+def csv_value(value: Any) -> Any:
+    """A census value as written to CSV: lists and dicts as JSON, None as empty.
+
+    Examples
+    --------
+    >>> csv_value([0.5, 0.5]), csv_value(None), csv_value(12)
+    ('[0.5, 0.5]', '', 12)
+    """
     if isinstance(value, (list, tuple, dict)):
         return json.dumps(value)
     return "" if value is None else value
+
+
+_csv_value = csv_value  # the name imaging_tl.pipeline imported first
+
+
+def pseudonymize_patient_id(patient_id: Any) -> str | None:
+    """A stable pseudonym for a PatientID: ``"pid:"`` + 16 hex digits of its SHA-256.
+
+    Files of one patient keep one pseudonym, so grouping, patient-level splits and the
+    "missing PatientID" lint still work; the identifier itself is not written. (Short
+    numeric IDs can be found again by trying them all: a pseudonym, not anonymisation.)
+
+    Examples
+    --------
+    >>> pseudonymize_patient_id("1CT1")
+    'pid:1c3ee9adf6f95ec4'
+    >>> pseudonymize_patient_id(None) is None
+    True
+    """
+    if patient_id in (None, ""):
+        return None
+    return "pid:" + hashlib.sha256(str(patient_id).encode()).hexdigest()[:16]
 
 
 def write_census_csv(rows: list[dict[str, Any]], out: str | os.PathLike | io.TextIOBase) -> None:
@@ -356,7 +386,7 @@ def write_census_csv(rows: list[dict[str, Any]], out: str | os.PathLike | io.Tex
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: _csv_value(row.get(k)) for k in COLUMNS})
+            writer.writerow({k: csv_value(row.get(k)) for k in COLUMNS})
 
     if isinstance(out, io.TextIOBase):
         write(out)
@@ -371,6 +401,7 @@ def run_census(
     *,
     progress: bool = True,
     decode: bool = False,
+    keep_patient_id: bool = False,
 ) -> CensusResult:
     """Walk ``directory`` and write one CSV row per file, then return the lint summary.
 
@@ -384,6 +415,9 @@ def run_census(
         Show a progress bar (only when stderr is a terminal).
     decode : bool
         Decode every file's pixels instead of checking headers only.
+    keep_patient_id : bool
+        Write PatientID as in the files. By default it is replaced by
+        :func:`pseudonymize_patient_id` (the same pseudonym ``imaging-tl run`` writes).
 
     Returns
     -------
@@ -417,6 +451,9 @@ def run_census(
         # pydicom warns about every odd value; the rows carry what matters
         warnings.simplefilter("ignore")
         rows = [census_row(p, root=root, decode=decode) for p in bar]
+    if not keep_patient_id:
+        for row in rows:
+            row["PatientID"] = pseudonymize_patient_id(row.get("PatientID"))
     if out is not None:
         write_census_csv(rows, out)
     return CensusResult(root, Path(out) if out is not None else None, rows)

@@ -142,3 +142,19 @@ def test_cli(folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert len(_rows(out)) == 13
     assert main(["census", str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_patient_id_pseudonymised_unless_kept(folder: Path, tmp_path: Path) -> None:
+    from imaging_tl.io.census import pseudonymize_patient_id
+
+    real = pydicom.dcmread(_file("CT_small.dcm"), stop_before_pixels=True).PatientID
+    out = tmp_path / "c.csv"
+    run_census(folder, out, progress=False)
+    rows = _rows(out)
+    assert real not in out.read_text()
+    pseudonym = rows["ct_copy"]["PatientID"]
+    assert pseudonym == pseudonymize_patient_id(real) and pseudonym.startswith("pid:")
+    assert rows["patient_a/study/ct.dcm"]["PatientID"] == pseudonym  # still groups
+    assert rows["mr_multiframe_no_pid.dcm"]["PatientID"] == ""
+    assert main(["census", str(folder), "--out", str(out), "--quiet", "--keep-patient-id"]) == 0
+    assert _rows(out)["ct_copy"]["PatientID"] == real
