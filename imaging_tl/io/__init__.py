@@ -1,6 +1,11 @@
 """Reading scans: DICOM (by content) and raster images, with correct pixels.
 
-Importing this package does not import TensorFlow.
+- :func:`read_scan` -> :class:`Scan` (float32 pixels, normalised ``meta``, provenance);
+- :func:`read_header` -> the same ``meta`` without decoding the pixels;
+- :mod:`imaging_tl.io.census` -> one row per file of a folder and a lint summary.
+
+Every failure is a :class:`ScanReadError` subclass naming the file and the reason.
+Importing this package imports neither TensorFlow nor pydicom (loaded on first read).
 """
 
 from imaging_tl.io.errors import (
