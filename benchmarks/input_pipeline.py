@@ -77,6 +77,19 @@ def source_files() -> list[Path]:
         except Exception:  # noqa: BLE001 - a file some reader refuses is not in the set
             continue
         keep.append(f)
+    try:
+        monai_load = _monai_transform()
+    except ImportError:
+        return keep
+    refused = []
+    for f in list(keep):
+        try:
+            monai_load({"image": str(f)})
+        except Exception:  # noqa: BLE001 - all pipelines get the same files
+            refused.append(f.name)
+            keep.remove(f)
+    if refused:
+        print(f"data: left out {refused}: MONAI's PydicomReader cannot read them")
     return keep
 
 
@@ -103,6 +116,14 @@ def build_set(out: Path, n: int) -> list[str]:
 
 # ---------------------------------------------------------------------------- configurations
 def peak_rss_mb() -> float:
+    """Peak RSS of this process image (VmHWM). ``ru_maxrss`` would also count the parent's
+    RSS at fork time, which Linux carries across exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

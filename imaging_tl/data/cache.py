@@ -14,6 +14,7 @@ so changing a stage parameter or an input file never hits an old entry. Layout::
     <root>/<namespace>/pipeline.json          what the namespace holds (pipeline config)
     <root>/<namespace>/e/<k[:2]>/<k>.json     entry metadata (shape, offset, hashes, provenance)
     <root>/<namespace>/e/<k[:2]>/<k>.npy      the array: float32, C order, little endian
+                                              (grey repeated to RGB is stored once: "tiled")
     <root>/<namespace>/quarantine/<k>.json    a file that failed, with the reason
 
 Writes are atomic: each file is written under a temporary name in the same folder and moved
@@ -36,9 +37,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["CACHE_FORMAT", "ArrayCache", "CacheInfo", "default_cache_dir", "file_key"]
+__all__ = [
+    "CACHE_FORMAT", "ArrayCache", "CacheInfo", "default_cache_dir", "file_key", "load_entry",
+]
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 _SAMPLE = 16 * 1024  # 8 blocks of 16 KiB: the header and 7 points of the pixel data
 _SAMPLE_COUNT = 8
 _TAG = "Signature: 8a477f597d28d172789f06886806bc55\n# imaging_tl array cache\n"
@@ -262,10 +265,18 @@ class ArrayCache:
     ) -> dict[str, Any]:
         """Store an array (as float32) with its metadata; returns the metadata written."""
         a = np.ascontiguousarray(array, dtype="<f4")
+        shape = list(a.shape)
+        tiled = 0
+        if a.ndim == 3 and a.shape[-1] > 1 and all(
+            np.array_equal(a[..., 0], a[..., c]) for c in range(1, a.shape[-1])
+        ):
+            # Grey repeated to RGB (ToRGB): store one channel, a third of the disk and reads.
+            tiled = a.shape[-1]
+            a = np.ascontiguousarray(a[..., :1])
         base = self._entry(namespace, key)
         base.parent.mkdir(parents=True, exist_ok=True)
         header = _npy_header_len(a)
-        meta = {**meta, "shape": list(a.shape), "offset": header,
+        meta = {**meta, "shape": shape, "tiled": tiled, "offset": header,
                 "file_bytes": header + a.nbytes}
         payload = json.dumps(meta, default=str).encode()
         _write_atomic(base.with_suffix(".json"), lambda f: f.write(payload))
@@ -280,7 +291,7 @@ class ArrayCache:
         meta = self.get(namespace, key)
         if meta is None:
             raise KeyError(key)
-        return np.load(meta["file"], allow_pickle=False)
+        return load_entry(meta["file"], meta.get("tiled", 0))
 
     def discard(self, namespace: str, key: str) -> None:
         """Remove an entry (both files), ignoring what is already gone."""
@@ -361,6 +372,18 @@ class ArrayCache:
             removed += sum(1 for _ in (d / "e").rglob("*.npy")) if (d / "e").is_dir() else 0
             shutil.rmtree(d, ignore_errors=True)
         return removed
+
+
+def load_entry(file: str | os.PathLike, tiled: int = 0) -> np.ndarray:
+    """Read a cached array; ``tiled`` channels stored once are repeated back.
+
+    Examples
+    --------
+    >>> load_entry("entry.npy", tiled=3).shape  # doctest: +SKIP
+    (224, 224, 3)
+    """
+    a = np.load(file, allow_pickle=False)
+    return np.repeat(a, int(tiled), axis=-1) if tiled else a
 
 
 def _npy_header_len(a: np.ndarray) -> int:

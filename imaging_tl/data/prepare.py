@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from imaging_tl.data.audit import content_hash, dhash
-from imaging_tl.data.cache import ArrayCache
+from imaging_tl.data.cache import ArrayCache, load_entry
 
 __all__ = ["BadFileError", "CacheWriteError", "Prepared", "mp_context", "prepare", "process_one"]
 
@@ -64,7 +64,8 @@ class Prepared:
     ----------
     table : pandas.DataFrame
         The input rows that prepared fine, with ``cache_file``, ``offset`` (bytes before the
-        data), ``shape``, ``content_hash`` and ``dhash`` columns added.
+        data), ``shape``, ``tiled`` (channels stored once), ``content_hash`` and ``dhash``
+        columns added.
     quarantined : pandas.DataFrame
         ``path, frame, reason`` of each bad sample (left out of ``table``).
     namespace : str
@@ -100,7 +101,7 @@ class Prepared:
 
     def load(self, i: int) -> np.ndarray:
         """Array of row ``i`` of :attr:`table` (memory-mapped read of the cache file)."""
-        return np.load(self.table["cache_file"].iloc[i], allow_pickle=False)
+        return load_entry(self.table["cache_file"].iloc[i], self.table["tiled"].iloc[i])
 
     def summary(self) -> str:
         """One line, plus one per quarantined file."""
@@ -326,6 +327,7 @@ def prepare(
     out["cache_file"] = [m["file"] for m in good]
     out["offset"] = [int(m["offset"]) for m in good]
     out["shape"] = [tuple(m["shape"]) for m in good]
+    out["tiled"] = [int(m.get("tiled", 0)) for m in good]
     out["content_hash"] = [m.get("content_hash") for m in good]
     out["dhash"] = [m.get("dhash") for m in good]
     out = out.reset_index(drop=True)

@@ -109,7 +109,7 @@ def resolve_augment(augment: Any) -> Callable[[np.ndarray, int], np.ndarray] | N
 
 def _check_range(prepared: Prepared, table: pd.DataFrame, n: int = 4) -> None:
     for i in np.linspace(0, len(table) - 1, min(n, len(table))).astype(int):
-        a = np.load(table["cache_file"].iloc[i], allow_pickle=False)
+        a = np.load(table["cache_file"].iloc[i], allow_pickle=False)  # range: tiling moot
         if a.min() < -1e-3 or a.max() > 1 + 1e-3:
             raise ValueError(
                 f"{table['path'].iloc[i]}: cached values span [{a.min():.3g}, {a.max():.3g}], "
@@ -255,7 +255,12 @@ def make_dataset(
 
     def read(i: tf.Tensor):
         flat = tf.io.decode_raw(tf.io.read_file(tf.gather(files, i)), tf.float32)
-        image = tf.reshape(flat[tf.gather(offsets, i):], shape)
+        image = flat[tf.gather(offsets, i):]
+        if len(shape) == 3:
+            # One stored channel (grey repeated to RGB) or all of them: broadcast either way.
+            image = tf.broadcast_to(tf.reshape(image, [shape[0], shape[1], -1]), shape)
+        else:
+            image = tf.reshape(image, shape)
         return (image, *(tf.gather(t, i) for t in extra))
 
     ds = order.map(read, num_parallel_calls=parallel_reads or tf.data.AUTOTUNE,

@@ -73,7 +73,7 @@ def test_interrupted_write_is_not_trusted(table: pd.DataFrame, tmp_path: Path) -
     cache_dir = tmp_path / "cache"
     table.iloc[:1].to_csv(tmp_path / "one.csv", index=False)
     # A real interruption: the kernel kills the writer (SIGXFSZ) in the middle of writing
-    # the 48 kB array file, after its metadata file is complete.
+    # the 16 kB array file, after its metadata file is complete.
     script = textwrap.dedent(f"""
         import resource, signal
         import pandas as pd
@@ -84,7 +84,7 @@ def test_interrupted_write_is_not_trusted(table: pd.DataFrame, tmp_path: Path) -
         cache = ArrayCache({str(cache_dir)!r})
         cache.namespace(p.fingerprint(), p.to_config())
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8_000, 8_000))
         prepare(table, p, cache=cache, executor="serial")
         print("not interrupted")
     """)

@@ -39,10 +39,13 @@ def test_batches_follow_the_model_input_contract(prepared: Prepared) -> None:
     assert [b[0].shape for b in batches] == [(4, 24, 24, 3), (1, 24, 24, 3)]
     images = np.concatenate([b[0] for b in batches])
     assert images.dtype == np.float32 and images.min() >= 0 and images.max() <= 1
-    val = prepared.table[prepared.table["split"] == "val"].reset_index(drop=True)
+    val = np.flatnonzero(prepared.table["split"] == "val")
     # No shuffling outside training: rows in table order, pixels as cached.
-    for i in range(len(val)):
-        np.testing.assert_array_equal(images[i], np.load(val["cache_file"][i]))
+    for i, row in enumerate(val):
+        np.testing.assert_array_equal(images[i], prepared.load(row))
+    # Grey repeated to RGB is stored once and broadcast back.
+    assert prepared.table["tiled"].eq(3).all()
+    assert np.load(prepared.table["cache_file"][0]).shape == (24, 24, 1)
     labels = np.concatenate([b[1] for b in batches])
     assert labels.dtype == np.float32 and labels.tolist() == [1.0] * 5  # 'normal' = classes[1]
 
@@ -57,7 +60,7 @@ def test_same_seed_same_batches_other_seed_other_order(prepared: Prepared) -> No
         np.testing.assert_array_equal(x[0], y[0])
     assert not all(np.array_equal(x[0], y[0]) for x, y in zip(a, c, strict=True))
     # Augmentation changed the pixels (train only) and kept the contract.
-    plain = np.stack([np.load(f) for f in prepared.table["cache_file"][:15]])
+    plain = np.stack([prepared.load(i) for i in range(15)])
     augmented = np.concatenate([x[0] for x in a])
     assert augmented.min() >= 0 and augmented.max() <= 1
     unchanged = [any(np.array_equal(img, p) for p in plain) for img in augmented]
