@@ -160,7 +160,7 @@ def _ensure_transfer_syntax(ds: Dataset, path: str, provenance: list[str]) -> st
                 "can be chosen"
             )
         return ts
-    raw = ds.get_item("PixelData")
+    raw = ds.get_item("PixelData", keep_deferred=True)  # the length, not the bytes
     undefined = raw is not None and getattr(raw, "length", 0) == 0xFFFFFFFF
     encoding = tuple(getattr(ds, "original_encoding", (None, None)))
     native = _NATIVE_BY_ENCODING.get(encoding)  # type: ignore[arg-type]
