@@ -44,7 +44,8 @@ class CacheWriteError(RuntimeError):
 
 def mp_context() -> mp.context.BaseContext:
     """``fork`` (fast start) unless TensorFlow is loaded; then ``forkserver`` (fork after TF's
-    threads exist is unsafe).
+    threads exist is unsafe). As with any ``forkserver``/``spawn`` pool, a script that calls
+    :func:`prepare` after importing TensorFlow needs the ``if __name__ == "__main__":`` guard.
 
     Examples
     --------
@@ -52,7 +53,12 @@ def mp_context() -> mp.context.BaseContext:
     True
     """
     if "tensorflow" in sys.modules or sys.platform != "linux":
-        return mp.get_context("forkserver" if sys.platform == "linux" else "spawn")
+        if sys.platform != "linux":
+            return mp.get_context("spawn")
+        ctx = mp.get_context("forkserver")
+        # The server imports the readers once; each worker forks from it ready to go.
+        ctx.set_forkserver_preload(["imaging_tl.data.prepare", "imaging_tl.stages"])
+        return ctx
     return mp.get_context("fork")
 
 
