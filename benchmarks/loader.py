@@ -106,6 +106,23 @@ def main() -> None:
     for p in sorted(files, key=lambda p: results[p][1] / results[p][0])[-3:]:
         t_plain, t_ours = results[p]
         print(f"  highest ratio: {p.name} {t_ours / t_plain:.2f}x ({t_plain * 1e3:.2f} ms plain)")
+    census_speed(sorted({p.parent for p in files}))
+
+
+def census_speed(folders: list[Path]) -> None:
+    """The census reads headers only: its cost against decoding every file (--decode)."""
+    from imaging_tl.io.census import run_census
+
+    for folder in folders:
+        t0 = time.process_time()
+        n = len(run_census(folder, None, progress=False).rows)
+        t_header = time.process_time() - t0
+        t0 = time.process_time()
+        run_census(folder, None, progress=False, decode=True)
+        t_decode = time.process_time() - t0
+        print(f"census of {folder.parent.name}/{folder.name} ({n} files): headers only "
+              f"{n / t_header:.0f} files/s, with decoding {n / t_decode:.0f} files/s, "
+              f"ratio decode/headers = {t_decode / t_header:.1f}")
 
 
 if __name__ == "__main__":
