@@ -258,10 +258,18 @@ def chest_radiograph(
 
     # Heart shadow (patient's left = image right) and mediastinum overlap the lungs.
     heart_cx = arng.uniform(0.08, 0.16)
-    heart_cy = apex_v + lung_h * arng.uniform(1.5, 1.65)
-    heart_rx, heart_ry = arng.uniform(0.3, 0.4), arng.uniform(0.26, 0.33)
-    heart = _tube(np.hypot((u - heart_cx) / heart_rx, (v - heart_cy) / heart_ry), 1.0)
-    heart = np.clip(heart * 1.3, 0, 1) ** 0.8
+    heart_cy = apex_v + lung_h * arng.uniform(1.55, 1.7)
+    heart_rx, heart_ry = arng.uniform(0.3, 0.4), arng.uniform(0.24, 0.3)
+    # The cardiac long axis points down and to the patient's left: a tilted ellipse whose
+    # lower half is cut by the diaphragm, plus a smaller right-atrial bulge beside the spine.
+    tilt = np.deg2rad(arng.uniform(25, 40))
+    hu_ = (u - heart_cx) * np.cos(tilt) + (v - heart_cy) * np.sin(tilt)
+    hv_ = -(u - heart_cx) * np.sin(tilt) + (v - heart_cy) * np.cos(tilt)
+    heart = _tube(np.hypot(hu_ / heart_rx, hv_ / heart_ry), 1.0)
+    atrium = _tube(np.hypot((u + lung_in + 0.02) / 0.12, (v - heart_cy + 0.02) / 0.17), 1.0)
+    heart = np.clip(np.maximum(heart, 0.8 * atrium) * 1.6, 0, 1) ** 0.7
+    # Below the left dome the heart merges into the abdomen's soft tissue.
+    heart *= np.clip((params["lung2"]["base"] - v) / 0.08, 0, 1)
     med = _tube(u / (lung_in + 0.05), 1.0) * np.clip((v - apex_v + 0.3) / 0.2, 0, 1)
     density += 0.5 * heart + 0.5 * med
     lung_profile *= 1.0 - 0.8 * np.clip(heart * 1.5, 0, 1)
