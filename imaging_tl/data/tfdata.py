@@ -122,7 +122,8 @@ def _check_range(prepared: Prepared, table: pd.DataFrame, n: int = 4) -> None:
 def make_dataset(
     prepared: Prepared,
     *,
-    split: str | Sequence[str] | None = "train",
+    split: str | int | Sequence[str | int] | None = "train",
+    training: bool | None = None,
     batch_size: int = 32,
     shuffle: bool | None = None,
     seed: int = 0,
@@ -144,17 +145,21 @@ def make_dataset(
     ----------
     prepared : Prepared
         From :func:`imaging_tl.data.prepare.prepare`.
-    split : str, sequence of str or None
-        Rows whose ``split`` (or ``fold`` for ints) is this; ``None`` takes all rows.
+    split : str, int, sequence of them, or None
+        Rows whose ``split`` column (or ``fold`` column, for k-fold tables) is this (or one
+        of these); ``None`` takes all rows.
+    training : bool, optional
+        Whether these rows are training data (shuffled, may be augmented). Default: only
+        ``split="train"``; pass ``True`` for the training folds of a k-fold table.
     batch_size : int
         Batch size.
     shuffle : bool, optional
-        Reshuffle each epoch (default: only for ``split="train"``). Seeded.
+        Reshuffle each epoch (default: when ``training``). Seeded.
     seed : int
         Drives shuffling, balanced sampling and augmentation: same seed, same batches.
-    augment : str, albumentations transform or callable, optional
-        Applied to each image after the cache. Only allowed on the training split: passing
-        it for another split raises, as augmented validation data would bias evaluation.
+    augment : str, dict, Augmenter, albumentations transform or callable, optional
+        Applied to each image after the cache. Only allowed when ``training``: passing it
+        for another split raises, as augmented validation data would bias evaluation.
     balanced : bool
         Sample classes equally (with replacement) each epoch; an epoch keeps its length.
         Single-label tasks only.
@@ -199,11 +204,13 @@ def make_dataset(
         if len(table) == 0:
             raise ValueError(f"split={split!r}: no samples (have: "
                              f"{sorted(map(str, prepared.table[col].unique()))})")
-    is_train = split == "train" or (split is None and augment is not None)
-    if augment is not None and not is_train:
-        raise ValueError(f"augment: only the training split is augmented, not split={split!r}")
+    if training is None:
+        training = split == "train"
+    if augment is not None and not training:
+        raise ValueError(f"augment: only the training split is augmented, not split={split!r} "
+                         "(for k-fold training folds pass training=True)")
     if shuffle is None:
-        shuffle = split == "train"
+        shuffle = training
     table = table.reset_index(drop=True)
     shape = Prepared(table, prepared.quarantined, prepared.namespace, prepared.cache).shape
     if check_range:

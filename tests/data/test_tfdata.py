@@ -89,3 +89,14 @@ def test_out_of_contract_cache_is_refused(prepared: Prepared, tmp_path: Path) ->
                          audit=False)
     with pytest.raises(ValueError, match="input contract is float32 in \\[0, 1\\]"):
         make_dataset(normalised, split="train")
+
+
+def test_kfold_training_folds(prepared: Prepared) -> None:
+    folds = prepared.table.drop(columns="split").assign(fold=[i % 4 for i in range(20)])
+    kp = Prepared(folds, prepared.quarantined, prepared.namespace, prepared.cache)
+    train = make_dataset(kp, split=[0, 1, 2], training=True, augment="light", batch_size=32)
+    assert collect(train)[0][0].shape == (15, 24, 24, 3)
+    val = collect(make_dataset(kp, split=3, batch_size=32))[0]
+    assert val[0].shape == (5, 24, 24, 3)
+    with pytest.raises(ValueError, match="training=True"):
+        make_dataset(kp, split=[0, 1, 2], augment="light")
