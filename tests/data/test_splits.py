@@ -110,3 +110,17 @@ def test_write_and_read_splits(tmp_path: Path) -> None:
     assert {"path", "split", "group", "label"} <= set(back.columns)
     assert back["split"].tolist() == out["split"].tolist()
     assert back["group"].tolist() == out["group"].tolist()
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None)
+@given(seed=st.integers(0, 10_000), n_groups=st.integers(6, 200),
+       n_classes=st.integers(2, 6), multilabel=st.booleans(), k=st.integers(2, 6))
+def test_grouped_kfold_never_shares_a_patient_thorough(seed, n_groups, n_classes, multilabel, k):
+    df = random_table(seed, n_groups, n_classes, multilabel)
+    try:
+        folds = kfold_table(df, k, seed=seed)
+    except DatasetError:
+        return
+    assert groups_disjoint(folds, "fold")
+    assert set(folds["fold"]) == set(range(k))
