@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 EXTRAS ?= cpu,test,export
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow lint browser clean
 
 $(BIN)/imaging-tl: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(BIN)/imaging-tl: pyproject.toml
 demo: $(BIN)/imaging-tl
 	$(BIN)/imaging-tl census sample_dicoms/ --out census.csv
 
-test: $(BIN)/imaging-tl
+test: $(BIN)/imaging-tl browser
 	$(BIN)/ruff check imaging_tl tests benchmarks
 	$(BIN)/pytest -q
 
@@ -28,6 +28,13 @@ test-slow: $(BIN)/imaging-tl
 
 lint: $(BIN)/imaging-tl
 	$(BIN)/ruff check imaging_tl tests benchmarks
+
+# The report test opens report.html in real headless Chromium (Debian's package). Best effort:
+# without root or apt the browser test skips and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
+	  echo "chromium not installed: the report browser test will skip"
 
 clean:
 	rm -rf $(VENV) build *.egg-info
