@@ -616,8 +616,9 @@ def run(
     from imaging_tl.data import encode_labels
 
     def arrays(part: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-        rows = tab[tab["split"] == part].reset_index(drop=True)
-        x = np.stack([np.load(f, allow_pickle=False) for f in rows["cache_file"]])
+        idx = np.flatnonzero((tab["split"] == part).to_numpy())
+        rows = tab.iloc[idx].reset_index(drop=True)
+        x = np.stack([prepared.load(int(i)) for i in idx])
         y, _, _ = encode_labels(rows, classes if task != "multilabel" else None)
         return x.astype(np.float32, copy=False), y, rows
 
