@@ -31,6 +31,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -673,11 +674,20 @@ def run(
                                       classes=classes if task != "multilabel" else None)
             class_weight = None
         cbs = [_epoch_callback(log, i, len(phases), pc.name, pc.epochs), *(callbacks or [])]
-        res = train_model(model, train_data, (x_va, y_va), phases=[_phase(pc)],
-                          batch_size=cfg.train.batch_size, class_weight=class_weight,
-                          monitor=cfg.train.monitor, seed=cfg.seed + i,
-                          cache_features=cached, checkpoint_dir=ckdir,
-                          resume=state is not None, callbacks=cbs)
+        try:
+            with warnings.catch_warnings():
+                # Keras' note that a tf.data input is not reshuffled: ours is, with its seed
+                warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed")
+                res = train_model(model, train_data, (x_va, y_va), phases=[_phase(pc)],
+                                  batch_size=cfg.train.batch_size,
+                                  class_weight=class_weight, monitor=cfg.train.monitor,
+                                  seed=cfg.seed + i, cache_features=cached,
+                                  checkpoint_dir=ckdir, resume=state is not None,
+                                  callbacks=cbs)
+        except KeyboardInterrupt:
+            log(f"interrupted in phase {i + 1} ({pc.name}); continue from the last completed "
+                f"epoch with: imaging-tl run --resume {run_dir}")
+            raise
         for row in res.history:
             history_rows.append({**row, "phase": i, "phase_name": pc.name})
         best += [{**b, "phase": i} for b in res.best]
