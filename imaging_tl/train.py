@@ -313,8 +313,7 @@ class _ArrayBatches(keras.utils.PyDataset):
         return math.ceil(len(self.x) / self.batch_size)
 
     def __getitem__(self, i: int):
-        idx = np.sort(self.order[i * self.batch_size:(i + 1) * self.batch_size]) \
-            if not self.shuffle else self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
         if self.w is None:
             return self.x[idx], self.y[idx]
         return self.x[idx], self.y[idx], self.w[idx]

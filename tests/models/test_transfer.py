@@ -183,3 +183,16 @@ def test_contract_checks_batches():
         c.check_batch(np.zeros((1, SIZE, SIZE), np.float32))
     with pytest.raises(ValueError, match=r"\[0.0, 1.0\]"):
         c.check_batch(np.full((1, SIZE, SIZE, 3), 200.0, np.float32))
+
+
+def test_keras_application_backbone_is_flat_too():
+    m = build_transfer_model("mobilenet_v2", "multiclass", 3, weights=None, input_size=96,
+                             freeze="block_12_add")
+    names = [layer.name for layer in m.layers]
+    assert names[:3] == ["image", "input_normalization", "Conv1"]
+    assert not any(isinstance(layer, keras.Model) for layer in m.layers)
+    assert m.get_layer("input_normalization").scheme == "minus_one_one"
+    bb = backbone_layers(m)
+    cut = [layer.name for layer in bb].index("block_12_add") + 1
+    assert not any(layer.trainable for layer in bb[:cut])
+    assert m.get_layer("block_15_expand").trainable
