@@ -412,7 +412,11 @@ def _machine() -> dict[str, Any]:
 def _predict_arrays(model: Any, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
     import tensorflow as tf
 
-    fn = tf.function(lambda a: model(a, training=False), reduce_retracing=True)
+    # one compiled function per model (a new tf.function per call would retrace each time)
+    fn = getattr(model, "_imaging_tl_predict", None)
+    if fn is None:
+        fn = tf.function(lambda a: model(a, training=False), reduce_retracing=True)
+        object.__setattr__(model, "_imaging_tl_predict", fn)
     out = [fn(tf.convert_to_tensor(x[i:i + batch_size])).numpy()
            for i in range(0, len(x), batch_size)]
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 1), np.float32)
