@@ -30,6 +30,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -292,31 +293,40 @@ def extract_features(model: keras.Model, x: np.ndarray | tf.data.Dataset,
 
 
 class _ArrayBatches(keras.utils.PyDataset):
-    """Batches of numpy arrays in a seeded permutation that changes every epoch."""
+    """Batches of numpy arrays in a seeded permutation that changes every epoch.
+
+    ``views``: x is ``(K, N, ...)`` precomputed augmented views and epoch e uses view
+    e % K. ``augment``: applied per image on the fly (end-to-end training).
+    """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
                  phase_index: int, first_epoch: int = 0, shuffle: bool = True,
-                 sample_weight: np.ndarray | None = None) -> None:
+                 sample_weight: np.ndarray | None = None, views: bool = False,
+                 augment: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         super().__init__()
         self.x, self.y, self.w = x, y, sample_weight
+        self.views, self.augment = views, augment
         self.batch_size = int(batch_size)
         self.seed, self.phase_index, self.shuffle = int(seed), int(phase_index), shuffle
         self.epoch = int(first_epoch)
         self._order()
 
     def _order(self) -> None:
-        n = len(self.x)
+        n = len(self.y)
         self.order = (np.random.default_rng([self.seed, self.phase_index, self.epoch])
                       .permutation(n) if self.shuffle else np.arange(n))
 
     def __len__(self) -> int:
-        return math.ceil(len(self.x) / self.batch_size)
+        return math.ceil(len(self.y) / self.batch_size)
 
     def __getitem__(self, i: int):
         idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        x = self.x[self.epoch % len(self.x)][idx] if self.views else self.x[idx]
+        if self.augment is not None:
+            x = np.stack([self.augment(im) for im in x]).astype(np.float32, copy=False)
         if self.w is None:
-            return self.x[idx], self.y[idx]
-        return self.x[idx], self.y[idx], self.w[idx]
+            return x, self.y[idx]
+        return x, self.y[idx], self.w[idx]
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
@@ -486,6 +496,8 @@ def train(
     monitor: str | None = None,
     seed: int = 0,
     cache_features: bool | str = "auto",
+    augment: Callable[[np.ndarray], np.ndarray] | None = None,
+    augment_views: int = 0,
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     callbacks: list[keras.callbacks.Callback] | None = None,
@@ -514,8 +526,15 @@ def train(
         Drives the batch order of array inputs.
     cache_features : True, False or "auto"
         Train fully frozen phases on cached pooled features. "auto": for array inputs
-        (never augmented here); a dataset is cached only with True (it must then be
-        deterministic, i.e. without augmentation).
+        without on-the-fly augmentation (or with ``augment_views``); a dataset is cached
+        only with True (it must then be deterministic, i.e. without augmentation).
+    augment : callable, optional
+        For array inputs: ``image (H, W, 3) float32 [0, 1] -> image``, e.g.
+        :class:`imaging_tl.augment.Augmenter`; applied to training images only.
+    augment_views : int
+        With ``augment`` and a frozen phase: compute features of this many augmented
+        views of every training image once; epoch e trains on view e % K. 0: augment on
+        the fly, so frozen phases are not cached.
     checkpoint_dir : path, optional
         Weights and state after every epoch.
     resume : bool
@@ -545,6 +564,14 @@ def train(
     has_val = val_data is not None
     mon, mode = (monitor, "max" if any(k in monitor for k in ("auc", "acc")) else "min") \
         if monitor else _default_monitor(task, has_val)
+    if augment is not None and arrays is None:
+        raise ValueError("augment= works on array inputs; put augmentation in the "
+                         "tf.data.Dataset instead")
+    if int(augment_views) < 0 or (augment_views and augment is None):
+        raise ValueError(f"augment_views={augment_views}: needs augment= and must be >= 0")
+    if cache_features is True and augment is not None and not augment_views:
+        raise ValueError("cache_features=True with augment= needs augment_views > 0 "
+                         "(on-the-fly augmentation must run through the backbone)")
     if cache_features not in (True, False, "auto"):
         raise ValueError(f"cache_features={cache_features!r}: expected True, False or 'auto'")
 
@@ -576,8 +603,9 @@ def train(
         first = start_epoch if pi == start_phase else 0
         set_freeze(model, phase.freeze, train_batchnorm=phase.train_batchnorm)
         frozen = phase.freeze == "all"
-        use_cache = frozen and (cache_features is True
-                                or (cache_features == "auto" and arrays is not None))
+        views = int(augment_views) if augment is not None else 0
+        use_cache = frozen and (cache_features is True or (
+            cache_features == "auto" and arrays is not None and (augment is None or views > 0)))
         best: dict[str, Any] = {"monitor": mon}
         if pi == start_phase and first > 0 and ckpt and resume:
             best.update(ckpt.load_state()["best"])
@@ -595,7 +623,14 @@ def train(
                 t0 = time.perf_counter()
                 fn = _feature_fn(model)
                 src = arrays[0] if arrays is not None else train_data
-                f_tr, y_ds = extract_features(model, src, batch_size, _fn=fn)
+                if views:
+                    f_tr = np.stack([
+                        extract_features(model, np.stack([augment(im) for im in src]),
+                                         batch_size, _fn=fn)[0]
+                        for _ in range(views)])
+                    y_ds = None
+                else:
+                    f_tr, y_ds = extract_features(model, src, batch_size, _fn=fn)
                 features["train"] = (f_tr, arrays[1] if arrays is not None else y_ds)
                 if has_val:
                     vsrc = val_arrays[0] if val_arrays is not None else val_data
@@ -614,7 +649,9 @@ def train(
         control = _PhaseControl(model, phase, pi, mon, mode, rows, use_cache, ckpt, best)
         if x_tr is not None:
             data = _ArrayBatches(x_tr, y_tr, batch_size, seed, pi, first_epoch=first,
-                                 sample_weight=_sample_weights(y_tr, task, cw))
+                                 sample_weight=_sample_weights(y_tr, task, cw),
+                                 views=use_cache and views > 0,
+                                 augment=None if use_cache else augment)
         else:
             data = train_data
         if isinstance(val, tuple):

@@ -60,18 +60,41 @@ def _changed(before, after) -> set[str]:
                                                              strict=True))}
 
 
+class CountingFlip:
+    """A deterministic stand-in for an Augmenter that counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return image[:, ::-1] if self.calls % 2 else image
+
+
 def test_phase1_changes_the_head_and_nothing_of_the_backbone(data):
-    (x, y), (xv, yv) = data
+    (x, y), val = data
     model = _model(head={"hidden": (8,)})
     before = _snapshot(model)
-    # tf.data input, not cached: the frozen base (and its BatchNorm) runs inside fit
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(32, seed=0).batch(16)
-    vds = tf.data.Dataset.from_tensor_slices((xv, yv)).batch(16)
-    result = train(model, ds, vds, phases=[Phase(epochs=2, learning_rate=1e-2)],
-                   cache_features=False)
+    # on-the-fly augmentation: not cached, the frozen base (and its BatchNorm) runs in fit
+    flip = CountingFlip()
+    result = train(model, (x, y), val, phases=[Phase(epochs=2, learning_rate=1e-2)],
+                   batch_size=16, augment=flip)
     changed = _changed(before, _snapshot(model))
     assert changed == {"head_dense_1", "head_output"}
     assert [r["cached_features"] for r in result.history] == [False, False]
+    assert flip.calls >= 2 * len(x)  # every epoch sees augmented images
+
+
+def test_fixed_augmented_views_are_cached(data, shared_model):
+    (x, y), val = data
+    flip = CountingFlip()
+    result = train(shared_model, (x, y), val, phases=[Phase(epochs=3)], batch_size=16,
+                   augment=flip, augment_views=2)
+    assert flip.calls == 2 * len(x)  # two views computed once, reused over 3 epochs
+    assert [r["cached_features"] for r in result.history] == [True] * 3
+    with pytest.raises(ValueError, match="augment_views"):
+        train(shared_model, (x, y), phases=[Phase(epochs=1)], augment=flip,
+              cache_features=True)
 
 
 def test_phase2_changes_exactly_the_unfrozen_layers(data):
