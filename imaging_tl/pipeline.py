@@ -417,12 +417,19 @@ def _predict_arrays(model: Any, x: np.ndarray, batch_size: int = 32) -> np.ndarr
     if fn is None:
         fn = tf.function(lambda a: model(a, training=False), reduce_retracing=True)
         object.__setattr__(model, "_imaging_tl_predict", fn)
-    out = [fn(tf.convert_to_tensor(x[i:i + batch_size])).numpy()
-           for i in range(0, len(x), batch_size)]
+    out = []
+    for i in range(0, len(x), batch_size):
+        b = x[i:i + batch_size]
+        n = len(b)
+        if n < batch_size:  # pad the last batch: one input shape, one trace
+            b = np.concatenate([b, np.zeros((batch_size - n, *b.shape[1:]), b.dtype)])
+        out.append(fn(tf.convert_to_tensor(b)).numpy()[:n])
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 1), np.float32)
 
 
 def _prob_columns(task: str, classes: list[str], probs: np.ndarray) -> dict[str, np.ndarray]:
+    # float64: its CSV text reads back exactly, so "prob >= threshold" agrees with the file
+    probs = np.asarray(probs, dtype=np.float64)
     if task == "binary":
         p = probs.reshape(-1)
         return {f"prob_{classes[0]}": 1.0 - p, f"prob_{classes[1]}": p}
@@ -561,8 +568,11 @@ def run(
             if given.to_dict() != cfg.to_dict():
                 log("note: resuming with the run directory's config.yaml, not the one given")
     else:
-        cfg = config if isinstance(config, RunConfig) else load_config(
-            config, list(overrides or []))
+        if config is None:
+            raise InputError("run: give a configuration (or resume=RUN_DIR)")
+        # a RunConfig built by hand is resolved too (backbone defaults, final stages)
+        raw = config.to_dict() if isinstance(config, RunConfig) else config
+        cfg = load_config(raw, list(overrides or []))
         run_dir = _new_run_dir(cfg, out)
     log(f"run directory {run_dir}")
     paths: dict[str, Path] = {"run_dir": run_dir}
