@@ -869,6 +869,7 @@ def predict_files(
     gradcam_dir: str | os.PathLike | None = None,
     frames: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    chunk: int = 256,
 ) -> pd.DataFrame:
     """Predict files or folders of DICOM/PNG with a trained model; bad files become rows.
 
@@ -888,6 +889,8 @@ def predict_files(
         Frame of multi-frame files (default: the contract's, else the middle one).
     progress : callable, optional
         Called as ``progress(done, total)``.
+    chunk : int
+        Files read and predicted at a time (bounds the memory).
 
     Returns
     -------
@@ -924,47 +927,50 @@ def predict_files(
     if not files:
         raise InputError("no input files found")
     classes, task = list(contract.label_names), contract.task
-    rows: list[dict[str, Any]] = []
-    good_x: list[np.ndarray] = []
-    good_i: list[int] = []
-    for k, f in enumerate(files):
-        row: dict[str, Any] = {"path": f, "status": "ok", "reason": ""}
-        try:
-            scan = read_scan(f)
-            px = scan.pixels
-            n_frames = px.shape[0] if (px.ndim == 4 or (px.ndim == 3 and not scan.is_colour)) \
-                else 1
-            if n_frames > 1:
-                scan = read_scan(f, frame=0 if frame_mode == "first" else n_frames // 2)
-            x = pipe(scan).pixels.astype(np.float32)
-            contract.check_batch(x[None])
-            good_x.append(x)
-            good_i.append(len(rows))
-        except Exception as exc:  # noqa: BLE001 - a bad file is a row with its reason
-            row.update(status="error", reason=_reason(exc))
-        rows.append(row)
-        if progress is not None:
-            progress(k + 1, len(files))
-    out = pd.DataFrame(rows)
+    out = pd.DataFrame({"path": files, "status": "ok", "reason": ""})
     for c in classes:
         out[f"prob_{c}"] = np.nan
     out["predicted"] = ""
     out["threshold"] = contract.threshold
-    if good_x:
+    if gradcam_dir is not None:
+        out["gradcam"] = ""
+        gd = Path(gradcam_dir)
+        gd.mkdir(parents=True, exist_ok=True)
+    done = 0
+    # chunks: memory stays bounded whatever the number of files
+    for start in range(0, len(files), chunk):
+        good_x: list[np.ndarray] = []
+        good_i: list[int] = []
+        for k in range(start, min(start + chunk, len(files))):
+            f = files[k]
+            try:
+                scan = read_scan(f)
+                px = scan.pixels
+                n_frames = px.shape[0] if (px.ndim == 4 or (px.ndim == 3 and not scan.is_colour)) \
+                    else 1
+                if n_frames > 1:
+                    scan = read_scan(f, frame=0 if frame_mode == "first" else n_frames // 2)
+                x = pipe(scan).pixels.astype(np.float32)
+                contract.check_batch(x[None])
+                good_x.append(x)
+                good_i.append(k)
+            except Exception as exc:  # noqa: BLE001 - a bad file is a row with its reason
+                out.loc[k, ["status", "reason"]] = ["error", _reason(exc)]
+            done += 1
+            if progress is not None:
+                progress(done, len(files))
+        if not good_x:
+            continue
         x = np.stack(good_x)
         p = _predict_arrays(model, x, batch_size)
-        for k, v in _prob_columns(task, classes, p).items():
-            out.loc[good_i, k] = v
+        for col, v in _prob_columns(task, classes, p).items():
+            out.loc[good_i, col] = v
         out.loc[good_i, "predicted"] = _decisions(task, classes, p, contract.threshold)
         if gradcam_dir is not None:
             from imaging_tl.explain import save_overlays
 
-            gd = Path(gradcam_dir)
-            gd.mkdir(parents=True, exist_ok=True)
-            names = [gd / f"{j:04d}_{Path(files[i]).stem}.png" for j, i in enumerate(good_i)]
-            cls = None if task == "binary" else p.argmax(1)
-            save_overlays(model, x, names, cls)
-            out["gradcam"] = ""
+            names = [gd / f"{i:04d}_{Path(files[i]).stem}.png" for i in good_i]
+            save_overlays(model, x, names, None if task == "binary" else p.argmax(1))
             out.loc[good_i, "gradcam"] = [str(n) for n in names]
     return out
 
