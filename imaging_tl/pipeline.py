@@ -561,6 +561,9 @@ def run(
         stored = run_dir / "config.yaml"
         if not stored.is_file():
             raise InputError(f"--resume {run_dir}: no config.yaml there (not a run directory)")
+        if (run_dir / "run.json").is_file():
+            raise InputError(f"--resume {run_dir}: this run has finished (run.json is written); "
+                             "start a new run to train again")
         cfg = load_config(stored)
         if config is not None:
             given = config if isinstance(config, RunConfig) else load_config(

@@ -67,6 +67,13 @@ def test_run_resume_of_a_folder_that_is_no_run_exits_2(tmp_path, capsys):
     assert "no config.yaml there" in capsys.readouterr().err
 
 
+def test_run_resume_of_a_finished_run_exits_2(tmp_path, capsys):
+    (tmp_path / "config.yaml").write_text("data: {folder: .}\n")
+    (tmp_path / "run.json").write_text("{}")
+    assert main(["run", "--resume", str(tmp_path)]) == 2
+    assert "this run has finished" in capsys.readouterr().err
+
+
 def test_run_check_prints_the_resolved_config(config_file, capsys):
     assert main(["run", str(config_file), "--check", "--set", "model.input_size=96"]) == 0
     out = yaml.safe_load(capsys.readouterr().out)
@@ -117,5 +124,6 @@ def test_backbone_parameter_table_matches_a_real_build():
 
 
 def test_importing_the_cli_does_not_import_tensorflow():
-    code = "import sys, imaging_tl.cli, imaging_tl; assert 'tensorflow' not in sys.modules"
+    code = ("import sys, imaging_tl, imaging_tl.cli, imaging_tl.pipeline, imaging_tl.export, "
+            "imaging_tl.config; imaging_tl.run; assert 'tensorflow' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
