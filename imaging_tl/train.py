@@ -641,6 +641,8 @@ def train(
             x_tr, y_tr = features["train"]
             val = features.get("val")
         else:
+            if not frozen:
+                features.clear()  # the backbone will change: cached features go stale
             fit_model = model
             x_tr, y_tr = arrays if arrays is not None else (None, None)
             val = val_arrays if val_arrays is not None else val_data

@@ -248,3 +248,17 @@ def test_schedules_and_default_phases(tmp_path):
     with open(r.to_csv(tmp_path / "history.csv")) as f:
         rows = list(csv.DictReader(f))
     assert rows[1]["val_auc"] == "0.9" and rows[0]["val_auc"] == ""
+
+
+@pytest.mark.slow
+def test_features_are_recomputed_after_the_backbone_changed(data):
+    (x, y), (xv, yv) = data
+    model = _model()
+    result = train(model, (x, y), (xv, yv), batch_size=16, phases=[
+        Phase(epochs=1, learning_rate=1e-2),
+        Phase("finetune", epochs=1, learning_rate=1e-3, freeze="block6d_add"),
+        Phase("head again", epochs=1, learning_rate=1e-3)])
+    assert [r["cached_features"] for r in result.history] == [True, False, True]
+    # the last phase's validation loss must be that of the current backbone
+    current = model.evaluate(xv, yv, verbose=0, return_dict=True)["loss"]
+    assert result.history[-1]["val_loss"] == pytest.approx(current, rel=1e-4)
