@@ -197,3 +197,23 @@ def test_same_seed_same_splits_and_metrics(tiny_config, tmp_path):
     assert sorted(zip(sc["path"], sc["split"], strict=True)) != \
         sorted(zip(sa["path"], sa["split"], strict=True))
     assert yaml.safe_load((a.run_dir / "config.yaml").read_text())["seed"] == 0
+
+
+def test_multilabel_task_with_kfold_split(tiny_config, tmp_path):
+    cfg = copy.deepcopy(tiny_config)
+    cfg["data"] = {"csv": tiny_config["data"]["csv"], "label_columns": ["nodule", "effusion"],
+                   "group_column": "patient_id"}
+    cfg["task"] = {"type": "multilabel"}
+    cfg["split"] = {"method": "kfold", "folds": 4, "fold": 1}
+    cfg["train"] = {"batch_size": 8, "class_weights": "none",
+                    "phases": [{"name": "head", "epochs": 1}]}
+    r = run(cfg, out=tmp_path / "ml", verbose=False)
+    assert r.task == "multilabel" and r.class_names == ["nodule", "effusion"]
+    splits = pd.read_csv(r.run_dir / "splits.csv")
+    assert set(splits["fold"]) == {0, 1, 2, 3}
+    assert (splits.loc[splits["fold"] == 1, "split"] == "test").all()
+    pred = pd.read_csv(r.run_dir / "predictions.csv")
+    assert {"label_nodule", "label_effusion", "prob_nodule", "prob_effusion"} <= set(pred)
+    name, value, ci = r.headline()
+    assert "auc" in name and 0 <= value <= 1
+    assert len(list((r.run_dir / "gradcam").glob("*.png"))) == 2
