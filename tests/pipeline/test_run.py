@@ -217,3 +217,24 @@ def test_multilabel_task_with_kfold_split(tiny_config, tmp_path):
     name, value, ci = r.headline()
     assert "auc" in name and 0 <= value <= 1
     assert len(list((r.run_dir / "gradcam").glob("*.png"))) == 2
+
+
+def test_multiclass_task_from_a_derived_label(tiny_config, tiny_data, tmp_path):
+    labels = pd.read_csv(tiny_data / "labels.csv")
+    labels["finding"] = np.where(labels["nodule"] == 1, "nodule",
+                                 np.where(labels["effusion"] == 1, "effusion", "clear"))
+    labels["path"] = [str(tiny_data / p) for p in labels["path"]]
+    csv = tmp_path / "three.csv"
+    labels.to_csv(csv, index=False)
+    cfg = copy.deepcopy(tiny_config)
+    cfg["data"] = {"csv": str(csv), "label_column": "finding", "group_column": "patient_id"}
+    cfg["task"] = {"type": "multiclass"}
+    cfg["split"] = {"val": 0.3, "test": 0.3}
+    cfg["train"]["phases"][0]["epochs"] = 1
+    r = run(cfg, out=tmp_path / "mc", verbose=False)
+    assert r.task == "multiclass" and sorted(r.class_names) == ["clear", "effusion", "nodule"]
+    pred = pd.read_csv(r.run_dir / "predictions.csv")
+    probs = pred[[f"prob_{c}" for c in r.class_names]].to_numpy()
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    assert (pred["predicted"] == np.array(r.class_names)[probs.argmax(1)]).all()
+    assert np.asarray(r.metrics["confusion_matrix"]).shape == (3, 3)
