@@ -292,45 +292,51 @@ def extract_features(model: keras.Model, x: np.ndarray | tf.data.Dataset,
     return np.concatenate(out).astype(np.float32, copy=False), None
 
 
-class _ArrayBatches(keras.utils.PyDataset):
-    """Batches of numpy arrays in a seeded permutation that changes every epoch.
+def _epoch_order(n: int, seed: int, phase_index: int, epoch: int) -> np.ndarray:
+    """The batch order of one epoch: a permutation seeded by (seed, phase, epoch)."""
+    return np.random.default_rng([seed, phase_index, epoch]).permutation(n)
 
-    ``views``: x is ``(K, N, ...)`` precomputed augmented views and epoch e uses view
-    e % K. ``augment``: applied per image on the fly (end-to-end training).
+
+def _array_batches(x: np.ndarray, y: np.ndarray, w: np.ndarray | None, batch_size: int,
+                   seed: int, phase_index: int, first: int, epochs: int,
+                   augment: Callable[[np.ndarray], np.ndarray] | None = None):
+    """Image batches for epochs ``first .. epochs-1`` in their seeded orders (a generator:
+    unlike a PyDataset, nothing is prefetched across an epoch's reshuffle)."""
+    for e in range(first, epochs):
+        order = _epoch_order(len(y), seed, phase_index, e)
+        for i in range(0, len(y), batch_size):
+            idx = order[i:i + batch_size]
+            xb = x[idx]
+            if augment is not None:
+                xb = np.stack([augment(im) for im in xb]).astype(np.float32, copy=False)
+            yield (xb, y[idx]) if w is None else (xb, y[idx], w[idx])
+
+
+def _feature_batches(x: np.ndarray, y: np.ndarray, w: np.ndarray | None, batch_size: int,
+                     seed: int, phase_index: int, first: int, epochs: int,
+                     views: bool) -> tf.data.Dataset:
+    """The cached-feature twin of :func:`_array_batches` as one tf.data pipeline.
+
+    Same per-epoch permutations (so the same batches as end-to-end training), but no
+    Python in the loop: for small head steps Keras' PyDataset overhead dominated.
     """
+    n = len(y)
+    feats = tf.constant(x)
+    cols = [tf.constant(y)] + ([tf.constant(w)] if w is not None else [])
+    parts = []
+    for e in range(first, epochs):
+        order = _epoch_order(n, seed, phase_index, e)
+        view = np.full(n, e % len(x) if views else 0, np.int64)
+        parts.append(tf.data.Dataset.from_tensor_slices((view, order)).batch(batch_size))
+    ds = parts[0]
+    for part in parts[1:]:
+        ds = ds.concatenate(part)
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
-                 phase_index: int, first_epoch: int = 0, shuffle: bool = True,
-                 sample_weight: np.ndarray | None = None, views: bool = False,
-                 augment: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
-        super().__init__()
-        self.x, self.y, self.w = x, y, sample_weight
-        self.views, self.augment = views, augment
-        self.batch_size = int(batch_size)
-        self.seed, self.phase_index, self.shuffle = int(seed), int(phase_index), shuffle
-        self.epoch = int(first_epoch)
-        self._order()
+    def gather(view, idx):
+        xb = tf.gather_nd(feats, tf.stack([view, idx], 1)) if views else tf.gather(feats, idx)
+        return (xb, *(tf.gather(c, idx) for c in cols))
 
-    def _order(self) -> None:
-        n = len(self.y)
-        self.order = (np.random.default_rng([self.seed, self.phase_index, self.epoch])
-                      .permutation(n) if self.shuffle else np.arange(n))
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.y) / self.batch_size)
-
-    def __getitem__(self, i: int):
-        idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
-        x = self.x[self.epoch % len(self.x)][idx] if self.views else self.x[idx]
-        if self.augment is not None:
-            x = np.stack([self.augment(im) for im in x]).astype(np.float32, copy=False)
-        if self.w is None:
-            return x, self.y[idx]
-        return x, self.y[idx], self.w[idx]
-
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
-        self._order()
+    return ds.map(gather).prefetch(2)
 
 
 def _class_weights(y: np.ndarray, task: str, class_weight: Any) -> dict[int, float] | None:
@@ -649,19 +655,26 @@ def train(
 
         compile_for_task(fit_model, task, _optimizer(phase), multiclass_sparse=sparse)
         control = _PhaseControl(model, phase, pi, mon, mode, rows, use_cache, ckpt, best)
-        if x_tr is not None:
-            data = _ArrayBatches(x_tr, y_tr, batch_size, seed, pi, first_epoch=first,
-                                 sample_weight=_sample_weights(y_tr, task, cw),
-                                 views=use_cache and views > 0,
-                                 augment=None if use_cache else augment)
+        steps = None
+        if use_cache and phase.epochs > first:
+            data = _feature_batches(x_tr, y_tr, _sample_weights(y_tr, task, cw), batch_size,
+                                    seed, pi, first, int(phase.epochs), views > 0)
+            steps = math.ceil(len(y_tr) / batch_size)
+            if isinstance(val, tuple):
+                val = tf.data.Dataset.from_tensor_slices(
+                    (np.asarray(val[0], np.float32), np.asarray(val[1]))).batch(256).cache()
+        elif x_tr is not None and phase.epochs > first:
+            data = _array_batches(x_tr, y_tr, _sample_weights(y_tr, task, cw), batch_size,
+                                  seed, pi, first, int(phase.epochs), augment)
+            steps = math.ceil(len(y_tr) / batch_size)
         else:
             data = train_data
         if isinstance(val, tuple):
             val = (np.asarray(val[0], np.float32), np.asarray(val[1]))
         if phase.epochs > first:
             fit_model.fit(data, validation_data=val, epochs=int(phase.epochs),
-                          initial_epoch=first, callbacks=[control, *(callbacks or [])],
-                          verbose=verbose)
+                          initial_epoch=first, steps_per_epoch=steps, shuffle=False,
+                          callbacks=[control, *(callbacks or [])], verbose=verbose)
         if best.get("weights") is not None and has_val:
             for var, val_w in zip(_tracked(model), best["weights"], strict=True):
                 var.assign(val_w)
