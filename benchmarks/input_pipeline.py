@@ -373,16 +373,16 @@ def main() -> None:
                 if name in fresh:  # cold means an empty cache, every round
                     shutil.rmtree(tmp / fresh[name], ignore_errors=True)
                 res = in_subprocess(name, list_file, tmp)
+                extra = (f" (warm epoch {args.n / res['warm_seconds']:.0f} img/s)"
+                         if "warm_seconds" in res else "")
+                print(f"  round {r + 1} {name:17s} {args.n / res['seconds']:7.1f} img/s{extra}"
+                      f"  peak RSS {res['peak_rss_mb']:.0f} MB", flush=True)
                 best = results.get(name)
                 if best is None or res["seconds"] < best["seconds"]:
                     results[name] = res
                 if best is not None and "warm_seconds" in res:
                     results[name]["warm_seconds"] = min(res["warm_seconds"],
                                                         best["warm_seconds"])
-                extra = (f" (warm epoch {args.n / res['warm_seconds']:.0f} img/s)"
-                         if "warm_seconds" in res else "")
-                print(f"  round {r + 1} {name:17s} {args.n / res['seconds']:7.1f} img/s{extra}"
-                      f"  peak RSS {res['peak_rss_mb']:.0f} MB", flush=True)
 
         def rate(name: str, key: str = "seconds") -> float:
             return args.n / results[name][key]
