@@ -837,7 +837,7 @@ def run(
     shutil.rmtree(ck_root, ignore_errors=True)  # only now: a kill before this can resume
     result.durations = dict(durations)
     keras.backend.clear_session(free_memory=False)
-    log("done\n" + result.summary())
+    log(f"finished {run_dir} in {sum(durations.values()):.0f} s")
     return result
 
 
