@@ -17,7 +17,7 @@ $(BIN)/imaging-tl: pyproject.toml
 	touch $@
 
 demo: $(BIN)/imaging-tl
-	$(BIN)/imaging-tl census sample_dicoms/ --out census.csv
+	$(BIN)/imaging-tl run pipelines/demo.yaml
 
 test: $(BIN)/imaging-tl browser
 	$(BIN)/ruff check imaging_tl tests benchmarks
