@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from imaging_tl._atomic import write_csv
+
 
 class UsageError(Exception):
     """Bad input from the user: printed without a stack trace, exit code 2."""
@@ -149,16 +151,14 @@ def _predict(args: argparse.Namespace) -> int:
 
     try:
         df = predict_files(args.model, args.inputs, batch_size=args.batch_size,
-                           gradcam_dir=args.gradcam)
+                           gradcam_dir=args.gradcam, engine=args.engine,
+                           num_threads=args.threads)
     except InputError as exc:
         raise UsageError(str(exc)) from exc
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    df.to_csv(tmp, index=False, lineterminator="\n")
-    os.replace(tmp, out)
+    out = write_csv(args.out, df)
     bad = df[df["status"] != "ok"]
-    print(f"predicted {len(df) - len(bad)} of {len(df)} file(s) -> {out}")
+    print(f"predicted {len(df) - len(bad)} of {len(df)} file(s) with {df.attrs.get('engine')} "
+          f"-> {out}")
     for r in bad.itertuples():
         print(f"  could not predict {r.path}: {r.reason}", file=sys.stderr)
     return 0
@@ -180,6 +180,12 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="predictions.csv", help="CSV to write (default: %(default)s)")
     p.add_argument("--gradcam", metavar="DIR", help="also write Grad-CAM overlays to DIR")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--engine", default="auto", choices=["auto", "keras", "onnxruntime", "tflite"],
+                   help="inference engine (default: %(default)s = Keras on a GPU, else the "
+                        "fastest correct CPU engine; an export made by `imaging-tl export` "
+                        "beside the model is used, else one is converted once and cached)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads of ONNX Runtime / TFLite (default: all cores)")
     p.set_defaults(func=_predict)
 
 

@@ -32,8 +32,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from imaging_tl._atomic import atomic_dir, write_csv, write_json, write_text
 from imaging_tl.config import ConfigError, RunConfig, load_config
 
 __all__ = ["InputError", "RunResult", "data_manifest_hash", "load_inputs", "predict_files", "run"]
@@ -58,36 +58,8 @@ class InputError(ValueError):
 # Small helpers: atomic writes, logging with or without a terminal
 
 
-def _atomic_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
 def _atomic_json(path: Path, data: Any) -> Path:
-    return _atomic_text(path, json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n")
-
-
-def _atomic_csv(path: Path, df: pd.DataFrame) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    df.to_csv(tmp, index=False, lineterminator="\n")
-    os.replace(tmp, path)
-    return path
-
-
-@contextmanager
-def _atomic_dir(path: Path) -> Iterator[Path]:
-    """Fill a temporary folder, then swap it in for ``path`` (a folder is never half-full)."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
-        yield tmp
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    return write_json(path, _jsonable(data))
 
 
 def _jsonable(x: Any) -> Any:
@@ -580,7 +552,7 @@ def run(
     log(f"run directory {run_dir}")
     paths: dict[str, Path] = {"run_dir": run_dir}
     if resume is None:
-        paths["config"] = _atomic_text(run_dir / "config.yaml", cfg.to_yaml())
+        paths["config"] = write_text(run_dir / "config.yaml", cfg.to_yaml())
     else:
         paths["config"] = run_dir / "config.yaml"
 
@@ -590,7 +562,7 @@ def run(
     root = Path(cfg.data.folder) if cfg.data.folder else Path(cfg.data.csv).parent
     log(f"dataset: {len(table)} samples from {table['path'].nunique()} files, {task} task, "
         f"classes {classes}")
-    paths["census"] = _atomic_csv(run_dir / "census.csv", _census(table, root))
+    paths["census"] = write_csv(run_dir / "census.csv", _census(table, root))
     done("census")
     table = _split(cfg, table)
     from imaging_tl.data import write_splits
@@ -709,7 +681,7 @@ def run(
             history_rows.append({**row, "phase": i, "phase_name": pc.name})
         best += [{**b, "phase": i} for b in res.best]
     history = pd.DataFrame(history_rows)
-    paths["history"] = _atomic_csv(run_dir / "history.csv", history)
+    paths["history"] = write_csv(run_dir / "history.csv", history)
     done("train")
 
     # -- evaluation: threshold and calibration chosen on validation, measured on test
@@ -757,7 +729,7 @@ def run(
 
     predictions = pd.concat([pred_table(rows_va, p_va, "val"), pred_table(rows_te, p_te, "test")],
                             ignore_index=True)
-    paths["predictions"] = _atomic_csv(run_dir / "predictions.csv", predictions)
+    paths["predictions"] = write_csv(run_dir / "predictions.csv", predictions)
     done("evaluate")
 
     # -- the model with its contract
@@ -769,7 +741,7 @@ def run(
         "preprocessing": {"stages": pipe.to_config(), "fingerprint": pipe.fingerprint(),
                           "frames": cfg.data.frames},
     })
-    with _atomic_dir(run_dir / ".model") as tmp:
+    with atomic_dir(run_dir / ".model") as tmp:
         save_transfer_model(model, tmp / "model.keras", contract)
         os.replace(tmp / "model.keras", run_dir / "model.keras")
         os.replace(tmp / "contract.json", run_dir / "contract.json")
@@ -782,7 +754,7 @@ def run(
     result = RunResult(run_dir, cfg, metrics, paths, durations, prepared.quarantined, task,
                        classes, counts, resumed_from)
     gallery: list[dict[str, Any]] = []
-    with _atomic_dir(run_dir / "gradcam") as tmp:
+    with atomic_dir(run_dir / "gradcam") as tmp:
         if cfg.evaluate.gradcam and len(x_te):
             gallery = _gradcam(model, x_te, y_te, p_te, task, threshold, cfg.evaluate.gradcam,
                                tmp)
@@ -873,6 +845,8 @@ def predict_files(
     frames: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     chunk: int = 256,
+    engine: str = "keras",
+    num_threads: int | None = None,
 ) -> pd.DataFrame:
     """Predict files or folders of DICOM/PNG with a trained model; bad files become rows.
 
@@ -894,20 +868,27 @@ def predict_files(
         Called as ``progress(done, total)``.
     chunk : int
         Files read and predicted at a time (bounds the memory).
+    engine : {"keras", "onnxruntime", "tflite", "auto"}
+        Inference engine (:mod:`imaging_tl.engines`); ``auto`` is the fastest correct one
+        on this machine (Keras when Grad-CAM is asked for, since that needs the Keras model).
+    num_threads : int, optional
+        CPU threads of ONNX Runtime / TFLite.
 
     Returns
     -------
     pandas.DataFrame
         ``path, status, reason, prob_<class>..., predicted, threshold`` (one row per file;
-        ``status`` is ``ok`` or ``error`` with the reason).
+        ``status`` is ``ok`` or ``error`` with the reason). ``df.attrs["engine"]`` names
+        the engine used.
 
     Examples
     --------
     >>> predict_files("runs/demo/model.keras", ["new_scans/"])  # doctest: +SKIP
     """
     from imaging_tl.data.prepare import _reason
+    from imaging_tl.engines import EngineError, default_engine, load_engine
     from imaging_tl.io import read_scan
-    from imaging_tl.models import load_transfer_model
+    from imaging_tl.models import load_transfer_model, read_contract
     from imaging_tl.stages import Pipeline
 
     mp = Path(model_path)
@@ -915,11 +896,21 @@ def predict_files(
         mp = mp / "model.keras"
     if not mp.is_file():
         raise InputError(f"{mp}: model file not found")
+    if engine == "auto":
+        engine = "keras" if gradcam_dir is not None else default_engine()
+    model = None
     try:
-        model = load_transfer_model(mp, compile=False)
+        if engine == "keras" or gradcam_dir is not None:
+            model = load_transfer_model(mp, compile=False)
+            contract = model.imaging_tl_contract
+        else:
+            contract = read_contract(mp)
     except (ValueError, OSError) as exc:
         raise InputError(f"{mp}: cannot load the model: {exc}") from None
-    contract = model.imaging_tl_contract
+    try:
+        eng = load_engine(mp, engine, num_threads=num_threads, model=model)
+    except EngineError as exc:
+        raise InputError(str(exc)) from None
     pre = contract.preprocessing or {}
     if not pre.get("stages"):
         raise InputError(f"{mp}: its contract has no preprocessing pipeline; cannot know how "
@@ -935,6 +926,7 @@ def predict_files(
         out[f"prob_{c}"] = np.nan
     out["predicted"] = ""
     out["threshold"] = contract.threshold
+    out.attrs["engine"] = eng.name
     if gradcam_dir is not None:
         out["gradcam"] = ""
         gd = Path(gradcam_dir)
@@ -965,7 +957,8 @@ def predict_files(
         if not good_x:
             continue
         x = np.stack(good_x)
-        p = _predict_arrays(model, x, batch_size)
+        p = _predict_arrays(model, x, batch_size) if eng.name == "keras" \
+            else eng.predict(x, batch_size)
         for col, v in _prob_columns(task, classes, p).items():
             out.loc[good_i, col] = v
         out.loc[good_i, "predicted"] = _decisions(task, classes, p, contract.threshold)

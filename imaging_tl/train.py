@@ -28,7 +28,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from imaging_tl._atomic import atomic_path, write_text
 from imaging_tl.models.registry import get_spec
 from imaging_tl.models.transfer import (
     MaskedBinaryCrossentropy,
@@ -432,10 +432,8 @@ def _save_arrays(model: keras.Model, path: Path) -> None:
     # Keras' save_weights walks every saveable in Python (~2 s for Lite0 here); a flat
     # npz of the variables keyed by their paths takes a few milliseconds.
     arrays = {f"{i:04d}:{v.path}": v.numpy() for i, v in enumerate(model.weights)}
-    tmp = path.with_name(f".tmp-{path.name}")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-    os.replace(tmp, path)
 
 
 def _load_arrays(model: keras.Model, path: Path) -> None:
@@ -466,9 +464,7 @@ class _Checkpoint:
         _save_arrays(model, self.dir / "last.npz")
         state = {"phase": phase_index, "epoch": epoch, "phase_done": done, "history": rows,
                  "best": {k: v for k, v in best.items() if k != "weights"}}
-        tmp = self.dir / ".state.json.tmp"
-        tmp.write_text(json.dumps(state, indent=1, default=float))
-        os.replace(tmp, self.dir / "state.json")
+        write_text(self.dir / "state.json", json.dumps(state, indent=1, default=float))
 
     def load_state(self) -> dict[str, Any] | None:
         p = self.dir / "state.json"

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from imaging_tl._atomic import atomic_path
 from imaging_tl.models.torch_weights import WeightsFileError, read_legacy_state_dict
 
 __all__ = ["cache_dir", "convert_lite_state_dict", "lite_weights_source", "load_lite_weights"]
@@ -135,15 +135,7 @@ def load_lite_weights(model: Any, name: str, include_top: bool) -> Path:
             pass
     weights = convert_lite_state_dict(read_legacy_state_dict(source), name, include_top)
     _set_by_name(model, weights)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    # Write beside the target, then rename: readers never see a half-written file.
-    fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=".tmp-", suffix=".weights.h5")
-    os.close(fd)
-    try:
+    with atomic_path(cached, suffix=".weights.h5") as tmp:  # Keras insists on the suffix
         model.save_weights(tmp, overwrite=True)
-        os.replace(tmp, cached)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return cached
 
