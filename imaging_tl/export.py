@@ -201,6 +201,16 @@ def export_model(
         (tmp / "contract.json").write_text(
             json.dumps(contract.to_dict(), indent=2, sort_keys=True) + "\n")
         os.replace(tmp / "contract.json", out / "contract.json")
+        # which model this export came from: engines reuse it only for the same file
+        from imaging_tl.engines import model_sha256
+
+        try:
+            source = json.loads((out / "source.json").read_text())
+        except (OSError, ValueError):
+            source = {}
+        source[fmt] = {"model": model_path.name, "model_sha256": model_sha256(model_path)}
+        (tmp / "source.json").write_text(json.dumps(source, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp / "source.json", out / "source.json")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return ExportResult(fmt, target, diff, checked_on, time.perf_counter() - t0)

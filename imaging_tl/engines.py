@@ -1,0 +1,354 @@
+"""Inference engines for a trained model: Keras, ONNX Runtime and TFLite (XNNPACK).
+
+One interface, :class:`InferenceEngine` (``predict(x) -> probabilities``), over three
+runtimes. The input contract is the same for all of them: float32 RGB in [0, 1] at the
+model's input size (the normalisation is the model's first layer, so it is exported too).
+
+Where the exported file comes from: ``export/model.onnx`` (or ``.tflite``) beside the
+``.keras`` file when its ``source.json`` names the same model hash (``imaging-tl export``
+writes it), else a conversion made once and cached under
+``<cache dir>/engines/<sha256 of model.keras>/``; every conversion is checked against the
+Keras model (within 1e-4) before it is used.
+
+``engine="auto"`` picks Keras when TensorFlow sees a GPU, else the fastest correct CPU
+engine that is installed: ONNX Runtime, then TFLite, then Keras (measured in
+benchmarks/engines.py: both exported engines run Lite0 at 4-14x Keras ``predict`` on 2
+CPU cores).
+
+Examples
+--------
+>>> from imaging_tl.engines import load_engine
+>>> eng = load_engine("runs/demo/model.keras", "onnxruntime")  # doctest: +SKIP
+>>> eng.predict(x).shape  # doctest: +SKIP
+(8, 1)
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import importlib.util
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "ENGINES", "EngineError", "InferenceEngine", "KerasEngine", "OnnxEngine", "TFLiteEngine",
+    "available_engines", "default_engine", "exported_model", "load_engine", "model_sha256",
+]
+
+ENGINES = ("keras", "onnxruntime", "tflite")
+_SUFFIX = {"onnxruntime": "onnx", "tflite": "tflite"}
+
+
+class EngineError(RuntimeError):
+    """An engine is not installed, or its model cannot be made or loaded."""
+
+
+def model_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a model file (the key of its cached conversions).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "m.keras"
+    >>> _ = p.write_bytes(b"")
+    >>> model_sha256(p)[:12]
+    'e3b0c44298fc'
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def available_engines() -> list[str]:
+    """Engines whose runtime is installed (TensorFlow is needed by all but an existing ONNX).
+
+    Examples
+    --------
+    >>> "keras" in available_engines()
+    True
+    """
+    out = ["keras"] if importlib.util.find_spec("tensorflow") else []
+    if importlib.util.find_spec("onnxruntime"):
+        out.append("onnxruntime")
+    if importlib.util.find_spec("tensorflow"):
+        out.append("tflite")  # tf.lite.Interpreter ships with TensorFlow
+    return out
+
+
+def _gpu_visible() -> bool:
+    # without an NVIDIA device node there is no GPU to ask TensorFlow about (keeps TF unloaded)
+    if not glob.glob("/dev/nvidia[0-9]*"):
+        return False
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def default_engine() -> str:
+    """What ``engine="auto"`` means on this machine.
+
+    Keras on a GPU; on CPU ONNX Runtime (when installed, with ``tf2onnx`` or an existing
+    export), else TFLite with XNNPACK.
+
+    Examples
+    --------
+    >>> default_engine() in ENGINES
+    True
+    """
+    have = available_engines()
+    if _gpu_visible():
+        return "keras"
+    for name in ("onnxruntime", "tflite"):
+        if name in have:
+            return name
+    return "keras"
+
+
+class InferenceEngine:
+    """Base class: ``predict(x)`` on float32 ``(N, H, W, 3)`` in [0, 1] -> float32 outputs.
+
+    Attributes
+    ----------
+    name : str
+        ``keras``, ``onnxruntime`` or ``tflite``.
+    path : Path
+        The file the engine runs.
+    input_size : tuple of int
+        ``(H, W)`` the model expects.
+    """
+
+    name = "base"
+
+    def __init__(self, path: Path, input_size: tuple[int, int]):
+        self.path = Path(path)
+        self.input_size = tuple(input_size)
+
+    def _check(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        want = (*self.input_size, 3)
+        if x.ndim != 4 or x.shape[1:] != want:
+            raise ValueError(f"{self.name} engine: input shape {x.shape}, expected "
+                             f"(N, {want[0]}, {want[1]}, 3)")
+        return x
+
+    def predict(self, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """Outputs of the model for ``x`` (float32 RGB in [0, 1]), batch by batch."""
+        x = self._check(x)
+        out = [self._run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 1), np.float32)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+
+class KerasEngine(InferenceEngine):
+    """The Keras model through a ``tf.function`` traced once (:func:`fast_predict`).
+
+    Examples
+    --------
+    >>> eng = KerasEngine("runs/demo/model.keras")  # doctest: +SKIP
+    """
+
+    name = "keras"
+
+    def __init__(self, path: str | os.PathLike, model: Any = None):
+        from imaging_tl.models import load_transfer_model
+
+        self.model = model if model is not None else load_transfer_model(path, compile=False)
+        super().__init__(Path(path), tuple(self.model.input_shape[1:3]))
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        from imaging_tl.models import fast_predict
+
+        return fast_predict(self.model, x, batch_size=len(x))
+
+
+class OnnxEngine(InferenceEngine):
+    """ONNX Runtime on CPU with ``num_threads`` intra-op threads (default: all cores).
+
+    Examples
+    --------
+    >>> eng = OnnxEngine("export/model.onnx", (224, 224))  # doctest: +SKIP
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | os.PathLike, input_size: tuple[int, int],
+                 num_threads: int | None = None):
+        import onnxruntime as ort
+
+        super().__init__(Path(path), input_size)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = num_threads or (os.cpu_count() or 1)
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(self.path), opts,
+                                            providers=["CPUExecutionProvider"])
+        self._input = self.session.get_inputs()[0].name
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self._input: x})[0]
+
+
+class TFLiteEngine(InferenceEngine):
+    """TFLite interpreter with the XNNPACK delegate (its default) and ``num_threads``.
+
+    The converted graph has batch size 1; the input is resized to each new batch size
+    (one re-allocation per distinct size).
+
+    Examples
+    --------
+    >>> eng = TFLiteEngine("export/model.tflite", (224, 224))  # doctest: +SKIP
+    """
+
+    name = "tflite"
+
+    def __init__(self, path: str | os.PathLike, input_size: tuple[int, int],
+                 num_threads: int | None = None):
+        import tensorflow as tf
+
+        super().__init__(Path(path), input_size)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
+            self.interpreter = tf.lite.Interpreter(
+                model_path=str(self.path), num_threads=num_threads or (os.cpu_count() or 1))
+        self._in = self.interpreter.get_input_details()[0]["index"]
+        self._out = self.interpreter.get_output_details()[0]["index"]
+        self._batch = None
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        it = self.interpreter
+        if self._batch != len(x):
+            it.resize_tensor_input(self._in, list(x.shape), strict=False)
+            it.allocate_tensors()
+            self._batch = len(x)
+        it.set_tensor(self._in, x)
+        it.invoke()
+        return it.get_tensor(self._out).copy()
+
+
+def _source_ok(folder: Path, fmt: str, digest: str) -> bool:
+    # source.json (written by export_model) says which model file each export came from
+    try:
+        entry = json.loads((folder / "source.json").read_text()).get(fmt) or {}
+    except (OSError, ValueError, AttributeError):
+        return False
+    return entry.get("model_sha256") == digest
+
+
+def exported_model(model_path: str | os.PathLike, engine: str, *,
+                   cache_dir: str | os.PathLike | None = None,
+                   sample: np.ndarray | None = None) -> Path:
+    """The ONNX or TFLite file for ``model.keras``: an export beside it, else convert and cache.
+
+    Parameters
+    ----------
+    model_path : path
+        The ``.keras`` transfer model.
+    engine : {"onnxruntime", "tflite"}
+    cache_dir : path, optional
+        Default: ``<default_cache_dir()>/engines``. Conversions live in ``<sha256>/``.
+    sample : numpy.ndarray, optional
+        Real preprocessed inputs for the agreement check of a new conversion.
+
+    Returns
+    -------
+    Path
+
+    Examples
+    --------
+    >>> exported_model("runs/demo/model.keras", "onnxruntime")  # doctest: +SKIP
+    PosixPath('/home/me/.cache/imaging_tl/engines/3f0c.../model.onnx')
+    """
+    if engine not in _SUFFIX:
+        raise ValueError(f"engine={engine!r}: only onnxruntime and tflite use an exported file")
+    model_path = Path(model_path)
+    name = f"model.{_SUFFIX[engine]}"
+    digest = model_sha256(model_path)
+    beside = model_path.parent / "export"
+    if (beside / name).is_file() and _source_ok(beside, _SUFFIX[engine], digest):
+        return beside / name
+    if cache_dir is None:
+        from imaging_tl.data.cache import default_cache_dir
+
+        cache_dir = default_cache_dir() / "engines"
+    folder = Path(cache_dir) / digest[:32]
+    if (folder / name).is_file() and _source_ok(folder, _SUFFIX[engine], digest):
+        return folder / name
+    from imaging_tl.export import ExportError, export_model
+
+    try:
+        res = export_model(model_path, _SUFFIX[engine], folder, sample=sample)
+    except ImportError as exc:
+        raise EngineError(f"engine {engine}: converter not installed ({exc}); "
+                          "pip install 'imaging-tl[export]'") from exc
+    except ExportError as exc:
+        raise EngineError(f"engine {engine}: {exc}") from exc
+    return res.path
+
+
+def load_engine(model_path: str | os.PathLike, engine: str = "auto", *,
+                num_threads: int | None = None, cache_dir: str | os.PathLike | None = None,
+                sample: np.ndarray | None = None, model: Any = None) -> InferenceEngine:
+    """An inference engine for a trained ``model.keras`` (or its run directory).
+
+    Parameters
+    ----------
+    model_path : path
+    engine : {"auto", "keras", "onnxruntime", "tflite"}
+        ``auto``: :func:`default_engine`.
+    num_threads : int, optional
+        CPU threads of ONNX Runtime / TFLite (default: all cores).
+    cache_dir : path, optional
+        Where conversions are cached (see :func:`exported_model`).
+    sample : numpy.ndarray, optional
+        Real inputs for the agreement check of a new conversion.
+    model : keras.Model, optional
+        An already loaded Keras model (the Keras engine then reuses it).
+
+    Returns
+    -------
+    InferenceEngine
+
+    Raises
+    ------
+    EngineError
+        Unknown or uninstalled engine, or a failed conversion.
+
+    Examples
+    --------
+    >>> eng = load_engine("runs/demo", "tflite", num_threads=2)  # doctest: +SKIP
+    >>> eng.name  # doctest: +SKIP
+    'tflite'
+    """
+    mp = Path(model_path)
+    if mp.is_dir():
+        mp = mp / "model.keras"
+    if not mp.is_file():
+        raise EngineError(f"{mp}: model file not found")
+    if engine == "auto":
+        engine = default_engine()
+    if engine not in ENGINES:
+        raise EngineError(f"engine={engine!r}: choose auto or one of {', '.join(ENGINES)}")
+    if engine not in available_engines():
+        pkg = "onnxruntime" if engine == "onnxruntime" else "tensorflow"
+        raise EngineError(f"engine {engine} is not installed (pip install {pkg})")
+    if engine == "keras":
+        return KerasEngine(mp, model)
+    from imaging_tl.models import read_contract
+
+    size = tuple(read_contract(mp).input_size)
+    path = exported_model(mp, engine, cache_dir=cache_dir, sample=sample)
+    if engine == "onnxruntime":
+        return OnnxEngine(path, size, num_threads)
+    return TFLiteEngine(path, size, num_threads)

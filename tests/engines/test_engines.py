@@ -1,0 +1,135 @@
+"""Every engine agrees with the Keras model on real DICOM scans; conversions are cached."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from imaging_tl.engines import (
+    EngineError,
+    available_engines,
+    default_engine,
+    exported_model,
+    load_engine,
+    model_sha256,
+)
+
+
+@pytest.fixture(scope="session")
+def engine_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("engine_cache")
+
+
+@pytest.fixture(scope="session")
+def keras_reference(saved_model, real_batch) -> np.ndarray:
+    from imaging_tl.models import load_transfer_model
+
+    model = load_transfer_model(saved_model, compile=False)
+    return np.asarray(model(real_batch, training=False))
+
+
+def test_reference_outputs_are_spread(keras_reference):
+    # the check below would be weak if every output sat at the same value
+    assert keras_reference.shape == (5, 1)
+    assert np.ptp(keras_reference) > 0.05
+
+
+@pytest.mark.parametrize("name", ["onnxruntime", "tflite", "keras"])
+def test_engine_agrees_with_keras_on_real_scans(name, saved_model, real_batch,
+                                                keras_reference, engine_cache):
+    eng = load_engine(saved_model, name, cache_dir=engine_cache, num_threads=2)
+    assert eng.name == name
+    for bs in (1, 2, 5):  # TFLite resizes its batch-1 graph; the last batch may be short
+        got = eng.predict(real_batch, batch_size=bs)
+        assert got.dtype == np.float32 and got.shape == keras_reference.shape
+        np.testing.assert_allclose(got, keras_reference, atol=1e-4, rtol=0)
+
+
+def test_conversion_is_cached_by_model_hash(saved_model, engine_cache):
+    first = exported_model(saved_model, "onnxruntime", cache_dir=engine_cache)
+    assert first.parent.name == model_sha256(saved_model)[:32]
+    stamp = first.stat().st_mtime_ns
+    again = exported_model(saved_model, "onnxruntime", cache_dir=engine_cache)
+    assert again == first and again.stat().st_mtime_ns == stamp  # not converted again
+
+
+def test_export_beside_the_model_is_used_only_for_the_same_model(saved_model, engine_cache,
+                                                                  tmp_path):
+    model = tmp_path / "model.keras"
+    shutil.copy(saved_model, model)
+    cached = exported_model(saved_model, "tflite", cache_dir=engine_cache)
+    export = tmp_path / "export"
+    export.mkdir()
+    shutil.copy(cached, export / "model.tflite")
+    shutil.copy(cached.parent / "source.json", export / "source.json")
+    assert exported_model(model, "tflite", cache_dir=engine_cache) == export / "model.tflite"
+    # a stale export (source.json names another model file) is not trusted
+    src = json.loads((export / "source.json").read_text())
+    src["tflite"]["model_sha256"] = "0" * 64
+    (export / "source.json").write_text(json.dumps(src))
+    assert exported_model(model, "tflite", cache_dir=engine_cache) == cached
+
+
+def test_default_engine_on_cpu_is_an_exported_one():
+    assert "onnxruntime" in available_engines()
+    assert default_engine() == "onnxruntime"  # the test machines have no GPU
+
+
+def test_bad_engine_and_bad_input_are_named(saved_model, engine_cache, tmp_path):
+    with pytest.raises(EngineError, match="engine='tensorrt'"):
+        load_engine(saved_model, "tensorrt")
+    with pytest.raises(EngineError, match="model file not found"):
+        load_engine(tmp_path / "missing.keras", "keras")
+    eng = load_engine(saved_model, "onnxruntime", cache_dir=engine_cache)
+    with pytest.raises(ValueError, match=r"onnxruntime engine: input shape \(2, 32, 32, 3\)"):
+        eng.predict(np.zeros((2, 32, 32, 3), np.float32))
+
+
+def test_cli_predict_engines_agree(saved_model, real_files, engine_cache, tmp_path,
+                                   monkeypatch, capsys):
+    from imaging_tl.cli import main
+
+    monkeypatch.setenv("IMAGING_TL_CACHE_DIR", str(tmp_path / "cache"))
+    # reuse the session's conversions: an export beside the model, as `imaging-tl export`
+    # leaves it
+    model = tmp_path / "model.keras"
+    shutil.copy(saved_model, model)
+    (tmp_path / "export").mkdir()
+    for name in ("onnxruntime", "tflite"):
+        conv = exported_model(saved_model, name, cache_dir=engine_cache)
+        shutil.copy(conv, tmp_path / "export" / conv.name)
+    source = {fmt: {"model": "model.keras", "model_sha256": model_sha256(model)}
+              for fmt in ("onnx", "tflite")}
+    (tmp_path / "export" / "source.json").write_text(json.dumps(source))
+    bad = tmp_path / "broken.dcm"
+    bad.write_bytes(real_files[0].read_bytes()[:300])
+    inputs = [str(f) for f in real_files] + [str(bad)]
+    probs = {}
+    for name in ("keras", "onnxruntime", "tflite", "auto"):
+        out = tmp_path / f"{name}.csv"
+        assert main(["predict", str(model), *inputs, "--engine", name, "--out", str(out),
+                     "--threads", "1"]) == 0
+        text = capsys.readouterr()
+        used = "onnxruntime" if name == "auto" else name
+        assert f"predicted 5 of 6 file(s) with {used}" in text.out
+        assert "broken.dcm" in text.err
+        df = pd.read_csv(out, keep_default_na=False)
+        assert list(df["status"]) == ["ok"] * 5 + ["error"]
+        probs[name] = df["prob_finding"][:5].astype(float).to_numpy()
+    assert not (tmp_path / "cache").exists()  # nothing converted: the exports were used
+    for name in ("onnxruntime", "tflite", "auto"):
+        np.testing.assert_allclose(probs[name], probs["keras"], atol=1e-4, rtol=0)
+
+
+def test_importing_engines_does_not_import_tensorflow():
+    code = ("import sys, imaging_tl.engines as e; e.default_engine(); "
+            "sys.exit('tensorflow' in sys.modules)")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
