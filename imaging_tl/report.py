@@ -551,17 +551,6 @@ def write_report(
         audit = audit.format()
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
-    sections = [
-        f"<h1>{_esc(title)}</h1><p class='sub'>imaging_tl {__version__} &middot; {now}</p>",
-        "<h2>Configuration</h2>" + _config_section(config),
-        "<h2>Data census</h2>" + _census_section(census),
-        "<h2>Splits</h2>" + _splits_section(counts)
-        + (f"<h4>Leakage audit</h4><pre>{_esc(audit)}</pre>" if audit else "")
-        + (_figure(made["class_balance"], "Class balance per split")
-           if "class_balance" in made else ""),
-        "<h2>Test metrics</h2>" + _metrics_section(metrics)
-        + (f"<p>{len(predictions)} predictions.</p>" if predictions is not None else ""),
-    ]
     binary = (metrics or {}).get("task") == "binary"
     captions = {
         "roc": "ROC curve with bootstrap CI band; dot: operating point" if binary
@@ -571,12 +560,24 @@ def write_report(
         "reliability": "Reliability diagram (calibration)",
     }
     figs = [_figure(made[k], c) for k, c in captions.items() if k in made]
-    sections.append("<h2>Plots</h2>" + (f'<div class="plots">{"".join(figs)}</div>'
-                                        if figs else "<p>No plots.</p>"))
-    sections.append("<h2>Training curves</h2>" + (
-        _figure(made["history"], "Loss and metrics of every training phase")
-        if "history" in made else "<p>No training history given.</p>"))
-    sections.append("<h2>Grad-CAM gallery</h2>" + _gallery_section(gradcam))
+    # Evidence first (what a reader opens the page for), then the data, then the set-up.
+    sections = [
+        f"<h1>{_esc(title)}</h1><p class='sub'>imaging_tl {__version__} &middot; {now}</p>",
+        "<h2>Test metrics</h2>" + _metrics_section(metrics)
+        + (f"<p>{len(predictions)} predictions.</p>" if predictions is not None else ""),
+        "<h2>Plots</h2>" + (f'<div class="plots">{"".join(figs)}</div>'
+                            if figs else "<p>No plots.</p>"),
+        "<h2>Grad-CAM gallery</h2>" + _gallery_section(gradcam),
+        "<h2>Training curves</h2>" + (
+            _figure(made["history"], "Loss and metrics of every training phase")
+            if "history" in made else "<p>No training history given.</p>"),
+        "<h2>Splits</h2>" + _splits_section(counts)
+        + (f"<h4>Leakage audit</h4><pre>{_esc(audit)}</pre>" if audit else "")
+        + (_figure(made["class_balance"], "Class balance per split")
+           if "class_balance" in made else ""),
+        "<h2>Data census</h2>" + _census_section(census),
+        "<h2>Configuration</h2>" + _config_section(config),
+    ]
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
