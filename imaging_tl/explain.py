@@ -516,7 +516,7 @@ def save_gallery(
                 cap = f"p={s[i].max():.2f} (pred {int(s[i].argmax())}, true {int(y[i])})"
                 cls.append(int(s[i].argmax()))
             else:
-                cap = f"p={s[i]:.2f} (true {'positive' if y[i] else 'negative'})"
+                cap = f"p={s[i]:.2f} (truth: {'positive' if y[i] else 'negative'})"
                 cls.append(0)
             rows.append({"path": p, "category": cat, "caption": cap, "index": int(i)})
             idx.append(i)
