@@ -63,14 +63,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SETTINGS: dict[str, dict] = {
     "quick": dict(image_size=64, gen_size=128, sizes=(50, 100, 200), seeds=2, val=100,
                   test=300, head_epochs=15, finetune_epochs=4, patience=4, tune_test=200,
-                  workers=2, ladder=(0.5, 0.25, 0.0)),
+                  workers=2, ladder=(-0.5, -0.75, -1.0)),
     "default": dict(image_size=64, gen_size=128, sizes=(50, 100, 200, 400, 800), seeds=3,
                     val=200, test=1000, head_epochs=30, finetune_epochs=8, patience=5,
-                    tune_test=400, workers=2, ladder=(1.0, 0.75, 0.5, 0.25, 0.0)),
+                    tune_test=400, workers=2,
+                    ladder=(1.0, 0.5, 0.0, -0.25, -0.5, -0.75, -1.0)),
     "full": dict(image_size=224, gen_size=256, sizes=(50, 100, 200, 400, 800), seeds=5,
                  val=400, test=2000, head_epochs=50, finetune_epochs=20, patience=8,
                  tune_test=1000, workers=os.cpu_count() or 4,
-                 ladder=(1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125, 0.0)),
+                 ladder=(1.0, 0.75, 0.5, 0.25, 0.0, -0.25, -0.5, -0.75, -1.0)),
 }
 
 # Role ids in the seed sequence: measured data and tuning data never share a seed.
@@ -88,13 +89,13 @@ def difficulty_at(t: float):
     """
     from imaging_tl.synthetic import DIFFICULTIES, Difficulty
 
-    if not 0 <= t <= 1:
-        raise ValueError(f"difficulty t={t}: expected a value in [0, 1]")
+    if not -1 <= t <= 1:
+        raise ValueError(f"difficulty t={t}: expected a value in [-1, 1]")
+    # t < 0 extrapolates the easy -> medium line: larger, denser nodules than "easy"
     lo, hi, u = ("easy", "medium", t * 2) if t <= 0.5 else ("medium", "hard", t * 2 - 1)
     a, b = dataclasses.asdict(DIFFICULTIES[lo]), dataclasses.asdict(DIFFICULTIES[hi])
-    return Difficulty(**{k: tuple(float((1 - u) * x + u * y) for x, y in zip(a[k], b[k],
-                                                                             strict=True))
-                         for k in a})
+    return Difficulty(**{k: tuple(max(0.0, float((1 - u) * x + u * y))
+                                  for x, y in zip(a[k], b[k], strict=True)) for k in a})
 
 
 @functools.cache
@@ -432,8 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, nargs=2, metavar=("HEAD", "FINETUNE"),
                     help="epochs of the head and finetune phases (override)")
     ap.add_argument("--workers", type=int, help="generator processes (override)")
-    ap.add_argument("--difficulty", type=float, help="skip tuning: ladder value in [0, 1]")
-    ap.add_argument("--target-auc", type=float, default=0.80,
+    ap.add_argument("--difficulty", type=float, help="skip tuning: ladder value in [-1, 1]")
+    ap.add_argument("--target-auc", type=float, default=0.75,
                     help="tuning: hardest difficulty where arm 1 reaches this AUC")
     ap.add_argument("--tune-seed", type=int, default=1000, help="seed of the tuning data")
     ap.add_argument("--seed", type=int, default=0, help="seed of the measured data")

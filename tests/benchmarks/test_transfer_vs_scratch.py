@@ -1,0 +1,100 @@
+"""benchmarks/transfer_vs_scratch.py: data, statistics and the harness end to end (tiny)."""
+
+import csv
+
+import numpy as np
+import pytest
+
+TINY = ["--sizes", "12", "--seeds", "1", "--test", "24", "--val", "12", "--image-size", "32",
+        "--gen-size", "64", "--epochs", "2", "1", "--workers", "1"]
+
+
+def test_difficulty_ladder_matches_presets(tvs):
+    from imaging_tl.synthetic import DIFFICULTIES
+
+    assert tvs.difficulty_at(1.0) == DIFFICULTIES["hard"]
+    assert tvs.difficulty_at(0.5) == DIFFICULTIES["medium"]
+    assert tvs.difficulty_at(0.0) == DIFFICULTIES["easy"]
+    big = tvs.difficulty_at(-1.0)
+    assert big.nodule_radius_mm[0] > DIFFICULTIES["easy"].nodule_radius_mm[0]
+    assert big.nodule_contrast[0] > DIFFICULTIES["easy"].nodule_contrast[0]
+    with pytest.raises(ValueError, match="difficulty t=1.5"):
+        tvs.difficulty_at(1.5)
+
+
+def test_synthetic_splits_are_grouped_and_disjoint(tvs):
+    kw = dict(base_seed=0, t=-1.0, gen_size=64, image_size=32)
+    x, y, g = tvs.make_split("synthetic", "train", 10, **kw)
+    xt, yt, gt = tvs.make_split("synthetic", "test", 6, **kw)
+    assert x.shape == (10, 32, 32, 3) and x.dtype == np.float32
+    assert 0 <= x.min() and x.max() <= 1 and set(np.unique(y)) <= {0, 1}
+    assert np.allclose(x[..., 0], x[..., 2])  # grey through ToRGB
+    assert not set(g) & set(gt)  # test patients are used nowhere else
+    assert list(g[:4]) == ["train-0", "train-0", "train-1", "train-1"]
+    # same seed, same data; another role, other images
+    x2, y2, _ = tvs.make_split("synthetic", "train", 10, **kw)
+    assert np.array_equal(x, x2) and np.array_equal(y, y2)
+    assert not np.allclose(x[:6], xt)
+    # nested subsets of whole patients
+    small, big = tvs.training_subset(g, 4, 3), tvs.training_subset(g, 8, 3)
+    assert set(small) <= set(big)
+    assert all(np.sum(g[small] == p) == 2 for p in set(g[small]))
+
+
+def test_composite_uses_two_real_radiographs(tvs, pydicom_data_dir):
+    kw = dict(base_seed=0, t=-1.0, gen_size=64, image_size=32)
+    x, y, g = tvs.make_split("composite", "train", 4, **kw)
+    _, _, gt = tvs.make_split("composite", "test", 4, **kw)
+    assert set(g) == {"RG1"} and set(gt) == {"RG3"}
+    assert x.shape == (4, 32, 32, 3) and 0 <= x.min() and x.max() <= 1
+    assert len(set(tvs.training_subset(g, 3, 0))) == 3
+
+
+def test_paired_difference(tvs):
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 2
+    good = y + rng.normal(0, 0.5, 60)
+    noise = rng.normal(0, 1, 60)
+    groups = np.repeat(np.arange(30), 2).astype(str)
+    same = tvs.paired_difference(y, groups, [good, good], [good, good], n_boot=200)
+    assert same["mean"] == 0 and same["ci"] == (0.0, 0.0)
+    d = tvs.paired_difference(y, groups, [good, good], [noise, -noise], n_boot=200)
+    assert d["wins"] == 2 and d["ci"][0] > 0
+    assert d["mean"] == pytest.approx(tvs.auc(y, good) - (tvs.auc(y, noise)
+                                                          + tvs.auc(y, -noise)) / 2)
+
+
+def test_end_to_end_fast_arms(tvs, tmp_path, capsys, lite0_backbone):
+    rc = tvs.main(["--quick", "--tasks", "synthetic", "--arms",
+                   "tl_frozen,tl_finetune,small_cnn,logreg_pixels", "--difficulty", "-1",
+                   "--out", str(tmp_path), *TINY])
+    out = capsys.readouterr().out
+    assert rc == 0
+    rows = list(csv.DictReader(open(tmp_path / "transfer_vs_scratch_quick_synthetic.csv")))
+    assert [r["arm"] for r in rows] == ["tl_frozen", "tl_finetune", "small_cnn",
+                                        "logreg_pixels"]
+    assert all(0 <= float(r["auc"]) <= 1 and float(r["train_seconds"]) > 0 for r in rows)
+    assert (tmp_path / "transfer_vs_scratch_quick_synthetic.png").stat().st_size > 1000
+    assert "| tl_frozen | " in out and "(1.00x)" in out
+    assert "AUC gain over the pixel floor, small_cnn" in out
+
+
+def test_bad_arguments(tvs, capsys):
+    assert tvs.main(["--arms", "tl_frozen,resnet_magic"]) == 2
+    assert "resnet_magic" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_end_to_end_all_arms_both_tasks_with_tuning(tvs, tmp_path, capsys, lite0_backbone,
+                                                    pydicom_data_dir):
+    tiny = [a for a in TINY] + ["--target-auc", "0.0"]
+    tiny[tiny.index("--seeds") + 1] = "2"
+    rc = tvs.main(["--quick", "--out", str(tmp_path), *tiny])
+    out = capsys.readouterr().out
+    assert rc == 0
+    rows = list(csv.DictReader(open(tmp_path / "transfer_vs_scratch_quick.csv")))
+    assert len(rows) == 2 * 2 * len(tvs.ARMS)
+    # target 0 is met by the first rung of the quick ladder
+    assert {float(r["difficulty"]) for r in rows} == {tvs.SETTINGS["quick"]["ladder"][0]}
+    assert out.count("paired tl_finetune - lite0_scratch, n=12") == 2
+    assert "## composite" in out
