@@ -15,10 +15,11 @@ the library's own pieces (``imaging_tl.synthetic`` -> ``imaging_tl.stages`` ->
 5. ``logreg_pixels`` logistic regression on 32x32 downsampled pixels (C chosen on val).
 
 Tasks: ``synthetic`` (phantom chest radiographs, two images per patient, nested training
-subsets drawn by patient) and ``composite`` (findings composited onto the real CR
-radiographs of ``pydicom-data``: crops of RG1 for training/validation, crops of RG3 --
-another radiograph, so another group -- for the test set; only two distinct radiographs
-ship, so the composite training set has one group).
+subsets drawn by patient) and ``composite`` (findings composited onto random crops and
+exposures of the real chest CR radiograph ``RG1`` of ``pydicom-data``). pydicom-data ships
+only two distinct radiographs and the other one (``RG3``) is a lower leg, so every composite
+image -- train, validation and test -- shares the one chest background: that run measures
+finding detection on a known real background, not generalisation to unseen patients.
 
 Difficulty is tuned once per task on a separate seed (``--tune-seed``) before measuring:
 from the hardest rung of a ladder (``hard`` preset = 1.0, ``medium`` = 0.5, ``easy`` = 0)
@@ -107,7 +108,7 @@ def _background(name: str) -> np.ndarray:
     from imaging_tl.stages import Window
 
     path = Path(data_store.__file__).parent / "data" / f"{name}_UNCR.dcm"
-    return Window(mode="header")(read_scan(path)).pixels
+    return Window(mode="header")(read_scan(path)).pixels  # MONOCHROME1: inverted here
 
 
 def _make_one(job: tuple) -> np.ndarray:
@@ -130,7 +131,8 @@ def make_split(task: str, role: str, n_images: int, *, base_seed: int, t: float,
     """Images, labels and patient groups of one split, through the library's stages.
 
     Synthetic: two images per patient (shared anatomy), labels drawn per image at 50%.
-    Composite: every image a crop of RG1 (train, val) or RG3 (test).
+    Composite: every image a crop of RG1, the only chest radiograph that ships (RG3 is a leg).
+    Roles differ by seed: the same seed never appears in two roles.
 
     Returns
     -------
@@ -141,7 +143,7 @@ def make_split(task: str, role: str, n_images: int, *, base_seed: int, t: float,
     role_id = _ROLE[role]
     rng = np.random.default_rng([base_seed, role_id, 99])
     y = (rng.random(n_images) < 0.5).astype(np.int64)
-    background = "RG3" if role == "test" else "RG1"
+    background = "RG1"
     jobs, groups = [], []
     for i in range(n_images):
         patient = i // 2
