@@ -192,7 +192,7 @@ def small_cnn(input_size: int, seed: int):
     x = inputs
     for i, filters in enumerate((16, 32, 64, 128), start=1):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"cnn_conv{i}")(x)
-        x = layers.BatchNormalization(momentum=0.9, name=f"cnn_bn{i}")(x)
+        x = layers.BatchNormalization(momentum=0.5, name=f"cnn_bn{i}")(x)
         x = layers.ReLU(name=f"cnn_relu{i}")(x)
         x = layers.MaxPooling2D(name=f"cnn_pool{i}")(x)
     x = layers.GlobalAveragePooling2D(name="head_pool")(x)
@@ -205,15 +205,16 @@ def small_cnn(input_size: int, seed: int):
     return model
 
 
-def _fast_batchnorm(model) -> None:
+def _fast_batchnorm(model, momentum: float = 0.5) -> None:
     # Keras' default momentum 0.99 leaves the moving statistics of a randomly initialised
-    # network near their initial values after the few steps of a small training set, which
-    # would cripple the from-scratch arm for a reason that has nothing to do with transfer.
+    # network near their initial values after the few steps of a small training set: the
+    # inference-mode outputs were constant (AUC exactly 0.5), which would cripple the
+    # from-scratch arm for a reason that has nothing to do with transfer.
     import keras
 
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = 0.9
+            layer.momentum = momentum
 
 
 def _scores(model, x: np.ndarray) -> np.ndarray:
@@ -248,8 +249,9 @@ def run_arms(data: dict, seed: int, cfg: dict, arms: tuple[str, ...] = ARMS
             t0 = time.perf_counter()
             train(model, (xtr, ytr), (xva, yva), phases=[finetune], seed=seed)
             out["tl_finetune"] = (_scores(model, xte), t1 + time.perf_counter() - t0)
-    scratch = Phase("scratch", budget, 1e-3, "none", patience=cfg["patience"],
-                    train_batchnorm=True)
+    # No early stopping from scratch: the first epochs of a random network are flat, and
+    # patience would stop it there. All epochs run; the best validation epoch is restored.
+    scratch = Phase("scratch", budget, 1e-3, "none", patience=None, train_batchnorm=True)
     if "lite0_scratch" in arms:
         model = build_transfer_model("efficientnet_lite0", "binary", ["none", "nodule"],
                                      freeze="none", weights=None, input_size=size, seed=seed,
