@@ -23,11 +23,20 @@ def _census(args: argparse.Namespace) -> int:
     from imaging_tl.io.census import run_census
 
     try:
-        summary = run_census(
-            args.directory, args.out, progress=not args.quiet, decode=args.decode,
-            keep_patient_id=args.keep_patient_id,
-        )
-    except NotADirectoryError as exc:
+        if args.workers is not None or args.scheduler is not None:
+            from imaging_tl.scale import census_dask
+
+            summary = census_dask(
+                args.directory, args.out, workers=args.workers, scheduler=args.scheduler,
+                progress=not args.quiet, decode=args.decode,
+                keep_patient_id=args.keep_patient_id,
+            )
+        else:
+            summary = run_census(
+                args.directory, args.out, progress=not args.quiet, decode=args.decode,
+                keep_patient_id=args.keep_patient_id,
+            )
+    except (NotADirectoryError, ImportError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
     print(summary.format())
     return 0
@@ -61,7 +70,18 @@ def _add_census(sub: argparse._SubParsersAction) -> None:
         help="write PatientID as in the files (default: a pseudonym, 'pid:' + 16 hex digits "
         "of its SHA-256, which still groups a patient's files)",
     )
+    _add_cluster_options(p)
     p.set_defaults(func=_census)
+
+
+def _add_cluster_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=int, metavar="N",
+                   help="spread the files over a local Dask cluster of N worker processes "
+                        "(same rows as without; needs the 'scale' extra)")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="use an existing Dask cluster (tcp://host:8786); its workers must "
+                        "see the same paths")
 
 
 def _cache(args: argparse.Namespace) -> int:
@@ -150,10 +170,19 @@ def _predict(args: argparse.Namespace) -> int:
     from imaging_tl.pipeline import InputError, predict_files
 
     try:
-        df = predict_files(args.model, args.inputs, batch_size=args.batch_size,
-                           gradcam_dir=args.gradcam, engine=args.engine,
-                           num_threads=args.threads)
-    except InputError as exc:
+        if args.workers is not None or args.scheduler is not None:
+            from imaging_tl.scale import predict_dask
+
+            if args.gradcam:
+                raise UsageError("--gradcam is not available with --workers/--scheduler")
+            df = predict_dask(args.model, args.inputs, workers=args.workers,
+                              scheduler=args.scheduler, engine=args.engine,
+                              batch_size=args.batch_size, num_threads=args.threads or 1)
+        else:
+            df = predict_files(args.model, args.inputs, batch_size=args.batch_size,
+                               gradcam_dir=args.gradcam, engine=args.engine,
+                               num_threads=args.threads)
+    except (InputError, ImportError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
     out = write_csv(args.out, df)
     bad = df[df["status"] != "ok"]
@@ -185,7 +214,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                         "fastest correct CPU engine; an export made by `imaging-tl export` "
                         "beside the model is used, else one is converted once and cached)")
     p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads of ONNX Runtime / TFLite (default: all cores)")
+                   help="CPU threads of ONNX Runtime / TFLite (default: all cores; 1 per "
+                        "worker with --workers)")
+    _add_cluster_options(p)
     p.set_defaults(func=_predict)
 
 

@@ -1,0 +1,256 @@
+"""Census and prediction of big archives on a Dask cluster (``--workers N`` / ``--scheduler``).
+
+The work is split into batches of files; each batch is one Dask task that returns its rows,
+so a file that fails is a row with its reason (as in the single-process run), a batch whose
+worker dies is retried on another worker (``retries``; Dask also reschedules the tasks of
+a lost worker), and rows come back in input order: the output is the same as the plain
+loop's, then written atomically (a temporary file renamed into place).
+
+A local cluster (:class:`distributed.LocalCluster`, one process per worker, one thread
+each: pydicom and the decoders hold the GIL) is started for ``workers=N``; ``scheduler``
+connects to an existing cluster, whose workers must see the same file paths (a shared
+file system) and have ``imaging-tl`` installed.
+
+Needs the ``scale`` extra: ``pip install 'imaging-tl[scale]'`` (``dask[distributed]``).
+
+Examples
+--------
+>>> from imaging_tl.scale import census_dask
+>>> result = census_dask("archive/", "census.csv", workers=4)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["census_dask", "dask_client", "map_batches", "predict_dask"]
+
+
+@contextlib.contextmanager
+def dask_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
+    """A ``distributed.Client``: a new local cluster of ``workers`` processes, or ``scheduler``.
+
+    Examples
+    --------
+    >>> with dask_client(workers=2) as client:  # doctest: +SKIP
+    ...     client.submit(sum, [1, 2]).result()
+    3
+    """
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise ImportError("--workers/--scheduler need Dask: pip install 'imaging-tl[scale]'"
+                          ) from exc
+    if (workers is None) == (scheduler is None):
+        raise ValueError("give exactly one of workers=N (local cluster) or scheduler=ADDRESS")
+    if scheduler is not None:
+        with Client(scheduler) as client:
+            yield client
+        return
+    if workers < 1:
+        raise ValueError(f"workers={workers}: must be >= 1")
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client
+
+
+def _batches(items: Sequence[Any], size: int) -> list[list[Any]]:
+    if size < 1:
+        raise ValueError(f"batch_size={size}: must be >= 1")
+    return [list(items[i:i + size]) for i in range(0, len(items), size)]
+
+
+def map_batches(client: Any, fn: Callable[[list[Any]], list[Any]], items: Sequence[Any], *,
+                batch_size: int = 64, retries: int = 2, progress: bool = False,
+                desc: str = "batches") -> list[Any]:
+    """Run ``fn`` on batches of ``items`` on the cluster; results concatenated in input order.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    fn : callable
+        ``fn(batch) -> list`` (one result per item); must not raise for a bad item.
+    items : sequence
+    batch_size : int
+        Items per task.
+    retries : int
+        Extra attempts of a task whose worker died or that raised.
+    progress : bool
+        A progress bar on the terminal (stderr) as batches finish.
+
+    Returns
+    -------
+    list
+
+    Examples
+    --------
+    >>> with dask_client(workers=1) as c:  # doctest: +SKIP
+    ...     map_batches(c, lambda b: [x * 2 for x in b], range(5), batch_size=2)
+    [0, 2, 4, 6, 8]
+    """
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    batches = _batches(list(items), batch_size)
+    # pure=False: a re-run gives a new task, never a cached result of another run
+    futures = client.map(fn, batches, retries=retries, pure=False)
+    bar = tqdm(total=len(items), unit="file", desc=desc, file=sys.stderr,
+               disable=not (progress and sys.stderr.isatty()))
+    index = {f.key: i for i, f in enumerate(futures)}
+    results: list[list[Any] | None] = [None] * len(batches)
+    try:
+        for fut in as_completed(futures):
+            i = index[fut.key]
+            results[i] = fut.result()
+            if len(results[i]) != len(batches[i]):
+                raise RuntimeError(f"batch {i}: {len(results[i])} results for "
+                                   f"{len(batches[i])} items")
+            bar.update(len(batches[i]))
+    finally:
+        bar.close()
+    return [r for batch in results for r in batch]
+
+
+def _census_batch(paths: list[str], root: str, decode: bool) -> list[dict[str, Any]]:
+    from imaging_tl.io.census import census_row
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # as in run_census: the rows carry what matters
+        return [census_row(p, root=root, decode=decode) for p in paths]
+
+
+def census_dask(directory: str | os.PathLike, out: str | os.PathLike | None = "census.csv", *,
+                workers: int | None = None, scheduler: str | None = None,
+                decode: bool = False, keep_patient_id: bool = False,
+                batch_size: int = 64, retries: int = 2, progress: bool = True) -> Any:
+    """:func:`imaging_tl.io.census.run_census` with the files spread over a Dask cluster.
+
+    Same rows, in the same order, as the single-process census.
+
+    Parameters
+    ----------
+    directory, out, decode, keep_patient_id
+        As for ``run_census``.
+    workers : int, optional
+        Start a local cluster of this many worker processes.
+    scheduler : str, optional
+        Address of an existing cluster (``tcp://host:8786``).
+    batch_size : int
+        Files per task.
+    retries : int
+        Extra attempts of a failed task.
+    progress : bool
+
+    Returns
+    -------
+    CensusResult
+
+    Examples
+    --------
+    >>> census_dask("archive/", "census.csv", workers=8, batch_size=128)  # doctest: +SKIP
+    """
+    from functools import partial
+
+    from imaging_tl._atomic import atomic_path
+    from imaging_tl.io.census import (
+        CensusResult,
+        _walk,
+        pseudonymize_patient_id,
+        write_census_csv,
+    )
+
+    root = Path(directory)
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root}: not a folder")
+    files = [str(p) for p in _walk(root)]
+    with dask_client(workers, scheduler) as client:
+        rows = map_batches(client, partial(_census_batch, root=str(root), decode=decode),
+                           files, batch_size=batch_size, retries=retries, progress=progress,
+                           desc="census")
+    if not keep_patient_id:
+        for row in rows:
+            row["PatientID"] = pseudonymize_patient_id(row.get("PatientID"))
+    if out is not None:
+        with atomic_path(out) as tmp:
+            write_census_csv(rows, tmp)
+    return CensusResult(root, Path(out) if out is not None else None, rows)
+
+
+def _predict_batch(paths: list[str], model: str, engine: str, batch_size: int,
+                   num_threads: int | None) -> list[dict[str, Any]]:
+    from imaging_tl.pipeline import predict_files
+
+    df = predict_files(model, paths, batch_size=batch_size, engine=engine,
+                       num_threads=num_threads)
+    return df.to_dict("records")
+
+
+def predict_dask(model_path: str | os.PathLike, inputs: Sequence[str | os.PathLike], *,
+                 workers: int | None = None, scheduler: str | None = None,
+                 engine: str = "auto", batch_size: int = 16, files_per_task: int = 128,
+                 num_threads: int | None = 1, retries: int = 2,
+                 progress: bool = True) -> Any:
+    """:func:`imaging_tl.pipeline.predict_files` with the files spread over a Dask cluster.
+
+    The engine's export is made once here, before the tasks start (workers then load it
+    from beside the model or from the shared cache), so workers never convert in parallel.
+
+    Parameters
+    ----------
+    model_path : path
+        ``model.keras`` or its run directory (a path the workers can read).
+    inputs : paths
+        Files and folders.
+    workers, scheduler, retries, progress
+        As for :func:`census_dask`.
+    engine : {"auto", "keras", "onnxruntime", "tflite"}
+    batch_size : int
+        Model batch size inside a task.
+    files_per_task : int
+    num_threads : int, optional
+        Threads per worker's engine (default 1: the workers are the parallelism).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The same rows as ``predict_files`` (probabilities equal within float rounding).
+
+    Examples
+    --------
+    >>> predict_dask("runs/demo", ["archive/"], workers=4)  # doctest: +SKIP
+    """
+    from functools import partial
+
+    import pandas as pd
+
+    from imaging_tl.engines import default_engine, exported_model
+    from imaging_tl.pipeline import InputError, _expand_inputs
+
+    mp = Path(model_path)
+    if mp.is_dir():
+        mp = mp / "model.keras"
+    if not mp.is_file():
+        raise InputError(f"{mp}: model file not found")
+    files = _expand_inputs(inputs)
+    if not files:
+        raise InputError("no input files found")
+    if engine == "auto":
+        engine = default_engine()
+    if engine != "keras":
+        exported_model(mp, engine)  # convert once, before the workers need it
+    fn = partial(_predict_batch, model=str(mp.resolve()), engine=engine,
+                 batch_size=batch_size, num_threads=num_threads)
+    with dask_client(workers, scheduler) as client:
+        rows = map_batches(client, fn, [str(Path(f).resolve()) for f in files],
+                           batch_size=files_per_task, retries=retries, progress=progress,
+                           desc="predict")
+    df = pd.DataFrame(rows)
+    df["path"] = files  # the rows come back in input order: show the paths as given
+    df.attrs["engine"] = engine
+    return df
