@@ -11,9 +11,10 @@ writes it), else a conversion made once and cached under
 Keras model (within 1e-4) before it is used.
 
 ``engine="auto"`` picks Keras when TensorFlow sees a GPU, else the fastest correct CPU
-engine that is installed: ONNX Runtime, then TFLite, then Keras (measured in
-benchmarks/engines.py: both exported engines run Lite0 at 4-14x Keras ``predict`` on 2
-CPU cores).
+engine that is installed: TFLite (XNNPACK), then ONNX Runtime, then Keras. Measured in
+benchmarks/engines.py on our 2 shared cores (Lite0, 224 px): TFLite 2.2x / 14x Keras
+``predict`` at batch 32 / 1, ONNX Runtime 2.0x / 7.3x in the same run; on an idle machine
+the two were even (DESIGN.md: 132-136 img/s each).
 
 Examples
 --------
@@ -95,8 +96,8 @@ def _gpu_visible() -> bool:
 def default_engine() -> str:
     """What ``engine="auto"`` means on this machine.
 
-    Keras on a GPU; on CPU ONNX Runtime (when installed, with ``tf2onnx`` or an existing
-    export), else TFLite with XNNPACK.
+    Keras on a GPU; on CPU TFLite with XNNPACK (ships with TensorFlow), else ONNX Runtime
+    (with an existing export, or ``tf2onnx`` to make one).
 
     Examples
     --------
@@ -106,7 +107,7 @@ def default_engine() -> str:
     have = available_engines()
     if _gpu_visible():
         return "keras"
-    for name in ("onnxruntime", "tflite"):
+    for name in ("tflite", "onnxruntime"):
         if name in have:
             return name
     return "keras"
@@ -192,6 +193,8 @@ class OnnxEngine(InferenceEngine):
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = num_threads or (os.cpu_count() or 1)
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # no busy-waiting threads: on shared cores spinning halved batch-1 speed (measured)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(self.path), opts,
                                             providers=["CPUExecutionProvider"])
         self._input = self.session.get_inputs()[0].name

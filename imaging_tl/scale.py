@@ -128,7 +128,8 @@ def _census_batch(paths: list[str], root: str, decode: bool) -> list[dict[str, A
 def census_dask(directory: str | os.PathLike, out: str | os.PathLike | None = "census.csv", *,
                 workers: int | None = None, scheduler: str | None = None,
                 decode: bool = False, keep_patient_id: bool = False,
-                batch_size: int = 64, retries: int = 2, progress: bool = True) -> Any:
+                batch_size: int = 64, retries: int = 2, progress: bool = True,
+                client: Any = None) -> Any:
     """:func:`imaging_tl.io.census.run_census` with the files spread over a Dask cluster.
 
     Same rows, in the same order, as the single-process census.
@@ -146,6 +147,8 @@ def census_dask(directory: str | os.PathLike, out: str | os.PathLike | None = "c
     retries : int
         Extra attempts of a failed task.
     progress : bool
+    client : distributed.Client, optional
+        Use this client (instead of ``workers`` / ``scheduler``).
 
     Returns
     -------
@@ -169,7 +172,9 @@ def census_dask(directory: str | os.PathLike, out: str | os.PathLike | None = "c
     if not root.is_dir():
         raise NotADirectoryError(f"{root}: not a folder")
     files = [str(p) for p in _walk(root)]
-    with dask_client(workers, scheduler) as client:
+    ctx = contextlib.nullcontext(client) if client is not None else \
+        dask_client(workers, scheduler)
+    with ctx as client:
         rows = map_batches(client, partial(_census_batch, root=str(root), decode=decode),
                            files, batch_size=batch_size, retries=retries, progress=progress,
                            desc="census")
@@ -195,7 +200,7 @@ def predict_dask(model_path: str | os.PathLike, inputs: Sequence[str | os.PathLi
                  workers: int | None = None, scheduler: str | None = None,
                  engine: str = "auto", batch_size: int = 16, files_per_task: int = 128,
                  num_threads: int | None = 1, retries: int = 2,
-                 progress: bool = True) -> Any:
+                 progress: bool = True, client: Any = None) -> Any:
     """:func:`imaging_tl.pipeline.predict_files` with the files spread over a Dask cluster.
 
     The engine's export is made once here, before the tasks start (workers then load it
@@ -207,7 +212,7 @@ def predict_dask(model_path: str | os.PathLike, inputs: Sequence[str | os.PathLi
         ``model.keras`` or its run directory (a path the workers can read).
     inputs : paths
         Files and folders.
-    workers, scheduler, retries, progress
+    workers, scheduler, retries, progress, client
         As for :func:`census_dask`.
     engine : {"auto", "keras", "onnxruntime", "tflite"}
     batch_size : int
@@ -246,7 +251,9 @@ def predict_dask(model_path: str | os.PathLike, inputs: Sequence[str | os.PathLi
         exported_model(mp, engine)  # convert once, before the workers need it
     fn = partial(_predict_batch, model=str(mp.resolve()), engine=engine,
                  batch_size=batch_size, num_threads=num_threads)
-    with dask_client(workers, scheduler) as client:
+    ctx = contextlib.nullcontext(client) if client is not None else \
+        dask_client(workers, scheduler)
+    with ctx as client:
         rows = map_batches(client, fn, [str(Path(f).resolve()) for f in files],
                            batch_size=files_per_task, retries=retries, progress=progress,
                            desc="predict")

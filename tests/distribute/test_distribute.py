@@ -33,29 +33,41 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    """Four training processes started together: one device, mirrored over two logical
-    CPUs, and a two-worker cluster on localhost."""
-    tmp = tmp_path_factory.mktemp("dist")
-    ports = _free_ports(2)
-    cluster = {"worker": [f"localhost:{p}" for p in ports]}
-    base = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    jobs = {
-        "none": (["none", str(tmp / "none.npz")], base),
-        "mirrored": (["mirrored", str(tmp / "mirrored.npz"), "2"], base),
-    }
-    for i in range(2):
-        env = {**base, "TF_CONFIG": json.dumps({"cluster": cluster,
-                                                "task": {"type": "worker", "index": i}})}
-        jobs[f"worker{i}"] = (["multi_worker", str(tmp / f"worker{i}.npz")], env)
+def _start(jobs: dict[str, tuple[list[str], dict[str, str]]]) -> None:
     procs = {k: subprocess.Popen([sys.executable, str(WORKER), *a], env=e,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for k, (a, e) in jobs.items()}
     for k, p in procs.items():
         out, _ = p.communicate(timeout=400)
         assert p.returncode == 0, f"{k} failed:\n{out[-3000:]}"
-    return {k: tmp / f"{k}.npz" for k in jobs}
+
+
+def _base_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """Two training processes started together: one device, and mirrored over two logical
+    CPUs, with the same global batch."""
+    tmp = tmp_path_factory.mktemp("dist")
+    _start({"none": (["none", str(tmp / "none.npz")], _base_env()),
+            "mirrored": (["mirrored", str(tmp / "mirrored.npz"), "2"], _base_env())})
+    return {k: tmp / f"{k}.npz" for k in ("none", "mirrored")}
+
+
+@pytest.fixture(scope="module")
+def worker_runs(runs, tmp_path_factory) -> dict[str, Path]:
+    """A two-worker MultiWorkerMirroredStrategy cluster on localhost (TF_CONFIG)."""
+    tmp = tmp_path_factory.mktemp("workers")
+    cluster = {"worker": [f"localhost:{p}" for p in _free_ports(2)]}
+    jobs = {}
+    for i in range(2):
+        env = {**_base_env(), "TF_CONFIG": json.dumps({"cluster": cluster,
+                                                       "task": {"type": "worker", "index": i}})}
+        jobs[f"worker{i}"] = (["multi_worker", str(tmp / f"worker{i}.npz")], env)
+    _start(jobs)
+    return {**runs, **{k: tmp / f"{k}.npz" for k in jobs}}
 
 
 def _weights(path: Path) -> list[np.ndarray]:
@@ -63,8 +75,7 @@ def _weights(path: Path) -> list[np.ndarray]:
     return [d[f"arr_{i}"] for i in range(4)]
 
 
-@pytest.mark.parametrize("mode", ["mirrored", "worker0"])
-def test_distributed_training_matches_one_device(runs, mode):
+def _check_same(runs: dict[str, Path], mode: str) -> None:
     one, many = np.load(runs["none"]), np.load(runs[mode])
     assert int(one["replicas"]) == 1 and int(many["replicas"]) == 2
     for a, b in zip(_weights(runs["none"]), _weights(runs[mode]), strict=True):
@@ -73,8 +84,14 @@ def test_distributed_training_matches_one_device(runs, mode):
     assert one["loss"][-1] < one["loss"][0]  # it did learn
 
 
-def test_only_the_chief_writes(runs):
-    assert runs["worker0"].is_file() and not runs["worker1"].exists()
+def test_mirrored_on_two_cpus_matches_one_device(runs):
+    _check_same(runs, "mirrored")
+
+
+@pytest.mark.slow
+def test_two_workers_match_one_process_and_only_the_chief_writes(worker_runs):
+    _check_same(worker_runs, "worker0")
+    assert worker_runs["worker0"].is_file() and not worker_runs["worker1"].exists()
 
 
 def test_cluster_info_follows_tf_config():
