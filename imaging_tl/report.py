@@ -211,7 +211,7 @@ def _census_section(census: Any) -> str:
     for col in ("status", "error", "format", "Modality", "PhotometricInterpretation",
                 "transfer_syntax", "TransferSyntaxUID", "decoder", "BitsStored"):
         if col in census.columns:
-            counts = census[col].fillna("(none)").astype(str).value_counts().head(10)
+            counts = census[col].astype(object).fillna("(none)").astype(str).value_counts().head(10)
             parts.append(f"<h4>{_esc(col)}</h4>" + _kv_table(counts.items(), "counts"))
     return "".join(parts)
 
