@@ -168,8 +168,8 @@ def scale_learning_rate(base_lr: float, global_batch: int, base_batch: int,
 
     Examples
     --------
-    >>> scale_learning_rate(0.1, 64, 32, "sqrt")
-    0.1414...
+    >>> round(scale_learning_rate(0.1, 64, 32, "sqrt"), 4)
+    0.1414
     """
     if global_batch < 1 or base_batch < 1:
         raise ValueError(f"batch sizes must be >= 1, got {global_batch} and {base_batch}")
