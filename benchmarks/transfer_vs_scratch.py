@@ -394,6 +394,7 @@ def summarise(rows: list[dict], tests: dict) -> list[str]:
 
 def plot(rows: list[dict], path: Path) -> Path:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -412,6 +413,7 @@ def plot(rows: list[dict], path: Path) -> Path:
                         label=arm)
         ax.set_xscale("log")
         ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("training images")
         ax.set_ylabel("test ROC AUC")
         ax.set_title(f"{task} (difficulty {rs[0]['difficulty']:.2f})")
