@@ -83,6 +83,29 @@ def _streams(
     )
 
 
+
+def _add_findings(image, ph, wanted, frngs, diff, *, ct: bool):
+    """Draw the wanted findings in FINDINGS order, each from its own random stream.
+
+    The radiograph works on attenuation (effusion and consolidation replace lung air), the CT
+    slice on Hounsfield units (``ct=True``).
+    """
+    masks: dict[str, np.ndarray] = {}
+    params: dict = {}
+    medium = {"ct": True} if ct else {"air": ph.lung_air}
+    for kind, frng in zip(FINDINGS, frngs, strict=True):
+        if kind not in wanted:
+            continue
+        if kind == "nodule":
+            f = add_nodule(image, ph.lung_mask, frng, pixel_spacing=ph.pixel_spacing,
+                           difficulty=diff, ct=ct)
+        elif kind == "consolidation":
+            f = add_consolidation(image, ph.lung_side, frng, difficulty=diff, **medium)
+        else:
+            f = add_effusion(image, ph.lung_side, frng, difficulty=diff, **medium)
+        image, masks[kind], params[kind] = f.image, f.mask, f.params
+    return image, masks, params
+
 def make_radiograph(
     seed: SeedLike,
     findings: Iterable[str] = (),
@@ -121,21 +144,8 @@ def make_radiograph(
     shape = (size, size) if isinstance(size, int) else tuple(size)
     base, frngs, noise = _streams(seed)
     ph = chest_radiograph(base, shape, anatomy_seed=anatomy_seed)
-    density = ph.density
-    masks: dict[str, np.ndarray] = {}
-    params: dict = {"phantom": ph.params}
-    for kind, frng in zip(FINDINGS, frngs, strict=True):
-        if kind not in wanted:
-            continue
-        if kind == "nodule":
-            f = add_nodule(
-                density, ph.lung_mask, frng, pixel_spacing=ph.pixel_spacing, difficulty=diff
-            )
-        elif kind == "consolidation":
-            f = add_consolidation(density, ph.lung_side, frng, difficulty=diff, air=ph.lung_air)
-        else:
-            f = add_effusion(density, ph.lung_side, frng, difficulty=diff, air=ph.lung_air)
-        density, masks[kind], params[kind] = f.image, f.mask, f.params
+    density, masks, params = _add_findings(ph.density, ph, wanted, frngs, diff, ct=False)
+    params = {"phantom": ph.params, **params}
     pixels = expose_radiograph(density, noise, collimation=ph.collimation)
     return SyntheticImage(pixels, "radiograph", masks, ph.pixel_spacing, params, ph.lung_side)
 
@@ -181,21 +191,8 @@ def make_ct(
     shape = (size, size) if isinstance(size, int) else tuple(size)
     base, frngs, noise = _streams(seed)
     ph = ct_slice(base, shape, anatomy_seed=anatomy_seed)
-    hu = ph.hu
-    masks: dict[str, np.ndarray] = {}
-    params: dict = {"phantom": ph.params}
-    for kind, frng in zip(FINDINGS, frngs, strict=True):
-        if kind not in wanted:
-            continue
-        if kind == "nodule":
-            f = add_nodule(
-                hu, ph.lung_mask, frng, pixel_spacing=ph.pixel_spacing, difficulty=diff, ct=True
-            )
-        elif kind == "consolidation":
-            f = add_consolidation(hu, ph.lung_side, frng, difficulty=diff, ct=True)
-        else:
-            f = add_effusion(hu, ph.lung_side, frng, difficulty=diff, ct=True)
-        hu, masks[kind], params[kind] = f.image, f.mask, f.params
+    hu, masks, params = _add_findings(ph.hu, ph, wanted, frngs, diff, ct=True)
+    params = {"phantom": ph.params, **params}
     sigma = float(noise_hu) if noise_hu is not None else float(noise.uniform(8, 25))
     hu = hu + noise.standard_normal(shape).astype(np.float32) * sigma
     params["noise_hu"] = sigma
