@@ -87,6 +87,8 @@ def _add_cluster_options(p: argparse.ArgumentParser) -> None:
 def _cache(args: argparse.Namespace) -> int:
     from imaging_tl.data.cache import ArrayCache
 
+    if args.action == "build":
+        return _cache_build(args)
     cache = ArrayCache(args.dir)
     if args.action == "info":
         print(cache.info().format())
@@ -100,21 +102,84 @@ def _cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache_build(args: argparse.Namespace) -> int:
+    """The cache of a run config, filled as ``imaging-tl run`` would (or on a Dask cluster)."""
+    from imaging_tl.config import ConfigError, load_config
+    from imaging_tl.data import BadFileError, prepare
+    from imaging_tl.pipeline import InputError, load_inputs
+    from imaging_tl.stages import Pipeline
+
+    try:
+        cfg = load_config(args.config, args.set or [])
+        # the table and pipeline `run` builds: the same entry keys, so `run` finds them warm
+        table = load_inputs(cfg)
+        pipe = Pipeline.from_config(cfg.preprocessing)
+        progress = not args.quiet and sys.stderr.isatty()
+        if args.workers is not None or args.scheduler is not None:
+            from imaging_tl.scale import build_cache_dask
+
+            prepared = build_cache_dask(
+                table, pipe, cache=cfg.cache_dir, workers=args.workers,
+                scheduler=args.scheduler, files_per_task=args.files_per_task,
+                strict=cfg.data.strict, retry_quarantined=args.retry_quarantined,
+                progress=progress)
+        else:
+            prepared = prepare(table, pipe, cache=cfg.cache_dir, workers=cfg.workers,
+                               strict=cfg.data.strict, retry_quarantined=args.retry_quarantined,
+                               progress=progress)
+    except (ConfigError, InputError, ImportError, ValueError) as exc:
+        raise UsageError(str(exc)) from exc
+    except BadFileError as exc:
+        raise UsageError(f"data.strict is on and a file is bad: {exc}") from exc
+    print(prepared.summary())
+    print(f"cache {prepared.cache.root} (pipeline {prepared.namespace}): "
+          f"{len(prepared.table)} of {prepared.stats['samples']} samples ready")
+    return 0
+
+
 def _add_cache(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "cache",
-        help="show or clear the cache of preprocessed arrays",
+        help="build, show or clear the cache of preprocessed arrays",
         description=(
-            "info: entries, size and quarantined (unreadable) files per preprocessing "
-            "pipeline, and left-over temporary files of interrupted writes. clear: delete "
-            "the cached arrays (only in a folder that imaging-tl created as a cache)."
+            "build: decode and preprocess every sample of a run CONFIG into the cache, as "
+            "`imaging-tl run` does, locally or (--workers/--scheduler) on a Dask cluster; "
+            "`run` on the same config then decodes nothing. info: entries, size and "
+            "quarantined (unreadable) files per preprocessing pipeline, and left-over "
+            "temporary files of interrupted writes. clear: delete the cached arrays (only in "
+            "a folder that imaging-tl created as a cache)."
         ),
     )
-    p.add_argument("action", choices=["info", "clear"], help="what to do")
-    p.add_argument("--dir", default=None,
-                   help="cache folder (default: $IMAGING_TL_CACHE_DIR or ~/.cache/imaging_tl)")
-    p.add_argument("--quarantine", action="store_true",
-                   help="clear: only forget the quarantined files (they are retried next run)")
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    b = actions.add_parser(
+        "build", help="fill the cache for every sample of a run config",
+        description=(
+            "Read CONFIG (as `imaging-tl run`), build its dataset table and preprocessing "
+            "pipeline, and write every sample's preprocessed array into the cache (cache_dir "
+            "of the config, else $IMAGING_TL_CACHE_DIR or ~/.cache/imaging_tl). Samples "
+            "already cached are skipped; files that cannot be read are quarantined and listed "
+            "with their reason, and the build goes on. Without --workers/--scheduler the "
+            "config's `workers` processes of this machine do the work."),
+    )
+    b.add_argument("config", help="the pipeline YAML file that `imaging-tl run` will use")
+    b.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
+                   help="override a key, as for `run` (give `run` the same overrides)")
+    _add_cluster_options(b)
+    b.add_argument("--files-per-task", type=int, default=8, metavar="N",
+                   help="files per Dask task (default: %(default)s)")
+    b.add_argument("--retry-quarantined", action="store_true",
+                   help="try files quarantined by an earlier build or run again")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    for name, text in (("info", "entries, size and quarantined files per pipeline"),
+                       ("clear", "delete the cached arrays")):
+        a = actions.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        a.add_argument("--dir", default=None,
+                       help="cache folder (default: $IMAGING_TL_CACHE_DIR or "
+                            "~/.cache/imaging_tl)")
+        if name == "clear":
+            a.add_argument("--quarantine", action="store_true",
+                           help="only forget the quarantined files (they are retried next run)")
     p.set_defaults(func=_cache)
 
 

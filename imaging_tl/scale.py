@@ -1,4 +1,5 @@
-"""Census and prediction of big archives on a Dask cluster (``--workers N`` / ``--scheduler``).
+"""Census, cache build and prediction of big archives on a Dask cluster (``--workers N`` /
+``--scheduler``).
 
 The work is split into batches of files; each batch is one Dask task that returns its rows,
 so a file that fails is a row with its reason (as in the single-process run), a batch whose
@@ -10,6 +11,10 @@ A local cluster (:class:`distributed.LocalCluster`, one process per worker, one 
 each: pydicom and the decoders hold the GIL) is started for ``workers=N``; ``scheduler``
 connects to an existing cluster, whose workers must see the same file paths (a shared
 file system) and have ``imaging-tl`` installed.
+
+The cache build (:func:`build_cache_dask`) runs the public ``prepare()`` inside each task,
+so whatever the cache's storage format, entries written on the cluster are the ones the
+local path writes, and ``imaging-tl run`` then finds them warm.
 
 Needs the ``scale`` extra: ``pip install 'imaging-tl[scale]'`` (``dask[distributed]``).
 
@@ -29,7 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["census_dask", "dask_client", "map_batches", "predict_dask"]
+__all__ = ["build_cache_dask", "census_dask", "dask_client", "map_batches", "predict_dask"]
 
 
 @contextlib.contextmanager
@@ -94,27 +99,34 @@ def map_batches(client: Any, fn: Callable[[list[Any]], list[Any]], items: Sequen
     ...     map_batches(c, lambda b: [x * 2 for x in b], range(5), batch_size=2)
     [0, 2, 4, 6, 8]
     """
+    batches = _batches(list(items), batch_size)
+    results = _run_batches(client, fn, batches, retries=retries, progress=progress, desc=desc)
+    for i, (res, batch) in enumerate(zip(results, batches, strict=True)):
+        if len(res) != len(batch):
+            raise RuntimeError(f"batch {i}: {len(res)} results for {len(batch)} items")
+    return [r for batch in results for r in batch]
+
+
+def _run_batches(client: Any, fn: Callable[[list[Any]], Any], batches: list[list[Any]], *,
+                 retries: int, progress: bool, desc: str, unit: str = "file") -> list[Any]:
+    """``[fn(b) for b in batches]`` on the cluster, in order; the bar counts items."""
     from distributed import as_completed
     from tqdm import tqdm
 
-    batches = _batches(list(items), batch_size)
     # pure=False: a re-run gives a new task, never a cached result of another run
     futures = client.map(fn, batches, retries=retries, pure=False)
-    bar = tqdm(total=len(items), unit="file", desc=desc, file=sys.stderr,
+    bar = tqdm(total=sum(map(len, batches)), unit=unit, desc=desc, file=sys.stderr,
                disable=not (progress and sys.stderr.isatty()))
     index = {f.key: i for i, f in enumerate(futures)}
-    results: list[list[Any] | None] = [None] * len(batches)
+    results: list[Any] = [None] * len(batches)
     try:
         for fut in as_completed(futures):
             i = index[fut.key]
             results[i] = fut.result()
-            if len(results[i]) != len(batches[i]):
-                raise RuntimeError(f"batch {i}: {len(results[i])} results for "
-                                   f"{len(batches[i])} items")
             bar.update(len(batches[i]))
     finally:
         bar.close()
-    return [r for batch in results for r in batch]
+    return results
 
 
 def _census_batch(paths: list[str], root: str, decode: bool) -> list[dict[str, Any]]:
@@ -261,3 +273,146 @@ def predict_dask(model_path: str | os.PathLike, inputs: Sequence[str | os.PathLi
     df["path"] = files  # the rows come back in input order: show the paths as given
     df.attrs["engine"] = engine
     return df
+
+
+def _cache_batch(files: list[tuple[str, list[int | None]]], pipeline: Any, cache: Any,
+                 retry_quarantined: bool) -> dict[str, Any]:
+    """Worker side of :func:`build_cache_dask`: the public ``prepare()`` on one batch of files.
+
+    Reusing ``prepare`` (serial, in this worker) writes entries and quarantine records exactly
+    as the local path does, whatever the cache's storage format.
+    """
+    import pandas as pd
+
+    from imaging_tl.data.prepare import prepare
+
+    rows = [(path, frame) for path, frames in files for frame in frames]
+    table = pd.DataFrame({"path": [r[0] for r in rows],
+                          "frame": pd.array([r[1] for r in rows], dtype="Int64")})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the quarantine records carry what matters
+        done = prepare(table, pipeline, cache=cache, workers=1, executor="serial",
+                       retry_quarantined=retry_quarantined, audit=False, progress=False)
+    stats = {k: done.stats[k] for k in ("samples", "hits", "decoded", "quarantined")}
+    # one written file per batch: lets the caller check that it sees what the workers wrote
+    stats["probe"] = str(done.table["cache_file"].iloc[0]) if "cache_file" in done.table \
+        and len(done.table) else None
+    return stats
+
+
+def build_cache_dask(
+    table: Any,
+    pipeline: Any,
+    *,
+    cache: Any = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    client: Any = None,
+    files_per_task: int = 8,
+    retries: int = 2,
+    strict: bool = False,
+    retry_quarantined: bool = False,
+    audit: bool = True,
+    progress: bool = True,
+) -> Any:
+    """:func:`imaging_tl.data.prepare` with the decoding spread over a Dask cluster.
+
+    The files of ``table`` are cut into batches of ``files_per_task`` files (all frames of a
+    file in one batch); each batch is one task that runs ``prepare`` on its rows inside the
+    worker, writing the entries (and the quarantine records of bad files) into ``cache``.
+    The entries are therefore byte-identical to those of the local path. A task whose worker
+    dies or raises is retried (entries already written are hits then). Finally ``prepare``
+    runs here on the whole table: it decodes nothing, only collects the entries, so the
+    result is the one the local path returns (``Prepared.table`` in table order, the
+    quarantined files with their reasons, the leakage audit when ``table`` has splits).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A dataset table (``path``, optional ``frame``), e.g. from
+        :func:`imaging_tl.pipeline.load_inputs`. The workers open the paths as given.
+    pipeline : imaging_tl.stages.Pipeline, optional
+        The preprocessing (``None``: pixels as read). Sent to the workers (pickled).
+    cache : ArrayCache or path, optional
+        The cache; with ``scheduler``, a folder the workers and this process both see
+        (a shared file system).
+    workers, scheduler, client, retries
+        As for :func:`census_dask`.
+    files_per_task : int
+        Files per task: small enough to balance the load (files differ ~1000x in cost),
+        large enough to hide the per-task overhead.
+    strict : bool
+        Raise :class:`imaging_tl.data.BadFileError` naming the first bad file (after the
+        build: the other files are cached, the bad ones quarantined).
+    retry_quarantined : bool
+        Try files quarantined by an earlier build or run again.
+    audit : bool
+        Run the leakage audit when the table has a split column.
+    progress : bool
+        A progress bar on the terminal (stderr).
+
+    Returns
+    -------
+    imaging_tl.data.Prepared
+        ``stats`` counts the cluster's work: ``hits`` (already cached), ``decoded``,
+        ``quarantined``, ``seconds`` (whole build), plus ``tasks`` and ``files``.
+
+    Raises
+    ------
+    RuntimeError
+        The entries the workers wrote are not visible here (the cache is not on a file
+        system this process shares with the workers).
+
+    Examples
+    --------
+    >>> from imaging_tl.stages import Pipeline, Resize, ToRGB, Window
+    >>> pipe = Pipeline([Window("header"), Resize(224), ToRGB()])
+    >>> prepared = build_cache_dask(table, pipe, cache="/shared/cache",
+    ...                             workers=8)  # doctest: +SKIP
+    >>> print(prepared.summary())  # doctest: +SKIP
+    """
+    import time
+    from functools import partial
+
+    import pandas as pd
+
+    from imaging_tl.data.cache import ArrayCache
+    from imaging_tl.data.prepare import prepare
+
+    t0 = time.perf_counter()
+    if not isinstance(cache, ArrayCache):
+        cache = ArrayCache(cache)
+    if "path" not in table.columns:
+        raise ValueError("table: needs a 'path' column")
+    frames = table["frame"] if "frame" in table.columns else pd.Series([None] * len(table))
+    by_file: dict[str, list[int | None]] = {}
+    for path, frame in zip(table["path"], frames, strict=True):
+        fl = by_file.setdefault(str(path), [])
+        f = None if pd.isna(frame) else int(frame)
+        if f not in fl:
+            fl.append(f)
+    # paths as given (the entry metadata records them: byte-identical to the local path's);
+    # load_inputs gives absolute ones, which a cluster's workers can open
+    files = list(by_file.items())
+    batches = _batches(files, files_per_task)
+    fn = partial(_cache_batch, pipeline=pipeline, cache=cache,
+                 retry_quarantined=retry_quarantined)
+    ctx = contextlib.nullcontext(client) if client is not None else \
+        dask_client(workers, scheduler)
+    with ctx as client:
+        done = _run_batches(client, fn, batches, retries=retries, progress=progress,
+                            desc="cache build")
+    unseen = [d["probe"] for d in done if d["probe"] and not os.path.exists(d["probe"])]
+    if unseen:
+        raise RuntimeError(
+            f"{cache.root}: the workers wrote cache entries this process cannot see (e.g. "
+            f"{unseen[0]}); put the cache on a file system shared with the workers")
+    # Collect here: every entry is a hit and every bad file has its quarantine record, so
+    # this decodes nothing and gives the same Prepared as the local path.
+    prepared = prepare(table, pipeline, cache=cache, workers=1, executor="serial",
+                       strict=strict, audit=audit, progress=False)
+    prepared.stats.update(
+        hits=sum(d["hits"] for d in done), decoded=sum(d["decoded"] for d in done) +
+        prepared.stats["decoded"], seconds=time.perf_counter() - t0, tasks=len(batches),
+        files=len(files))
+    return prepared
