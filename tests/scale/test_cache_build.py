@@ -182,13 +182,15 @@ def test_cli_cache_build_on_workers_then_run_decodes_nothing(tiny_config_file, c
     assert len(list(cache.rglob("*.npy"))) == 24  # nothing new written
 
 
-def test_cli_cache_build_local_equals_dask(tiny_config_file, tmp_path, capsys):
+def test_cli_cache_build_local_equals_scheduler(tiny_config_file, tmp_path, capsys,
+                                                dask_cluster_client):
     from imaging_tl.cli import main
 
     args = ["cache", "build", str(tiny_config_file), "--quiet", "--set"]
     assert main([*args, f"cache_dir={tmp_path / 'local'}"]) == 0
     assert "0 from cache, 24 decoded" in capsys.readouterr().out
-    assert main([*args, f"cache_dir={tmp_path / 'dask'}", "--workers", "2",
+    address = dask_cluster_client.scheduler.address  # an existing cluster
+    assert main([*args, f"cache_dir={tmp_path / 'dask'}", "--scheduler", address,
                  "--files-per-task", "5"]) == 0
     assert tree(tmp_path / "local") == tree(tmp_path / "dask")
     assert main([*args, f"cache_dir={tmp_path / 'local'}"]) == 0

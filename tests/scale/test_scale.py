@@ -32,12 +32,13 @@ def archive(pydicom_test_dir, tmp_path_factory) -> Path:
     return root
 
 
-def test_census_on_two_workers_equals_the_plain_census(archive, tmp_path):
+def test_census_on_two_workers_equals_the_plain_census(archive, tmp_path,
+                                                        dask_cluster_client):
     from imaging_tl.io.census import run_census
 
     plain = run_census(archive, tmp_path / "plain.csv", progress=False)
-    dist = census_dask(archive, tmp_path / "dask.csv", workers=2, batch_size=3,
-                       progress=False)
+    dist = census_dask(archive, tmp_path / "dask.csv", client=dask_cluster_client,
+                       batch_size=3, progress=False)
     assert (tmp_path / "dask.csv").read_bytes() == (tmp_path / "plain.csv").read_bytes()
     assert dist.format().replace("dask.csv", "plain.csv") == plain.format()  # same lint
     df = pd.read_csv(tmp_path / "dask.csv")
@@ -45,7 +46,7 @@ def test_census_on_two_workers_equals_the_plain_census(archive, tmp_path):
     assert not list(tmp_path.glob("*.tmp*"))  # atomic: no temporary left behind
 
 
-def test_killed_worker_loses_and_duplicates_nothing(tmp_path):
+def test_killed_worker_loses_and_duplicates_nothing(tmp_path, dask_cluster_client):
     def die_once(batch: list[str], marker: str) -> list[str]:
         # (nested: pickled by value, the workers cannot import this test module)
         # the first attempt of the batch holding "b" kills its worker process outright
@@ -56,11 +57,11 @@ def test_killed_worker_loses_and_duplicates_nothing(tmp_path):
 
     items = list("abcdefghij")
     marker = str(tmp_path / "killed")
-    with dask_client(workers=2) as client:
-        out = map_batches(client, partial(die_once, marker=marker), items, batch_size=2,
-                          retries=2)
+    out = map_batches(dask_cluster_client, partial(die_once, marker=marker), items,
+                      batch_size=2, retries=2)
     assert os.path.exists(marker)  # a worker really died
     assert out == [f"row:{x}" for x in items]
+    dask_cluster_client.wait_for_workers(2, timeout=60)  # the nanny restarts it
 
 
 def test_cluster_arguments_are_checked():
@@ -96,6 +97,7 @@ def test_predict_on_two_workers_equals_predict_files(archive, tmp_path, monkeypa
     mp = tmp_path / "model.keras"
     save_transfer_model(model, mp, contract)
     one = predict_files(mp, [archive], engine="onnxruntime")
+    # its own cluster: the workers must inherit IMAGING_TL_CACHE_DIR (the engine export)
     two = predict_dask(mp, [archive], workers=2, engine="onnxruntime", files_per_task=3,
                        progress=False)
     assert list(two["path"]) == list(one["path"])
