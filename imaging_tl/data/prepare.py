@@ -126,6 +126,12 @@ _WORKER: dict[str, Any] = {}
 
 def _init_worker(pipeline: Callable | None, cache: ArrayCache, namespace: str) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # one process per core, not threads within
+    try:
+        import cv2  # Resize's backend: its own thread pool would oversubscribe the cores
+
+        cv2.setNumThreads(1)
+    except ImportError:
+        pass
     _WORKER.update(pipeline=pipeline, cache=cache, namespace=namespace)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -119,6 +120,57 @@ def _check_range(prepared: Prepared, table: pd.DataFrame, n: int = 4) -> None:
             )
 
 
+def _grey_to_channels(images: tf.Tensor, channels: int) -> tf.Tensor:
+    """``(B, H, W, 1) -> (B, H, W, channels)``, each channel an exact copy.
+
+    An outer product with a row of ones: measured 2x faster than ``tf.broadcast_to`` or
+    ``tf.tile`` on CPU (and exact: one product by 1.0, nothing added).
+    """
+    flat = tf.matmul(tf.reshape(images, [-1, 1]), tf.ones([1, channels], images.dtype))
+    return tf.reshape(flat, tf.concat([tf.shape(images)[:-1], [channels]], 0))
+
+
+class _BatchReader:
+    """``reader(indices) -> (B, *stored_shape)`` float32: reads cached arrays into one buffer.
+
+    Each row's data is read with one ``pread`` at its known offset (the ``.npy`` header is
+    skipped, nothing is parsed), so memory stays at one batch whatever the dataset size (no
+    memory map: mapped pages would count in the process's RSS). Rows whose grey image is
+    stored once are kept one-channel when all rows are (the caller broadcasts at the end),
+    and broadcast here otherwise.
+    """
+
+    def __init__(self, table: pd.DataFrame, shape: tuple[int, ...]) -> None:
+        self.files = table["cache_file"].to_numpy(str)
+        self.offsets = table["offset"].to_numpy(np.int64)
+        tiled = table["tiled"].to_numpy(np.int64) if "tiled" in table else np.zeros(len(table))
+        self.tiled = tiled > 0
+        self.shape = tuple(shape)
+        self.stored_shape = (*shape[:-1], 1) if len(shape) == 3 and self.tiled.all() else shape
+        self.item = int(np.prod(self.stored_shape)) * 4
+
+    def __call__(self, idx: np.ndarray) -> np.ndarray:
+        out = np.empty((len(idx), *self.stored_shape), np.float32)
+        for j, i in enumerate(idx.tolist()):
+            if self.stored_shape == self.shape and self.tiled[i]:
+                grey = np.empty((*self.shape[:-1], 1), np.float32)
+                self._read(i, grey)
+                out[j] = grey
+            else:
+                self._read(i, out[j])
+        return out
+
+    def _read(self, i: int, dest: np.ndarray) -> None:
+        fd = os.open(self.files[i], os.O_RDONLY)
+        try:
+            got = os.preadv(fd, [dest.reshape(-1).view(np.uint8)], int(self.offsets[i]))
+        finally:
+            os.close(fd)
+        if got != dest.nbytes:
+            raise OSError(f"{self.files[i]}: cache entry truncated ({got} of {dest.nbytes} "
+                          "bytes); run prepare() again to rebuild it")
+
+
 def make_dataset(
     prepared: Prepared,
     *,
@@ -217,8 +269,7 @@ def make_dataset(
         _check_range(prepared, table)
 
     n = len(table)
-    files = tf.constant(table["cache_file"].to_numpy(str))
-    offsets = tf.constant(table["offset"].to_numpy(np.int64) // 4)
+    reader = _BatchReader(table, shape)
     extra: list[tf.Tensor] = []
     y = None
     task = "unlabelled"
@@ -260,18 +311,20 @@ def make_dataset(
     if repeat:
         order = order.repeat()
 
-    def read(i: tf.Tensor):
-        flat = tf.io.decode_raw(tf.io.read_file(tf.gather(files, i)), tf.float32)
-        image = flat[tf.gather(offsets, i):]
-        if len(shape) == 3:
-            # One stored channel (grey repeated to RGB) or all of them: broadcast either way.
-            image = tf.broadcast_to(tf.reshape(image, [shape[0], shape[1], -1]), shape)
-        else:
-            image = tf.reshape(image, shape)
-        return (image, *(tf.gather(t, i) for t in extra))
+    # One Python call per *batch* reads the batch's arrays straight into one buffer (a
+    # per-element map costs more in tf.data overhead than the read itself); grey stored once
+    # stays one channel until the last op, which broadcasts it to RGB.
+    stored = reader.stored_shape
 
-    ds = order.map(read, num_parallel_calls=parallel_reads or tf.data.AUTOTUNE,
-                   deterministic=True)
+    def read(idx: tf.Tensor):
+        raw = tf.numpy_function(reader, [idx], tf.float32, stateful=False)
+        images = tf.ensure_shape(raw, [None, *stored])
+        if stored != shape:
+            images = _grey_to_channels(images, shape[-1])
+        return (images, *(tf.gather(t, idx) for t in extra))
+
+    ds = order.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(read, num_parallel_calls=parallel_reads or tf.data.AUTOTUNE, deterministic=True)
     if resolve_augment(augment) is not None:
         # One seed per element from a seeded stream, and one copy of the transform per
         # thread (a transform's random state is not thread-safe): the result does not depend
@@ -289,8 +342,8 @@ def make_dataset(
             out = tf.numpy_function(apply, [elem[0], s], tf.float32, stateful=False)
             return (tf.ensure_shape(out, shape), *elem[1:])
 
-        ds = tf.data.Dataset.zip(ds, seeds).map(
+        ds = tf.data.Dataset.zip(ds.unbatch(), seeds).map(
             aug, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(lambda *e: e if len(e) > 1 else e[0])
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     return ds.prefetch(prefetch)
