@@ -143,12 +143,25 @@ class PhaseConfig(_Section):
 
 
 class TrainConfig(_Section):
-    """Batching, class weights, feature caching and the phases (default: from the backbone)."""
+    """Batching, class weights, feature caching, devices and the phases.
+
+    ``batch_size`` is the batch of ONE replica (device). With ``distribute`` over N replicas
+    (GPUs, or GPUs x workers) the global batch is ``batch_size x N`` and every phase's
+    learning rate is scaled by ``scale_learning_rate``: ``linear`` multiplies it by N
+    (Goyal et al. 2017; add ``warmup_epochs`` for large N), ``sqrt`` by sqrt(N), ``none``
+    keeps it. On one device nothing changes. ``distribute``: ``auto`` is ``mirrored`` when
+    several GPUs are visible, ``multi_worker`` when ``TF_CONFIG`` names several workers,
+    else ``none``. ``mixed_precision``: ``auto`` is ``mixed_float16`` on a GPU, ``none``
+    on CPU; the head output stays float32 and float16 gets loss scaling.
+    """
 
     batch_size: int = Field(32, ge=1)
     class_weights: Literal["balanced", "none"] = "balanced"
     feature_cache: Literal["auto", "off"] = "auto"
     monitor: str | None = None
+    distribute: Literal["auto", "none", "mirrored", "multi_worker"] = "auto"
+    mixed_precision: Literal["none", "mixed_float16", "mixed_bfloat16", "auto"] = "none"
+    scale_learning_rate: Literal["linear", "sqrt", "none"] = "linear"
     phases: list[PhaseConfig] | None = Field(None, min_length=1)
 
 

@@ -16,14 +16,18 @@ Modes (``train.distribute``):
 - ``auto``: ``mirrored`` when several GPUs are visible, ``multi_worker`` when ``TF_CONFIG``
   names more than one worker, else ``none``.
 
-Batch size and learning rate: ``batch_size`` is the GLOBAL batch (split over the replicas),
-so a run gives the same updates whatever the number of devices. To use more devices for a
-bigger batch, scale it yourself and scale the learning rate with it
-(:func:`scale_learning_rate`: linear rule of Goyal et al. 2017, or square root).
+Batch size and learning rate (:func:`plan_distribution`, used by ``imaging-tl run``): the
+configured ``train.batch_size`` is the batch of ONE replica; the global batch is that times
+the number of replicas (devices x workers), and each phase's learning rate is scaled by
+``train.scale_learning_rate`` (:func:`scale_learning_rate`: ``linear``, the rule of Goyal
+et al. 2017, by default; ``sqrt``; or ``none``). One device: nothing changes. The functions
+that train (:func:`fit_distributed`, :func:`imaging_tl.train.train`) take the GLOBAL batch.
 
-Mixed precision (:func:`set_mixed_precision`): ``mixed_float16`` on GPUs,
-``mixed_bfloat16`` on CPUs/TPUs that support it; the transfer model's head output is
-float32 in every policy (``dtype="float32"`` on ``head_output``), so losses and
+Mixed precision (:func:`set_mixed_precision`): ``mixed_float16`` on GPUs (with loss
+scaling: :func:`imaging_tl.train.train` wraps the optimiser in Keras'
+``LossScaleOptimizer``), ``mixed_bfloat16`` on CPUs/TPUs that support it; ``auto`` picks
+``mixed_float16`` on a GPU and ``none`` (float32) on CPU. The transfer model's head output
+is float32 in every policy (``dtype="float32"`` on ``head_output``), so losses and
 probabilities keep full precision.
 
 Examples
@@ -47,8 +51,9 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "MODES", "PRECISIONS", "ClusterInfo", "cluster_info", "fit_distributed", "make_strategy",
-    "resolve_mode", "scale_learning_rate", "set_mixed_precision",
+    "MODES", "PRECISIONS", "ClusterInfo", "DistributionPlan", "cluster_info", "fit_distributed",
+    "make_strategy", "plan_distribution", "resolve_mode", "resolve_precision",
+    "scale_learning_rate", "set_mixed_precision",
 ]
 
 MODES = ("none", "mirrored", "multi_worker")
@@ -139,7 +144,8 @@ def make_strategy(mode: str = "auto", *, devices: list[str] | None = None) -> An
     ----------
     mode : {"auto", "none", "mirrored", "multi_worker"}
     devices : list of str, optional
-        Devices of a mirrored strategy (default: all local GPUs, else the CPU).
+        Devices of a mirrored strategy (default: all local GPUs, else all logical CPU
+        devices, normally one).
 
     Examples
     --------
@@ -152,6 +158,9 @@ def make_strategy(mode: str = "auto", *, devices: list[str] | None = None) -> An
     if mode == "none":
         return tf.distribute.get_strategy()
     if mode == "mirrored":
+        if devices is None and not tf.config.list_physical_devices("GPU"):
+            # no GPU: every logical CPU device (several only where a user configured them)
+            devices = [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices=devices)
     info = cluster_info()
     if info.n_workers < 1:
@@ -183,11 +192,31 @@ def scale_learning_rate(base_lr: float, global_batch: int, base_batch: int,
     raise ValueError(f"rule={rule!r}: choose linear, sqrt or none")
 
 
+def resolve_precision(policy: str = "none") -> str:
+    """A Keras policy name for ``train.mixed_precision``: ``none`` -> ``float32``, ``auto`` ->
+    ``mixed_float16`` when a GPU is visible, else ``float32``.
+
+    Examples
+    --------
+    >>> resolve_precision("none"), resolve_precision("mixed_bfloat16")
+    ('float32', 'mixed_bfloat16')
+    """
+    if policy == "none":
+        return "float32"
+    if policy == "auto":
+        return "mixed_float16" if _n_gpus() > 0 else "float32"
+    if policy not in PRECISIONS:
+        raise ValueError(f"mixed_precision={policy!r}: choose none, auto, "
+                         f"{', '.join(PRECISIONS[1:])}")
+    return policy
+
+
 def set_mixed_precision(policy: str = "float32") -> str:
     """Set Keras' global dtype policy; returns the policy now in force.
 
     ``mixed_float16`` needs a GPU (on CPU it runs, slowly, so it is refused);
-    ``mixed_bfloat16`` works on CPUs and TPUs. Build the model AFTER this call.
+    ``mixed_bfloat16`` works on CPUs and TPUs. ``none`` and ``auto`` as in
+    :func:`resolve_precision`. Build the model AFTER this call.
 
     Examples
     --------
@@ -196,6 +225,8 @@ def set_mixed_precision(policy: str = "float32") -> str:
     """
     import keras
 
+    if policy in ("none", "auto"):
+        policy = resolve_precision(policy)
     if policy not in PRECISIONS:
         raise ValueError(f"mixed_precision={policy!r}: choose {', '.join(PRECISIONS)}")
     if policy == "mixed_float16" and _n_gpus() == 0:
@@ -203,6 +234,108 @@ def set_mixed_precision(policy: str = "float32") -> str:
                          "mixed_bfloat16 on CPU")
     keras.mixed_precision.set_global_policy(policy)
     return keras.mixed_precision.global_policy().name
+
+
+@dataclass(frozen=True)
+class DistributionPlan:
+    """How one run trains: strategy, replicas, batches, learning-rate factor, precision.
+
+    Attributes
+    ----------
+    mode : {"none", "mirrored", "multi_worker"}
+    strategy : tf.distribute.Strategy
+    replicas : int
+        Replicas in sync over all workers.
+    workers : int
+    is_chief : bool
+        Whether this process writes the run directory.
+    task_index : int
+    per_replica_batch, global_batch : int
+    lr_rule : {"linear", "sqrt", "none"}
+    lr_factor : float
+        Every phase's learning rate is multiplied by this.
+    precision : str
+        Keras dtype policy (``float32``, ``mixed_float16``, ``mixed_bfloat16``).
+
+    Examples
+    --------
+    >>> p = plan_distribution("none", per_replica_batch=8)
+    >>> p.global_batch, p.lr_factor, p.is_chief
+    (8, 1.0, True)
+    """
+
+    mode: str
+    strategy: Any
+    replicas: int
+    workers: int
+    is_chief: bool
+    task_index: int
+    per_replica_batch: int
+    global_batch: int
+    lr_rule: str
+    lr_factor: float
+    precision: str
+
+    @property
+    def distributed(self) -> bool:
+        """True under a strategy other than TensorFlow's default (one device)."""
+        return self.mode != "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``run.json`` (the strategy by its class name)."""
+        return {"mode": self.mode, "strategy": type(self.strategy).__name__,
+                "replicas": self.replicas, "workers": self.workers,
+                "task_index": self.task_index, "per_replica_batch": self.per_replica_batch,
+                "global_batch": self.global_batch, "learning_rate_rule": self.lr_rule,
+                "learning_rate_factor": self.lr_factor, "mixed_precision": self.precision}
+
+    def describe(self) -> str:
+        """One log line: the rule applied and its numbers."""
+        where = f"{self.replicas} replica(s)" + (f" on {self.workers} workers"
+                                                 if self.workers > 1 else "")
+        return (f"training: {self.mode} ({type(self.strategy).__name__}), {where}; batch "
+                f"{self.per_replica_batch} per replica x {self.replicas} = global batch "
+                f"{self.global_batch}; learning rates x {self.lr_factor:g} ({self.lr_rule} "
+                f"rule); precision {self.precision}")
+
+
+def plan_distribution(mode: str = "auto", *, per_replica_batch: int = 32,
+                      lr_rule: str = "linear", precision: str = "none",
+                      devices: list[str] | None = None) -> DistributionPlan:
+    """Create the strategy and apply the batch / learning-rate rule (see the module notes).
+
+    Call it before the model is built (``multi_worker``: before any other TensorFlow
+    work). The precision is resolved here, not set: set it with :func:`set_mixed_precision`
+    just before building the model.
+
+    Raises
+    ------
+    ValueError
+        An unknown mode, rule or precision, or ``multi_worker`` without a ``TF_CONFIG``
+        cluster.
+
+    Examples
+    --------
+    >>> plan_distribution("none", per_replica_batch=16, lr_rule="none").describe()[:24]
+    'training: none (_Default'
+    """
+    if lr_rule not in ("linear", "sqrt", "none"):
+        raise ValueError(f"scale_learning_rate={lr_rule!r}: choose linear, sqrt or none")
+    if per_replica_batch < 1:
+        raise ValueError(f"batch_size must be >= 1, got {per_replica_batch}")
+    resolved = resolve_mode(mode)
+    policy = resolve_precision(precision)
+    if resolved == "multi_worker" and not os.environ.get("TF_CONFIG", "").strip():
+        raise ValueError("train.distribute=multi_worker needs the TF_CONFIG environment "
+                         "variable with a cluster of workers (see imaging_tl.distribute)")
+    strategy = make_strategy(resolved, devices=devices)
+    replicas = int(strategy.num_replicas_in_sync)
+    info = cluster_info() if resolved == "multi_worker" else ClusterInfo("worker", 0, 1, True)
+    global_batch = per_replica_batch * replicas
+    factor = scale_learning_rate(1.0, global_batch, per_replica_batch, lr_rule)
+    return DistributionPlan(resolved, strategy, replicas, max(info.n_workers, 1),
+                            info.is_chief, info.task_index, per_replica_batch, global_batch,
+                            lr_rule, float(factor), policy)
 
 
 def fit_distributed(

@@ -165,6 +165,7 @@ class RunResult:
     class_names: list[str] = field(default_factory=list)
     split_counts: dict[str, int] = field(default_factory=dict)
     resumed_from: dict[str, Any] | None = None
+    role: str = "chief"
 
     def headline(self) -> tuple[str, float | None, list | None]:
         """The main test metric: ``(name, value, 95% CI)``."""
@@ -180,6 +181,9 @@ class RunResult:
 
     def summary(self) -> str:
         """One screen: data, splits, the test metric with its CI, where the report is."""
+        if self.role != "chief":
+            return (f"{self.role}: training done as part of a multi-worker cluster; the chief "
+                    "(worker 0) evaluates and writes the run directory")
         name, value, ci = self.headline()
         lines = [f"run {self.run_dir.name}: {self.task} task, classes "
                  f"{', '.join(self.class_names)}"]
@@ -444,10 +448,11 @@ def _gradcam(model: Any, x: np.ndarray, y: np.ndarray, p: np.ndarray, task: str,
 # The run
 
 
-def _phase(p: Any) -> Any:
+def _phase(p: Any, lr_factor: float = 1.0) -> Any:
     from imaging_tl.train import Phase
 
-    return Phase(name=p.name, epochs=p.epochs, learning_rate=p.learning_rate, freeze=p.freeze,
+    return Phase(name=p.name, epochs=p.epochs, learning_rate=p.learning_rate * lr_factor,
+                 freeze=p.freeze,
                  schedule=p.schedule, warmup_epochs=p.warmup_epochs, patience=p.patience,
                  optimizer=p.optimizer, weight_decay=p.weight_decay,
                  train_batchnorm=p.train_batchnorm)
@@ -519,20 +524,16 @@ def run(
     >>> print(result.summary())  # doctest: +SKIP
     """
     log = _Log(verbose, progress)
-    durations: dict[str, float] = {}
-    t_step = time.perf_counter()
-
-    def done(step: str) -> None:
-        nonlocal t_step
-        durations[step] = round(time.perf_counter() - t_step, 3)
-        t_step = time.perf_counter()
-
     # -- configuration and run directory
     if resume is not None:
         run_dir = Path(resume)
         stored = run_dir / "config.yaml"
         if not stored.is_file():
-            raise InputError(f"--resume {run_dir}: no config.yaml there (not a run directory)")
+            hint = ("; resuming a multi-worker run needs the chief's run directory at the "
+                    "same path on every worker (a shared filesystem)"
+                    if os.environ.get("TF_CONFIG") else "")
+            raise InputError(f"--resume {run_dir}: no config.yaml there (not a run "
+                             f"directory){hint}")
         if (run_dir / "run.json").is_file():
             raise InputError(f"--resume {run_dir}: this run has finished (run.json is written); "
                              "start a new run to train again")
@@ -548,10 +549,83 @@ def run(
         # a RunConfig built by hand is resolved too (backbone defaults, final stages)
         raw = config.to_dict() if isinstance(config, RunConfig) else config
         cfg = load_config(raw, list(overrides or []))
-        run_dir = _new_run_dir(cfg, out)
-    log(f"run directory {run_dir}")
+        run_dir = None
+    # the strategy first: MultiWorkerMirroredStrategy must exist before other TF work
+    plan = _plan(cfg)
+    where, scratch = _run_location(cfg, out, run_dir, plan.is_chief, plan.task_index)
+    try:
+        return _run_in(cfg, where, plan, log, resume_from=run_dir, verbose=verbose,
+                       callbacks=callbacks)
+    finally:
+        if scratch:
+            shutil.rmtree(where, ignore_errors=True)
+
+
+def _run_location(cfg: RunConfig, out: str | os.PathLike | None, resume_dir: Path | None,
+                  is_chief: bool, task_index: int) -> tuple[Path, bool]:
+    """Where this process writes, and whether that is a scratch folder to delete.
+
+    The standard TF pattern: only the chief writes the run directory (``out``, the resumed
+    one, or a new ``<output>/<name>-<timestamp>``); every other worker writes into a new
+    scratch folder and never touches the chief's.
+    """
+    if not is_chief:
+        return Path(tempfile.mkdtemp(prefix=f"imaging_tl-worker{task_index}-")), True
+    if resume_dir is not None:
+        return resume_dir, False
+    return _new_run_dir(cfg, out), False
+
+
+def _plan(cfg: RunConfig) -> Any:
+    """The distribution plan of a configuration (configuration errors as ConfigError)."""
+    from imaging_tl.distribute import _n_gpus, plan_distribution
+
+    t = cfg.train
+    if t.mixed_precision == "mixed_float16" and _n_gpus() == 0:
+        raise ConfigError(["train.mixed_precision: 'mixed_float16' needs a GPU and none is "
+                           "visible; use 'mixed_bfloat16' on CPU, or 'auto'"])
+    try:
+        return plan_distribution(t.distribute, per_replica_batch=t.batch_size,
+                                 lr_rule=t.scale_learning_rate, precision=t.mixed_precision)
+    except ValueError as exc:
+        raise ConfigError([f"train.distribute: {exc}"]) from None
+
+
+def _check_plan(plan: Any, ck_root: Path, resuming: bool, log: _Log) -> None:
+    """Record the plan beside the checkpoints; on resume, say if the devices changed."""
+    record = ck_root / "distribute.json"
+    if resuming and record.is_file():
+        was = json.loads(record.read_text())
+        if was.get("global_batch") != plan.global_batch:
+            log(f"note: the interrupted run trained with global batch {was.get('global_batch')} "
+                f"on {was.get('replicas')} replica(s); it continues with {plan.global_batch} on "
+                f"{plan.replicas} (learning rates x {plan.lr_factor:g})")
+    ck_root.mkdir(parents=True, exist_ok=True)
+    _atomic_json(record, plan.to_dict())
+
+
+def _run_in(cfg: RunConfig, run_dir: Path, plan: Any, log: _Log, *,
+            resume_from: Path | None, verbose: bool,
+            callbacks: Sequence[Any] | None) -> RunResult:
+    """The run proper, writing into ``run_dir`` (a scratch folder on non-chief workers)."""
+    durations: dict[str, float] = {}
+    t_step = time.perf_counter()
+
+    def done(step: str) -> None:
+        nonlocal t_step
+        durations[step] = round(time.perf_counter() - t_step, 3)
+        t_step = time.perf_counter()
+
+    resume = resume_from
+    if not plan.is_chief and resume_from is not None:
+        # resume from the chief's checkpoints (read only), into this worker's scratch copy
+        if (resume_from / "checkpoints").is_dir():
+            shutil.copytree(resume_from / "checkpoints", run_dir / "checkpoints")
+    log(f"run directory {run_dir}" if plan.is_chief else
+        f"worker {plan.task_index}: scratch folder {run_dir} (the chief writes the run)")
+    log(plan.describe())
     paths: dict[str, Path] = {"run_dir": run_dir}
-    if resume is None:
+    if resume is None or not plan.is_chief:
         paths["config"] = write_text(run_dir / "config.yaml", cfg.to_yaml())
     else:
         paths["config"] = run_dir / "config.yaml"
@@ -626,9 +700,21 @@ def run(
     weights = None if cfg.model.weights in (None, "none") else cfg.model.weights
     log(f"model: {cfg.model.backbone} ({'ImageNet' if weights == 'imagenet' else weights}) at "
         f"{shape[0]} px, head {cfg.model.head.model_dump()}")
-    model = build_transfer_model(
-        cfg.model.backbone, task, classes, freeze=phases[0].freeze,
-        head=cfg.model.head.model_dump(), weights=weights, input_size=shape[0], seed=cfg.seed)
+    from imaging_tl.distribute import set_mixed_precision
+
+    before = keras.mixed_precision.global_policy()
+    try:
+        # the policy only while the layers are built: they keep it, the process does not
+        set_mixed_precision(plan.precision)
+        with plan.strategy.scope():
+            model = build_transfer_model(
+                cfg.model.backbone, task, classes, freeze=phases[0].freeze,
+                head=cfg.model.head.model_dump(), weights=weights, input_size=shape[0],
+                seed=cfg.seed)
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+    ck_root = run_dir / "checkpoints"
+    _check_plan(plan, ck_root, resume is not None, log)
     done("build")
     cw = "balanced" if cfg.train.class_weights == "balanced" and task != "multilabel" else None
     augmenter = None
@@ -640,7 +726,6 @@ def run(
     history_rows: list[dict[str, Any]] = []
     best: list[dict[str, Any]] = []
     resumed_from = None
-    ck_root = run_dir / "checkpoints"
     for i, pc in enumerate(phases):
         ckdir = ck_root / f"phase{i}-{pc.name}"
         state_file = ckdir / "state.json"
@@ -658,7 +743,7 @@ def run(
         else:
             from imaging_tl.data.tfdata import make_dataset
 
-            train_data = make_dataset(prepared, split="train", batch_size=cfg.train.batch_size,
+            train_data = make_dataset(prepared, split="train", batch_size=plan.global_batch,
                                       seed=cfg.seed + i, augment=augmenter, class_weight=cw,
                                       classes=classes if task != "multilabel" else None)
             class_weight = None
@@ -667,12 +752,14 @@ def run(
             with warnings.catch_warnings():
                 # Keras' note that a tf.data input is not reshuffled: ours is, with its seed
                 warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed")
-                res = train_model(model, train_data, (x_va, y_va), phases=[_phase(pc)],
-                                  batch_size=cfg.train.batch_size,
+                res = train_model(model, train_data, (x_va, y_va),
+                                  phases=[_phase(pc, plan.lr_factor)],
+                                  batch_size=plan.global_batch,
                                   class_weight=class_weight, monitor=cfg.train.monitor,
                                   seed=cfg.seed + i, cache_features=cached,
                                   checkpoint_dir=ckdir, resume=state is not None,
-                                  callbacks=cbs)
+                                  callbacks=cbs,
+                                  strategy=plan.strategy if plan.distributed else None)
         except KeyboardInterrupt:
             log(f"interrupted in phase {i + 1} ({pc.name}); continue from the last completed "
                 f"epoch with: imaging-tl run --resume {run_dir}")
@@ -683,6 +770,21 @@ def run(
     history = pd.DataFrame(history_rows)
     paths["history"] = write_csv(run_dir / "history.csv", history)
     done("train")
+    if not plan.is_chief:
+        log(f"worker {plan.task_index}: training done; the chief evaluates and writes the run")
+        keras.backend.clear_session(free_memory=False)
+        return RunResult(run_dir, cfg, {}, {}, durations, prepared.quarantined, task, classes,
+                         counts, resumed_from, role=f"worker {plan.task_index}")
+    if plan.distributed or plan.precision != "float32":
+        # evaluation, saving and exports on a plain float32 copy: no distributed variables,
+        # and a saved model that runs anywhere (mixed precision was for training speed)
+        plain = build_transfer_model(
+            cfg.model.backbone, task, classes, freeze=phases[-1].freeze,
+            head=cfg.model.head.model_dump(), weights=None, input_size=shape[0],
+            seed=cfg.seed)
+        for dst, src in zip(plain.weights, model.weights, strict=True):
+            dst.assign(np.asarray(src.numpy(), dtype=dst.dtype))
+        model = plain
 
     # -- evaluation: threshold and calibration chosen on validation, measured on test
     from imaging_tl.evaluate import evaluate
@@ -785,6 +887,8 @@ def run(
         "quarantined": prepared.quarantined.astype({"frame": object}).where(
             prepared.quarantined.notna(), None).to_dict("records"),
         "best_epochs": best, "resumed_from": resumed_from,
+        "distribute": {**plan.to_dict(), "phase_learning_rates": [
+            pc.learning_rate * plan.lr_factor for pc in phases]},
         "versions": _versions(), "machine": _machine(), "durations_s": durations,
     }
     from imaging_tl.report import write_report

@@ -25,6 +25,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -208,30 +209,155 @@ def compile_for_task(model: keras.Model, task: str, optimizer: keras.optimizers.
     ...                          input_size=32)
     >>> compile_for_task(m, "binary", keras.optimizers.Adam())
     """
-    if task == "binary":
-        loss: Any = keras.losses.BinaryCrossentropy()
-        metrics: list[Any] = [keras.metrics.BinaryAccuracy(name="accuracy"),
-                              keras.metrics.AUC(name="auc")]
-    elif task == "multiclass":
-        if multiclass_sparse:
-            loss = keras.losses.SparseCategoricalCrossentropy()
-            metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-        else:
-            loss = keras.losses.CategoricalCrossentropy()
-            metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
-    elif task == "multilabel":
-        loss, metrics = MaskedBinaryCrossentropy(), []
-    else:
-        raise ValueError(f"task={task!r}")
+    loss, metrics = _loss_and_metrics(task, multiclass_sparse)
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=False)
 
 
-def _optimizer(phase: Phase) -> keras.optimizers.Optimizer:
+def _loss_and_metrics(task: str, sparse: bool = True,
+                      per_sample: bool = False) -> tuple[Any, list[Any]]:
+    """Fresh loss and metric objects of a task (``per_sample``: the loss is not reduced)."""
+    kw: dict[str, Any] = {"reduction": None} if per_sample else {}
+    if task == "binary":
+        loss: Any = keras.losses.BinaryCrossentropy(**kw)
+        metrics: list[Any] = [keras.metrics.BinaryAccuracy(name="accuracy"),
+                              keras.metrics.AUC(name="auc")]
+    elif task == "multiclass":
+        if sparse:
+            loss = keras.losses.SparseCategoricalCrossentropy(**kw)
+            metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        else:
+            loss = keras.losses.CategoricalCrossentropy(**kw)
+            metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    elif task == "multilabel":
+        loss, metrics = MaskedBinaryCrossentropy(**kw), []
+    else:
+        raise ValueError(f"task={task!r}")
+    return loss, metrics
+
+
+def _optimizer(phase: Phase, loss_scale: bool = False) -> keras.optimizers.Optimizer:
     kw: dict[str, Any] = {"learning_rate": phase.lr_at(0)}
     if phase.weight_decay:
         kw["weight_decay"] = phase.weight_decay
-    return {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
-            "rmsprop": keras.optimizers.RMSprop}[phase.optimizer](**kw)
+    opt = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
+           "rmsprop": keras.optimizers.RMSprop}[phase.optimizer](**kw)
+    # float16 gradients underflow without dynamic loss scaling; explicit here because the
+    # cached-feature head model is built under the float32 policy
+    return keras.optimizers.LossScaleOptimizer(opt) if loss_scale else opt
+
+
+def _uses_float16(model: keras.Model) -> bool:
+    return any(getattr(getattr(layer, "dtype_policy", None), "name", "") == "mixed_float16"
+               for layer in model.layers)
+
+
+def _distributed_fit(fit_model: keras.Model, strategy: Any, data: Any, val: Any, *,
+                     first: int, epochs: int, steps: int | None, task: str, sparse: bool,
+                     callbacks: list[keras.callbacks.Callback]) -> None:
+    """``fit`` for a ``tf.distribute`` strategy: one custom step for every strategy.
+
+    Keras 3.15's ``fit`` fails under ``MultiWorkerMirroredStrategy`` (it reduces scalar
+    logs along axis 0); this loop works under it and under ``MirroredStrategy`` alike.
+    ``data`` yields GLOBAL batches; each replica's loss is its share of the global mean
+    (the sum over its samples / the global count, so uneven last batches weigh right) and
+    the optimiser sums the gradients over the replicas: the same updates as one device.
+    Training metrics see the gathered global batch, validation runs on every worker on its
+    own (no collectives), so every worker takes the same early-stopping decision.
+    """
+    loss_obj, train_metrics = _loss_and_metrics(task, sparse, per_sample=True)
+    opt = fit_model.optimizer
+    variables = fit_model.trainable_variables
+    with strategy.scope():
+        opt.build(variables)
+    if not isinstance(data, tf.data.Dataset):
+        first_batch = next(iter(data))
+        spec = tuple(tf.TensorSpec((None, *np.shape(a)[1:]), tf.as_dtype(np.asarray(a).dtype))
+                     for a in first_batch)
+        rest = data
+
+        def again():
+            yield first_batch
+            yield from rest
+
+        data = tf.data.Dataset.from_generator(again, output_signature=spec)
+    opts = tf.data.Options()
+    # every worker builds the same seeded batches; each keeps its replicas' share
+    opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dist = strategy.experimental_distribute_dataset(data.with_options(opts))
+    n_replicas = strategy.num_replicas_in_sync
+
+    def replica_step(batch):
+        x, y = batch[0], batch[1]
+        w = batch[2] if len(batch) > 2 else None
+        n = tf.distribute.get_replica_context().all_reduce(
+            "SUM", tf.cast(tf.shape(x)[0], tf.float32))
+        with tf.GradientTape() as tape:
+            pred = fit_model(x, training=True)
+            loss = tf.reduce_sum(loss_obj(y, pred, sample_weight=w)) / tf.maximum(n, 1.0)
+            if fit_model.losses:
+                loss += tf.add_n(fit_model.losses) / n_replicas
+            scaled = opt.scale_loss(loss)
+        grads = tape.gradient(scaled, variables)
+        opt.apply_gradients(zip(grads, variables, strict=True))
+        return loss, y, pred
+
+    @tf.function(reduce_retracing=True)
+    def train_step(batch):
+        loss, y, pred = strategy.run(replica_step, args=(batch,))
+        return (strategy.reduce("SUM", loss, axis=None), strategy.gather(y, axis=0),
+                strategy.gather(pred, axis=0))
+
+    def eval_fn(xb, yb):
+        # the loss inside the same graph as the output, as Keras does: a sigmoid/softmax
+        # output keeps its logits there, so the loss is not clipped at 1e-7
+        pred = fit_model(xb, training=False)
+        return pred, val_loss_obj(yb, pred)
+
+    val_loss_obj = _loss_and_metrics(task, sparse, per_sample=True)[0]
+    evaluate_step = tf.function(eval_fn, reduce_retracing=True)
+    cbs = keras.callbacks.CallbackList(callbacks, model=fit_model)
+    fit_model.stop_training = False
+    it = iter(dist) if steps is not None else None
+    cbs.on_train_begin()
+    for epoch in range(first, epochs):
+        cbs.on_epoch_begin(epoch)
+        for m in train_metrics:
+            m.reset_state()
+        total, count = 0.0, 0
+        for batch in ((next(it) for _ in range(steps)) if it is not None else dist):
+            loss, y, pred = train_step(tuple(batch))
+            k = int(tf.shape(y)[0])
+            total, count = total + float(loss) * k, count + k
+            for m in train_metrics:
+                m.update_state(y, pred)
+        logs = {"loss": total / max(count, 1)}
+        logs |= {m.name: float(m.result()) for m in train_metrics}
+        if val is not None:
+            logs |= _local_evaluate(evaluate_step, val, task, sparse)
+        cbs.on_epoch_end(epoch, logs)
+        if fit_model.stop_training:
+            break
+    cbs.on_train_end()
+
+
+def _local_evaluate(evaluate_step: Any, val: Any, task: str,
+                    sparse: bool) -> dict[str, float]:
+    """``val_*`` logs of one process (Keras' names: loss as the mean per-sample loss)."""
+    metrics = _loss_and_metrics(task, sparse)[1]
+    if isinstance(val, tf.data.Dataset):
+        batches: Any = ((b[0], b[1]) for b in val)
+    else:
+        x, y = val
+        batches = ((x[i:i + 256], y[i:i + 256]) for i in range(0, len(y), 256))
+    total, count = 0.0, 0
+    for xb, yb in batches:
+        pred, per = evaluate_step(tf.convert_to_tensor(xb, tf.float32),
+                                  tf.convert_to_tensor(yb))
+        total, count = total + float(tf.reduce_sum(per)), count + int(tf.shape(per)[0])
+        for m in metrics:
+            m.update_state(yb, pred)
+    return {"val_loss": total / max(count, 1)} | {f"val_{m.name}": float(m.result())
+                                                  for m in metrics}
 
 
 def _feature_fn(model: keras.Model):
@@ -504,6 +630,7 @@ def train(
     resume: bool = False,
     callbacks: list[keras.callbacks.Callback] | None = None,
     verbose: int = 0,
+    strategy: Any = None,
 ) -> TrainResult:
     """Train a transfer model phase by phase and return the per-epoch history.
 
@@ -518,7 +645,7 @@ def train(
     phases : list of Phase, optional
         Default :func:`default_phases` for the model's backbone.
     batch_size : int
-        For array inputs.
+        For array inputs: the GLOBAL batch (over all replicas of ``strategy``).
     class_weight : dict, "balanced" or None
         Per-class loss weights for binary / multiclass tasks.
     monitor : str, optional
@@ -546,6 +673,11 @@ def train(
         Extra callbacks for every phase (run after the checkpoint of each epoch is written).
     verbose : int
         Passed to ``model.fit``.
+    strategy : tf.distribute.Strategy, optional
+        The strategy whose scope built ``model``; the optimiser is created in it and each
+        phase trains with a custom distributed step (see ``_distributed_fit``) instead of
+        Keras' ``fit``, with the same history, checkpoints and callbacks. ``None`` or
+        TensorFlow's default strategy: Keras' ``fit``.
 
     Returns
     -------
@@ -585,6 +717,9 @@ def train(
         cw = _class_weights(arrays[1], task, class_weight)
     sparse = not (task == "multiclass" and arrays is not None and arrays[1].ndim == 2)
 
+    # TensorFlow's default strategy (one device) keeps Keras' fit
+    distributed = strategy is not None and type(strategy).__name__ != "_DefaultDistributionStrategy"
+    f16 = _uses_float16(model)
     ckpt = _Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
     result = TrainResult()
     start_phase, start_epoch = 0, 0
@@ -649,7 +784,9 @@ def train(
             x_tr, y_tr = arrays if arrays is not None else (None, None)
             val = val_arrays if val_arrays is not None else val_data
 
-        compile_for_task(fit_model, task, _optimizer(phase), multiclass_sparse=sparse)
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+            compile_for_task(fit_model, task, _optimizer(phase, loss_scale=f16),
+                             multiclass_sparse=sparse)
         control = _PhaseControl(model, phase, pi, mon, mode, rows, use_cache, ckpt, best)
         steps = None
         if use_cache and phase.epochs > first:
@@ -667,7 +804,11 @@ def train(
             data = train_data
         if isinstance(val, tuple):
             val = (np.asarray(val[0], np.float32), np.asarray(val[1]))
-        if phase.epochs > first:
+        if phase.epochs > first and distributed:
+            _distributed_fit(fit_model, strategy, data, val, first=first,
+                             epochs=int(phase.epochs), steps=steps, task=task, sparse=sparse,
+                             callbacks=[control, *(callbacks or [])])
+        elif phase.epochs > first:
             fit_model.fit(data, validation_data=val, epochs=int(phase.epochs),
                           initial_epoch=first, steps_per_epoch=steps, shuffle=False,
                           callbacks=[control, *(callbacks or [])], verbose=verbose)
