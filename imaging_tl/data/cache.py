@@ -16,6 +16,17 @@ so changing a stage parameter or an input file never hits an old entry. Layout::
     <root>/<namespace>/e/<k[:2]>/<k>.npy      the array: float32, C order, little endian
                                               (grey repeated to RGB is stored once: "tiled")
     <root>/<namespace>/quarantine/<k>.json    a file that failed, with the reason
+    <root>/<namespace>/index-<hash>.json      look-up index (a hint, never the truth): input
+                                              path -> stat + file key, entry key -> metadata
+
+The entry files are the truth and stay safe to write from many processes at once; the index
+only spares a warm run the hashing of inputs and one JSON read per sample. An input's file
+key is reused only when its device, inode, size, mtime *and ctime* are unchanged (ctime
+cannot be set back by a program, so a rewrite with the old mtime restored is still seen) and
+its last change was at least a second older than the hash (a change within the file
+system's timestamp granularity cannot hide); an indexed entry is used only when its array
+file is there with the recorded size. Lost index updates (two runs saving at once) only
+cost speed.
 
 Writes are atomic: each file is written under a temporary name in the same folder and moved
 into place with :func:`os.replace`; the ``.npy`` is moved last and is the commit point, and a
@@ -31,6 +42,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -174,6 +186,9 @@ def _write_atomic(path: Path, write) -> None:
         raise
 
 
+_RACY_NS = 1_000_000_000  # a file changed this recently is hashed again next time
+
+
 class ArrayCache:
     """Preprocessed arrays on disk, keyed by file content and pipeline fingerprint.
 
@@ -201,6 +216,12 @@ class ArrayCache:
     ) -> None:
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
         self.hash = hash
+        self._index: dict[str, dict[str, dict]] = {}  # namespace -> {"files", "entries"}
+        self._dirty: set[str] = set()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Workers get the folder, not the parent's look-up index.
+        return {**self.__dict__, "_index": {}, "_dirty": set()}
 
     def __repr__(self) -> str:
         return f"ArrayCache({str(self.root)!r}, hash={self.hash!r})"
@@ -222,9 +243,68 @@ class ArrayCache:
             _write_atomic(d / "pipeline.json", lambda f: f.write(payload))
         return ns
 
-    def file_key(self, path: str | os.PathLike) -> str:
-        """The content key of an input file (see :func:`file_key`)."""
-        return file_key(path, self.hash)
+    def file_key(self, path: str | os.PathLike, namespace: str | None = None) -> str:
+        """The content key of an input file (see :func:`file_key`).
+
+        With ``namespace``, a key recorded in that namespace's index is reused while the
+        file's stat (device, inode, size, mtime, ctime) is unchanged; otherwise the file is
+        hashed and the key recorded (saved by :meth:`save_index`).
+        """
+        if namespace is None:
+            return file_key(path, self.hash)
+        files = self._load_index(namespace)["files"]
+        name = os.fspath(path)
+        st = os.stat(name)
+        sig = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+        rec = files.get(name)
+        if rec is not None and rec[:5] == sig:
+            return rec[5]
+        now = time.time_ns()
+        key = file_key(name, self.hash)
+        if max(st.st_mtime_ns, st.st_ctime_ns) < now - _RACY_NS:
+            files[name] = [*sig, key]
+            self._dirty.add(namespace)
+        return key
+
+    # -- look-up index ---------------------------------------------------------------------
+    def _index_path(self, namespace: str) -> Path:
+        return self.root / namespace / f"index-{self.hash}.json"
+
+    def _load_index(self, namespace: str) -> dict[str, dict]:
+        idx = self._index.get(namespace)
+        if idx is None:
+            idx = self._index[namespace] = self._read_index(namespace)
+        return idx
+
+    def _read_index(self, namespace: str) -> dict[str, dict]:
+        try:
+            idx = json.loads(self._index_path(namespace).read_bytes())
+            if idx.get("format") == CACHE_FORMAT:
+                return {"files": dict(idx["files"]), "entries": dict(idx["entries"])}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass  # missing or damaged: an index is only a hint
+        return {"files": {}, "entries": {}}
+
+    def remember(self, namespace: str, key: str, meta: dict[str, Any]) -> None:
+        """Record an entry's metadata in the namespace's look-up index (see :meth:`put`)."""
+        self._load_index(namespace)["entries"][key] = {
+            k: v for k, v in meta.items() if k != "file"}
+        self._dirty.add(namespace)
+
+    def save_index(self, namespace: str) -> None:
+        """Write the look-up index of ``namespace`` (merged with what is on disk), if changed."""
+        if namespace not in self._dirty:
+            return
+        mine = self._index[namespace]
+        disk = self._read_index(namespace)
+        merged = {"format": CACHE_FORMAT, "files": {**disk["files"], **mine["files"]},
+                  "entries": {**disk["entries"], **mine["entries"]}}
+        payload = json.dumps(merged, default=str, separators=(",", ":")).encode()
+        try:
+            _write_atomic(self._index_path(namespace), lambda f: f.write(payload))
+        except OSError:
+            return  # a read-only cache still serves hits; the index is only a hint
+        self._dirty.discard(namespace)
 
     @staticmethod
     def entry_key(file_key: str, frame: int | None, namespace: str) -> str:
@@ -249,6 +329,16 @@ class ArrayCache:
         finish, a damaged disk) is a miss and is removed.
         """
         base = self._entry(namespace, key)
+        idx = self._index.get(namespace)
+        meta = idx["entries"].get(key) if idx is not None else None
+        if meta is not None:
+            try:
+                if os.stat(base.with_suffix(".npy")).st_size == meta.get("file_bytes"):
+                    return {**meta, "file": str(base.with_suffix(".npy"))}
+            except OSError:
+                pass
+            del idx["entries"][key]  # stale hint: ask the entry files
+            self._dirty.add(namespace)
         try:
             meta = json.loads(base.with_suffix(".json").read_bytes())
             size = os.stat(base.with_suffix(".npy")).st_size
@@ -257,6 +347,8 @@ class ArrayCache:
         if size != meta.get("file_bytes"):
             self.discard(namespace, key)
             return None
+        if idx is not None:
+            self.remember(namespace, key, meta)
         meta["file"] = str(base.with_suffix(".npy"))
         return meta
 
@@ -296,6 +388,9 @@ class ArrayCache:
     def discard(self, namespace: str, key: str) -> None:
         """Remove an entry (both files), ignoring what is already gone."""
         base = self._entry(namespace, key)
+        idx = self._index.get(namespace)
+        if idx is not None and idx["entries"].pop(key, None) is not None:
+            self._dirty.add(namespace)
         for suffix in (".npy", ".json"):
             try:
                 os.unlink(base.with_suffix(suffix))
@@ -363,6 +458,10 @@ class ArrayCache:
             raise ValueError(f"{self.root}: not an imaging_tl cache folder (no CACHEDIR.TAG "
                              "written by imaging_tl); refusing to delete anything")
         removed = 0
+        if not quarantine_only:
+            for ns in [namespace] if namespace else list(self._index):
+                self._index.pop(ns, None)
+                self._dirty.discard(ns)
         dirs = [self.root / namespace] if namespace else [
             p for p in self.root.iterdir() if (p / "pipeline.json").is_file()]
         for d in dirs:

@@ -213,6 +213,7 @@ def prepare(
     retry_quarantined: bool = False,
     audit: bool = True,
     progress: bool = False,
+    index: bool = True,
 ) -> Prepared:
     """Decode and preprocess every sample once, into the cache; reuse what is there.
 
@@ -238,6 +239,11 @@ def prepare(
         Run the leakage audit when the table has a split column.
     progress : bool
         Show a progress bar.
+    index : bool
+        Use and update the cache namespace's look-up index (see
+        :mod:`imaging_tl.data.cache`): a warm re-run then stats each input instead of
+        hashing it and reading its entry's JSON. ``False`` for many concurrent small runs
+        on one cache (e.g. a cluster's workers), where each save would rewrite the index.
 
     Returns
     -------
@@ -277,7 +283,7 @@ def prepare(
     for i, (path, frame) in enumerate(zip(df["path"], frames, strict=True)):
         if path not in file_keys:
             try:
-                file_keys[path] = cache.file_key(path)
+                file_keys[path] = cache.file_key(path, namespace if index else None)
             except OSError as exc:
                 file_keys[path] = None
                 open_errors[path] = f"cannot open the file: {exc.strerror or exc}"
@@ -324,11 +330,17 @@ def prepare(
                     if strict:
                         raise BadFileError(f"{path}: {reason}")
                     cache.quarantine(namespace, key, {"path": path, "reason": reason})
+                elif index:
+                    cache.remember(namespace, key, meta)
                 for i in todo[key]:
                     metas[i], reasons[i] = meta, reason
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+            if index:
+                cache.save_index(namespace)
+    elif index:
+        cache.save_index(namespace)
     if strict:
         bad = [(p, r) for p, r in zip(df["path"], reasons, strict=True) if r is not None]
         if bad:
