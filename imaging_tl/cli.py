@@ -36,7 +36,7 @@ def _census(args: argparse.Namespace) -> int:
                 args.directory, args.out, progress=not args.quiet, decode=args.decode,
                 keep_patient_id=args.keep_patient_id,
             )
-    except (NotADirectoryError, ImportError, ValueError) as exc:
+    except (NotADirectoryError, ImportError, ValueError, ConnectionError) as exc:
         raise UsageError(str(exc)) from exc
     print(summary.format())
     return 0
@@ -106,6 +106,7 @@ def _cache_build(args: argparse.Namespace) -> int:
     """The cache of a run config, filled as ``imaging-tl run`` would (or on a Dask cluster)."""
     from imaging_tl.config import ConfigError, load_config
     from imaging_tl.data import BadFileError, prepare
+    from imaging_tl.data.prepare import CacheWriteError
     from imaging_tl.pipeline import InputError, load_inputs
     from imaging_tl.stages import Pipeline
 
@@ -127,10 +128,13 @@ def _cache_build(args: argparse.Namespace) -> int:
             prepared = prepare(table, pipe, cache=cfg.cache_dir, workers=cfg.workers,
                                strict=cfg.data.strict, retry_quarantined=args.retry_quarantined,
                                progress=progress)
-    except (ConfigError, InputError, ImportError, ValueError) as exc:
+    except (ConfigError, InputError, ImportError, ValueError, ConnectionError) as exc:
         raise UsageError(str(exc)) from exc
     except BadFileError as exc:
         raise UsageError(f"data.strict is on and a file is bad: {exc}") from exc
+    except CacheWriteError as exc:  # the cache's disk, not the input: exit code 1
+        print(f"imaging-tl cache: {exc}", file=sys.stderr)
+        return 1
     print(prepared.summary())
     print(f"cache {prepared.cache.root} (pipeline {prepared.namespace}): "
           f"{len(prepared.table)} of {prepared.stats['samples']} samples ready")
@@ -247,7 +251,7 @@ def _predict(args: argparse.Namespace) -> int:
             df = predict_files(args.model, args.inputs, batch_size=args.batch_size,
                                gradcam_dir=args.gradcam, engine=args.engine,
                                num_threads=args.threads)
-    except (InputError, ImportError, ValueError) as exc:
+    except (InputError, ImportError, ValueError, ConnectionError) as exc:
         raise UsageError(str(exc)) from exc
     out = write_csv(args.out, df)
     bad = df[df["status"] != "ok"]

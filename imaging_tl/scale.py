@@ -41,6 +41,8 @@ __all__ = ["build_cache_dask", "census_dask", "dask_client", "map_batches", "pre
 def dask_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
     """A ``distributed.Client``: a new local cluster of ``workers`` processes, or ``scheduler``.
 
+    Raises ``ConnectionError`` (naming the address) when the scheduler cannot be reached.
+
     Examples
     --------
     >>> with dask_client(workers=2) as client:  # doctest: +SKIP
@@ -55,7 +57,11 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
     if (workers is None) == (scheduler is None):
         raise ValueError("give exactly one of workers=N (local cluster) or scheduler=ADDRESS")
     if scheduler is not None:
-        with Client(scheduler) as client:
+        try:
+            client = Client(scheduler)
+        except OSError as exc:  # distributed's own message is a long traceback's last line
+            raise ConnectionError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
+        with client:
             yield client
         return
     if workers < 1:
@@ -359,9 +365,10 @@ def build_cache_dask(
 
     Raises
     ------
-    RuntimeError
-        The entries the workers wrote are not visible here (the cache is not on a file
-        system this process shares with the workers).
+    imaging_tl.data.prepare.CacheWriteError
+        A worker cannot write the cache (after ``retries``), or the entries the workers
+        wrote are not visible here (the cache is not on a file system this process shares
+        with the workers).
 
     Examples
     --------
@@ -377,11 +384,13 @@ def build_cache_dask(
     import pandas as pd
 
     from imaging_tl.data.cache import ArrayCache
-    from imaging_tl.data.prepare import prepare
+    from imaging_tl.data.prepare import CacheWriteError, prepare
 
     t0 = time.perf_counter()
     if not isinstance(cache, ArrayCache):
         cache = ArrayCache(cache)
+    if not cache.root.is_absolute():  # a worker's working directory is not ours
+        cache = ArrayCache(cache.root.absolute(), hash=cache.hash)
     if "path" not in table.columns:
         raise ValueError("table: needs a 'path' column")
     frames = table["frame"] if "frame" in table.columns else pd.Series([None] * len(table))
@@ -402,9 +411,11 @@ def build_cache_dask(
     with ctx as client:
         done = _run_batches(client, fn, batches, retries=retries, progress=progress,
                             desc="cache build")
-    unseen = [d["probe"] for d in done if d["probe"] and not os.path.exists(d["probe"])]
+    root = cache.root.resolve()
+    unseen = [d["probe"] for d in done if d["probe"] and not (
+        os.path.exists(d["probe"]) and Path(d["probe"]).resolve().is_relative_to(root))]
     if unseen:
-        raise RuntimeError(
+        raise CacheWriteError(
             f"{cache.root}: the workers wrote cache entries this process cannot see (e.g. "
             f"{unseen[0]}); put the cache on a file system shared with the workers")
     # Collect here: every entry is a hit and every bad file has its quarantine record, so

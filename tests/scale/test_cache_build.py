@@ -122,6 +122,25 @@ def test_a_dying_worker_batch_is_retried(archive_table, pipe, tmp_path, dask_clu
     dask_cluster_client.wait_for_workers(2, timeout=60)  # the nanny restarts it
 
 
+def test_entries_this_process_cannot_see_are_an_error(archive_table, pipe, tmp_path,
+                                                      dask_cluster_client):
+    from imaging_tl.data import ArrayCache
+    from imaging_tl.data.prepare import CacheWriteError
+
+    elsewhere = tmp_path / "worker-disk"
+
+    class SeenElsewhere(ArrayCache):
+        """On the workers the cache folder is another disk (a cache_dir that is not shared)."""
+
+        def __reduce__(self):
+            return (ArrayCache, (str(elsewhere),))
+
+    with pytest.raises(CacheWriteError, match="cannot see"):
+        build_cache_dask(archive_table.iloc[:3], pipe, cache=SeenElsewhere(tmp_path / "here"),
+                         client=dask_cluster_client, progress=False)
+    assert not list((tmp_path / "here").rglob("*.npy"))  # nothing decoded here instead
+
+
 def test_strict_names_the_bad_file(archive_table, pipe, tmp_path, dask_cluster_client):
     from imaging_tl.data import BadFileError
 
@@ -209,3 +228,15 @@ def test_cli_cache_build_reports_bad_input(tmp_path, capsys):
         main(["cache", "build", str(bad), "--workers", "2", "--scheduler", "tcp://x:1"])
     assert info.value.code == 2
     assert main(["cache", "info", "--dir", str(tmp_path / "none")]) == 0
+
+
+def test_unreachable_scheduler_is_a_usage_error(tiny_config_file, capsys):
+    import dask
+
+    from imaging_tl.cli import main
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        assert main(["cache", "build", str(tiny_config_file), "--scheduler",
+                     "tcp://127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert "--scheduler tcp://127.0.0.1:1: cannot connect" in err and "Traceback" not in err
