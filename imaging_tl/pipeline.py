@@ -13,6 +13,15 @@ Every artefact is written to a temporary name and renamed into place, so a kille
 leaves a half-written file; ``run(..., resume=RUN_DIR)`` continues an interrupted run from
 its last completed epoch (``checkpoints/`` holds the per-phase state until the run ends).
 
+Several devices or machines (``train.distribute``, :mod:`imaging_tl.distribute`): the model
+and its optimisers are built in the strategy's scope, ``train.batch_size`` is per replica
+(global batch = batch_size x replicas, learning rates scaled by ``train.scale_learning_rate``),
+and under ``multi_worker`` every worker runs the same command while only the chief (worker
+0) writes the run directory; the others train into a scratch folder that is deleted, and
+the chief evaluates and reports alone. Evaluation, saving and exports use a plain float32
+copy of the trained model, so ``model.keras`` runs anywhere whatever the strategy or the
+mixed-precision policy of training. ``run.json`` records the plan under ``distribute``.
+
 Examples
 --------
 >>> import imaging_tl
