@@ -297,8 +297,11 @@ def _cache_batch(files: list[tuple[str, list[int | None]]], pipeline: Any, cache
                           "frame": pd.array([r[1] for r in rows], dtype="Int64")})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the quarantine records carry what matters
+        # index=False: the caller writes the namespace's look-up index once, at the end,
+        # instead of every task rewriting it
         done = prepare(table, pipeline, cache=cache, workers=1, executor="serial",
-                       retry_quarantined=retry_quarantined, audit=False, progress=False)
+                       retry_quarantined=retry_quarantined, audit=False, progress=False,
+                       index=False)
     stats = {k: done.stats[k] for k in ("samples", "hits", "decoded", "quarantined")}
     # one written file per batch: lets the caller check that it sees what the workers wrote
     stats["probe"] = str(done.table["cache_file"].iloc[0]) if "cache_file" in done.table \
@@ -419,7 +422,8 @@ def build_cache_dask(
             f"{cache.root}: the workers wrote cache entries this process cannot see (e.g. "
             f"{unseen[0]}); put the cache on a file system shared with the workers")
     # Collect here: every entry is a hit and every bad file has its quarantine record, so
-    # this decodes nothing and gives the same Prepared as the local path.
+    # this decodes nothing and gives the same Prepared as the local path (and writes the
+    # look-up index that spares the next run the hashing).
     prepared = prepare(table, pipeline, cache=cache, workers=1, executor="serial",
                        strict=strict, audit=audit, progress=False)
     prepared.stats.update(
