@@ -242,3 +242,23 @@ def test_unreachable_scheduler_is_a_usage_error(tiny_config_file, capsys):
                      "tcp://127.0.0.1:1"]) == 2
     err = capsys.readouterr().err
     assert "--scheduler tcp://127.0.0.1:1: cannot connect" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_every_real_dicom_file_builds_identically(pydicom_test_dir, pydicom_data_dir, tmp_path,
+                                                  dask_cluster_client):
+    """All of pydicom's and pydicom-data's files (every transfer syntax, multi-frame as the
+    whole stack, the broken ones) with a colour-safe pipeline: same entries, same quarantine."""
+    from imaging_tl.stages import ToGrey
+
+    files = sorted(str(p) for d in (pydicom_test_dir, pydicom_data_dir) for p in d.rglob("*")
+                   if p.is_file() and p.suffix == ".dcm")
+    table = pd.DataFrame({"path": files})
+    pipe = Pipeline([ToGrey(), Window(mode="header", fallback="percentile"), Resize(48),
+                     ToRGB()])
+    local = prepare(table, pipe, cache=tmp_path / "local")
+    dist = build_cache_dask(table, pipe, cache=tmp_path / "dask", client=dask_cluster_client,
+                            progress=False)
+    assert len(local.table) > 100
+    assert tree(tmp_path / "local") == tree(tmp_path / "dask")
+    pd.testing.assert_frame_equal(dist.quarantined, local.quarantined)
