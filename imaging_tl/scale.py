@@ -364,7 +364,8 @@ def build_cache_dask(
     -------
     imaging_tl.data.Prepared
         ``stats`` counts the cluster's work: ``hits`` (already cached), ``decoded``,
-        ``quarantined``, ``seconds`` (whole build), plus ``tasks`` and ``files``.
+        ``quarantined``, ``seconds`` (whole build), plus ``tasks``, ``files`` and
+        ``collect_seconds`` (the final pass here, which hashes every input once).
 
     Raises
     ------
@@ -424,10 +425,11 @@ def build_cache_dask(
     # Collect here: every entry is a hit and every bad file has its quarantine record, so
     # this decodes nothing and gives the same Prepared as the local path (and writes the
     # look-up index that spares the next run the hashing).
+    t_collect = time.perf_counter()
     prepared = prepare(table, pipeline, cache=cache, workers=1, executor="serial",
                        strict=strict, audit=audit, progress=False)
     prepared.stats.update(
         hits=sum(d["hits"] for d in done), decoded=sum(d["decoded"] for d in done) +
         prepared.stats["decoded"], seconds=time.perf_counter() - t0, tasks=len(batches),
-        files=len(files))
+        files=len(files), collect_seconds=time.perf_counter() - t_collect)
     return prepared
