@@ -222,27 +222,116 @@ def _fast_batchnorm(model, momentum: float = 0.5) -> None:
 def _scores(model, x: np.ndarray) -> np.ndarray:
     from imaging_tl.models import fast_predict
 
+    # fast_predict keeps its traced function on the model: one trace per pooled model
     return fast_predict(model, x, batch_size=128)[:, 0].astype(np.float64)
 
 
-def run_arms(data: dict, seed: int, cfg: dict, arms: tuple[str, ...] = ARMS
-             ) -> dict[str, tuple[np.ndarray, float]]:
+def build_arm_model(arm: str, input_size: int, seed: int):
+    """A freshly built model of one arm (what every cell would build without the pool)."""
+    from imaging_tl.models import build_transfer_model
+
+    labels = ["none", "nodule"]
+    if arm in ("tl_frozen", "tl_finetune"):
+        return build_transfer_model("efficientnet_lite0", "binary", labels,
+                                    input_size=input_size, seed=seed)
+    if arm == "lite0_scratch":
+        model = build_transfer_model("efficientnet_lite0", "binary", labels, freeze="none",
+                                     weights=None, input_size=input_size, seed=seed,
+                                     train_batchnorm=True)
+        _fast_batchnorm(model)
+        return model
+    if arm == "small_cnn":
+        return small_cnn(input_size, seed)
+    raise ValueError(f"arm={arm!r}: no Keras model (arms with one: tl_frozen, "
+                     "lite0_scratch, small_cnn)")
+
+
+class ModelPool:
+    """One Keras model per arm and input size per process, reset to a seed's state per cell.
+
+    Tracing Keras' train function for Lite0 costs 12-50 s on 2 cores, more than training a
+    small cell. ``train()`` compiles (and so retraces) on every call, so the pooled model's
+    ``compile`` is replaced: the first call compiles for real; later calls with the same
+    optimizer class, loss and metrics keep the traced train/test functions and only reset
+    the optimizer (step count and moments to zero, the new learning rate). :meth:`get`
+    copies every variable -- weights, BatchNorm statistics, dropout seed states -- of a
+    freshly built model of that seed into the pooled one (a build costs ~1-2 s, no trace),
+    so a cell trains exactly as on a new model (tests/benchmarks check this).
+
+    Examples
+    --------
+    >>> pool = ModelPool(32)
+    >>> pool.get("small_cnn", seed=0) is pool.get("small_cnn", seed=1)
+    True
+    """
+
+    def __init__(self, input_size: int) -> None:
+        self.input_size = int(input_size)
+        self._models: dict[str, object] = {}
+
+    def get(self, arm: str, seed: int):
+        """The pooled model of ``arm`` with the initial state of ``build_arm_model(seed)``."""
+        key = "tl" if arm in ("tl_frozen", "tl_finetune") else arm
+        fresh = build_arm_model(arm, self.input_size, seed)
+        model = self._models.get(key)
+        if model is None:
+            _reuse_compiled_functions(fresh)
+            self._models[key] = fresh
+            return fresh
+        src, dst = fresh.variables, model.variables
+        if [tuple(v.shape) for v in src] != [tuple(v.shape) for v in dst]:
+            raise RuntimeError(f"ModelPool: {arm} built with seed {seed} does not match the "
+                               "pooled model's variables")
+        for d, v in zip(dst, src, strict=True):
+            d.assign(v)
+        # the freeze state of the seed's build (train() sets it again per phase)
+        for a, b in zip(model.layers, fresh.layers, strict=True):
+            a.trainable = b.trainable
+        return model
+
+
+def _reuse_compiled_functions(model) -> None:
+    """Make ``model.compile`` keep the traced functions after the first call (see ModelPool)."""
+    import keras
+
+    first = model.compile
+    seen: dict[str, object] = {}
+
+    def compile(optimizer=None, loss=None, metrics=None, **kwargs):  # noqa: A001
+        sig = (type(optimizer), type(loss), tuple(type(m) for m in metrics or ()),
+               tuple(sorted(kwargs.items())),
+               {k: v for k, v in optimizer.get_config().items()
+                if k not in ("learning_rate", "name")})
+        if "sig" not in seen or seen["sig"] != sig:
+            seen["sig"] = sig
+            return first(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+        # a fresh optimizer's state: Adam's step count and moments at zero, the new rate
+        for v in model.optimizer.variables:
+            v.assign(np.zeros(v.shape, v.dtype))
+        model.optimizer.learning_rate = keras.ops.convert_to_numpy(optimizer.learning_rate)
+        return None
+
+    object.__setattr__(model, "compile", compile)
+
+
+def run_arms(data: dict, seed: int, cfg: dict, arms: tuple[str, ...] = ARMS,
+             pool: ModelPool | None = None) -> dict[str, tuple[np.ndarray, float]]:
     """Train every requested arm on ``data["train"]`` and score ``data["test"]``.
 
+    ``pool``: reuse traced models across calls (default: a new pool, i.e. fresh models).
     Returns ``{arm: (test scores, training seconds)}``; arm 2's time includes arm 1's.
     """
-    from imaging_tl.models import build_transfer_model
     from imaging_tl.train import Phase, default_phases, train
 
     (xtr, ytr), (xva, yva), (xte, _) = data["train"], data["val"], data["test"]
-    size, out = cfg["image_size"], {}
+    pool = pool if pool is not None else ModelPool(cfg["image_size"])
+    out = {}
     head, finetune = default_phases("efficientnet_lite0", head_epochs=cfg["head_epochs"],
                                     finetune_epochs=cfg["finetune_epochs"],
                                     patience=cfg["patience"])
     budget = cfg["head_epochs"] + cfg["finetune_epochs"]
     if "tl_frozen" in arms or "tl_finetune" in arms:
-        model = build_transfer_model("efficientnet_lite0", "binary", ["none", "nodule"],
-                                     input_size=size, seed=seed)
+        model = pool.get("tl_frozen", seed)
         t0 = time.perf_counter()
         train(model, (xtr, ytr), (xva, yva), phases=[head], seed=seed, cache_features=True)
         t1 = time.perf_counter() - t0
@@ -254,19 +343,12 @@ def run_arms(data: dict, seed: int, cfg: dict, arms: tuple[str, ...] = ARMS
     # No early stopping from scratch: the first epochs of a random network are flat, and
     # patience would stop it there. All epochs run; the best validation epoch is restored.
     scratch = Phase("scratch", budget, 1e-3, "none", patience=None, train_batchnorm=True)
-    if "lite0_scratch" in arms:
-        model = build_transfer_model("efficientnet_lite0", "binary", ["none", "nodule"],
-                                     freeze="none", weights=None, input_size=size, seed=seed,
-                                     train_batchnorm=True)
-        _fast_batchnorm(model)
-        t0 = time.perf_counter()
-        train(model, (xtr, ytr), (xva, yva), phases=[scratch], seed=seed)
-        out["lite0_scratch"] = (_scores(model, xte), time.perf_counter() - t0)
-    if "small_cnn" in arms:
-        model = small_cnn(size, seed)
-        t0 = time.perf_counter()
-        train(model, (xtr, ytr), (xva, yva), phases=[scratch], seed=seed)
-        out["small_cnn"] = (_scores(model, xte), time.perf_counter() - t0)
+    for arm in ("lite0_scratch", "small_cnn"):
+        if arm in arms:
+            model = pool.get(arm, seed)
+            t0 = time.perf_counter()
+            train(model, (xtr, ytr), (xva, yva), phases=[scratch], seed=seed)
+            out[arm] = (_scores(model, xte), time.perf_counter() - t0)
     if "logreg_pixels" in arms:
         t0 = time.perf_counter()
         s = logreg_pixels(xtr, ytr, xva, yva, xte)
@@ -329,7 +411,8 @@ def paired_difference(y: np.ndarray, groups: np.ndarray, a: list[np.ndarray],
 
 
 # ----------------------------------------------------------------------------- driver
-def tune_difficulty(task: str, cfg: dict, tune_seed: int, target: float) -> tuple[float, list]:
+def tune_difficulty(task: str, cfg: dict, tune_seed: int, target: float,
+                    pool: ModelPool | None = None) -> tuple[float, list]:
     """Hardest rung of ``cfg["ladder"]`` where arm 1 at the largest size reaches ``target``."""
     trace, ladder = [], cfg["ladder"]
     n = max(cfg["sizes"])
@@ -339,7 +422,7 @@ def tune_difficulty(task: str, cfg: dict, tune_seed: int, target: float) -> tupl
         data = {"train": make_split(task, "train", n, **kw)[:2],
                 "val": make_split(task, "val", cfg["val"], **kw)[:2],
                 "test": make_split(task, "test", cfg["tune_test"], **kw)[:2]}
-        s, _ = run_arms(data, tune_seed, cfg, arms=("tl_frozen",))["tl_frozen"]
+        s, _ = run_arms(data, tune_seed, cfg, ("tl_frozen",), pool)["tl_frozen"]
         a = auc(data["test"][1], s)
         trace.append((t, a))
         print(f"  tune {task}: difficulty {t:.2f} -> tl_frozen AUC {a:.3f}", flush=True)
@@ -425,6 +508,56 @@ def plot(rows: list[dict], path: Path) -> Path:
     return path
 
 
+# ----------------------------------------------------------------------------- CSV
+CSV_FIELDS = ("task", "setting", "difficulty", "size", "seed", "arm", "auc", "train_seconds",
+              "scores", "test_labels", "test_groups")
+
+
+def csv_row(row: dict, test: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """One CSV row: the cell's test scores ride along (space-separated), and the first row of
+    a task also carries the test labels and patient groups, so the paired comparison can be
+    recomputed from the CSV alone (``--summarize``)."""
+    out = {k: row[k] for k in CSV_FIELDS[:8]}
+    out["auc"] = repr(float(row["auc"]))
+    out["train_seconds"] = repr(float(row["train_seconds"]))
+    out["scores"] = " ".join(f"{v:.9g}" for v in row["scores"])  # float32 round trip
+    out["test_labels"] = "" if test is None else "".join(str(int(v)) for v in test[0])
+    out["test_groups"] = "" if test is None else " ".join(str(g) for g in test[1])
+    return out
+
+
+def read_results(path: Path) -> tuple[list[dict], dict]:
+    """Rows and per-task test sets ``{task: (labels, groups)}`` of a results CSV.
+
+    Examples
+    --------
+    >>> rows, tests = read_results(RESULTS / "transfer_vs_scratch_default.csv")  # doctest: +SKIP
+    """
+    rows, tests = [], {}
+    with open(path, newline="") as fh:
+        for r in csv.DictReader(fh):
+            if r["test_labels"]:
+                tests[r["task"]] = (np.array([int(c) for c in r["test_labels"]]),
+                                    np.array(r["test_groups"].split()))
+            rows.append(dict(task=r["task"], setting=r["setting"],
+                             difficulty=float(r["difficulty"]), size=int(r["size"]),
+                             seed=int(r["seed"]), arm=r["arm"], auc=float(r["auc"]),
+                             train_seconds=float(r["train_seconds"]),
+                             scores=np.array(r["scores"].split(), float)))
+    missing = sorted({r["task"] for r in rows} - set(tests))
+    if missing:
+        raise ValueError(f"{path}: no test labels for task(s) {missing} (the first row of a "
+                         "task carries them)")
+    return rows, tests
+
+
+def report(rows: list[dict], tests: dict, png: Path) -> None:
+    """Print the summary table and write the plot."""
+    print("\n".join(summarise(rows, tests)))
+    plot(rows, png)
+    print(f"\nwrote {png}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     mode = ap.add_mutually_exclusive_group()
@@ -447,7 +580,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tune-seed", type=int, default=1000, help="seed of the tuning data")
     ap.add_argument("--seed", type=int, default=0, help="seed of the measured data")
     ap.add_argument("--out", type=Path, default=RESULTS, help="folder for CSV and PNG")
+    ap.add_argument("--summarize", type=Path, metavar="CSV",
+                    help="print the summary and plot of a (partial) results CSV; no training")
     args = ap.parse_args(argv)
+
+    if args.summarize is not None:
+        try:
+            rows, tests = read_results(args.summarize)
+        except (OSError, ValueError, KeyError) as e:
+            print(f"error: --summarize {args.summarize}: {e}", file=sys.stderr)
+            return 2
+        if not rows:
+            print(f"error: --summarize {args.summarize}: no rows", file=sys.stderr)
+            return 2
+        report(rows, tests, args.summarize.with_suffix(".png"))
+        return 0
 
     setting = "quick" if args.quick else "full" if args.full else "default"
     cfg = dict(SETTINGS[setting])
@@ -468,41 +615,51 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"setting {setting}: {cfg}; tasks {tasks}; arms {list(arms)}", flush=True)
 
-    rows, tests, t_start = [], {}, time.perf_counter()
-    for task in tasks:
-        if args.difficulty is not None:
-            t = args.difficulty
-        else:
-            t, _ = tune_difficulty(task, cfg, args.tune_seed, args.target_auc)
-        kw = dict(base_seed=args.seed, t=t, gen_size=cfg["gen_size"],
-                  image_size=cfg["image_size"], workers=cfg["workers"])
-        xp, yp, gp = make_split(task, "train", max(cfg["sizes"]), **kw)
-        xva, yva, _ = make_split(task, "val", cfg["val"], **kw)
-        xte, yte, gte = make_split(task, "test", cfg["test"], **kw)
-        tests[task] = (yte, gte)
-        for n in cfg["sizes"]:
-            for seed in range(cfg["seeds"]):
-                idx = training_subset(gp, n, seed)
-                data = {"train": (xp[idx], yp[idx]), "val": (xva, yva), "test": (xte, yte)}
-                for arm, (s, secs) in run_arms(data, seed, cfg, arms).items():
-                    rows.append(dict(task=task, setting=setting, difficulty=t, size=n,
-                                     seed=seed, arm=arm, auc=auc(yte, s), train_seconds=secs,
-                                     scores=s))
-                    print(f"  {task} n={n} seed={seed} {arm:14s} AUC {rows[-1]['auc']:.3f} "
-                          f"({secs:.1f} s)", flush=True)
-
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"transfer_vs_scratch_{setting}" + ("" if tasks == list(TASKS) else
                                                 "_" + "_".join(tasks))
     csv_path = args.out / f"{stem}.csv"
+    pool = ModelPool(cfg["image_size"])  # each arm's model is built and traced once
+    rows, tests, t_start = [], {}, time.perf_counter()
+    n_cells, done = len(tasks) * len(cfg["sizes"]) * cfg["seeds"], 0
+    # a row per finished cell, flushed at once: an interrupted run keeps what it measured
     with open(csv_path, "w", newline="") as fh:
-        keys = [k for k in rows[0] if k != "scores"]
-        w = csv.DictWriter(fh, keys)
-        w.writeheader()
-        w.writerows({k: r[k] for k in keys} for r in rows)
-    png = plot(rows, args.out / f"{stem}.png")
-    print("\n".join(summarise(rows, tests)))
-    print(f"\nwrote {csv_path} and {png}; total {time.perf_counter() - t_start:.0f} s")
+        writer = csv.DictWriter(fh, CSV_FIELDS)
+        writer.writeheader()
+        for task in tasks:
+            if args.difficulty is not None:
+                t = args.difficulty
+            else:
+                t, _ = tune_difficulty(task, cfg, args.tune_seed, args.target_auc, pool)
+            kw = dict(base_seed=args.seed, t=t, gen_size=cfg["gen_size"],
+                      image_size=cfg["image_size"], workers=cfg["workers"])
+            # generated once per task; every cell slices its nested subset of the pool
+            xp, yp, gp = make_split(task, "train", max(cfg["sizes"]), **kw)
+            xva, yva, _ = make_split(task, "val", cfg["val"], **kw)
+            xte, yte, gte = make_split(task, "test", cfg["test"], **kw)
+            tests[task] = (yte, gte)
+            first = True
+            for n in cfg["sizes"]:
+                for seed in range(cfg["seeds"]):
+                    idx = training_subset(gp, n, seed)
+                    data = {"train": (xp[idx], yp[idx]), "val": (xva, yva),
+                            "test": (xte, yte)}
+                    for arm, (s, secs) in run_arms(data, seed, cfg, arms, pool).items():
+                        rows.append(dict(task=task, setting=setting, difficulty=t, size=n,
+                                         seed=seed, arm=arm, auc=auc(yte, s),
+                                         train_seconds=secs, scores=s))
+                        writer.writerow(csv_row(rows[-1], tests[task] if first else None))
+                        fh.flush()
+                        first = False
+                        print(f"  {task} n={n} seed={seed} {arm:14s} AUC {rows[-1]['auc']:.3f} "
+                              f"({secs:.1f} s)", flush=True)
+                    done += 1
+                    print(f"  [{done}/{n_cells} cells, {time.perf_counter() - t_start:.0f} s]",
+                          flush=True)
+
+    report(rows, tests, args.out / f"{stem}.png")
+    print(f"wrote {csv_path}; total {time.perf_counter() - t_start:.0f} s "
+          f"(re-summarise: --summarize {csv_path})")
     return 0
 
 
