@@ -377,7 +377,7 @@ def build_cache_dask(
     Examples
     --------
     >>> from imaging_tl.stages import Pipeline, Resize, ToRGB, Window
-    >>> pipe = Pipeline([Window("header"), Resize(224), ToRGB()])
+    >>> pipe = Pipeline([Window(mode="header"), Resize(224), ToRGB()])
     >>> prepared = build_cache_dask(table, pipe, cache="/shared/cache",
     ...                             workers=8)  # doctest: +SKIP
     >>> print(prepared.summary())  # doctest: +SKIP
