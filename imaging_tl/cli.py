@@ -74,14 +74,15 @@ def _add_census(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_census)
 
 
-def _add_cluster_options(p: argparse.ArgumentParser) -> None:
+def _add_cluster_options(p: argparse.ArgumentParser, same: str = "rows",
+                         shared: str = "the same paths") -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--workers", type=int, metavar="N",
                    help="spread the files over a local Dask cluster of N worker processes "
-                        "(same rows as without; needs the 'scale' extra)")
+                        f"(same {same} as without; needs the 'scale' extra)")
     g.add_argument("--scheduler", metavar="ADDRESS",
                    help="use an existing Dask cluster (tcp://host:8786); its workers must "
-                        "see the same paths")
+                        f"see {shared}")
 
 
 def _cache(args: argparse.Namespace) -> int:
@@ -169,7 +170,8 @@ def _add_cache(sub: argparse._SubParsersAction) -> None:
     b.add_argument("config", help="the pipeline YAML file that `imaging-tl run` will use")
     b.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
                    help="override a key, as for `run` (give `run` the same overrides)")
-    _add_cluster_options(b)
+    _add_cluster_options(b, same="entries",
+                         shared="the same input paths and cache folder (a shared file system)")
     b.add_argument("--files-per-task", type=int, default=8, metavar="N",
                    help="files per Dask task (default: %(default)s)")
     b.add_argument("--retry-quarantined", action="store_true",
