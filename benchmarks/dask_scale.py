@@ -20,7 +20,7 @@ task. Figures are files/s, best of ``--repeats``.
 
 Usage::
 
-    .venv/bin/python benchmarks/dask_scale.py [--copies 1] [--repeats 1] [--size 64] [--limit N]
+    .venv/bin/python benchmarks/dask_scale.py [--copies 1] [--repeats 2] [--size 64] [--limit N]
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def tree(root: Path) -> dict[str, bytes]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--copies", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--size", type=int, default=64, help="model input size (px)")
     ap.add_argument("--files-per-task", type=int, default=32, help="predict: files per task")
     ap.add_argument("--limit", type=int, default=None, help="only the first N files (a check)")
