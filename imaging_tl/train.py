@@ -301,11 +301,17 @@ def _distributed_fit(fit_model: keras.Model, strategy: Any, data: Any, val: Any,
         opt.apply_gradients(zip(grads, variables, strict=True))
         return loss, y, pred
 
+    loss_mean = keras.metrics.Mean()
+
     @tf.function(reduce_retracing=True)
     def train_step(batch):
         loss, y, pred = strategy.run(replica_step, args=(batch,))
-        return (strategy.reduce("SUM", loss, axis=None), strategy.gather(y, axis=0),
-                strategy.gather(pred, axis=0))
+        # metrics of the global batch, updated in the graph (no host round trip per step)
+        y, pred = strategy.gather(y, axis=0), strategy.gather(pred, axis=0)
+        loss_mean.update_state(strategy.reduce("SUM", loss, axis=None),
+                               sample_weight=tf.cast(tf.shape(y)[0], tf.float32))
+        for m in train_metrics:
+            m.update_state(y, pred)
 
     def eval_fn(xb, yb):
         # the loss inside the same graph as the output, as Keras does: a sigmoid/softmax
@@ -321,16 +327,11 @@ def _distributed_fit(fit_model: keras.Model, strategy: Any, data: Any, val: Any,
     cbs.on_train_begin()
     for epoch in range(first, epochs):
         cbs.on_epoch_begin(epoch)
-        for m in train_metrics:
+        for m in (loss_mean, *train_metrics):
             m.reset_state()
-        total, count = 0.0, 0
         for batch in ((next(it) for _ in range(steps)) if it is not None else dist):
-            loss, y, pred = train_step(tuple(batch))
-            k = int(tf.shape(y)[0])
-            total, count = total + float(loss) * k, count + k
-            for m in train_metrics:
-                m.update_state(y, pred)
-        logs = {"loss": total / max(count, 1)}
+            train_step(tuple(batch))
+        logs = {"loss": float(loss_mean.result())}
         logs |= {m.name: float(m.result()) for m in train_metrics}
         if val is not None:
             logs |= _local_evaluate(evaluate_step, val, task, sparse)
