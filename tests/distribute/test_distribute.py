@@ -84,6 +84,7 @@ def _check_same(runs: dict[str, Path], mode: str) -> None:
     assert one["loss"][-1] < one["loss"][0]  # it did learn
 
 
+@pytest.mark.slow  # the default run has the same check through run() (test_run_distributed)
 def test_mirrored_on_two_cpus_matches_one_device(runs):
     _check_same(runs, "mirrored")
 
