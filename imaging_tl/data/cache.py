@@ -218,10 +218,11 @@ class ArrayCache:
         self.hash = hash
         self._index: dict[str, dict[str, dict]] = {}  # namespace -> {"files", "entries"}
         self._dirty: set[str] = set()
+        self._dropped: dict[str, set[str]] = {}  # stale entries, kept out of the next save
 
     def __getstate__(self) -> dict[str, Any]:
         # Workers get the folder, not the parent's look-up index.
-        return {**self.__dict__, "_index": {}, "_dirty": set()}
+        return {**self.__dict__, "_index": {}, "_dirty": set(), "_dropped": {}}
 
     def __repr__(self) -> str:
         return f"ArrayCache({str(self.root)!r}, hash={self.hash!r})"
@@ -285,6 +286,11 @@ class ArrayCache:
             pass  # missing or damaged: an index is only a hint
         return {"files": {}, "entries": {}}
 
+    def _drop(self, namespace: str, key: str) -> None:
+        self._index[namespace]["entries"].pop(key, None)
+        self._dropped.setdefault(namespace, set()).add(key)
+        self._dirty.add(namespace)
+
     def remember(self, namespace: str, key: str, meta: dict[str, Any]) -> None:
         """Record an entry's metadata in the namespace's look-up index (see :meth:`put`)."""
         self._load_index(namespace)["entries"][key] = {
@@ -297,8 +303,12 @@ class ArrayCache:
             return
         mine = self._index[namespace]
         disk = self._read_index(namespace)
+        entries = {**disk["entries"], **mine["entries"]}
+        for key in self._dropped.pop(namespace, ()):
+            if key not in mine["entries"]:
+                entries.pop(key, None)
         merged = {"format": CACHE_FORMAT, "files": {**disk["files"], **mine["files"]},
-                  "entries": {**disk["entries"], **mine["entries"]}}
+                  "entries": entries}
         payload = json.dumps(merged, default=str, separators=(",", ":")).encode()
         try:
             _write_atomic(self._index_path(namespace), lambda f: f.write(payload))
@@ -337,8 +347,7 @@ class ArrayCache:
                     return {**meta, "file": str(base.with_suffix(".npy"))}
             except OSError:
                 pass
-            del idx["entries"][key]  # stale hint: ask the entry files
-            self._dirty.add(namespace)
+            self._drop(namespace, key)  # stale hint: ask the entry files
         try:
             meta = json.loads(base.with_suffix(".json").read_bytes())
             size = os.stat(base.with_suffix(".npy")).st_size
@@ -388,9 +397,8 @@ class ArrayCache:
     def discard(self, namespace: str, key: str) -> None:
         """Remove an entry (both files), ignoring what is already gone."""
         base = self._entry(namespace, key)
-        idx = self._index.get(namespace)
-        if idx is not None and idx["entries"].pop(key, None) is not None:
-            self._dirty.add(namespace)
+        if namespace in self._index:
+            self._drop(namespace, key)
         for suffix in (".npy", ".json"):
             try:
                 os.unlink(base.with_suffix(suffix))
@@ -461,6 +469,7 @@ class ArrayCache:
         if not quarantine_only:
             for ns in [namespace] if namespace else list(self._index):
                 self._index.pop(ns, None)
+                self._dropped.pop(ns, None)
                 self._dirty.discard(ns)
         dirs = [self.root / namespace] if namespace else [
             p for p in self.root.iterdir() if (p / "pipeline.json").is_file()]

@@ -312,7 +312,7 @@ def prepare(
         if q is not None and not retry_quarantined:
             reasons[i] = q["reason"]
             continue
-        if not tasks and executor == "process":
+        if not tasks and executor == "process" and (workers or os.cpu_count() or 1) > 1:
             _boot_forkserver()  # it imports the readers while this loop goes on
         if key not in todo:
             tasks.append((path, frame, key))

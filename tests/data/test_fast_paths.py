@@ -81,9 +81,18 @@ def test_stale_or_damaged_index_is_only_a_hint(settled: pd.DataFrame, tmp_path: 
     again = prepare(settled, pipe(), cache=ArrayCache(tmp_path / "cache"), executor="serial")
     assert again.stats["decoded"] == 1
     np.testing.assert_array_equal(again.load(2), first.load(2))
+    # A stale hint found by a look-up leaves the saved index (it is not merged back in).
+    key = Path(again.table["cache_file"][3]).stem
+    Path(again.table["cache_file"][3]).unlink()
+    looker = ArrayCache(tmp_path / "cache")
+    looker.file_key(settled["path"][3], first.namespace)  # loads the index
+    assert looker.get(first.namespace, key) is None
+    looker.save_index(first.namespace)
+    assert key not in index_of(cache, first.namespace)["entries"]
+    assert len(index_of(cache, first.namespace)["entries"]) == 3
     (cache.root / first.namespace / f"index-{cache.hash}.json").write_text("{not json")
     third = prepare(settled, pipe(), cache=ArrayCache(tmp_path / "cache"), executor="serial")
-    assert third.stats["decoded"] == 0 and third.stats["hits"] == 4
+    assert third.stats["decoded"] == 1 and third.stats["hits"] == 3
     assert index_of(cache, first.namespace)["format"] >= 2  # rewritten whole
     # index=False neither reads nor writes it (many small concurrent runs).
     assert cache.clear() == 4
