@@ -43,6 +43,7 @@ from a paired bootstrap over test patients).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -272,8 +273,9 @@ class ModelPool:
     def get(self, arm: str, seed: int):
         """The pooled model of ``arm`` with the initial state of ``build_arm_model(seed)``."""
         key = "tl" if arm in ("tl_frozen", "tl_finetune") else arm
-        fresh = build_arm_model(arm, self.input_size, seed)
         model = self._models.get(key)
+        with _keep_tf_caches(model is not None):
+            fresh = build_arm_model(arm, self.input_size, seed)
         if model is None:
             _reuse_compiled_functions(fresh)
             self._models[key] = fresh
@@ -288,6 +290,29 @@ class ModelPool:
         for a, b in zip(model.layers, fresh.layers, strict=True):
             a.trainable = b.trainable
         return model
+
+
+@contextlib.contextmanager
+def _keep_tf_caches(active: bool = True):
+    """Builds skip ``tf.random.set_seed`` (called by ``keras.utils.set_random_seed``).
+
+    It clears TensorFlow's kernel cache, after which the pooled Lite0 train function is
+    instantiated and optimised again on its next call (6-9 s per cell here). Keras 3 models
+    draw their initial weights and dropout seeds from Keras' own seed generators, not from
+    TF's global seed, so the built weights are the same (the exact-equivalence test of
+    tests/benchmarks builds the reference models without this).
+    """
+    import tensorflow as tf
+
+    if not active:
+        yield
+        return
+    original = tf.random.set_seed
+    tf.random.set_seed = lambda seed: None
+    try:
+        yield
+    finally:
+        tf.random.set_seed = original
 
 
 def _reuse_compiled_functions(model) -> None:
