@@ -262,7 +262,8 @@ def _distributed_fit(fit_model: keras.Model, strategy: Any, data: Any, val: Any,
     (the sum over its samples / the global count, so uneven last batches weigh right) and
     the optimiser sums the gradients over the replicas: the same updates as one device.
     Training metrics see the gathered global batch, validation runs on every worker on its
-    own (no collectives), so every worker takes the same early-stopping decision.
+    own (no collectives), and the early-stopping decision is shared (any worker stops: all
+    stop).
     """
     loss_obj, train_metrics = _loss_and_metrics(task, sparse, per_sample=True)
     opt = fit_model.optimizer
@@ -321,6 +322,13 @@ def _distributed_fit(fit_model: keras.Model, strategy: Any, data: Any, val: Any,
 
     val_loss_obj = _loss_and_metrics(task, sparse, per_sample=True)[0]
     evaluate_step = tf.function(eval_fn, reduce_retracing=True)
+    def stop_anywhere(flag: bool) -> bool:
+        # early stopping must be one decision: workers on other machines may round their
+        # validation metrics differently, and one worker leaving early would hang the rest
+        votes = strategy.run(lambda: tf.distribute.get_replica_context().all_reduce(
+            "SUM", tf.constant(float(flag))))
+        return bool(strategy.experimental_local_results(votes)[0] > 0)
+
     cbs = keras.callbacks.CallbackList(callbacks, model=fit_model)
     fit_model.stop_training = False
     it = iter(dist) if steps is not None else None
@@ -336,7 +344,7 @@ def _distributed_fit(fit_model: keras.Model, strategy: Any, data: Any, val: Any,
         if val is not None:
             logs |= _local_evaluate(evaluate_step, val, task, sparse)
         cbs.on_epoch_end(epoch, logs)
-        if fit_model.stop_training:
+        if stop_anywhere(fit_model.stop_training):
             break
     cbs.on_train_end()
 

@@ -74,7 +74,7 @@ def test_the_distributed_step_matches_keras_fit():
 
     x, y = _data(10)
     y = np.array([0, 1, 1, 1, 0, 1, 1, 0, 1, 1])  # unbalanced: class weights matter
-    phases = [Phase("head", epochs=2, learning_rate=0.05, optimizer="sgd"),
+    phases = [Phase("head", epochs=2, learning_rate=0.05, optimizer="sgd", patience=1),
               Phase("finetune", epochs=1, learning_rate=0.01, optimizer="sgd",
                     freeze="block6d_add")]
     plain = _build("float32")
