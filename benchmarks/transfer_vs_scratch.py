@@ -29,11 +29,23 @@ whose tuning-test AUC reaches ``--target-auc`` is used. ``--difficulty T`` skips
 Settings::
 
     .venv/bin/python benchmarks/transfer_vs_scratch.py            # default: 2 CPU cores
+    .venv/bin/python benchmarks/transfer_vs_scratch.py --tasks composite  # its 2nd task
     .venv/bin/python benchmarks/transfer_vs_scratch.py --quick    # reduced smoke run
     .venv/bin/python benchmarks/transfer_vs_scratch.py --full     # GPU machine
+    .venv/bin/python benchmarks/transfer_vs_scratch.py --summarize RESULTS.csv
 
-Outputs (``--out``, default benchmarks/results/): ``transfer_vs_scratch_<setting>.csv``
-(one row per task, size, seed, arm), ``..._<setting>.png`` (AUC against training-set size)
+The default setting (sizes 50-800, 3 seeds, 1,000 test images, 200 validation images for
+early stopping, 48 px, 12 + 3 epochs) runs the synthetic task with difficulty tuning in
+about 26 min on 2 quiet cores; the composite task is a second run of about as long. Each
+arm's Keras model is built and traced once per process and reset to the cell's seed
+(:class:`ModelPool`): tracing Lite0's train function costs 12-50 s here, more than most
+cells' training.
+
+Outputs (``--out``, default benchmarks/results/): ``transfer_vs_scratch_<setting>[_<task>].csv``
+(one row per task, size, seed, arm, written as each cell finishes, with the cell's test
+scores; a task's first row also carries the test labels and patient groups, so
+``--summarize CSV`` rebuilds the summary and plot of a finished or interrupted run),
+``....png`` (AUC against training-set size)
 and a printed summary: AUC mean and spread per arm and size, the AUC gain over the pixel
 floor and the training time as a ratio to arm 1 (baselines measured in the same run), and a
 paired comparison of arms 1/2 against arm 3 (same seeds, same test images; 95% interval
@@ -65,17 +77,20 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SETTINGS: dict[str, dict] = {
     "quick": dict(image_size=64, gen_size=128, sizes=(50, 100, 200), seeds=2, val=100,
                   test=300, head_epochs=15, finetune_epochs=4, patience=4, tune_test=200,
-                  workers=2, ladder=(-0.5, -0.75, -1.0)),
-    # default: chosen to approach 30 min on 2 quiet cores (not measured end to end; the
-    # quick run suggests the per-model graph tracing of ~25-50 s dominates small sizes)
+                  workers=2, ladder=(-0.5, -0.75, -1.0), tasks=TASKS),
+    # default: fits 30 min on 2 quiet cores, synthetic task only (projected from profiled
+    # cells, ~26 min; see BENCHMARKS.md). Lite0 end-to-end training is the cost: ~1.3 s +
+    # 8.4 ms per training image per epoch at 48 px, so the epoch budget (head + finetune =
+    # the scratch arms' epochs) is 12 + 3. The composite task adds about as much again:
+    # --tasks composite (or synthetic,composite) runs it.
     "default": dict(image_size=48, gen_size=96, sizes=(50, 100, 200, 400, 800), seeds=3,
-                    val=200, test=1000, head_epochs=20, finetune_epochs=5, patience=5,
+                    val=200, test=1000, head_epochs=12, finetune_epochs=3, patience=4,
                     tune_test=400, workers=2,
-                    ladder=(1.0, 0.5, 0.0, -0.25, -0.5, -0.75, -1.0)),
+                    ladder=(1.0, 0.5, 0.0, -0.25, -0.5, -0.75, -1.0), tasks=("synthetic",)),
     "full": dict(image_size=224, gen_size=256, sizes=(50, 100, 200, 400, 800), seeds=5,
                  val=400, test=2000, head_epochs=50, finetune_epochs=20, patience=8,
                  tune_test=1000, workers=os.cpu_count() or 4,
-                 ladder=(1.0, 0.75, 0.5, 0.25, 0.0, -0.25, -0.5, -0.75, -1.0)),
+                 ladder=(1.0, 0.75, 0.5, 0.25, 0.0, -0.25, -0.5, -0.75, -1.0), tasks=TASKS),
 }
 
 # Role ids in the seed sequence: measured data and tuning data never share a seed.
@@ -269,6 +284,14 @@ class ModelPool:
     def __init__(self, input_size: int) -> None:
         self.input_size = int(input_size)
         self._models: dict[str, object] = {}
+
+    def warm(self, arms: tuple[str, ...]) -> None:
+        """Build each arm's pooled model up front: a pool's first build of an arm runs
+        ``keras.utils.set_random_seed`` unchanged, which clears TF's caches, so it is done
+        before anything is traced."""
+        for arm in arms:
+            if arm != "logreg_pixels":
+                self.get(arm, 0)
 
     def get(self, arm: str, seed: int):
         """The pooled model of ``arm`` with the initial state of ``build_arm_model(seed)``."""
@@ -588,7 +611,8 @@ def main(argv: list[str] | None = None) -> int:
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="reduced smoke setting")
     mode.add_argument("--full", action="store_true", help="GPU setting")
-    ap.add_argument("--tasks", default=",".join(TASKS), help=f"comma list of {TASKS}")
+    ap.add_argument("--tasks", help=f"comma list of {TASKS} (default: the setting's; "
+                    "the default setting runs synthetic only)")
     ap.add_argument("--arms", default=",".join(ARMS), help="comma list of arms")
     ap.add_argument("--sizes", help="comma list of training sizes (override)")
     ap.add_argument("--seeds", type=int, help="seeds per cell (override)")
@@ -632,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg["sizes"] = tuple(int(s) for s in args.sizes.split(","))
     if args.epochs:
         cfg["head_epochs"], cfg["finetune_epochs"] = args.epochs
-    tasks = [t for t in args.tasks.split(",") if t]
+    tasks = [t for t in args.tasks.split(",") if t] if args.tasks else list(cfg["tasks"])
     arms = tuple(a for a in args.arms.split(",") if a)
     bad = [t for t in tasks if t not in TASKS] + [a for a in arms if a not in ARMS]
     if bad:
@@ -645,6 +669,7 @@ def main(argv: list[str] | None = None) -> int:
                                                 "_" + "_".join(tasks))
     csv_path = args.out / f"{stem}.csv"
     pool = ModelPool(cfg["image_size"])  # each arm's model is built and traced once
+    pool.warm(arms if args.difficulty is not None else ("tl_frozen", *arms))
     rows, tests, t_start = [], {}, time.perf_counter()
     n_cells, done = len(tasks) * len(cfg["sizes"]) * cfg["seeds"], 0
     # a row per finished cell, flushed at once: an interrupted run keeps what it measured
