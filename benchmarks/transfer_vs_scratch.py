@@ -583,7 +583,13 @@ def read_results(path: Path) -> tuple[list[dict], dict]:
     """
     rows, tests = [], {}
     with open(path, newline="") as fh:
-        for r in csv.DictReader(fh):
+        reader = csv.DictReader(fh)
+        missing = [k for k in CSV_FIELDS if k not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: not a results CSV of this harness (no columns "
+                             f"{missing}; CSVs before the per-cell scores cannot be "
+                             "re-summarised)")
+        for r in reader:
             if r["test_labels"]:
                 tests[r["task"]] = (np.array([int(c) for c in r["test_labels"]]),
                                     np.array(r["test_groups"].split()))
@@ -637,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             rows, tests = read_results(args.summarize)
         except (OSError, ValueError, KeyError) as e:
-            print(f"error: --summarize {args.summarize}: {e}", file=sys.stderr)
+            print(f"error: --summarize: {e}", file=sys.stderr)
             return 2
         if not rows:
             print(f"error: --summarize {args.summarize}: no rows", file=sys.stderr)

@@ -125,6 +125,9 @@ def test_summarize_partial_csv_with_paired_comparison(tvs, tmp_path, capsys):
     path.write_text("\n".join([lines[0]] + lines[2:4]) + "\n")
     assert tvs.main(["--summarize", str(path)]) == 2
     assert "no test labels for task(s) ['synthetic']" in capsys.readouterr().err
+    path.write_text("task,size,arm,auc\nsynthetic,10,tl_frozen,0.7\n")  # an older CSV
+    assert tvs.main(["--summarize", str(path)]) == 2
+    assert "not a results CSV of this harness" in capsys.readouterr().err
 
 
 def _tiny_cell(tvs):
