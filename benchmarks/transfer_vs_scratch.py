@@ -86,7 +86,9 @@ SETTINGS: dict[str, dict] = {
     "default": dict(image_size=48, gen_size=96, sizes=(50, 100, 200, 400, 800), seeds=3,
                     val=200, test=1000, head_epochs=12, finetune_epochs=3, patience=4,
                     tune_test=400, workers=2,
-                    ladder=(1.0, 0.5, 0.0, -0.25, -0.5, -0.75, -1.0), tasks=("synthetic",)),
+                    # at 64 px the frozen-feature AUC was 0.47-0.53 from hard to easy (quick
+                    # run): at 48 px the ladder starts at easy, saving ~13 s a rung
+                    ladder=(0.0, -0.25, -0.5, -0.75, -1.0), tasks=("synthetic",)),
     "full": dict(image_size=224, gen_size=256, sizes=(50, 100, 200, 400, 800), seeds=5,
                  val=400, test=2000, head_epochs=50, finetune_epochs=20, patience=8,
                  tune_test=1000, workers=os.cpu_count() or 4,
