@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -357,4 +358,9 @@ def make_dataset(
             aug, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(plain(lambda *e: e if len(e) > 1 else e[0]))
+    if not repeat:
+        # unbatch/zip (augmentation) and balanced sampling hide the length from tf.data;
+        # Keras then warns "ran out of data" at the end of every first epoch.
+        batches = n // batch_size if drop_remainder else math.ceil(n / batch_size)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
     return ds.prefetch(prefetch)

@@ -78,6 +78,16 @@ def test_augmentation_only_on_the_training_split(prepared: Prepared) -> None:
         make_dataset(prepared, split="val", augment="light")
 
 
+def test_length_is_known_with_augmentation_and_balance(prepared: Prepared) -> None:
+    # Keras warns "ran out of data" (and re-counts every first epoch) when tf.data cannot
+    # tell the number of batches; augmentation's unbatch and balanced sampling hide it.
+    for kwargs, batches in (({}, 4), ({"augment": "light"}, 4), ({"balanced": True}, 4),
+                            ({"augment": "light", "drop_remainder": True}, 3)):
+        ds = make_dataset(prepared, split="train", batch_size=4, seed=0, **kwargs)
+        assert int(ds.cardinality()) == batches, kwargs
+        assert len(collect(ds)) == batches, kwargs
+
+
 def test_class_balanced_sampling_and_weights(prepared: Prepared) -> None:
     ds = make_dataset(prepared, split="train", batch_size=15, seed=0, balanced=True, repeat=True)
     labels = np.concatenate([b[1] for b in collect(ds.take(20))])
