@@ -59,6 +59,7 @@ import contextlib
 import csv
 import dataclasses
 import functools
+import multiprocessing
 import os
 import sys
 import time
@@ -172,7 +173,8 @@ def make_split(task: str, role: str, n_images: int, *, base_seed: int, t: float,
         jobs.append((task, seed, anatomy, bool(y[i]), gen_size, t, background))
         groups.append(f"{role}-{patient}" if task == "synthetic" else background)
     if workers > 1:
-        with ProcessPoolExecutor(workers) as ex:
+        # spawn, not fork: a child forked after TensorFlow started its threads segfaults
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as ex:
             pixels = list(ex.map(_make_one, jobs, chunksize=16))
     else:
         pixels = [_make_one(j) for j in jobs]
