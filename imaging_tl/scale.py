@@ -27,6 +27,7 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import warnings
@@ -135,11 +136,34 @@ def _run_batches(client: Any, fn: Callable[[list[Any]], Any], batches: list[list
     return results
 
 
+@contextlib.contextmanager
+def quiet_readers() -> Iterator[None]:
+    """Inside a batch task: pydicom's warnings and log records are not shown.
+
+    The rows (and quarantine records) carry each bad file's reason. Dask workers configure
+    logging, so pydicom's decoder errors would otherwise reach the terminal once per bad file
+    with a traceback, and its warnings can quote header values.
+
+    Examples
+    --------
+    >>> with quiet_readers():
+    ...     logging.getLogger("pydicom").error("not shown")
+    """
+    logger = logging.getLogger("pydicom")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def _census_batch(paths: list[str], root: str, decode: bool) -> list[dict[str, Any]]:
     from imaging_tl.io.census import census_row
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # as in run_census: the rows carry what matters
+    with quiet_readers():
         return [census_row(p, root=root, decode=decode) for p in paths]
 
 
@@ -209,8 +233,9 @@ def _predict_batch(paths: list[str], model: str, engine: str, batch_size: int,
                    num_threads: int | None) -> list[dict[str, Any]]:
     from imaging_tl.pipeline import predict_files
 
-    df = predict_files(model, paths, batch_size=batch_size, engine=engine,
-                       num_threads=num_threads)
+    with quiet_readers():
+        df = predict_files(model, paths, batch_size=batch_size, engine=engine,
+                           num_threads=num_threads)
     return df.to_dict("records")
 
 
@@ -295,8 +320,7 @@ def _cache_batch(files: list[tuple[str, list[int | None]]], pipeline: Any, cache
     rows = [(path, frame) for path, frames in files for frame in frames]
     table = pd.DataFrame({"path": [r[0] for r in rows],
                           "frame": pd.array([r[1] for r in rows], dtype="Int64")})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the quarantine records carry what matters
+    with quiet_readers():
         # index=False: the caller writes the namespace's look-up index once, at the end,
         # instead of every task rewriting it
         done = prepare(table, pipeline, cache=cache, workers=1, executor="serial",

@@ -82,20 +82,46 @@ def test_cli_census_workers(archive, tmp_path, capsys):
     assert len(pd.read_csv(out)) == 13
 
 
-@pytest.mark.slow
-def test_predict_on_two_workers_equals_predict_files(archive, tmp_path, monkeypatch):
+def _tiny_model(tmp_path: Path) -> Path:
+    """A Lite0 transfer model at 32 px saved with its preprocessing contract."""
     from imaging_tl.models import build_transfer_model, save_transfer_model
-    from imaging_tl.pipeline import predict_files
-    from imaging_tl.scale import predict_dask
     from imaging_tl.stages import Pipeline, Resize, ToRGB, Window
 
-    monkeypatch.setenv("IMAGING_TL_CACHE_DIR", str(tmp_path / "cache"))
     model = build_transfer_model("efficientnet_lite0", "binary", ["no", "yes"], input_size=32)
     pipe = Pipeline([Window(mode="range"), Resize(32), ToRGB()])
     contract = model.imaging_tl_contract
     contract.preprocessing = {"stages": pipe.to_config(), "fingerprint": pipe.fingerprint()}
-    mp = tmp_path / "model.keras"
-    save_transfer_model(model, mp, contract)
+    path = tmp_path / "model.keras"
+    save_transfer_model(model, path, contract)
+    return path
+
+
+def test_predict_on_the_shared_cluster_equals_predict_files(archive, tmp_path,
+                                                            dask_cluster_client):
+    # Keras engine: nothing to export, so the session's cluster serves (the slow test below
+    # covers an exported engine on a cluster of its own)
+    from imaging_tl.pipeline import predict_files
+    from imaging_tl.scale import predict_dask
+
+    mp = _tiny_model(tmp_path)
+    one = predict_files(mp, [archive], engine="keras")
+    two = predict_dask(mp, [archive], engine="keras", files_per_task=4, progress=False,
+                       client=dask_cluster_client)
+    assert list(two["path"]) == list(one["path"])  # input order, no row lost or repeated
+    assert list(two["status"]) == list(one["status"])
+    assert list(two["reason"]) == list(one["reason"])  # bad files are rows with their reason
+    np.testing.assert_allclose(two["prob_yes"].to_numpy(float), one["prob_yes"].to_numpy(float),
+                               atol=1e-6)
+    assert (one["status"] == "ok").sum() >= 4 and (one["status"] != "ok").sum() >= 3
+
+
+@pytest.mark.slow
+def test_predict_on_two_workers_equals_predict_files(archive, tmp_path, monkeypatch):
+    from imaging_tl.pipeline import predict_files
+    from imaging_tl.scale import predict_dask
+
+    monkeypatch.setenv("IMAGING_TL_CACHE_DIR", str(tmp_path / "cache"))
+    mp = _tiny_model(tmp_path)
     one = predict_files(mp, [archive], engine="onnxruntime")
     # its own cluster: the workers must inherit IMAGING_TL_CACHE_DIR (the engine export)
     two = predict_dask(mp, [archive], workers=2, engine="onnxruntime", files_per_task=3,
@@ -106,3 +132,35 @@ def test_predict_on_two_workers_equals_predict_files(archive, tmp_path, monkeypa
     np.testing.assert_allclose(two["prob_yes"].to_numpy(float), one["prob_yes"].to_numpy(float),
                                atol=1e-6)
     assert (one["status"] == "ok").sum() >= 4
+
+
+def test_batch_tasks_keep_pydicom_messages_off_the_terminal(pydicom_test_dir):
+    import logging
+
+    from imaging_tl.io import ScanReadError, read_scan
+    from imaging_tl.scale import quiet_readers
+
+    class Collect(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.DEBUG)
+            self.records = []
+
+        def emit(self, record):
+            self.records.append(record)
+
+    # as on a Dask worker: a handler on the root logger, which pydicom's records reach
+    seen, root = Collect(), logging.getLogger()
+    level = logging.getLogger("pydicom").level
+    root.addHandler(seen)
+    try:
+        with pytest.raises(ScanReadError):  # its decoders fail and pydicom logs each one
+            read_scan(pydicom_test_dir / "JPEG-lossy.dcm")
+        assert any(r.name.startswith("pydicom") for r in seen.records)  # the noise is real
+        seen.records.clear()
+        with quiet_readers(), pytest.raises(ScanReadError) as err:
+            read_scan(pydicom_test_dir / "JPEG-lossy.dcm")
+        assert not seen.records
+        assert "JPEG-lossy.dcm" in str(err.value)  # the reason still names the file
+    finally:
+        root.removeHandler(seen)
+    assert logging.getLogger("pydicom").level == level  # restored after the task
