@@ -84,12 +84,12 @@ def _check_same(runs: dict[str, Path], mode: str) -> None:
     assert one["loss"][-1] < one["loss"][0]  # it did learn
 
 
-@pytest.mark.slow  # the default run has the same check through run() (test_run_distributed)
+# Both fixtures start two small training processes (~6 s each on 2 cores): the default run
+# keeps a real two-process MultiWorkerMirroredStrategy training.
 def test_mirrored_on_two_cpus_matches_one_device(runs):
     _check_same(runs, "mirrored")
 
 
-@pytest.mark.slow
 def test_two_workers_match_one_process_and_only_the_chief_writes(worker_runs):
     _check_same(worker_runs, "worker0")
     assert worker_runs["worker0"].is_file() and not worker_runs["worker1"].exists()
