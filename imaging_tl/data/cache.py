@@ -53,7 +53,7 @@ __all__ = [
     "CACHE_FORMAT", "ArrayCache", "CacheInfo", "default_cache_dir", "file_key", "load_entry",
 ]
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: content_hash records are XXH3-128 (were SHA-256)
 _SAMPLE = 16 * 1024  # 8 blocks of 16 KiB: the header and 7 points of the pixel data
 _SAMPLE_COUNT = 8
 _TAG = "Signature: 8a477f597d28d172789f06886806bc55\n# imaging_tl array cache\n"
