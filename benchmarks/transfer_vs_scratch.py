@@ -36,8 +36,8 @@ Settings::
 
 The default setting (sizes 50-800, 3 seeds, 1,000 test images, 200 validation images for
 early stopping, 48 px, 12 + 3 epochs) runs the synthetic task with difficulty tuning in
-17.7 min on 2 cores (measured; BENCHMARKS.md); the composite task is a second run of 16.4 min. Each
-arm's Keras model is built and traced once per process and reset to the cell's seed
+17.7 min on 2 cores (measured; BENCHMARKS.md); the composite task is a second run of
+16.4 min. Each arm's Keras model is built and traced once per process and reset to the cell's seed
 (:class:`ModelPool`): tracing Lite0's train function costs 12-50 s here, more than most
 cells' training.
 
@@ -80,10 +80,10 @@ SETTINGS: dict[str, dict] = {
                   test=300, head_epochs=15, finetune_epochs=4, patience=4, tune_test=200,
                   workers=2, ladder=(-0.5, -0.75, -1.0), tasks=TASKS),
     # default: fits 30 min on 2 cores, synthetic task only (measured 17.7 min with tuning;
-    # see BENCHMARKS.md). Lite0 end-to-end training is the cost: ~1.3 s +
-    # 8.4 ms per training image per epoch at 48 px, so the epoch budget (head + finetune =
-    # the scratch arms' epochs) is 12 + 3. The composite task adds about as much again:
-    # --tasks composite (or synthetic,composite) runs it.
+    # see BENCHMARKS.md). Lite0 end-to-end training is the cost: ~1.3 s + 8.4 ms per
+    # training image per epoch at 48 px, so the epoch budget (head + finetune = the scratch
+    # arms' epochs) is 12 + 3. The composite task adds about as much again: --tasks
+    # composite (or synthetic,composite) runs it.
     "default": dict(image_size=48, gen_size=96, sizes=(50, 100, 200, 400, 800), seeds=3,
                     val=200, test=1000, head_epochs=12, finetune_epochs=3, patience=4,
                     tune_test=400, workers=2,
