@@ -146,7 +146,7 @@ def main() -> None:
 
     # the model (imports TensorFlow) after the cache build: prepare()'s pool forks cheaply
     # only while TensorFlow is not loaded, as in `imaging-tl cache build`
-    from imaging_tl.engines import default_engine, exported_model
+    from imaging_tl.deploy.engines import default_engine, exported_model
     from imaging_tl.models import build_transfer_model, save_transfer_model
     from imaging_tl.pipeline import predict_files
 

@@ -1,7 +1,7 @@
 """Images/s of each inference engine against Keras ``model.predict`` (same run, same model).
 
 efficientnet_lite0 transfer model (real ImageNet weights) at 224 x 224 on CPU, batch 1
-and batch 32. Engines come from :func:`imaging_tl.engines.load_engine` (conversion time
+and batch 32. Engines come from :func:`imaging_tl.deploy.engines.load_engine` (conversion time
 reported apart, cached in a temporary folder). Before timing counts, every engine's
 outputs on real photographs (scikit-image's coffee, chelsea, astronaut, rocket) must agree
 with Keras within 1e-4. Each figure is the best of ``--repeats`` rounds.
@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
 
-    from imaging_tl.engines import load_engine
+    from imaging_tl.deploy.engines import load_engine
     from imaging_tl.models import build_transfer_model, save_transfer_model
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-engines-"))

@@ -4,9 +4,8 @@ Importing this package (or :mod:`imaging_tl.io`, :mod:`imaging_tl.stages`) does 
 import TensorFlow; :mod:`imaging_tl.models` imports it on first use.
 """
 
+from imaging_tl._version import __version__
 from imaging_tl.io import Scan, ScanReadError, read_scan
-
-__version__ = "0.1.0"
 
 __all__ = ["Scan", "ScanReadError", "__version__", "read_scan", "run"]
 

@@ -332,7 +332,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from imaging_tl.export import ExportError, export_model
+    from imaging_tl.deploy import ExportError, export_model
 
     model = Path(args.model)
     if model.is_dir():

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imaging_tl.distribute import (
+from imaging_tl.train.distribute import (
     cluster_info,
     resolve_mode,
     scale_learning_rate,

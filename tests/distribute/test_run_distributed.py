@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from imaging_tl.config import ConfigError, load_config
-from imaging_tl.distribute import cluster_info
-from imaging_tl.pipeline import _run_location
+from imaging_tl.pipeline.runner import run_location as _run_location
+from imaging_tl.train.distribute import cluster_info
 
 
 def _reference(kit, data: Path, tmp: Path) -> str:

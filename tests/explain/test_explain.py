@@ -283,8 +283,7 @@ def test_scores_are_taken_before_the_final_activation():
 
 
 def test_save_gallery_feeds_the_report(lesion_model, tmp_path):
-    from imaging_tl.explain import save_gallery
-    from imaging_tl.report import gallery_from_dir, write_report
+    from imaging_tl.report import gallery_from_dir, save_gallery, write_report
 
     x, y, _ = _lesion_images(30, seed=21)
     p = lesion_model.predict(x, verbose=0)[:, 0]
@@ -303,7 +302,7 @@ def test_save_gallery_feeds_the_report(lesion_model, tmp_path):
 
 
 def test_save_gallery_multilabel_explains_the_chosen_label(two_label_model, tmp_path):
-    from imaging_tl.explain import save_gallery
+    from imaging_tl.report import save_gallery
 
     x, y, masks = _lesion_images(40, seed=31, two_kinds=True)
     y = y.astype(float)

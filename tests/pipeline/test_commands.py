@@ -95,7 +95,7 @@ def test_export_agrees_with_keras_on_real_scans(finished_run, scan_folder, tmp_p
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["savedmodel", "keras"])
 def test_export_other_formats(finished_run, tmp_path, fmt):
-    from imaging_tl.export import export_model
+    from imaging_tl.deploy.export import export_model
 
     res = export_model(finished_run.run_dir / "model.keras", fmt, tmp_path)
     assert res.max_abs_diff <= 1e-4 and res.path.exists()
@@ -103,7 +103,7 @@ def test_export_other_formats(finished_run, tmp_path, fmt):
 
 
 def test_export_mismatch_is_reported(finished_run, tmp_path):
-    from imaging_tl.export import ExportError, export_model
+    from imaging_tl.deploy.export import ExportError, export_model
 
     with pytest.raises(ExportError, match="disagrees with the Keras model"):
         export_model(finished_run.run_dir / "model.keras", "keras", tmp_path, atol=-1.0)
@@ -123,3 +123,36 @@ def test_cli_run_with_overrides_prints_the_summary(tiny_config, tmp_path, capsys
     stored = yaml.safe_load((out / "config.yaml").read_text())
     assert stored["train"]["phases"][0]["epochs"] == 1  # the override is in config.yaml
     assert len(pd.read_csv(out / "history.csv")) == 1
+
+
+def test_evaluate_run_dir_honours_patient_level_and_calibration(finished_run, tmp_path):
+    """A run evaluated per patient with temperature scaling is re-evaluated the same way."""
+    import shutil
+
+    import yaml
+
+    from imaging_tl.evaluate import evaluate
+    from imaging_tl.pipeline import reevaluate
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run.run_dir, run_dir)
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    cfg["evaluate"].update(patient_level="max", calibration="temperature")
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    m = reevaluate(run_dir, n_bootstraps=20)
+    test = pd.read_csv(run_dir / "predictions.csv").query("split == 'test'")
+    assert m["level"] == "patient"
+    assert m["n_patients"] == test["group"].nunique() < len(test)
+    assert m["calibration"]["temperature"] > 0  # fitted on the run's validation split
+    # the same figure as evaluating the run's own test predictions per patient
+    val = pd.read_csv(run_dir / "predictions.csv").query("split == 'val'")
+    ref = evaluate((test["label"] == "nodule").to_numpy(float), test["prob_nodule"].to_numpy(),
+                   groups=test["group"].astype(str).to_numpy(), aggregate="max",
+                   operating_point="fixed", threshold=m["operating_point"]["threshold"],
+                   val_true=(val["label"] == "nodule").to_numpy(float),
+                   val_score=val["prob_nodule"].to_numpy(),
+                   val_groups=val["group"].astype(str).to_numpy(),
+                   temperature_scaling=True, n_bootstraps=0)
+    assert m["roc_auc"]["value"] == pytest.approx(ref["roc_auc"]["value"], abs=1e-6)
+    assert m["calibration"]["temperature"] == pytest.approx(
+        ref["calibration"]["temperature"], rel=1e-4)

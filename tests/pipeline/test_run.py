@@ -191,7 +191,8 @@ def test_same_seed_same_splits_and_metrics(tiny_config, tmp_path):
     np.testing.assert_allclose(pa["prob_nodule"], pb["prob_nodule"], atol=1e-5)
     # a different seed gives a different split
     c_cfg = load_config(cfg, ["seed=5"])
-    from imaging_tl.pipeline import _split, load_inputs
+    from imaging_tl.pipeline.inputs import load_inputs
+    from imaging_tl.pipeline.inputs import split_of as _split
 
     sc = _split(c_cfg, load_inputs(c_cfg))
     assert sorted(zip(sc["path"], sc["split"], strict=True)) != \

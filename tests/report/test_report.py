@@ -16,9 +16,8 @@ import pytest
 from PIL import Image
 
 from imaging_tl import evaluate as ev
-from imaging_tl import plots
 from imaging_tl.explain import save_overlay
-from imaging_tl.report import select_gallery, split_audit, write_report
+from imaging_tl.report import plots, select_gallery, split_audit, write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -205,7 +204,7 @@ def test_bad_inputs_are_named(tmp_path):
 
 
 def test_report_module_does_not_import_tensorflow():
-    code = ("import sys, imaging_tl.report, imaging_tl.plots, imaging_tl.evaluate; "
+    code = ("import sys, imaging_tl.report, imaging_tl.report.plots, imaging_tl.evaluate; "
             "print('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)

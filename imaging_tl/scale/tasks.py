@@ -1,11 +1,9 @@
 """Census, cache build and prediction of big archives on a Dask cluster (``--workers N`` /
 ``--scheduler``).
 
-The work is split into batches of files; each batch is one Dask task that returns its rows,
-so a file that fails is a row with its reason (as in the single-process run), a batch whose
-worker dies is retried on another worker (``retries``; Dask also reschedules the tasks of
-a lost worker), and rows come back in input order: the output is the same as the plain
-loop's, then written atomically (a temporary file renamed into place).
+The work is split into batches of files (:mod:`imaging_tl.scale.cluster`): a file that
+fails is a row with its reason (as in the single-process run), and the output is the same
+as the plain loop's, then written atomically (a temporary file renamed into place).
 
 A local cluster (:class:`distributed.LocalCluster`, one process per worker, one thread
 each: pydicom and the decoders hold the GIL) is started for ``workers=N``; ``scheduler``
@@ -27,137 +25,30 @@ Examples
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import sys
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["build_cache_dask", "census_dask", "dask_client", "map_batches", "predict_dask"]
+from imaging_tl.scale.cluster import (
+    dask_client,
+    file_batches,
+    map_batches,
+    quiet_readers,
+    run_batches,
+)
+
+__all__ = ["build_cache_dask", "census_dask", "predict_dask"]
 
 
-@contextlib.contextmanager
-def dask_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
-    """A ``distributed.Client``: a new local cluster of ``workers`` processes, or ``scheduler``.
-
-    Raises ``ConnectionError`` (naming the address) when the scheduler cannot be reached.
-
-    Examples
-    --------
-    >>> with dask_client(workers=2) as client:  # doctest: +SKIP
-    ...     client.submit(sum, [1, 2]).result()
-    3
-    """
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError as exc:
-        raise ImportError("--workers/--scheduler need Dask: pip install 'imaging-tl[scale]'"
-                          ) from exc
-    if (workers is None) == (scheduler is None):
-        raise ValueError("give exactly one of workers=N (local cluster) or scheduler=ADDRESS")
-    if scheduler is not None:
-        try:
-            client = Client(scheduler)
-        except OSError as exc:  # distributed's own message is a long traceback's last line
-            raise ConnectionError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
-        with client:
-            yield client
-        return
-    if workers < 1:
-        raise ValueError(f"workers={workers}: must be >= 1")
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        yield client
 
 
-def _batches(items: Sequence[Any], size: int) -> list[list[Any]]:
-    if size < 1:
-        raise ValueError(f"batch_size={size}: must be >= 1")
-    return [list(items[i:i + size]) for i in range(0, len(items), size)]
 
 
-def map_batches(client: Any, fn: Callable[[list[Any]], list[Any]], items: Sequence[Any], *,
-                batch_size: int = 64, retries: int = 2, progress: bool = False,
-                desc: str = "batches") -> list[Any]:
-    """Run ``fn`` on batches of ``items`` on the cluster; results concatenated in input order.
-
-    Parameters
-    ----------
-    client : distributed.Client
-    fn : callable
-        ``fn(batch) -> list`` (one result per item); must not raise for a bad item.
-    items : sequence
-    batch_size : int
-        Items per task.
-    retries : int
-        Extra attempts of a task whose worker died or that raised.
-    progress : bool
-        A progress bar on the terminal (stderr) as batches finish.
-
-    Returns
-    -------
-    list
-
-    Examples
-    --------
-    >>> with dask_client(workers=1) as c:  # doctest: +SKIP
-    ...     map_batches(c, lambda b: [x * 2 for x in b], range(5), batch_size=2)
-    [0, 2, 4, 6, 8]
-    """
-    batches = _batches(list(items), batch_size)
-    results = _run_batches(client, fn, batches, retries=retries, progress=progress, desc=desc)
-    for i, (res, batch) in enumerate(zip(results, batches, strict=True)):
-        if len(res) != len(batch):
-            raise RuntimeError(f"batch {i}: {len(res)} results for {len(batch)} items")
-    return [r for batch in results for r in batch]
 
 
-def _run_batches(client: Any, fn: Callable[[list[Any]], Any], batches: list[list[Any]], *,
-                 retries: int, progress: bool, desc: str, unit: str = "file") -> list[Any]:
-    """``[fn(b) for b in batches]`` on the cluster, in order; the bar counts items."""
-    from distributed import as_completed
-    from tqdm import tqdm
-
-    # pure=False: a re-run gives a new task, never a cached result of another run
-    futures = client.map(fn, batches, retries=retries, pure=False)
-    bar = tqdm(total=sum(map(len, batches)), unit=unit, desc=desc, file=sys.stderr,
-               disable=not (progress and sys.stderr.isatty()))
-    index = {f.key: i for i, f in enumerate(futures)}
-    results: list[Any] = [None] * len(batches)
-    try:
-        for fut in as_completed(futures):
-            i = index[fut.key]
-            results[i] = fut.result()
-            bar.update(len(batches[i]))
-    finally:
-        bar.close()
-    return results
 
 
-@contextlib.contextmanager
-def quiet_readers() -> Iterator[None]:
-    """Inside a batch task: pydicom's warnings and log records are not shown.
-
-    The rows (and quarantine records) carry each bad file's reason. Dask workers configure
-    logging, so pydicom's decoder errors would otherwise reach the terminal once per bad file
-    with a traceback, and its warnings can quote header values.
-
-    Examples
-    --------
-    >>> with quiet_readers():
-    ...     logging.getLogger("pydicom").error("not shown")
-    """
-    logger = logging.getLogger("pydicom")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
 
 
 def _census_batch(paths: list[str], root: str, decode: bool) -> list[dict[str, Any]]:
@@ -231,7 +122,7 @@ def census_dask(directory: str | os.PathLike, out: str | os.PathLike | None = "c
 
 def _predict_batch(paths: list[str], model: str, engine: str, batch_size: int,
                    num_threads: int | None) -> list[dict[str, Any]]:
-    from imaging_tl.pipeline import predict_files
+    from imaging_tl.pipeline.predict import predict_files
 
     with quiet_readers():
         df = predict_files(model, paths, batch_size=batch_size, engine=engine,
@@ -277,15 +168,15 @@ def predict_dask(model_path: str | os.PathLike, inputs: Sequence[str | os.PathLi
 
     import pandas as pd
 
-    from imaging_tl.engines import default_engine, exported_model
-    from imaging_tl.pipeline import InputError, _expand_inputs
+    from imaging_tl.deploy.engines import default_engine, exported_model
+    from imaging_tl.pipeline.inputs import InputError, expand_inputs
 
     mp = Path(model_path)
     if mp.is_dir():
         mp = mp / "model.keras"
     if not mp.is_file():
         raise InputError(f"{mp}: model file not found")
-    files = _expand_inputs(inputs)
+    files = expand_inputs(inputs)
     if not files:
         raise InputError("no input files found")
     if engine == "auto":
@@ -409,10 +300,8 @@ def build_cache_dask(
     import time
     from functools import partial
 
-    import pandas as pd
-
     from imaging_tl.data.cache import ArrayCache
-    from imaging_tl.data.prepare import CacheWriteError, prepare
+    from imaging_tl.data.prepare import prepare
 
     t0 = time.perf_counter()
     if not isinstance(cache, ArrayCache):
@@ -421,31 +310,16 @@ def build_cache_dask(
         cache = ArrayCache(cache.root.absolute(), hash=cache.hash)
     if "path" not in table.columns:
         raise ValueError("table: needs a 'path' column")
-    frames = table["frame"] if "frame" in table.columns else pd.Series([None] * len(table))
-    by_file: dict[str, list[int | None]] = {}
-    for path, frame in zip(table["path"], frames, strict=True):
-        fl = by_file.setdefault(str(path), [])
-        f = None if pd.isna(frame) else int(frame)
-        if f not in fl:
-            fl.append(f)
-    # paths as given (the entry metadata records them: byte-identical to the local path's);
-    # load_inputs gives absolute ones, which a cluster's workers can open
-    files = list(by_file.items())
-    batches = _batches(files, files_per_task)
+    files = _frames_by_file(table)
+    batches = file_batches(files, files_per_task)
     fn = partial(_cache_batch, pipeline=pipeline, cache=cache,
                  retry_quarantined=retry_quarantined)
     ctx = contextlib.nullcontext(client) if client is not None else \
         dask_client(workers, scheduler)
     with ctx as client:
-        done = _run_batches(client, fn, batches, retries=retries, progress=progress,
-                            desc="cache build")
-    root = cache.root.resolve()
-    unseen = [d["probe"] for d in done if d["probe"] and not (
-        os.path.exists(d["probe"]) and Path(d["probe"]).resolve().is_relative_to(root))]
-    if unseen:
-        raise CacheWriteError(
-            f"{cache.root}: the workers wrote cache entries this process cannot see (e.g. "
-            f"{unseen[0]}); put the cache on a file system shared with the workers")
+        done = run_batches(client, fn, batches, retries=retries, progress=progress,
+                           desc="cache build")
+    _check_visible(cache, done)
     # Collect here: every entry is a hit and every bad file has its quarantine record, so
     # this decodes nothing and gives the same Prepared as the local path (and writes the
     # look-up index that spares the next run the hashing).
@@ -457,3 +331,34 @@ def build_cache_dask(
         prepared.stats["decoded"], seconds=time.perf_counter() - t0, tasks=len(batches),
         files=len(files), collect_seconds=time.perf_counter() - t_collect)
     return prepared
+
+
+def _frames_by_file(table: Any) -> list[tuple[str, list[int | None]]]:
+    """``(path, [frames])`` per file, in table order: all frames of a file in one task.
+
+    Paths as given (the entry metadata records them: byte-identical to the local path's);
+    load_inputs gives absolute ones, which a cluster's workers can open.
+    """
+    import pandas as pd
+
+    frames = table["frame"] if "frame" in table.columns else pd.Series([None] * len(table))
+    by_file: dict[str, list[int | None]] = {}
+    for path, frame in zip(table["path"], frames, strict=True):
+        fl = by_file.setdefault(str(path), [])
+        f = None if pd.isna(frame) else int(frame)
+        if f not in fl:
+            fl.append(f)
+    return list(by_file.items())
+
+
+def _check_visible(cache: Any, done: list[dict[str, Any]]) -> None:
+    """Refuse to go on when this process cannot see the entries the workers wrote."""
+    from imaging_tl.data.prepare import CacheWriteError
+
+    root = cache.root.resolve()
+    unseen = [d["probe"] for d in done if d["probe"] and not (
+        os.path.exists(d["probe"]) and Path(d["probe"]).resolve().is_relative_to(root))]
+    if unseen:
+        raise CacheWriteError(
+            f"{cache.root}: the workers wrote cache entries this process cannot see (e.g. "
+            f"{unseen[0]}); put the cache on a file system shared with the workers")

@@ -12,7 +12,7 @@ outputs, the SavedModel route agrees within 1e-6).
 
 Examples
 --------
->>> from imaging_tl.export import export_model
+>>> from imaging_tl.deploy.export import export_model
 >>> res = export_model("runs/demo/model.keras", "onnx")  # doctest: +SKIP
 >>> res.max_abs_diff < 1e-4  # doctest: +SKIP
 True
@@ -20,6 +20,7 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FORMATS", "ExportError", "ExportResult", "export_model"]
+__all__ = ["FORMATS", "ExportError", "ExportResult", "export_model", "model_sha256"]
 
 FORMATS = ("keras", "savedmodel", "onnx", "tflite")
 
@@ -92,6 +93,24 @@ def _run_tflite(path: Path, x: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
+def model_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a model file (the key of its exports and cached conversions).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "m.keras"
+    >>> _ = p.write_bytes(b"")
+    >>> model_sha256(p)[:12]
+    'e3b0c44298fc'
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def export_model(
     model_path: str | os.PathLike,
     fmt: str,
@@ -151,66 +170,84 @@ def export_model(
 
     tmp = Path(tempfile.mkdtemp(prefix=f".export-{fmt}-", dir=out))
     try:
-        if fmt == "keras":
-            target = out / "model.keras"
-            shutil.copyfile(model_path, tmp / "model.keras")
-            got = np.asarray(load_transfer_model(tmp / "model.keras", compile=False)(
-                x, training=False))
-            built = tmp / "model.keras"
-        elif fmt == "savedmodel":
-            target = out / "savedmodel"
-            built = tmp / "savedmodel"
-            model.export(str(built), format="tf_saved_model", verbose=False)
-            got = _run_savedmodel(built, x)
-        elif fmt == "onnx":
-            import tensorflow as tf
-            import tf2onnx
-
-            target = out / "model.onnx"
-            built = tmp / "model.onnx"
-            spec = (tf.TensorSpec((None, h, w, 3), tf.float32, name="image"),)
-            fn = tf.function(lambda a: model(a, training=False))
-            try:
-                tf2onnx.convert.from_function(fn, input_signature=spec, opset=17,
-                                              output_path=str(built))
-            except Exception as exc:  # noqa: BLE001 - report the converter's own words
-                raise ExportError(f"tf2onnx could not convert {model_path}: "
-                                  f"{type(exc).__name__}: {exc}") from exc
-            got = _run_onnx(built, x)
-        else:
-            import tensorflow as tf
-
-            target = out / "model.tflite"
-            built = tmp / "model.tflite"
-            saved = tmp / "savedmodel"
-            model.export(str(saved), format="tf_saved_model", verbose=False)
-            try:
-                data = tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert()
-            except Exception as exc:  # noqa: BLE001
-                raise ExportError(f"TFLite could not convert {model_path}: "
-                                  f"{type(exc).__name__}: {exc}") from exc
-            built.write_bytes(data)
-            got = _run_tflite(built, x)
+        name, built, got = _BUILDERS[fmt](model, model_path, tmp, x)
         diff = float(np.max(np.abs(np.asarray(got, np.float32).reshape(ref.shape) - ref)))
         if not np.isfinite(diff) or diff > atol:
             raise ExportError(f"{fmt} export disagrees with the Keras model: max |difference| "
                               f"{diff:.3g} > {atol:g} on a {checked_on}")
+        target = out / name
         if target.is_dir():
             shutil.rmtree(target)
         os.replace(built, target)
         (tmp / "contract.json").write_text(
             json.dumps(contract.to_dict(), indent=2, sort_keys=True) + "\n")
         os.replace(tmp / "contract.json", out / "contract.json")
-        # which model this export came from: engines reuse it only for the same file
-        from imaging_tl.engines import model_sha256
-
-        try:
-            source = json.loads((out / "source.json").read_text())
-        except (OSError, ValueError):
-            source = {}
-        source[fmt] = {"model": model_path.name, "model_sha256": model_sha256(model_path)}
-        (tmp / "source.json").write_text(json.dumps(source, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp / "source.json", out / "source.json")
+        _record_source(out, tmp, fmt, model_path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return ExportResult(fmt, target, diff, checked_on, time.perf_counter() - t0)
+
+
+def _record_source(out: Path, tmp: Path, fmt: str, model_path: Path) -> None:
+    """``source.json``: which model file each export came from (engines reuse an export
+    only for the same file)."""
+    try:
+        source = json.loads((out / "source.json").read_text())
+    except (OSError, ValueError):
+        source = {}
+    source[fmt] = {"model": model_path.name, "model_sha256": model_sha256(model_path)}
+    (tmp / "source.json").write_text(json.dumps(source, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp / "source.json", out / "source.json")
+
+
+# Each builder writes its export into ``tmp`` and runs it on ``x``:
+# (name in the output folder, path built, outputs).
+
+def _build_keras(model, model_path: Path, tmp: Path, x: np.ndarray):
+    from imaging_tl.models import load_transfer_model
+
+    shutil.copyfile(model_path, tmp / "model.keras")
+    got = np.asarray(load_transfer_model(tmp / "model.keras", compile=False)(x, training=False))
+    return "model.keras", tmp / "model.keras", got
+
+
+def _build_savedmodel(model, model_path: Path, tmp: Path, x: np.ndarray):
+    built = tmp / "savedmodel"
+    model.export(str(built), format="tf_saved_model", verbose=False)
+    return "savedmodel", built, _run_savedmodel(built, x)
+
+
+def _build_onnx(model, model_path: Path, tmp: Path, x: np.ndarray):
+    import tensorflow as tf
+    import tf2onnx
+
+    built = tmp / "model.onnx"
+    h, w = x.shape[1:3]
+    spec = (tf.TensorSpec((None, h, w, 3), tf.float32, name="image"),)
+    fn = tf.function(lambda a: model(a, training=False))
+    try:
+        tf2onnx.convert.from_function(fn, input_signature=spec, opset=17,
+                                      output_path=str(built))
+    except Exception as exc:  # noqa: BLE001 - report the converter's own words
+        raise ExportError(f"tf2onnx could not convert {model_path}: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    return "model.onnx", built, _run_onnx(built, x)
+
+
+def _build_tflite(model, model_path: Path, tmp: Path, x: np.ndarray):
+    import tensorflow as tf
+
+    built = tmp / "model.tflite"
+    saved = tmp / "savedmodel"
+    model.export(str(saved), format="tf_saved_model", verbose=False)
+    try:
+        data = tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert()
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(f"TFLite could not convert {model_path}: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    built.write_bytes(data)
+    return "model.tflite", built, _run_tflite(built, x)
+
+
+_BUILDERS = {"keras": _build_keras, "savedmodel": _build_savedmodel, "onnx": _build_onnx,
+             "tflite": _build_tflite}

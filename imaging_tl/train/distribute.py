@@ -21,7 +21,7 @@ configured ``train.batch_size`` is the batch of ONE replica; the global batch is
 the number of replicas (devices x workers), and each phase's learning rate is scaled by
 ``train.scale_learning_rate`` (:func:`scale_learning_rate`: ``linear``, the rule of Goyal
 et al. 2017, by default; ``sqrt``; or ``none``). One device: nothing changes. The functions
-that train (:func:`fit_distributed`, :func:`imaging_tl.train.train`) take the GLOBAL batch.
+that train (:func:`imaging_tl.train.train`, :func:`distributed_fit`) take the GLOBAL batch.
 
 Mixed precision (:func:`set_mixed_precision`): ``mixed_float16`` on GPUs (with loss
 scaling: :func:`imaging_tl.train.train` wraps the optimiser in Keras'
@@ -32,7 +32,7 @@ probabilities keep full precision.
 
 Examples
 --------
->>> from imaging_tl.distribute import resolve_mode, scale_learning_rate
+>>> from imaging_tl.train.distribute import resolve_mode, scale_learning_rate
 >>> resolve_mode("none")
 'none'
 >>> scale_learning_rate(1e-3, global_batch=256, base_batch=32)
@@ -44,15 +44,14 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 __all__ = [
-    "MODES", "PRECISIONS", "ClusterInfo", "DistributionPlan", "cluster_info", "fit_distributed",
-    "make_strategy", "plan_distribution", "resolve_mode", "resolve_precision",
+    "MODES", "PRECISIONS", "ClusterInfo", "DistributionPlan", "cluster_info", "distributed_fit",
+    "make_strategy", "n_gpus", "plan_distribution", "resolve_mode", "resolve_precision",
     "scale_learning_rate", "set_mixed_precision",
 ]
 
@@ -114,7 +113,8 @@ def cluster_info(tf_config: str | dict | None = None) -> ClusterInfo:
     return ClusterInfo(ttype, index, n, chief)
 
 
-def _n_gpus() -> int:
+def n_gpus() -> int:
+    """The number of GPUs TensorFlow sees."""
     import tensorflow as tf
 
     return len(tf.config.list_physical_devices("GPU"))
@@ -134,7 +134,7 @@ def resolve_mode(mode: str = "auto") -> str:
         raise ValueError(f"train.distribute={mode!r}: choose auto, {', '.join(MODES)}")
     if cluster_info().n_workers > 1:
         return "multi_worker"
-    return "mirrored" if _n_gpus() > 1 else "none"
+    return "mirrored" if n_gpus() > 1 else "none"
 
 
 def make_strategy(mode: str = "auto", *, devices: list[str] | None = None) -> Any:
@@ -204,7 +204,7 @@ def resolve_precision(policy: str = "none") -> str:
     if policy == "none":
         return "float32"
     if policy == "auto":
-        return "mixed_float16" if _n_gpus() > 0 else "float32"
+        return "mixed_float16" if n_gpus() > 0 else "float32"
     if policy not in PRECISIONS:
         raise ValueError(f"mixed_precision={policy!r}: choose none, auto, "
                          f"{', '.join(PRECISIONS[1:])}")
@@ -229,7 +229,7 @@ def set_mixed_precision(policy: str = "float32") -> str:
         policy = resolve_precision(policy)
     if policy not in PRECISIONS:
         raise ValueError(f"mixed_precision={policy!r}: choose {', '.join(PRECISIONS)}")
-    if policy == "mixed_float16" and _n_gpus() == 0:
+    if policy == "mixed_float16" and n_gpus() == 0:
         raise ValueError("mixed_precision=mixed_float16 needs a GPU (none is visible); use "
                          "mixed_bfloat16 on CPU")
     keras.mixed_precision.set_global_policy(policy)
@@ -338,88 +338,164 @@ def plan_distribution(mode: str = "auto", *, per_replica_batch: int = 32,
                             lr_rule, float(factor), policy)
 
 
-def fit_distributed(
-    build_model: Callable[[], Any],
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    strategy: Any,
-    global_batch: int,
-    epochs: int = 1,
-    loss: str = "binary_crossentropy",
-    learning_rate: float = 0.01,
-) -> tuple[Any, dict[str, list[float]]]:
-    """Build and train a model under ``strategy`` on arrays, with a fixed batch order.
+def distributed_fit(fit_model: Any, strategy: Any, data: Any, val: Any, *, first: int,
+                    epochs: int, steps: int | None, task: str, sparse: bool,
+                    callbacks: list[Any]) -> None:
+    """``fit`` for a ``tf.distribute`` strategy: one custom step for every strategy.
 
-    The model and its optimiser (SGD) are created inside ``strategy.scope()``; the data go
-    in as a ``tf.data`` pipeline of GLOBAL batches in array order (no shuffle), split over
-    the replicas (and, multi-worker, sharded by element over the workers); each replica's
-    loss is averaged over the global batch (``tf.nn.compute_average_loss``) and the
-    gradients are summed across replicas, so one device and N devices make the same updates
-    and reach the same weights within float tolerance.
-
-    A custom step (``strategy.run``) rather than ``model.fit``: Keras 3.15's ``fit`` fails
-    under ``MultiWorkerMirroredStrategy`` (its symbolic build reduces a per-replica batch).
-
-    Parameters
-    ----------
-    build_model : callable
-        Returns an uncompiled Keras model; called inside the strategy's scope.
-    x, y : numpy.ndarray
-    strategy : tf.distribute.Strategy
-    global_batch : int
-        Batch over all replicas and workers.
-    epochs : int
-    loss : str
-        A Keras loss name giving per-sample losses.
-    learning_rate : float
-
-    Returns
-    -------
-    (keras.Model, dict)
-        The trained model and ``{"loss": [mean loss per epoch]}``.
-
-    Examples
-    --------
-    >>> import keras
-    >>> s = make_strategy("none")
-    >>> m, h = fit_distributed(lambda: keras.Sequential([keras.Input((2,)),
-    ...                        keras.layers.Dense(1, activation="sigmoid")]),
-    ...                        np.zeros((4, 2), "float32"), np.zeros(4, "float32"),
-    ...                        strategy=s, global_batch=2)
-    >>> len(h["loss"])
-    1
+    Keras 3.15's ``fit`` fails under ``MultiWorkerMirroredStrategy`` (it reduces scalar
+    logs along axis 0); this loop works under it and under ``MirroredStrategy`` alike.
+    ``data`` yields GLOBAL batches; each replica's loss is its share of the global mean
+    (the sum over its samples / the global count, so uneven last batches weigh right) and
+    the optimiser sums the gradients over the replicas: the same updates as one device.
+    Training metrics see the gathered global batch, validation runs on every worker on its
+    own (no collectives), and the early-stopping decision is shared (any worker stops: all
+    stop). ``fit_model`` is compiled (its optimiser is used); ``callbacks`` get Keras'
+    epoch hooks with the same log names as ``fit``.
     """
     import keras
+
+    from imaging_tl.train.compile import loss_and_metrics
+
+    train_metrics = loss_and_metrics(task, sparse)[1]
+    with strategy.scope():
+        fit_model.optimizer.build(fit_model.trainable_variables)
+    dist = strategy.experimental_distribute_dataset(_sharded(_as_dataset(data)))
+    loss_mean = keras.metrics.Mean()
+    train_step = _train_step(fit_model, strategy, task, sparse, loss_mean, train_metrics)
+    evaluate_step = _evaluate_step(fit_model, task, sparse)
+    cbs = keras.callbacks.CallbackList(callbacks, model=fit_model)
+    fit_model.stop_training = False
+    it = iter(dist) if steps is not None else None
+    cbs.on_train_begin()
+    for epoch in range(first, epochs):
+        cbs.on_epoch_begin(epoch)
+        for m in (loss_mean, *train_metrics):
+            m.reset_state()
+        for batch in ((next(it) for _ in range(steps)) if it is not None else dist):
+            train_step(tuple(batch))
+        logs = {"loss": float(loss_mean.result())}
+        logs |= {m.name: float(m.result()) for m in train_metrics}
+        if val is not None:
+            logs |= local_evaluate(evaluate_step, val, task, sparse)
+        cbs.on_epoch_end(epoch, logs)
+        if _stop_anywhere(strategy, fit_model.stop_training):
+            break
+    cbs.on_train_end()
+
+
+def _as_dataset(data: Any) -> Any:
+    """A ``tf.data.Dataset`` of the batches ``data`` yields (a generator is wrapped)."""
     import tensorflow as tf
 
-    y = np.asarray(y, np.float32).reshape(len(y), -1)
-    ds = tf.data.Dataset.from_tensor_slices((np.asarray(x, np.float32), y)).batch(global_batch)
+    if isinstance(data, tf.data.Dataset):
+        return data
+    first_batch = next(iter(data))
+    spec = tuple(tf.TensorSpec((None, *np.shape(a)[1:]), tf.as_dtype(np.asarray(a).dtype))
+                 for a in first_batch)
+
+    def again():
+        yield first_batch
+        yield from data
+
+    return tf.data.Dataset.from_generator(again, output_signature=spec)
+
+
+def _sharded(data: Any) -> Any:
+    import tensorflow as tf
+
     opts = tf.data.Options()
+    # every worker builds the same seeded batches; each keeps its replicas' share
     opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    ds = strategy.experimental_distribute_dataset(ds.with_options(opts))
-    loss_fn = keras.losses.get(loss)
-    with strategy.scope():
-        model = build_model()
-        optimizer = keras.optimizers.SGD(learning_rate)
-        optimizer.build(model.trainable_variables)
+    return data.with_options(opts)
 
-    def replica_step(xb, yb):
+
+def _train_step(fit_model: Any, strategy: Any, task: str, sparse: bool, loss_mean: Any,
+                train_metrics: list[Any]) -> Any:
+    """The compiled step of one GLOBAL batch: replica losses, summed gradients, metrics."""
+    import tensorflow as tf
+
+    from imaging_tl.train.compile import loss_and_metrics
+
+    loss_obj = loss_and_metrics(task, sparse, per_sample=True)[0]
+    opt, variables = fit_model.optimizer, fit_model.trainable_variables
+    n_replicas = strategy.num_replicas_in_sync
+
+    def replica_step(batch):
+        x, y = batch[0], batch[1]
+        w = batch[2] if len(batch) > 2 else None
+        n = tf.distribute.get_replica_context().all_reduce(
+            "SUM", tf.cast(tf.shape(x)[0], tf.float32))
         with tf.GradientTape() as tape:
-            pred = tf.cast(model(xb, training=True), tf.float32)
-            per_sample = loss_fn(yb, pred)
-            step_loss = tf.nn.compute_average_loss(per_sample, global_batch_size=global_batch)
-        grads = tape.gradient(step_loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        return step_loss
+            pred = fit_model(x, training=True)
+            loss = tf.reduce_sum(loss_obj(y, pred, sample_weight=w)) / tf.maximum(n, 1.0)
+            if fit_model.losses:
+                loss += tf.add_n(fit_model.losses) / n_replicas
+            scaled = opt.scale_loss(loss)
+        grads = tape.gradient(scaled, variables)
+        opt.apply_gradients(zip(grads, variables, strict=True))
+        return loss, y, pred
 
-    @tf.function
-    def train_step(xb, yb):
-        per_replica = strategy.run(replica_step, args=(xb, yb))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+    @tf.function(reduce_retracing=True)
+    def train_step(batch):
+        loss, y, pred = strategy.run(replica_step, args=(batch,))
+        # metrics of the global batch, updated in the graph (no host round trip per step)
+        y, pred = strategy.gather(y, axis=0), strategy.gather(pred, axis=0)
+        loss_mean.update_state(strategy.reduce("SUM", loss, axis=None),
+                               sample_weight=tf.cast(tf.shape(y)[0], tf.float32))
+        for m in train_metrics:
+            m.update_state(y, pred)
 
-    history: dict[str, list[float]] = {"loss": []}
-    for _ in range(int(epochs)):
-        losses = [float(train_step(xb, yb)) for xb, yb in ds]
-        history["loss"].append(float(np.mean(losses)))
-    return model, history
+    return train_step
+
+
+def _evaluate_step(fit_model: Any, task: str, sparse: bool) -> Any:
+    import tensorflow as tf
+
+    from imaging_tl.train.compile import loss_and_metrics
+
+    val_loss_obj = loss_and_metrics(task, sparse, per_sample=True)[0]
+
+    def eval_fn(xb, yb):
+        # the loss inside the same graph as the output, as Keras does: a sigmoid/softmax
+        # output keeps its logits there, so the loss is not clipped at 1e-7
+        pred = fit_model(xb, training=False)
+        return pred, val_loss_obj(yb, pred)
+
+    return tf.function(eval_fn, reduce_retracing=True)
+
+
+def _stop_anywhere(strategy: Any, flag: bool) -> bool:
+    """One early-stopping decision for all workers: any worker stops, all stop.
+
+    Workers on other machines may round their validation metrics differently, and one
+    worker leaving early would hang the rest in the next collective.
+    """
+    import tensorflow as tf
+
+    votes = strategy.run(lambda: tf.distribute.get_replica_context().all_reduce(
+        "SUM", tf.constant(float(flag))))
+    return bool(strategy.experimental_local_results(votes)[0] > 0)
+
+
+def local_evaluate(evaluate_step: Any, val: Any, task: str, sparse: bool) -> dict[str, float]:
+    """``val_*`` logs of one process (Keras' names: loss as the mean per-sample loss)."""
+    import tensorflow as tf
+
+    from imaging_tl.train.compile import loss_and_metrics
+
+    metrics = loss_and_metrics(task, sparse)[1]
+    if isinstance(val, tf.data.Dataset):
+        batches: Any = ((b[0], b[1]) for b in val)
+    else:
+        x, y = val
+        batches = ((x[i:i + 256], y[i:i + 256]) for i in range(0, len(y), 256))
+    total, count = 0.0, 0
+    for xb, yb in batches:
+        pred, per = evaluate_step(tf.convert_to_tensor(xb, tf.float32),
+                                  tf.convert_to_tensor(yb))
+        total, count = total + float(tf.reduce_sum(per)), count + int(tf.shape(per)[0])
+        for m in metrics:
+            m.update_state(yb, pred)
+    return {"val_loss": total / max(count, 1)} | {f"val_{m.name}": float(m.result())
+                                                  for m in metrics}

@@ -14,11 +14,11 @@ Keras model (within 1e-4) before it is used.
 engine that is installed: TFLite (XNNPACK), then ONNX Runtime, then Keras. Measured in
 benchmarks/engines.py on our 2 shared cores (Lite0, 224 px): TFLite 2.2x / 14x Keras
 ``predict`` at batch 32 / 1, ONNX Runtime 2.0x / 7.3x in the same run; on an idle machine
-the two were even (DESIGN.md: 132-136 img/s each).
+the two were even (132-136 img/s each).
 
 Examples
 --------
->>> from imaging_tl.engines import load_engine
+>>> from imaging_tl.deploy.engines import load_engine
 >>> eng = load_engine("runs/demo/model.keras", "onnxruntime")  # doctest: +SKIP
 >>> eng.predict(x).shape  # doctest: +SKIP
 (8, 1)
@@ -27,7 +27,6 @@ Examples
 from __future__ import annotations
 
 import glob
-import hashlib
 import importlib.util
 import json
 import os
@@ -36,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from imaging_tl.deploy.export import ExportError, export_model, model_sha256
 
 __all__ = [
     "ENGINES", "EngineError", "InferenceEngine", "KerasEngine", "OnnxEngine", "TFLiteEngine",
@@ -48,24 +49,6 @@ _SUFFIX = {"onnxruntime": "onnx", "tflite": "tflite"}
 
 class EngineError(RuntimeError):
     """An engine is not installed, or its model cannot be made or loaded."""
-
-
-def model_sha256(path: str | os.PathLike) -> str:
-    """The sha256 of a model file (the key of its cached conversions).
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> p = Path(tempfile.mkdtemp()) / "m.keras"
-    >>> _ = p.write_bytes(b"")
-    >>> model_sha256(p)[:12]
-    'e3b0c44298fc'
-    """
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def available_engines() -> list[str]:
@@ -288,8 +271,6 @@ def exported_model(model_path: str | os.PathLike, engine: str, *,
     folder = Path(cache_dir) / digest[:32]
     if (folder / name).is_file() and _source_ok(folder, _SUFFIX[engine], digest):
         return folder / name
-    from imaging_tl.export import ExportError, export_model
-
     try:
         res = export_model(model_path, _SUFFIX[engine], folder, sample=sample)
     except ImportError as exc:

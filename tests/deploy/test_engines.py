@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imaging_tl.engines import (
+from imaging_tl.deploy.engines import (
     EngineError,
     available_engines,
     default_engine,
@@ -129,7 +129,7 @@ def test_cli_predict_engines_agree(saved_model, real_files, engine_cache, tmp_pa
 
 
 def test_importing_engines_does_not_import_tensorflow():
-    code = ("import sys, imaging_tl.engines as e; e.default_engine(); "
+    code = ("import sys, imaging_tl.deploy.engines as e; e.default_engine(); "
             "sys.exit('tensorflow' in sys.modules)")
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0

@@ -21,7 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from imaging_tl import plots
+from imaging_tl._version import __version__
+from imaging_tl.report import plots
+from imaging_tl.report.gallery import gallery_from_dir, gallery_items
 
 # Header fields that must never reach the page (DICOM keywords and their snake_case forms).
 _IDENTIFYING = {
@@ -31,104 +33,8 @@ _IDENTIFYING = {
 }
 
 
-# ---------------------------------------------------------------------- gallery
 
 
-def select_gallery(
-    y_true: Any, y_score: Any, threshold: float = 0.5, *, n_per_category: int = 4,
-    label: int | None = None,
-) -> dict[str, list[int]]:
-    """Pick images for the Grad-CAM gallery: the most confident TP, FP, TN and FN.
-
-    Parameters
-    ----------
-    y_true : array_like
-        0/1 labels (binary), class indices (multiclass, with ``y_score`` 2-D), or an
-        ``(n, L)`` label matrix with -1/NaN for missing (multilabel).
-    y_score : array_like
-        Positive-class probabilities ``(n,)`` or class/label probabilities ``(n, C)``.
-    threshold : float
-        Binary (and per-label) operating point (``score >= threshold`` is positive).
-    n_per_category : int
-        Images per category at most.
-    label : int, optional
-        Multilabel: the label to show TP/FP/TN/FN for (default: the one with most
-        positives); images where it is missing are not picked.
-
-    Returns
-    -------
-    dict
-        Binary: ``{"TP": [...], "FP": [...], "TN": [...], "FN": [...]}`` row indices,
-        most confident first (false positives with the highest scores, false negatives
-        with the lowest: the errors a reader most needs to see). Multiclass:
-        ``{"correct": [...], "wrong": [...]}``.
-
-    Examples
-    --------
-    >>> select_gallery([1, 0, 1, 0], [0.9, 0.8, 0.2, 0.1], 0.5, n_per_category=1)
-    {'TP': [0], 'FP': [1], 'TN': [3], 'FN': [2]}
-    """
-    y = np.asarray(y_true)
-    s = np.asarray(y_score, dtype=float)
-    if len(y) != len(s):
-        raise ValueError(f"y_true has {len(y)} rows but y_score has {len(s)}")
-    if y.ndim == 2:  # multilabel: binary selection on one label's observed rows
-        yl = np.nan_to_num(y.astype(float), nan=-1.0)
-        k = int(np.argmax((yl == 1).sum(axis=0))) if label is None else int(label)
-        if not 0 <= k < yl.shape[1]:
-            raise ValueError(f"label={label}: the table has {yl.shape[1]} labels")
-        rows = np.flatnonzero(yl[:, k] >= 0)
-        sub = select_gallery(yl[rows, k], s[rows, k], threshold,
-                             n_per_category=n_per_category)
-        return {c: [int(rows[i]) for i in v] for c, v in sub.items()}
-    if s.ndim == 2:
-        pred = s.argmax(axis=1)
-        conf = s.max(axis=1)
-        right = pred == y
-        order = np.argsort(-conf, kind="stable")
-        return {
-            "correct": [int(i) for i in order if right[i]][:n_per_category],
-            "wrong": [int(i) for i in order if not right[i]][:n_per_category],
-        }
-    pos = s >= threshold
-    y = y.astype(bool)
-    high = np.argsort(-s, kind="stable")
-    low = high[::-1]
-    pick = {
-        "TP": [i for i in high if y[i] and pos[i]],
-        "FP": [i for i in high if not y[i] and pos[i]],
-        "TN": [i for i in low if not y[i] and not pos[i]],
-        "FN": [i for i in low if y[i] and not pos[i]],
-    }
-    return {k: [int(i) for i in v[:n_per_category]] for k, v in pick.items()}
-
-
-def _gallery_items(gradcam: Any) -> list[dict[str, Any]]:
-    """Normalise the accepted gallery forms to ``[{"path", "category", "caption"}]``."""
-    if gradcam is None:
-        return []
-    items: list[dict[str, Any]] = []
-    if isinstance(gradcam, Mapping):
-        for cat, paths in gradcam.items():
-            for p in [paths] if isinstance(paths, (str, Path)) else paths:
-                items.append({"path": p, "category": str(cat), "caption": ""})
-        return items
-    try:
-        import pandas as pd
-
-        if isinstance(gradcam, pd.DataFrame):
-            gradcam = gradcam.to_dict("records")
-    except ImportError:  # pragma: no cover - pandas is a core dependency
-        pass
-    for it in gradcam:
-        if isinstance(it, (str, Path)):
-            items.append({"path": it, "category": None, "caption": ""})
-        elif isinstance(it, Mapping) and "path" in it:
-            items.append({"path": it["path"], "category": it.get("category"),
-                          "caption": str(it.get("caption") or "")})
-        else:
-            raise ValueError(f"gradcam: expected paths or dicts with a 'path' key, got {it!r}")
-    return items
 
 
 # ------------------------------------------------------------------ page pieces
@@ -434,7 +340,7 @@ def make_plots(
     if splits is not None:
         attempt("class_balance", plots.plot_class_balance, splits,
                 plots_dir / "class_balance.png", split_col=split_col, label_col=label_col)
-    items = [it for it in _gallery_items(gradcam) if Path(it["path"]).is_file()]
+    items = [it for it in gallery_items(gradcam) if Path(it["path"]).is_file()]
     if items:
         attempt("gallery", plots.plot_gallery, items, plots_dir / "gradcam_gallery.png")
     return out
@@ -526,18 +432,13 @@ def write_report(
     """
     import pandas as pd
 
-    from imaging_tl import __version__
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if isinstance(metrics, (str, Path)):
         metrics = json.loads(Path(metrics).read_text())
-    if splits is not None and not isinstance(splits, pd.DataFrame):
-        splits = pd.read_csv(splits)
-    if history is not None and not isinstance(history, pd.DataFrame):
-        history = pd.read_csv(history)
-    if predictions is not None and not isinstance(predictions, pd.DataFrame):
-        predictions = pd.read_csv(predictions)
+    splits, history, predictions = (
+        x if x is None or isinstance(x, pd.DataFrame) else pd.read_csv(x)
+        for x in (splits, history, predictions))
     made = make_plots(out_dir / "plots", metrics=metrics, history=history, splits=splits,
                       predictions=predictions, gradcam=gradcam, split_col=split_col,
                       label_col=label_col)
@@ -549,8 +450,26 @@ def write_report(
     if audit is not None and not isinstance(audit, str) and callable(
             getattr(audit, "format", None)):
         audit = audit.format()
-    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    sections = _page_sections(title, made, metrics, predictions, gradcam, counts, audit,
+                              census, config)
+    page = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>"
+        + "\n".join(f"<section>{s}</section>" for s in sections)
+        + "</body></html>\n"
+    )
+    path = out_dir / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
 
+
+def _page_sections(title: str, made: Mapping[str, Path], metrics: Any, predictions: Any,
+                   gradcam: Any, counts: Any, audit: Any, census: Any,
+                   config: Any) -> list[str]:
+    """The page's sections: evidence first (what a reader opens the page for), then the
+    data, then the set-up."""
+    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     binary = (metrics or {}).get("task") == "binary"
     captions = {
         "roc": "ROC curve with bootstrap CI band; dot: operating point" if binary
@@ -560,8 +479,7 @@ def write_report(
         "reliability": "Reliability diagram (calibration)",
     }
     figs = [_figure(made[k], c) for k, c in captions.items() if k in made]
-    # Evidence first (what a reader opens the page for), then the data, then the set-up.
-    sections = [
+    return [
         f"<h1>{_esc(title)}</h1><p class='sub'>imaging_tl {__version__} &middot; {now}</p>",
         "<h2>Test metrics</h2>" + _metrics_section(metrics)
         + (f"<p>{len(predictions)} predictions.</p>" if predictions is not None else ""),
@@ -578,20 +496,10 @@ def write_report(
         "<h2>Data census</h2>" + _census_section(census),
         "<h2>Configuration</h2>" + _config_section(config),
     ]
-    page = (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>"
-        + "\n".join(f"<section>{s}</section>" for s in sections)
-        + "</body></html>\n"
-    )
-    path = out_dir / "report.html"
-    path.write_text(page, encoding="utf-8")
-    return path
 
 
 def _gallery_section(gradcam: Any) -> str:
-    items = _gallery_items(gradcam)
+    items = gallery_items(gradcam)
     if not items:
         return "<p>No Grad-CAM overlays given.</p>"
     missing = [it for it in items if not Path(it["path"]).is_file()]
@@ -618,34 +526,6 @@ def _gallery_section(gradcam: Any) -> str:
 
 
 
-def gallery_from_dir(folder: str | Path) -> list[dict[str, Any]]:
-    """The Grad-CAM overlays of a run's ``gradcam/`` folder as gallery items.
-
-    Uses ``gallery.csv`` (columns ``path`` relative to the folder, ``category``,
-    ``caption``) when present; otherwise every PNG, the category taken from a ``TP_``,
-    ``FP_``, ``TN_`` or ``FN_`` name prefix (``examples`` without one), no caption (file
-    names may carry identifiers).
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> gallery_from_dir(tempfile.mkdtemp())
-    []
-    """
-    import pandas as pd
-
-    folder = Path(folder)
-    index = folder / "gallery.csv"
-    if index.is_file():
-        df = pd.read_csv(index).fillna("")
-        return [{"path": folder / str(r["path"]), "category": r.get("category") or None,
-                 "caption": str(r.get("caption", ""))} for r in df.to_dict("records")]
-    items = []
-    for p in sorted(folder.glob("*.png")):
-        prefix = p.name.split("_", 1)[0].upper()
-        items.append({"path": p, "category": prefix if prefix in plots.CATEGORIES
-                      else "examples", "caption": ""})
-    return items
 
 
 def write_run_report(run_dir: str | Path, **overrides: Any) -> Path:

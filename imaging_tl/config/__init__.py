@@ -1,0 +1,28 @@
+"""The pipeline configuration: schema, defaults, ``--set`` overrides and validation.
+
+:mod:`~imaging_tl.config.schema` (the sections), :mod:`~imaging_tl.config.checks` (checks
+across keys) and :mod:`~imaging_tl.config.loading` (:func:`load_config`).
+
+A run is described by one YAML file. Validation happens before any work starts and reports
+every problem at once, each naming the key path, the bad value and what is allowed::
+
+    model.freeze: 'block9' is not a freeze point of efficientnet_lite0; choose one of ...
+
+A minimal configuration is a few lines::
+
+    data:
+      csv: sample_dicoms/labels.csv
+      label_column: label
+
+Everything else has a default; values that depend on the backbone (input size, input
+normalisation, the fine-tuning freeze point) are filled from its registry entry, and the
+preprocessing gets a final ``resize`` to the input size and ``to_rgb`` when it lacks them.
+The resolved configuration (``RunConfig.to_dict()``) is written to the run directory as
+``config.yaml`` and reproduces the run. Nothing here imports TensorFlow.
+"""
+
+
+from imaging_tl.config.loading import apply_overrides, load_config, schema_help
+from imaging_tl.config.schema import ConfigError, RunConfig
+
+__all__ = ["ConfigError", "RunConfig", "apply_overrides", "load_config", "schema_help"]

@@ -1,0 +1,237 @@
+"""Cross-field checks of a configuration: what one key's validation alone cannot see
+(a CSV's columns, a backbone's freeze points, stage parameters, the operating point).
+
+Each check returns its problems as lines; :func:`cross_checks` runs every check on the
+sections that validated, so all errors come at once. No TensorFlow.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+from imaging_tl.config.schema import (
+    DataConfig,
+    EvaluateConfig,
+    Freeze,
+    ModelConfig,
+    PhaseConfig,
+    SplitConfig,
+    TaskConfig,
+)
+
+__all__ = ["cross_checks"]
+
+
+def _csv_columns(path: str) -> list[str] | None:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _check_data(d: DataConfig, task: TaskConfig | None) -> list[str]:
+    errors: list[str] = []
+    if (d.csv is None) == (d.folder is None):
+        errors.append("data: give exactly one of data.csv (a manifest) or data.folder "
+                      "(one sub-folder per class)")
+    if d.csv is not None:
+        if not Path(d.csv).is_file():
+            errors.append(f"data.csv: file {d.csv!r} does not exist")
+        else:
+            cols = _csv_columns(d.csv)
+            if cols is None:
+                errors.append(f"data.csv: {d.csv!r} cannot be read as a CSV text file")
+            else:
+                wanted = [("data.path_column", d.path_column),
+                          ("data.label_column", d.label_column),
+                          ("data.group_column", d.group_column)]
+                wanted += [(f"data.label_columns.{i}", c)
+                           for i, c in enumerate(d.label_columns or [])]
+                for key, col in wanted:
+                    if col is not None and col not in cols:
+                        close = difflib.get_close_matches(col, cols, n=1)
+                        hint = f" (did you mean {close[0]!r}?)" if close else ""
+                        errors.append(f"{key}: {col!r} is not a column of {Path(d.csv).name}"
+                                      f"{hint}; columns: {', '.join(cols)}")
+    if d.folder is not None and not Path(d.folder).is_dir():
+        errors.append(f"data.folder: folder {d.folder!r} does not exist")
+    if d.folder is not None and (d.label_column or d.label_columns):
+        errors.append("data.label_column: not used with data.folder (the sub-folder names are "
+                      "the labels); remove it or use data.csv")
+    if d.label_column and d.label_columns:
+        errors.append("data: give data.label_column or data.label_columns, not both")
+    ttype = task.type if task is not None else None
+    if d.label_columns is not None and len(d.label_columns) == 0:
+        errors.append("data.label_columns: empty list; name the 0/1 label columns")
+    if ttype == "multilabel" and not d.label_columns:
+        errors.append("data.label_columns: a multilabel task needs the list of 0/1 label "
+                      "columns of data.csv")
+    if ttype in ("binary", "multiclass") and d.label_columns:
+        errors.append(f"data.label_columns: only for task.type multilabel (task.type is "
+                      f"{ttype!r}); use data.label_column")
+    if d.csv is not None and not d.label_column and not d.label_columns:
+        errors.append("data.label_column: required with data.csv (the column holding the "
+                      "label), or data.label_columns for a multilabel task")
+    return errors
+
+
+def _check_task(t: TaskConfig) -> list[str]:
+    errors = []
+    if t.classes is not None and len(set(t.classes)) != len(t.classes):
+        errors.append(f"task.classes: duplicate names in {t.classes}")
+    if t.type == "binary" and t.classes is not None and len(t.classes) != 2:
+        errors.append(f"task.classes: a binary task has exactly 2 classes (negative first, "
+                      f"positive second), got {t.classes}")
+    if t.positive is not None and t.classes is not None and t.positive not in t.classes:
+        errors.append(f"task.positive: {t.positive!r} is not one of task.classes {t.classes}")
+    if t.positive is not None and t.type in ("multiclass", "multilabel"):
+        errors.append(f"task.positive: only for binary tasks (task.type is {t.type!r})")
+    return errors
+
+
+def _check_split(s: SplitConfig) -> list[str]:
+    errors = []
+    if s.method == "kfold" and s.fold >= s.folds:
+        errors.append(f"split.fold: {s.fold} must be below split.folds ({s.folds})")
+    if s.method == "holdout" and s.val + s.test > 0.6:
+        errors.append(f"split: val + test = {s.val + s.test:g} leaves too little to train on "
+                      "(keep it at most 0.6)")
+    if s.file is not None and not Path(s.file).is_file():
+        errors.append(f"split.file: file {s.file!r} does not exist")
+    return errors
+
+
+def _check_freeze(value: Freeze, spec: Any, where: str) -> list[str]:
+    if isinstance(value, bool):
+        return [f"{where}: {value!r} is not a freeze setting; use 'all', 'none', a freeze "
+                "point or a fraction in [0, 1]"]
+    if isinstance(value, float | int):
+        return [] if 0 <= value <= 1 else [f"{where}: fraction {value} must be in [0, 1]"]
+    allowed = ["all", "none", *spec.freeze_points]
+    if value in allowed:
+        return []
+    close = difflib.get_close_matches(str(value), allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return [f"{where}: {value!r} is not a freeze point of {spec.name}{hint}; "
+            f"choose one of {', '.join(allowed)} or a fraction in [0, 1]"]
+
+
+def _check_model(m: ModelConfig, phases: list[PhaseConfig] | None) -> list[str]:
+    from imaging_tl.models.registry import get_spec, list_backbones
+    from imaging_tl.stages.normalize import list_schemes
+
+    names = list_backbones()
+    if m.backbone not in names:
+        close = difflib.get_close_matches(m.backbone, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return [f"model.backbone: unknown backbone {m.backbone!r}{hint}; "
+                f"choose one of {', '.join(names)}"]
+    spec = get_spec(m.backbone)
+    errors = _check_freeze(m.freeze, spec, "model.freeze")
+    for i, phase in enumerate(phases or []):
+        if phase.freeze is not None:
+            errors += _check_freeze(phase.freeze, spec, f"train.phases.{i}.freeze")
+    w = m.weights
+    if w not in (None, "imagenet", "none") and not Path(os.path.expanduser(w)).is_file():
+        errors.append(f"model.weights: {w!r} is neither 'imagenet', null nor an existing "
+                      "weights file")
+    if m.normalization is not None and m.normalization != spec.normalization:
+        known = "" if m.normalization in list_schemes() else " (not a known scheme)"
+        errors.append(
+            f"model.normalization: {m.normalization!r}{known} is not the input normalisation "
+            f"of {spec.name}, which was trained with {spec.normalization!r}; the model applies "
+            "it itself, so remove the key")
+    return errors
+
+
+def _check_phases(phases: list[PhaseConfig]) -> list[str]:
+    errors = []
+    names = [p.name for p in phases]
+    for n in sorted({n for n in names if names.count(n) > 1}):
+        errors.append(f"train.phases: phase name {n!r} is used twice; give each phase its "
+                      "own name")
+    for i, p in enumerate(phases):
+        if p.warmup_epochs >= p.epochs and p.warmup_epochs:
+            errors.append(f"train.phases.{i}.warmup_epochs: {p.warmup_epochs} must be below "
+                          f"its epochs ({p.epochs})")
+    return errors
+
+
+def _check_stages(stages: list[dict[str, Any]], model: ModelConfig | None) -> list[str]:
+    from imaging_tl.stages import stage_from_config
+
+    errors = []
+    resize_sizes = []
+    for i, stage in enumerate(stages):
+        try:
+            built = stage_from_config(stage)
+        except (ValueError, TypeError, KeyError) as exc:
+            errors.append(f"preprocessing.{i}: {exc}")
+            continue
+        if built.name == "normalize":
+            errors.append(
+                f"preprocessing.{i}: remove 'normalize': the model applies its backbone's "
+                "input normalisation itself (its input is RGB in [0, 1])")
+        if built.name == "resize":
+            resize_sizes.append((i, tuple(built.size)))
+        if built.name == "multi_window" and len(built.windows) not in (1, 3):
+            errors.append(f"preprocessing.{i}: multi_window gives {len(built.windows)} "
+                          "channels; the backbone takes 3 (or 1, replicated): use 3 windows")
+    if model is not None and model.input_size is not None and resize_sizes:
+        i, size = resize_sizes[-1]
+        if size != (model.input_size, model.input_size):
+            errors.append(f"preprocessing.{i}: resize to {list(size)} but model.input_size is "
+                          f"{model.input_size}; make them agree (or drop one of them)")
+    if resize_sizes and resize_sizes[-1][1][0] != resize_sizes[-1][1][1]:
+        i, size = resize_sizes[-1]
+        errors.append(f"preprocessing.{i}: the last resize must be square (the model input "
+                      f"is square), got {list(size)}")
+    return errors
+
+
+def _check_evaluate(e: EvaluateConfig) -> list[str]:
+    op = e.operating_point
+    if op.method in ("sensitivity", "fixed") and op.value is None:
+        what = "target sensitivity" if op.method == "sensitivity" else "threshold"
+        return [f"evaluate.operating_point.value: required for method {op.method!r} "
+                f"(the {what}, in [0, 1])"]
+    if op.method == "youden" and op.value is not None:
+        return ["evaluate.operating_point.value: not used with method 'youden'; remove it or "
+                "choose method 'sensitivity' or 'fixed'"]
+    return []
+
+
+def cross_checks(parts: dict[str, Any]) -> list[str]:
+    """Checks that need more than one key or another part's registry; skip failed sections."""
+    errors: list[str] = []
+    data, task, split = parts.get("data"), parts.get("task"), parts.get("split")
+    model, train = parts.get("model"), parts.get("train")
+    if data is not None:
+        errors += _check_data(data, task)
+    if task is not None:
+        errors += _check_task(task)
+    if split is not None:
+        errors += _check_split(split)
+    if model is not None:
+        errors += _check_model(model, train.phases if train is not None else None)
+    if train is not None and train.phases:
+        errors += _check_phases(train.phases)
+    if parts.get("preprocessing") is not None:
+        errors += _check_stages(parts["preprocessing"], model)
+    if parts.get("evaluate") is not None:
+        errors += _check_evaluate(parts["evaluate"])
+    aug = parts.get("augment")
+    if aug is not None:
+        try:
+            from imaging_tl.augment import Augmenter
+
+            Augmenter(aug.preset, hflip=aug.hflip, transforms=aug.transforms, seed=0)
+        except (ValueError, TypeError) as exc:
+            errors.append(f"augment: {exc}")
+    return errors
+

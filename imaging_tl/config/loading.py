@@ -1,0 +1,304 @@
+"""Loading a configuration: YAML or a dict, ``--set`` overrides, every error at once with
+its key path, and the backbone-dependent defaults filled in (:func:`load_config`)."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError, create_model
+
+from imaging_tl.config.checks import cross_checks
+from imaging_tl.config.schema import ConfigError, PhaseConfig, RunConfig, Section
+
+__all__ = ["apply_overrides", "load_config", "schema_help"]
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides (values parsed as YAML) to a raw config dict.
+
+    List items are addressed by index: ``train.phases.0.epochs=3``.
+
+    Examples
+    --------
+    >>> apply_overrides({"seed": 0}, ["seed=7", "model.freeze=block5c_add"])
+    {'seed': 7, 'model': {'freeze': 'block5c_add'}}
+    """
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError([f"--set {item!r}: expected key.path=value"])
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError([f"--set {key}: value {text!r} is not valid YAML ({exc})"]) from None
+        node: Any = out
+        parts = key.split(".")
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            where = ".".join(parts[:i]) or "<root>"
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError([f"--set {key}: {where} has no item {part!r} "
+                                       f"(it has {len(node)} items)"])
+                if last:
+                    node[int(part)] = value
+                else:
+                    node = node[int(part)]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    if node.get(part) is None:
+                        node[part] = {}
+                    node = node[part]
+            else:
+                raise ConfigError([f"--set {key}: {where} is a value, not a section"])
+    return out
+
+
+
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    for a in getattr(annotation, "__args__", (annotation,)):
+        if isinstance(a, type) and issubclass(a, BaseModel):
+            return a
+        inner = _submodel(a) if getattr(a, "__args__", None) else None
+        if inner is not None:
+            return inner
+    return None
+
+
+def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The field names allowed at ``loc`` (for "did you mean" suggestions)."""
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return list(model.model_fields)
+        sub = _submodel(field.annotation)
+        if sub is None:
+            return []
+        model = sub
+    return list(model.model_fields)
+
+
+def _format_pydantic_error(err: dict[str, Any], model: type[BaseModel], prefix: tuple) -> str:
+    # pydantic adds the union member tried to the location ("str", "float", "list[...]").
+    loc = tuple(p for p in err["loc"]
+                if not (isinstance(p, str) and (p in ("str", "float", "int", "bool", "none")
+                                                or p.startswith(("list[", "dict[", "literal[")))))
+    path = ".".join(str(p) for p in (*prefix, *loc)) or "<root>"
+    kind = err["type"]
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        allowed = _known_keys(model, loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"{path}: unknown key{hint} (allowed: {', '.join(allowed)})"
+    if kind == "missing":
+        return f"{path}: required key is missing"
+    if kind == "literal_error":
+        return f"{path}: {value!r} is not allowed; choose one of {err['ctx']['expected']}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"{path}: expected a section (a mapping of keys), got {value!r}"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{path}: {msg[0].lower() + msg[1:]} (got {value!r})"
+
+
+
+def _without(raw: dict[str, Any], locs: list[tuple]) -> dict[str, Any] | None:
+    """``raw`` without the values at ``locs`` (None when a location cannot be dropped)."""
+    for loc in locs:
+        node: Any = raw
+        path = [p for p in loc if not (isinstance(p, str) and p not in _keys_of(node, loc))]
+        for part in path[:-1]:
+            try:
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                return None
+        if len(path) < 2 or not isinstance(node, dict) or path[-1] not in node:
+            return None
+        del node[path[-1]]
+    return raw
+
+
+def _keys_of(node: Any, loc: tuple) -> set:
+    # the keys along loc that exist in the raw data (pydantic adds union member names)
+    keys: set = set()
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            keys.add(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+    return keys
+
+
+def _validate_parts(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Validate each top-level key on its own: the sections that pass, and all errors."""
+    parts: dict[str, Any] = {}
+    errors: list[str] = []
+    fields = RunConfig.model_fields
+    for key in raw:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            errors.append(f"{key}: unknown key{hint} (allowed: {', '.join(fields)})")
+    for key, field in fields.items():
+        if key not in raw:
+            if field.is_required():
+                errors.append(f"{key}: required section is missing (at least data.csv or "
+                              "data.folder)")
+                continue
+            parts[key] = field.get_default(call_default_factory=True)
+            continue
+
+        one = create_model(f"_Only_{key}", __base__=Section, **{key: (field.annotation, field)})
+        try:
+            parts[key] = getattr(one.model_validate({key: raw[key]}), key)
+        except ValidationError as exc:
+            model = _submodel(field.annotation) or RunConfig
+            locs = []
+            for e in exc.errors():
+                locs.append(e["loc"])
+                errors.append(_format_pydantic_error({**e, "loc": e["loc"][1:]}, model, (key,)))
+            # Drop the bad keys and validate again, so that the cross-field checks still run
+            # on the rest of the section (e.g. model.freeze when model.head has a typo).
+            pruned = _without({key: copy.deepcopy(raw[key])}, locs)
+            if pruned is not None and key in pruned:
+                try:
+                    parts[key] = getattr(one.model_validate(pruned), key)
+                except ValidationError:
+                    pass
+    return parts, errors
+
+
+
+def _resolve(cfg: RunConfig) -> RunConfig:
+    """Fill the backbone-dependent defaults, so that config.yaml says what really ran."""
+    from imaging_tl.models.registry import get_spec
+    from imaging_tl.train.phases import default_phases
+
+    spec = get_spec(cfg.model.backbone)
+    stages = [dict(s) for s in cfg.preprocessing]
+    resizes = [s for s in stages if s.get("name") == "resize"]
+    size = cfg.model.input_size
+    if size is None:
+        last = resizes[-1]["size"] if resizes else spec.input_size
+        size = int(last[0] if isinstance(last, list | tuple) else last)
+    if not resizes:
+        stages.append({"name": "resize", "size": size})
+    if not stages or stages[-1].get("name") != "to_rgb":
+        stages.append({"name": "to_rgb"})
+    phases = cfg.train.phases
+    if phases is None:
+        # the first (head) phase freezes what model.freeze says
+        phases = [PhaseConfig(name=p.name, epochs=p.epochs, learning_rate=p.learning_rate,
+                              freeze=None if i == 0 else p.freeze, schedule=p.schedule,
+                              patience=p.patience)
+                  for i, p in enumerate(default_phases(cfg.model.backbone))]
+    phases = [p.model_copy(update={"freeze": cfg.model.freeze if p.freeze is None else p.freeze})
+              for p in phases]
+    return cfg.model_copy(update={
+        "preprocessing": stages,
+        "model": cfg.model.model_copy(update={"input_size": size,
+                                              "normalization": spec.normalization}),
+        "train": cfg.train.model_copy(update={"phases": phases}),
+    })
+
+
+def load_config(
+    source: str | os.PathLike | dict[str, Any], overrides: list[str] | None = None
+) -> RunConfig:
+    """Read, override, validate and resolve a configuration.
+
+    Parameters
+    ----------
+    source : path or dict
+        A YAML file, or the same content as a dict (relative paths then resolve against
+        the current folder).
+    overrides : list of str, optional
+        ``key.path=value`` items (``--set`` on the command line).
+
+    Returns
+    -------
+    RunConfig
+        With every default filled (backbone input size and normalisation, phases, the final
+        resize and to_rgb stages).
+
+    Raises
+    ------
+    ConfigError
+        Listing every problem found, each with its key path.
+
+    Examples
+    --------
+    >>> cfg = load_config({"data": {"folder": "."}, "model": {"input_size": 96}})
+    >>> cfg.preprocessing[-2:]
+    [{'name': 'resize', 'size': 96}, {'name': 'to_rgb'}]
+    """
+    where = None
+    base = Path.cwd()
+    if isinstance(source, dict):
+        raw: Any = copy.deepcopy(source)
+    else:
+        where = os.fspath(source)
+        try:
+            raw = yaml.safe_load(Path(source).read_text(encoding="utf-8"))
+        except (FileNotFoundError, IsADirectoryError):
+            raise ConfigError([f"{where}: no such configuration file"], where) from None
+        except yaml.YAMLError as exc:
+            raise ConfigError([f"not valid YAML: {exc}"], where) from None
+        base = Path(source).resolve().parent
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(["the file must hold a mapping of sections (data:, model:, ...), "
+                           f"got {type(raw).__name__}"], where)
+    raw = apply_overrides(raw, overrides or [])
+    data = raw.get("data")
+    if isinstance(data, dict):
+        for key in ("csv", "folder"):
+            value = data.get(key)
+            if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+                data[key] = os.path.normpath(base / value)
+    split = raw.get("split")
+    if isinstance(split, dict) and isinstance(split.get("file"), str):
+        if not Path(split["file"]).is_absolute():
+            split["file"] = os.path.normpath(base / split["file"])
+    parts, errors = _validate_parts(raw)
+    errors += cross_checks(parts)
+    if errors:
+        raise ConfigError(errors, where)
+    return _resolve(RunConfig.model_validate(raw))
+
+
+def schema_help() -> str:
+    """A short listing of every section and key with its default (for ``--help`` texts).
+
+    Examples
+    --------
+    >>> "model.backbone" in schema_help()
+    True
+    """
+    lines = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            sub = _submodel(field.annotation)
+            if sub is not None and name not in ("phases",):
+                walk(sub, f"{prefix}{name}.")
+                continue
+            default = "required" if field.is_required() else repr(
+                field.get_default(call_default_factory=True))
+            lines.append(f"{prefix}{name}: {default}")
+
+    walk(RunConfig, "")
+    return "\n".join(lines)

@@ -1,0 +1,215 @@
+"""The configuration schema: one pydantic model per section, with defaults and ranges.
+
+Sections forbid unknown keys (a typo is an error that suggests the close match), and
+:class:`ConfigError` carries every problem found, one line each. No TensorFlow.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+__all__ = ["AugmentConfig", "ConfigError", "DataConfig", "EvaluateConfig", "ExportConfig",
+           "Freeze", "HeadConfig", "ModelConfig", "OperatingPointConfig", "PhaseConfig",
+           "RunConfig", "Section", "SplitConfig", "TaskConfig", "TrainConfig"]
+
+Freeze = str | float
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; ``errors`` lists every problem, one line each.
+
+    Examples
+    --------
+    >>> print(ConfigError(["seed: input should be a valid integer (got 'x')"], "a.yaml"))
+    invalid configuration in a.yaml:
+      - seed: input should be a valid integer (got 'x')
+    """
+
+    def __init__(self, errors: list[str], source: str | None = None) -> None:
+        self.errors = list(errors)
+        self.source = source
+        head = f"invalid configuration{f' in {source}' if source else ''}"
+        super().__init__(head + ":\n" + "\n".join(f"  - {e}" for e in self.errors))
+
+
+class Section(BaseModel):
+    """The base of every section: unknown keys are errors."""
+
+    # Unknown keys are errors: a typo must not silently fall back to a default.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    """Where the samples come from and how they are labelled.
+
+    Give ``csv`` (a manifest with a path column and label column(s)) or ``folder`` (one
+    sub-folder per class). Relative paths are resolved against the YAML file's folder.
+    """
+
+    csv: str | None = None
+    folder: str | None = None
+    path_column: str = "path"
+    label_column: str | None = None
+    label_columns: list[str] | None = None
+    group_column: str | None = None
+    frames: Literal["middle", "first", "all"] = "middle"
+    strict: bool = False
+
+
+class TaskConfig(Section):
+    """What is predicted; ``type`` null means: inferred from the labels."""
+
+    type: Literal["binary", "multiclass", "multilabel"] | None = None
+    positive: str | None = None
+    classes: list[str] | None = None
+
+
+class SplitConfig(Section):
+    """Patient-grouped, label-stratified splits (or a user's own ``splits.csv``)."""
+
+    method: Literal["holdout", "kfold"] = "holdout"
+    val: float = Field(0.15, gt=0, lt=1)
+    test: float = Field(0.2, gt=0, lt=1)
+    folds: int = Field(5, ge=3)
+    fold: int = Field(0, ge=0)
+    file: str | None = None
+
+
+class AugmentConfig(Section):
+    """Augmentation of the training split (albumentations, float32 [0, 1])."""
+
+    preset: Literal["none", "light", "medium", "heavy"] = "light"
+    hflip: bool = False
+    transforms: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class HeadConfig(Section):
+    """The new classification head."""
+
+    pooling: Literal["avg", "max"] = "avg"
+    hidden: list[int] = Field(default_factory=list)
+    dropout: float | None = Field(None, ge=0, lt=1)
+
+
+class ModelConfig(Section):
+    """Backbone, weights, default freeze point and head."""
+
+    backbone: str = "efficientnet_lite0"
+    weights: str | None = "imagenet"
+    input_size: int | None = Field(None, ge=32, le=1024)
+    normalization: str | None = None
+    freeze: Freeze = "all"
+    head: HeadConfig = Field(default_factory=HeadConfig)
+
+
+class PhaseConfig(Section):
+    """One training phase: what is frozen, for how long, at which learning rate."""
+
+    name: str = "head"
+    epochs: int = Field(10, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    freeze: Freeze | None = None
+    schedule: Literal["constant", "cosine", "step", "exponential"] = "constant"
+    warmup_epochs: int = Field(0, ge=0)
+    patience: int | None = Field(None, ge=1)
+    optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
+    weight_decay: float = Field(0.0, ge=0)
+    train_batchnorm: bool = False
+
+
+class TrainConfig(Section):
+    """Batching, class weights, feature caching, devices and the phases.
+
+    ``batch_size`` is the batch of ONE replica (device). With ``distribute`` over N replicas
+    (GPUs, or GPUs x workers) the global batch is ``batch_size x N`` and every phase's
+    learning rate is scaled by ``scale_learning_rate``: ``linear`` multiplies it by N
+    (Goyal et al. 2017; add ``warmup_epochs`` for large N), ``sqrt`` by sqrt(N), ``none``
+    keeps it. On one device nothing changes. ``distribute``: ``auto`` is ``mirrored`` when
+    several GPUs are visible, ``multi_worker`` when ``TF_CONFIG`` names several workers,
+    else ``none``. ``mixed_precision``: ``auto`` is ``mixed_float16`` on a GPU, ``none``
+    on CPU; the head output stays float32 and float16 gets loss scaling.
+    """
+
+    batch_size: int = Field(32, ge=1)
+    class_weights: Literal["balanced", "none"] = "balanced"
+    feature_cache: Literal["auto", "off"] = "auto"
+    monitor: str | None = None
+    distribute: Literal["auto", "none", "mirrored", "multi_worker"] = "auto"
+    mixed_precision: Literal["none", "mixed_float16", "mixed_bfloat16", "auto"] = "none"
+    scale_learning_rate: Literal["linear", "sqrt", "none"] = "linear"
+    phases: list[PhaseConfig] | None = Field(None, min_length=1)
+
+
+class OperatingPointConfig(Section):
+    """How the binary decision threshold is chosen (on the validation split)."""
+
+    method: Literal["youden", "sensitivity", "fixed"] = "youden"
+    value: float | None = Field(None, ge=0, le=1)
+
+
+class EvaluateConfig(Section):
+    """Test metrics, confidence intervals, calibration and Grad-CAM."""
+
+    operating_point: OperatingPointConfig = Field(default_factory=OperatingPointConfig)
+    bootstrap: int = Field(1000, ge=0)
+    patient_level: Literal["none", "max", "mean"] = "none"
+    calibration: Literal["none", "temperature"] = "none"
+    gradcam: int = Field(8, ge=0)
+
+
+class ExportConfig(Section):
+    """Extra formats written beside ``model.keras`` (into ``export/``)."""
+
+    formats: list[Literal["keras", "savedmodel", "onnx", "tflite"]] = Field(
+        default_factory=lambda: ["keras"]
+    )
+
+
+def _plain_name(v: str) -> str:
+    if not v or any(c in v for c in "/\\:") or v.startswith("."):
+        raise ValueError("must be a plain name usable as a folder name")
+    return v
+
+
+_DEFAULT_PREPROCESSING = [{"name": "window", "mode": "header"}]
+
+
+class RunConfig(Section):
+    """The whole run. ``preprocessing`` is a list of stage configs (see imaging_tl.stages).
+
+    Examples
+    --------
+    >>> cfg = RunConfig.model_validate({"data": {"folder": "scans"}})
+    >>> cfg.split.test, cfg.model.backbone
+    (0.2, 'efficientnet_lite0')
+    """
+
+    name: Annotated[str, AfterValidator(_plain_name)] = "run"
+    seed: int = 0
+    output: str = "runs"
+    cache_dir: str | None = None
+    workers: int | None = Field(None, ge=1)
+    data: DataConfig
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    preprocessing: list[dict[str, Any]] = Field(
+        default_factory=lambda: copy.deepcopy(_DEFAULT_PREPROCESSING)
+    )
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved configuration as plain data (what ``config.yaml`` holds)."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        """The resolved configuration as YAML text."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+

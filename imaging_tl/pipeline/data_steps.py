@@ -1,0 +1,102 @@
+"""The data steps of a run: census, splits, preprocessing into the cache, arrays per split."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from imaging_tl._atomic import write_csv, write_text
+from imaging_tl.data import BadFileError, encode_labels, prepare, write_splits
+from imaging_tl.pipeline.inputs import (
+    InputError,
+    census_table,
+    data_manifest_hash,
+    load_inputs,
+    split_of,
+    task_and_classes,
+)
+from imaging_tl.pipeline.state import RunState, SplitArrays
+from imaging_tl.stages import Pipeline
+
+__all__ = ["census_step", "prepare_step", "splits_step", "start_step"]
+
+
+def start_step(state: RunState) -> None:
+    """Say where the run writes, and write its resolved ``config.yaml``."""
+    plan, run_dir = state.plan, state.run_dir
+    if not plan.is_chief and state.resume is not None:
+        # resume from the chief's checkpoints (read only), into this worker's scratch copy
+        if (state.resume / "checkpoints").is_dir():
+            shutil.copytree(state.resume / "checkpoints", state.checkpoints)
+    state.log(f"run directory {run_dir}" if plan.is_chief else
+              f"worker {plan.task_index}: scratch folder {run_dir} (the chief writes the run)")
+    state.log(plan.describe())
+    state.paths["run_dir"] = run_dir
+    if state.resume is None or not plan.is_chief:
+        state.paths["config"] = write_text(run_dir / "config.yaml", state.cfg.to_yaml())
+    else:
+        state.paths["config"] = run_dir / "config.yaml"
+
+
+def census_step(state: RunState) -> None:
+    """The dataset table, its task and classes, and ``census.csv``."""
+    cfg = state.cfg
+    table = load_inputs(cfg)
+    state.task, state.classes = task_and_classes(cfg, table)
+    root = Path(cfg.data.folder) if cfg.data.folder else Path(cfg.data.csv).parent
+    state.log(f"dataset: {len(table)} samples from {table['path'].nunique()} files, "
+              f"{state.task} task, classes {state.classes}")
+    state.paths["census"] = write_csv(state.run_dir / "census.csv", census_table(table, root))
+    state.table = table
+
+
+def splits_step(state: RunState) -> None:
+    """Patient-level splits (audited for leakage) into ``splits.csv``; a resumed run must
+    find the same splits it started with."""
+    table = split_of(state.cfg, state.table)
+    splits_csv = state.run_dir / "splits.csv"
+    if state.resume is not None and splits_csv.is_file():
+        before = pd.read_csv(splits_csv, dtype=str, keep_default_na=False)
+        now = table.assign(frame=table["frame"].astype(str).replace("<NA>", ""))
+        a = sorted(zip(before["path"], before["split"], strict=True))
+        b = sorted(zip(now["path"], now["split"], strict=True))
+        if a != b:
+            raise InputError(f"--resume {state.run_dir}: the data or its splits changed since "
+                             "the run started; start a new run")
+    state.paths["splits"] = write_splits(table, splits_csv)
+    state.counts = {k: int((table["split"] == k).sum()) for k in ("train", "val", "test")}
+    state.log("splits: " + ", ".join(f"{k} {v}" for k, v in state.counts.items())
+              + f" ({table['group'].nunique()} groups by {table['group_key'].iloc[0]})")
+    state.table = table
+
+
+def prepare_step(state: RunState) -> None:
+    """Preprocess every file into the array cache (bad files quarantined), then load the
+    arrays of each split."""
+    cfg = state.cfg
+    state.pipe = Pipeline.from_config(cfg.preprocessing)
+    try:
+        prepared = prepare(state.table, state.pipe, cache=cfg.cache_dir, workers=cfg.workers,
+                           strict=cfg.data.strict, progress=state.log.tty and state.log.verbose)
+    except BadFileError as exc:
+        raise InputError(f"data.strict is on and a file is bad: {exc}") from None
+    state.log(prepared.summary())
+    try:
+        prepared.shape  # noqa: B018 - raises when the prepared arrays differ in shape
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    tab = prepared.table
+    for part in ("train", "val", "test"):
+        if not (tab["split"] == part).any():
+            raise InputError(f"no readable sample left in the {part} split")
+    state.prepared, state.manifest = prepared, data_manifest_hash(tab)
+    classes = state.classes if state.task != "multilabel" else None
+    for part in ("train", "val", "test"):
+        idx = np.flatnonzero((tab["split"] == part).to_numpy())
+        rows = tab.iloc[idx].reset_index(drop=True)
+        x = np.stack([prepared.load(int(i)) for i in idx])
+        y, _, _ = encode_labels(rows, classes)
+        state.splits[part] = SplitArrays(x.astype(np.float32, copy=False), y, rows)

@@ -1,0 +1,203 @@
+"""The data of a run: its table, task and classes, splits, census, and the manifest hash.
+
+Everything here works on the dataset table (:mod:`imaging_tl.data.table`) and raises
+:class:`InputError` with every problem found, which the command line prints without a
+stack trace (exit code 2). No TensorFlow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from imaging_tl.config import RunConfig
+from imaging_tl.data import (
+    DatasetError,
+    LeakageError,
+    audit_splits,
+    from_csv,
+    from_folder,
+    kfold_table,
+    label_columns,
+    read_splits,
+    split_table,
+    task_of,
+)
+
+__all__ = ["InputError", "census_table", "data_manifest_hash", "expand_inputs", "load_inputs",
+           "split_of", "task_and_classes"]
+
+
+class InputError(ValueError):
+    """The data a run or a prediction was given is unusable (named with the reason).
+
+    The command line prints it without a stack trace and exits with code 2.
+    """
+
+
+def data_manifest_hash(table: pd.DataFrame, file_keys: Sequence[str] | None = None) -> str:
+    """sha256 of the sorted (path, frame, labels, group[, file key]) rows: the data version.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"path": ["/a", "/b"], "label": ["x", "y"], "group": ["1", "2"]})
+    >>> data_manifest_hash(t) == data_manifest_hash(t.iloc[::-1])
+    True
+    """
+    cols = [c for c in ("path", "frame", "label", "group") if c in table.columns]
+    cols += [c for c in table.attrs.get("label_columns", []) if c not in cols]
+    df = table[cols].astype(str)
+    if file_keys is not None:
+        df = df.assign(file_key=list(file_keys))
+    rows = sorted(df.itertuples(index=False, name=None))
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
+def load_inputs(cfg: RunConfig) -> pd.DataFrame:
+    """The dataset table of a configuration (see :mod:`imaging_tl.data.table`).
+
+    Raises
+    ------
+    InputError
+        The table cannot be built (missing files, bad labels ...), with every problem.
+
+    Examples
+    --------
+    >>> from imaging_tl.config import load_config
+    >>> cfg = load_config({"data": {"folder": "sample_dicoms"}})  # doctest: +SKIP
+    >>> load_inputs(cfg)["label"].value_counts()  # doctest: +SKIP
+    """
+    d = cfg.data
+    try:
+        if d.folder is not None:
+            return from_folder(d.folder, frames=d.frames)
+        return from_csv(d.csv, path_column=d.path_column, label_column=d.label_column,
+                        label_columns=d.label_columns, group_column=d.group_column,
+                        frames=d.frames)
+    except DatasetError as exc:
+        raise InputError(str(exc)) from None
+
+
+_NEGATIVE_NAMES = {"normal", "negative", "healthy", "no", "none", "0", "false", "absent",
+                   "no_finding", "no finding", "benign", "control"}
+
+
+def task_and_classes(cfg: RunConfig, table: pd.DataFrame) -> tuple[str, list[str]]:
+    """The task and its class names in model order (binary: the positive class second).
+
+    Examples
+    --------
+    >>> from imaging_tl.config import RunConfig
+    >>> cfg = RunConfig.model_validate({"data": {"folder": "x"}})
+    >>> task_and_classes(cfg, pd.DataFrame({"label": ["nodule", "normal", "nodule"]}))
+    ('binary', ['normal', 'nodule'])
+    """
+    if task_of(table) == "multilabel":
+        return "multilabel", label_columns(table)
+    labels = sorted(table["label"].astype(str).unique())
+    task = cfg.task.type or task_of(table)
+    if task == "multilabel":
+        raise InputError("task.type is multilabel but data has one label column; give "
+                         "data.label_columns")
+    if cfg.task.classes is not None:
+        unknown = sorted(set(labels) - set(cfg.task.classes))
+        if unknown:
+            raise InputError(f"labels {unknown} in the data are not in task.classes "
+                             f"{cfg.task.classes}")
+        classes = list(cfg.task.classes)
+    else:
+        # a class that reads as "no finding" is the negative one (the positive is second)
+        classes = sorted(labels, key=lambda c: (c.strip().lower() not in _NEGATIVE_NAMES, c))
+    if task == "binary":
+        if len(classes) != 2:
+            raise InputError(f"a binary task needs exactly 2 classes; the data has "
+                             f"{len(classes)}: {classes} (set task.type: multiclass?)")
+        if cfg.task.positive is not None:
+            if cfg.task.positive not in classes:
+                raise InputError(f"task.positive: {cfg.task.positive!r} is not a label of the "
+                                 f"data ({classes})")
+            classes = [c for c in classes if c != cfg.task.positive] + [cfg.task.positive]
+    elif len(classes) < 2:
+        raise InputError(f"the data has only one class ({classes}); nothing to learn")
+    return task, classes
+
+
+def split_of(cfg: RunConfig, table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with a ``split`` column: from ``split.file``, k-fold, or a seeded split."""
+    s = cfg.split
+    try:
+        if s.file is not None:
+            return _split_from_file(s.file, table)
+        if s.method == "kfold":
+            out = kfold_table(table, s.folds, seed=cfg.seed)
+            val_fold = (s.fold + 1) % s.folds
+            out["split"] = np.where(out["fold"] == s.fold, "test",
+                                    np.where(out["fold"] == val_fold, "val", "train"))
+            return out
+        return split_table(table, val=s.val, test=s.test, seed=cfg.seed)
+    except (DatasetError, LeakageError) as exc:
+        raise InputError(str(exc)) from None
+
+
+def _split_from_file(file: str, table: pd.DataFrame) -> pd.DataFrame:
+    own = read_splits(file)
+    if "split" not in own.columns:
+        raise InputError(f"split.file {file}: needs a 'split' column (train/val/test)")
+    key = dict(zip(own["path"], own["split"].astype(str), strict=False))
+    missing = [p for p in table["path"] if p not in key]
+    if missing:
+        raise InputError(f"split.file {file}: {len(missing)} file(s) of the data "
+                         f"have no split, e.g. {missing[0]}")
+    out = table.copy()
+    out["split"] = [key[p] for p in table["path"]]
+    bad = sorted(set(out["split"]) - {"train", "val", "test"})
+    if bad:
+        raise InputError(f"split.file {file}: unknown split names {bad}; use train, val, test")
+    audit_splits(out, split_column="split", pixels=False)
+    return out
+
+
+def census_table(table: pd.DataFrame, root: Path | None) -> pd.DataFrame:
+    """The census of a run's files: one row per file, the PatientID as a pseudonym."""
+    from imaging_tl.io.census import COLUMNS, census_row, csv_value, pseudonymize_patient_id
+
+    rows = []
+    for p in dict.fromkeys(table["path"]):
+        row = census_row(p, root=root)
+        if row.get("PatientID"):  # keep the grouping, never the identifier
+            row["PatientID"] = pseudonymize_patient_id(row["PatientID"])
+        rows.append(row)
+    return pd.DataFrame([{k: csv_value(r.get(k)) for k in COLUMNS} for r in rows])
+
+
+_NOT_IMAGES = (".csv", ".txt", ".json", ".yaml", ".yml", ".md", ".html")
+
+
+def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
+    """Files to read: the files given, and every file under the folders given (recursively,
+    skipping hidden names and tables, configs and pages).
+
+    Examples
+    --------
+    >>> len(expand_inputs(["sample_dicoms/labels.csv"]))
+    1
+    """
+    files: list[str] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and not any(s.startswith(".") for s in f.relative_to(p).parts) \
+                        and f.suffix.lower() not in _NOT_IMAGES:
+                    files.append(str(f))
+        elif p.exists():
+            files.append(str(p))
+        else:
+            raise InputError(f"{p}: no such file or folder")
+    return files

@@ -1,0 +1,191 @@
+"""The output steps of a run: evaluation, the model with its contract, Grad-CAM, exports,
+the report, and ``run.json`` last (a run without it has not finished)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from imaging_tl._atomic import atomic_dir, write_csv
+from imaging_tl.pipeline.inputs import InputError
+from imaging_tl.pipeline.predict import decisions, probability_columns
+from imaging_tl.pipeline.provenance import machine, versions, write_plain_json
+from imaging_tl.pipeline.result import RunResult
+from imaging_tl.pipeline.state import RunState
+
+__all__ = ["evaluate_step", "evaluation_options", "export_step", "finish_step", "gradcam_step",
+           "report_step", "save_step"]
+
+
+def evaluation_options(cfg: Any) -> dict[str, Any]:
+    """The keyword arguments of :func:`imaging_tl.evaluate.evaluate` that a run's
+    ``evaluate`` section sets (used again when the run is re-evaluated)."""
+    e = cfg.evaluate
+    kw: dict[str, Any] = {
+        "operating_point": e.operating_point.method, "n_bootstraps": e.bootstrap,
+        "seed": cfg.seed, "temperature_scaling": e.calibration == "temperature",
+        "aggregate": None if e.patient_level == "none" else e.patient_level,
+    }
+    if e.operating_point.method == "sensitivity":
+        kw["target_sensitivity"] = e.operating_point.value
+    if e.operating_point.method == "fixed":
+        kw["threshold"] = e.operating_point.value
+    return kw
+
+
+def evaluate_step(state: RunState) -> None:
+    """Threshold and calibration chosen on validation, measured on test; ``metrics.json``
+    and ``predictions.csv``."""
+    from imaging_tl.evaluate import evaluate
+    from imaging_tl.models import fast_predict
+
+    va, te = state.splits["val"], state.splits["test"]
+    batch = state.cfg.train.batch_size
+    p_va, p_te = fast_predict(state.model, va.x, batch), fast_predict(state.model, te.x, batch)
+    state.scores = {"val": p_va, "test": p_te}
+
+    def scores(p: np.ndarray) -> np.ndarray:
+        return p.reshape(-1) if state.task == "binary" else p
+
+    try:
+        state.metrics = evaluate(te.y, scores(p_te), task=state.task,
+                                 groups=te.rows["group"].to_numpy(), val_true=va.y,
+                                 val_score=scores(p_va), val_groups=va.rows["group"].to_numpy(),
+                                 class_names=state.classes, **evaluation_options(state.cfg))
+    except ValueError as exc:
+        raise InputError(f"evaluation failed: {exc}") from None
+    state.threshold = float(state.metrics.get("operating_point", {}).get("threshold", 0.5))
+    state.paths["metrics"] = write_plain_json(state.run_dir / "metrics.json", state.metrics)
+    state.predictions = pd.concat([_prediction_rows(state, va.rows, p_va, "val"),
+                                   _prediction_rows(state, te.rows, p_te, "test")],
+                                  ignore_index=True)
+    state.paths["predictions"] = write_csv(state.run_dir / "predictions.csv", state.predictions)
+
+
+def _prediction_rows(state: RunState, rows: pd.DataFrame, p: np.ndarray,
+                     split: str) -> pd.DataFrame:
+    out = pd.DataFrame({"path": rows["path"], "frame": rows["frame"], "split": split,
+                        "group": rows["group"]})
+    if state.task == "multilabel":
+        for c in state.classes:
+            out[f"label_{c}"] = rows[c].to_numpy()
+    else:
+        out["label"] = rows["label"].astype(str).to_numpy()
+    for k, v in probability_columns(state.task, state.classes, p).items():
+        out[k] = v
+    out["predicted"] = decisions(state.task, state.classes, p, state.threshold)
+    return out
+
+
+def save_step(state: RunState) -> None:
+    """``model.keras`` and ``contract.json``: the model with its preprocessing contract."""
+    from imaging_tl.models import ModelContract, save_transfer_model
+
+    pipe, run_dir = state.pipe, state.run_dir
+    contract = ModelContract.from_dict({
+        **state.model.imaging_tl_contract.to_dict(), "threshold": state.threshold,
+        "preprocessing": {"stages": pipe.to_config(), "fingerprint": pipe.fingerprint(),
+                          "frames": state.cfg.data.frames},
+    })
+    with atomic_dir(run_dir / ".model") as tmp:
+        save_transfer_model(state.model, tmp / "model.keras", contract)
+        os.replace(tmp / "model.keras", run_dir / "model.keras")
+        os.replace(tmp / "contract.json", run_dir / "contract.json")
+    shutil.rmtree(run_dir / ".model", ignore_errors=True)
+    state.paths["model"] = run_dir / "model.keras"
+    state.paths["contract"] = run_dir / "contract.json"
+
+
+def gradcam_step(state: RunState) -> None:
+    """Overlays of the most telling test images (names carry no identifiers)."""
+    from imaging_tl.report import task_gallery
+
+    te, n = state.splits["test"], state.cfg.evaluate.gradcam
+    gallery: list[dict[str, Any]] = []
+    with atomic_dir(state.run_dir / "gradcam") as tmp:
+        if n and len(te.x):
+            gallery = task_gallery(state.model, te.x, te.y, state.scores["test"], state.task,
+                                   state.threshold, n, tmp)
+    state.gallery = [{**g, "path": state.run_dir / "gradcam" / Path(g["path"]).name}
+                     for g in gallery]
+    state.paths["gradcam"] = state.run_dir / "gradcam"
+
+
+def export_step(state: RunState) -> None:
+    """The formats of ``export.formats`` beyond ``model.keras``, each checked."""
+    from imaging_tl.deploy import export_model
+
+    for fmt in [f for f in state.cfg.export.formats if f != "keras"]:
+        res = export_model(state.run_dir / "model.keras", fmt, state.run_dir / "export",
+                           sample=state.splits["test"].x[:2])
+        state.paths[f"export_{fmt}"] = res.path
+        state.log(res.summary())
+
+
+def run_record(state: RunState) -> dict[str, Any]:
+    """What ``run.json`` holds: data and code versions, seed, plan, machine, durations."""
+    cfg, prepared, plan = state.cfg, state.prepared, state.plan
+    quarantined = prepared.quarantined
+    return {
+        "name": cfg.name, "run_dir": str(state.run_dir.resolve()),
+        "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "seed": cfg.seed, "data_manifest_sha256": state.manifest,
+        "pipeline_fingerprint": state.pipe.fingerprint(),
+        "cache_namespace": prepared.namespace, "task": state.task,
+        "class_names": state.classes, "samples": state.counts,
+        "prepare": {k: v for k, v in prepared.stats.items() if k != "audit"},
+        "audit": prepared.stats["audit"].format() if "audit" in prepared.stats else None,
+        "quarantined": quarantined.astype({"frame": object}).where(
+            quarantined.notna(), None).to_dict("records"),
+        "best_epochs": state.best, "resumed_from": state.resumed_from,
+        "distribute": {**plan.to_dict(), "phase_learning_rates": [
+            pc.learning_rate * plan.lr_factor for pc in cfg.train.phases]},
+        "versions": versions(), "machine": machine(), "durations_s": state.durations,
+    }
+
+
+def report_step(state: RunState, audit: str | None) -> None:
+    """``plots/`` and ``report.html``, written in a staging folder, then moved, so both
+    appear complete."""
+    from imaging_tl.report import write_report
+
+    run_dir = state.run_dir
+    stage = Path(tempfile.mkdtemp(prefix=".report-", dir=run_dir))
+    try:
+        write_report(stage, config=state.cfg.to_dict(), census=run_dir / "census.csv",
+                     splits=state.table, metrics=state.metrics, history=state.history,
+                     predictions=state.predictions, gradcam=state.gallery, audit=audit,
+                     title=f"{run_dir.name}")
+        if (run_dir / "plots").exists():
+            shutil.rmtree(run_dir / "plots")
+        os.replace(stage / "plots", run_dir / "plots")
+        os.replace(stage / "report.html", run_dir / "report.html")
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    state.paths["plots"] = run_dir / "plots"
+    state.paths["report"] = run_dir / "report.html"
+
+
+def finish_step(state: RunState, record: dict[str, Any]) -> RunResult:
+    """``run.json`` last, then the checkpoints go: a kill before this point can resume."""
+    record["durations_s"] = {**state.durations, "total": round(sum(state.durations.values()), 3)}
+    state.paths["run_json"] = write_plain_json(state.run_dir / "run.json", record)
+    shutil.rmtree(state.checkpoints, ignore_errors=True)
+    state.log(f"finished {state.run_dir} in {sum(state.durations.values()):.0f} s")
+    return result_of(state)
+
+
+def result_of(state: RunState, role: str = "chief") -> RunResult:
+    """The :class:`RunResult` of the state (a worker's has no metrics or paths)."""
+    chief = role == "chief"
+    return RunResult(state.run_dir, state.cfg, state.metrics if chief else {},
+                     dict(state.paths) if chief else {}, dict(state.durations),
+                     state.prepared.quarantined, state.task, state.classes, state.counts,
+                     state.resumed_from, role=role)

@@ -1,0 +1,228 @@
+"""Prediction with a trained model: preprocessing from its contract only, one row per file.
+
+A file that cannot be read or does not fit the model's input contract becomes a row with
+``status = error`` and its reason; the batch goes on. Files are read and predicted in
+chunks, so memory stays bounded whatever their number.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from imaging_tl.data import failure_reason
+from imaging_tl.pipeline.inputs import InputError, expand_inputs
+
+__all__ = ["decisions", "predict_files", "probability_columns"]
+
+
+def probability_columns(task: str, classes: list[str],
+                        probs: np.ndarray) -> dict[str, np.ndarray]:
+    """``prob_<class>`` columns of model outputs (binary: both classes).
+
+    Examples
+    --------
+    >>> cols = probability_columns("binary", ["normal", "nodule"], np.array([[0.25]]))
+    >>> {k: v.tolist() for k, v in cols.items()}
+    {'prob_normal': [0.75], 'prob_nodule': [0.25]}
+    """
+    # float64: its CSV text reads back exactly, so "prob >= threshold" agrees with the file
+    probs = np.asarray(probs, dtype=np.float64)
+    if task == "binary":
+        p = probs.reshape(-1)
+        return {f"prob_{classes[0]}": 1.0 - p, f"prob_{classes[1]}": p}
+    return {f"prob_{c}": probs[:, i] for i, c in enumerate(classes)}
+
+
+def decisions(task: str, classes: list[str], probs: np.ndarray, threshold: float) -> list[str]:
+    """The predicted label of each row (multilabel: the labels at or above the threshold,
+    joined by ``;``).
+
+    Examples
+    --------
+    >>> decisions("binary", ["normal", "nodule"], np.array([[0.7], [0.2]]), 0.5)
+    ['nodule', 'normal']
+    """
+    if task == "binary":
+        return [classes[1] if p >= threshold else classes[0] for p in probs.reshape(-1)]
+    if task == "multiclass":
+        return [classes[i] for i in probs.argmax(1)]
+    return [";".join(c for c, on in zip(classes, row >= threshold, strict=True) if on)
+            for row in probs]
+
+
+@dataclass
+class _Predictor:
+    """A loaded model (or engine) with the contract and pipeline its inputs go through."""
+
+    model: Any
+    engine: Any
+    contract: Any
+    pipe: Any
+    frame_mode: str
+
+    def prepare(self, path: str) -> np.ndarray:
+        """The model input of one file, checked against the contract."""
+        from imaging_tl.io import read_scan
+
+        scan = read_scan(path)
+        px = scan.pixels
+        n_frames = px.shape[0] if (px.ndim == 4 or (px.ndim == 3 and not scan.is_colour)) \
+            else 1
+        if n_frames > 1:
+            scan = read_scan(path, frame=0 if self.frame_mode == "first" else n_frames // 2)
+        x = self.pipe(scan).pixels.astype(np.float32)
+        self.contract.check_batch(x[None])
+        return x
+
+    def __call__(self, x: np.ndarray, batch_size: int) -> np.ndarray:
+        if self.engine.name == "keras":
+            from imaging_tl.models import fast_predict
+
+            return fast_predict(self.model, x, batch_size)
+        return self.engine.predict(x, batch_size)
+
+
+def _load_predictor(model_path: str | os.PathLike, engine: str, with_keras: bool,
+                    frames: str | None, num_threads: int | None) -> _Predictor:
+    from imaging_tl.deploy import EngineError, default_engine, load_engine
+    from imaging_tl.models import load_transfer_model, read_contract
+    from imaging_tl.stages import Pipeline
+
+    mp = Path(model_path)
+    if mp.is_dir():
+        mp = mp / "model.keras"
+    if not mp.is_file():
+        raise InputError(f"{mp}: model file not found")
+    if engine == "auto":
+        engine = "keras" if with_keras else default_engine()
+    model = None
+    try:
+        if engine == "keras" or with_keras:
+            model = load_transfer_model(mp, compile=False)
+            contract = model.imaging_tl_contract
+        else:
+            contract = read_contract(mp)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{mp}: cannot load the model: {exc}") from None
+    try:
+        eng = load_engine(mp, engine, num_threads=num_threads, model=model)
+    except EngineError as exc:
+        raise InputError(str(exc)) from None
+    pre = contract.preprocessing or {}
+    if not pre.get("stages"):
+        raise InputError(f"{mp}: its contract has no preprocessing pipeline; cannot know how "
+                         "to prepare the input")
+    return _Predictor(model, eng, contract, Pipeline.from_config(pre["stages"]),
+                      frames or pre.get("frames", "middle"))
+
+
+def predict_files(
+    model_path: str | os.PathLike,
+    inputs: Sequence[str | os.PathLike],
+    *,
+    batch_size: int = 16,
+    gradcam_dir: str | os.PathLike | None = None,
+    frames: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    chunk: int = 256,
+    engine: str = "keras",
+    num_threads: int | None = None,
+) -> pd.DataFrame:
+    """Predict files or folders of DICOM/PNG with a trained model; bad files become rows.
+
+    The preprocessing comes from the model's contract (``contract.json``): the user gives
+    no preprocessing flags, and the batch is checked against the input contract.
+
+    Parameters
+    ----------
+    model_path : path
+        ``model.keras`` (or its run directory).
+    inputs : paths
+        Files and folders (walked recursively).
+    batch_size : int
+    gradcam_dir : path, optional
+        Also write a Grad-CAM overlay per predicted file there.
+    frames : {"middle", "first"}, optional
+        Frame of multi-frame files (default: the contract's, else the middle one).
+    progress : callable, optional
+        Called as ``progress(done, total)``.
+    chunk : int
+        Files read and predicted at a time (bounds the memory).
+    engine : {"keras", "onnxruntime", "tflite", "auto"}
+        Inference engine (:mod:`imaging_tl.deploy.engines`); ``auto`` is the fastest
+        correct one on this machine (Keras when Grad-CAM is asked for, since that needs
+        the Keras model).
+    num_threads : int, optional
+        CPU threads of ONNX Runtime / TFLite.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``path, status, reason, prob_<class>..., predicted, threshold`` (one row per file;
+        ``status`` is ``ok`` or ``error`` with the reason). ``df.attrs["engine"]`` names
+        the engine used.
+
+    Examples
+    --------
+    >>> predict_files("runs/demo/model.keras", ["new_scans/"])  # doctest: +SKIP
+    """
+    predictor = _load_predictor(model_path, engine, gradcam_dir is not None, frames,
+                                num_threads)
+    files = expand_inputs(inputs)
+    if not files:
+        raise InputError("no input files found")
+    contract = predictor.contract
+    classes, task = list(contract.label_names), contract.task
+    out = pd.DataFrame({"path": files, "status": "ok", "reason": ""})
+    for c in classes:
+        out[f"prob_{c}"] = np.nan
+    out["predicted"] = ""
+    out["threshold"] = contract.threshold
+    out.attrs["engine"] = predictor.engine.name
+    gd = None
+    if gradcam_dir is not None:
+        out["gradcam"] = ""
+        gd = Path(gradcam_dir)
+        gd.mkdir(parents=True, exist_ok=True)
+    for start in range(0, len(files), chunk):
+        good_x, good_i = _read_chunk(predictor, files, range(start, min(start + chunk,
+                                                                        len(files))),
+                                     out, progress)
+        if not good_x:
+            continue
+        x = np.stack(good_x)
+        p = predictor(x, batch_size)
+        for col, v in probability_columns(task, classes, p).items():
+            out.loc[good_i, col] = v
+        out.loc[good_i, "predicted"] = decisions(task, classes, p, contract.threshold)
+        if gd is not None:
+            from imaging_tl.explain import save_overlays
+
+            names = [gd / f"{i:04d}_{Path(files[i]).stem}.png" for i in good_i]
+            save_overlays(predictor.model, x, names, None if task == "binary" else p.argmax(1))
+            out.loc[good_i, "gradcam"] = [str(n) for n in names]
+    return out
+
+
+def _read_chunk(predictor: _Predictor, files: list[str], indices: range, out: pd.DataFrame,
+                progress: Callable[[int, int], None] | None) -> tuple[list[np.ndarray],
+                                                                      list[int]]:
+    """Model inputs of the readable files of one chunk; the others get their reason."""
+    good_x: list[np.ndarray] = []
+    good_i: list[int] = []
+    for k in indices:
+        try:
+            good_x.append(predictor.prepare(files[k]))
+            good_i.append(k)
+        except Exception as exc:  # noqa: BLE001 - a bad file is a row with its reason
+            out.loc[k, ["status", "reason"]] = ["error", failure_reason(exc)]
+        if progress is not None:
+            progress(k + 1, len(files))
+    return good_x, good_i

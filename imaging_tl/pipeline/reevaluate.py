@@ -1,0 +1,128 @@
+"""Evaluating a finished run again: on its own test split, or on an external labelled set.
+
+The run's own evaluation settings hold: its threshold (chosen on its validation split),
+patient-level aggregation (``evaluate.patient_level``), calibration
+(``evaluate.calibration``: the temperature is fitted on the run's validation split again)
+and bootstrap count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from imaging_tl.config import RunConfig, load_config
+from imaging_tl.data import DatasetError, from_csv, from_folder
+from imaging_tl.pipeline.inputs import InputError
+from imaging_tl.pipeline.output_steps import evaluation_options
+from imaging_tl.pipeline.predict import predict_files
+from imaging_tl.pipeline.provenance import write_plain_json
+
+__all__ = ["reevaluate"]
+
+
+def reevaluate(run_dir: str | os.PathLike, *, data: str | os.PathLike | None = None,
+               label_column: str = "label", out: str | os.PathLike | None = None,
+               n_bootstraps: int | None = None) -> dict[str, Any]:
+    """Evaluate a trained run again: on its test split, or on a new labelled set.
+
+    Parameters
+    ----------
+    run_dir : path
+        A finished run directory.
+    data : path, optional
+        External validation: a CSV (``path`` + ``label_column``) or a folder per class.
+        The run's threshold is kept (chosen on its own validation split).
+    label_column : str
+        Label column of a CSV.
+    out : path, optional
+        Where to write the metrics (default ``<run_dir>/evaluation-<name>.json``).
+    n_bootstraps : int, optional
+        Default: the run's setting.
+
+    Returns
+    -------
+    dict
+        The metrics (as ``metrics.json``), with ``"evaluated_on"``, ``"n_unreadable"`` and
+        the ``"written"`` path.
+
+    Examples
+    --------
+    >>> reevaluate("runs/demo-20260101-120000", data="external/labels.csv")  # doctest: +SKIP
+    """
+    from imaging_tl.evaluate import evaluate
+
+    run_dir = Path(run_dir)
+    cfg, splits = _load_run(run_dir)
+    contract = json.loads((run_dir / "contract.json").read_text())
+    classes, task = contract["label_names"], contract["task"]
+    if data is None:
+        table, name = splits[splits["split"] == "test"].copy(), "test"
+    else:
+        table, name = _external_table(Path(data), task, classes, label_column)
+    y, s, groups, n_bad = _labelled_scores(run_dir, table, task, classes)
+    kw = evaluation_options(cfg) | {
+        "operating_point": "fixed", "threshold": float(contract.get("threshold", 0.5))}
+    if n_bootstraps is not None:
+        kw["n_bootstraps"] = int(n_bootstraps)
+    if kw["temperature_scaling"]:
+        # the temperature is fitted on the run's validation split, as in the run itself
+        vy, vs, vg, _ = _labelled_scores(run_dir, splits[splits["split"] == "val"].copy(),
+                                         task, classes)
+        kw |= {"val_true": vy, "val_score": vs, "val_groups": vg}
+    metrics = evaluate(y, s, task=task, groups=groups, class_names=classes, **kw)
+    metrics["evaluated_on"] = str(data) if data is not None else "test split of the run"
+    metrics["n_unreadable"] = n_bad
+    target = Path(out) if out is not None else run_dir / f"evaluation-{name}.json"
+    write_plain_json(target, metrics)
+    metrics["written"] = str(target)
+    return metrics
+
+
+def _load_run(run_dir: Path) -> tuple[RunConfig, pd.DataFrame]:
+    if not (run_dir / "config.yaml").is_file() or not (run_dir / "model.keras").is_file():
+        raise InputError(f"{run_dir}: not a finished run directory (needs config.yaml and "
+                         "model.keras)")
+    cfg = load_config(run_dir / "config.yaml")
+    return cfg, pd.read_csv(run_dir / "splits.csv", dtype={"group": str, "split": str})
+
+
+def _external_table(dp: Path, task: str, classes: list[str],
+                    label_column: str) -> tuple[pd.DataFrame, str]:
+    try:
+        table = from_folder(dp, frames="middle") if dp.is_dir() else from_csv(
+            dp, label_column=label_column if task != "multilabel" else None,
+            label_columns=classes if task == "multilabel" else None, frames="middle")
+    except DatasetError as exc:
+        raise InputError(str(exc)) from None
+    return table, dp.stem if dp.is_file() else dp.name
+
+
+def _labelled_scores(run_dir: Path, table: pd.DataFrame, task: str,
+                     classes: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Labels, model scores and patient keys of the readable files of ``table``, and how
+    many were unreadable."""
+    pred = predict_files(run_dir / "model.keras", list(dict.fromkeys(table["path"])))
+    pred = pred.set_index("path")
+    ok = table["path"].map(pred["status"]) == "ok"
+    n_bad = int((~ok).sum())
+    table = table[ok].reset_index(drop=True)
+    if table.empty:
+        raise InputError("no readable labelled file to evaluate")
+    probs = pred.loc[table["path"], [f"prob_{c}" for c in classes]].to_numpy(np.float32)
+    groups = table["group"].astype(str).to_numpy()
+    if task == "multilabel":
+        return table[classes].to_numpy(np.float32), probs, groups, n_bad
+    labels = table["label"].astype(str)
+    unknown = sorted(set(labels) - set(classes))
+    if unknown:
+        raise InputError(f"labels {unknown} are not classes of the model ({classes})")
+    if task == "binary":
+        return (labels == classes[1]).to_numpy(np.float32), probs[:, 1], groups, n_bad
+    index = {c: i for i, c in enumerate(classes)}
+    return labels.map(index).to_numpy(), probs, groups, n_bad

@@ -1,0 +1,107 @@
+"""What :func:`imaging_tl.run` returns: where everything is and the headline numbers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from imaging_tl.config import RunConfig
+
+__all__ = ["HEADLINE_METRIC", "RunResult"]
+
+# the metric a run is summarised by, per task (keys of imaging_tl.evaluate.evaluate's output)
+HEADLINE_METRIC = {"binary": "roc_auc", "multiclass": "roc_auc_macro",
+                   "multilabel": "roc_auc_macro"}
+
+
+@dataclass
+class RunResult:
+    """What :func:`imaging_tl.run` returns: where everything is and the headline numbers.
+
+    Attributes
+    ----------
+    run_dir : pathlib.Path
+    config : RunConfig
+        The resolved configuration (as written to ``config.yaml``).
+    metrics : dict
+        Contents of ``metrics.json``.
+    paths : dict of str to Path
+        Every artefact by name (``"model"``, ``"report"``, ``"metrics"``, ...).
+    durations : dict of str to float
+        Seconds per step.
+    quarantined : pandas.DataFrame
+        ``path, frame, reason`` of the files left out.
+
+    Examples
+    --------
+    >>> r = RunResult(Path("runs/x"), None, {"task": "binary", "roc_auc": {"value": 0.9,
+    ...               "ci": [0.8, 0.95]}})
+    >>> r.headline()
+    ('roc_auc', 0.9, [0.8, 0.95])
+    """
+
+    run_dir: Path
+    config: RunConfig | None
+    metrics: dict[str, Any]
+    paths: dict[str, Path] = field(default_factory=dict)
+    durations: dict[str, float] = field(default_factory=dict)
+    quarantined: pd.DataFrame = field(default_factory=pd.DataFrame)
+    task: str = "binary"
+    class_names: list[str] = field(default_factory=list)
+    split_counts: dict[str, int] = field(default_factory=dict)
+    resumed_from: dict[str, Any] | None = None
+    role: str = "chief"
+
+    def headline(self) -> tuple[str, float | None, list | None]:
+        """The main test metric: ``(name, value, 95% CI)``.
+
+        ROC AUC for a binary task, the macro-averaged ROC AUC for multiclass and
+        multilabel tasks (the keys :func:`imaging_tl.evaluate.evaluate` writes), accuracy
+        when the AUC is missing (e.g. one class in the test split).
+        """
+        m = self.metrics
+        key = HEADLINE_METRIC.get(m.get("task", self.task), "roc_auc")
+        if not isinstance(m.get(key), dict):
+            key = "accuracy"
+        est = m.get(key) or {}
+        return key, est.get("value"), est.get("ci")
+
+    def summary(self) -> str:
+        """One screen: data, splits, the test metric with its CI, where the report is."""
+        if self.role != "chief":
+            return (f"{self.role}: training done as part of a multi-worker cluster; the chief "
+                    "(worker 0) evaluates and writes the run directory")
+        name, value, ci = self.headline()
+        lines = [f"run {self.run_dir.name}: {self.task} task, classes "
+                 f"{', '.join(self.class_names)}"]
+        if self.split_counts:
+            lines.append("  samples: " + ", ".join(f"{k} {v}" for k, v in
+                                                   self.split_counts.items()))
+        if len(self.quarantined):
+            lines.append(f"  {len(self.quarantined)} file(s) left out as unreadable "
+                         "(see run.json)")
+        if value is not None:
+            ci_text = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci and None not in ci else ""
+            lines.append(f"  test {name}: {value:.3f}{ci_text}")
+        op = self.metrics.get("operating_point")
+        if isinstance(op, dict) and op.get("threshold") is not None:
+            sens = self.metrics.get("sensitivity", {}).get("value")
+            spec = self.metrics.get("specificity", {}).get("value")
+            extra = ""
+            if sens is not None and spec is not None:
+                extra = f": test sensitivity {sens:.3f}, specificity {spec:.3f}"
+            lines.append(f"  threshold {op['threshold']:.3f} ({op.get('method')}, chosen on "
+                         f"{op.get('chosen_on')}){extra}")
+        total = sum(self.durations.values())
+        lines.append(f"  time: {total:.0f} s (" + ", ".join(
+            f"{k} {v:.0f}" for k, v in self.durations.items() if v >= 0.5) + ")")
+        for key in ("report", "model", "metrics"):
+            if key in self.paths:
+                lines.append(f"  {key}: {self.paths[key]}")
+        if self.resumed_from:
+            lines.append(f"  resumed from phase {self.resumed_from['phase'] + 1}, epoch "
+                         f"{self.resumed_from['epoch']}")
+        return "\n".join(lines)
