@@ -20,14 +20,12 @@ from scipy import ndimage
 from skimage.transform import resize
 
 from imaging_tl.synthetic.findings import (
-    FINDINGS,
     Difficulty,
-    add_consolidation,
-    add_effusion,
-    add_nodule,
+    add_findings,
+    check_findings,
     get_difficulty,
 )
-from imaging_tl.synthetic.images import SeedLike, SyntheticImage, _check_findings, _streams
+from imaging_tl.synthetic.images import SeedLike, SyntheticImage, random_streams
 from imaging_tl.synthetic.phantom import DENSITY_SCALE
 
 __all__ = ["composite_radiograph", "estimate_lung_fields"]
@@ -136,54 +134,89 @@ def composite_radiograph(
     >>> img.pixels.shape, img.labels["nodule"]
     ((128, 128), 1)
     """
-    wanted = _check_findings(findings)
+    wanted = check_findings(findings)
     diff = get_difficulty(difficulty)
+    bg = _checked_background(background)
+    shape = (size, size) if isinstance(size, int) else tuple(size)
+    base, frngs, _ = random_streams(seed)
+    bg, pixel_spacing, lung_side = _shrink(bg, shape, pixel_spacing, lung_side)
+    crop = _draw_crop(base, bg.shape, shape)
+    img = _crop_and_expose(bg, crop, shape, base)
+    sides = _crop_lung_fields(img, lung_side, crop, shape)
+    spacing = pixel_spacing * crop[2] / shape[0]
+    density = (img * DENSITY_SCALE).astype(np.float32)
+    air = (0.7 * (sides > 0)).astype(np.float32)
+    density, masks, params = add_findings(
+        density, wanted, frngs, lung_side=sides, pixel_spacing=spacing, difficulty=diff, air=air
+    )
+    pixels = np.clip(density / DENSITY_SCALE, 0, 1).astype(np.float32)
+    return SyntheticImage(pixels, "composite", masks, spacing, {"crop": crop, **params}, sides)
+
+
+def _checked_background(background: np.ndarray) -> np.ndarray:
+    """The background as float32, or a clear error if it is not a 2-D display image."""
     bg = np.asarray(background, np.float32)
     if bg.ndim != 2:
         raise ValueError(f"background must be 2-D (H x W), got shape {bg.shape}")
     if not np.isfinite(bg).all() or bg.min() < -1e-3 or bg.max() > 1 + 1e-3:
         raise ValueError("background must be a display image with values in [0, 1]")
-    shape = (size, size) if isinstance(size, int) else tuple(size)
-    base, frngs, _ = _streams(seed)
-    # Shrink a large background first (box average): resizing 2000 px images with
-    # anti-aliasing would dominate the time.
+    return bg
+
+
+def _shrink(
+    bg: np.ndarray,
+    shape: tuple[int, int],
+    pixel_spacing: float,
+    lung_side: np.ndarray | None,
+) -> tuple[np.ndarray, float, np.ndarray | None]:
+    """Box-average a background much larger than the output (with its spacing and lungs)."""
+    # Resizing 2000 px images with anti-aliasing would dominate the time.
     f = max(1, min(bg.shape) // (2 * max(shape)))
     if f > 1:
         bg = _block_mean(bg, f)
         pixel_spacing *= f
         if lung_side is not None:
             lung_side = np.asarray(lung_side)[: bg.shape[0] * f : f, : bg.shape[1] * f : f]
-    h, w = bg.shape
-    # Random crop (90-100% of the image, aspect of the output) and a mild exposure change.
-    frac = base.uniform(0.9, 1.0)
+    return bg, pixel_spacing, lung_side
+
+
+def _draw_crop(
+    rng: np.random.Generator, bg_shape: tuple[int, ...], shape: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """A random crop ``(y0, x0, height, width)``: 90-100% of the image, aspect of the output."""
+    h, w = bg_shape
+    frac = rng.uniform(0.9, 1.0)
     ch = min(h, int(round(frac * min(h, w * shape[0] / shape[1]))))
     cw = min(w, int(round(ch * shape[1] / shape[0])))
-    y0 = int(base.integers(0, h - ch + 1))
-    x0 = int(base.integers(0, w - cw + 1))
-    crop = bg[y0 : y0 + ch, x0 : x0 + cw]
-    img = resize(crop, shape, order=1, anti_aliasing=True, preserve_range=True)
-    img = np.clip(img, 0, 1) ** base.uniform(0.9, 1.1)
+    y0 = int(rng.integers(0, h - ch + 1))
+    x0 = int(rng.integers(0, w - cw + 1))
+    return y0, x0, ch, cw
+
+
+def _crop_and_expose(
+    bg: np.ndarray,
+    crop: tuple[int, int, int, int],
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """The crop resized to ``shape``, with a mild random exposure change (a gamma)."""
+    y0, x0, ch, cw = crop
+    img = resize(
+        bg[y0 : y0 + ch, x0 : x0 + cw], shape, order=1, anti_aliasing=True, preserve_range=True
+    )
+    return np.clip(img, 0, 1) ** rng.uniform(0.9, 1.1)
+
+
+def _crop_lung_fields(
+    img: np.ndarray,
+    lung_side: np.ndarray | None,
+    crop: tuple[int, int, int, int],
+    shape: tuple[int, int],
+) -> np.ndarray:
+    """Lung labels of the output: the given ones cropped and resized, or estimated."""
     if lung_side is None:
-        sides = estimate_lung_fields(img)
-    else:
-        ls = np.asarray(lung_side)[y0 : y0 + ch, x0 : x0 + cw]
-        sides = resize(ls, shape, order=0, preserve_range=True, anti_aliasing=False)
-        sides = sides.astype(np.int8)
-    spacing = pixel_spacing * ch / shape[0]
-    density = (img * DENSITY_SCALE).astype(np.float32)
-    lungs = sides > 0
-    air = (0.7 * lungs).astype(np.float32)
-    masks: dict[str, np.ndarray] = {}
-    params: dict = {"crop": (y0, x0, ch, cw)}
-    for kind, frng in zip(FINDINGS, frngs, strict=True):
-        if kind not in wanted:
-            continue
-        if kind == "nodule":
-            f = add_nodule(density, lungs, frng, pixel_spacing=spacing, difficulty=diff)
-        elif kind == "consolidation":
-            f = add_consolidation(density, sides, frng, difficulty=diff, air=air)
-        else:
-            f = add_effusion(density, sides, frng, difficulty=diff, air=air)
-        density, masks[kind], params[kind] = f.image, f.mask, f.params
-    pixels = np.clip(density / DENSITY_SCALE, 0, 1).astype(np.float32)
-    return SyntheticImage(pixels, "composite", masks, spacing, params, sides)
+        return estimate_lung_fields(img)
+    y0, x0, ch, cw = crop
+    ls = np.asarray(lung_side)[y0 : y0 + ch, x0 : x0 + cw]
+    sides = resize(ls, shape, order=0, preserve_range=True, anti_aliasing=False)
+    return sides.astype(np.int8)

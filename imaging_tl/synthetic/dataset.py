@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from imaging_tl.synthetic.composite import composite_radiograph
 from imaging_tl.synthetic.dicom_writer import (
     TRANSFER_SYNTAXES,
     DicomIdentity,
@@ -94,36 +95,48 @@ def _patient(job: tuple[_Settings, int]) -> list[dict]:
 
 
 def _patient_images(cfg: _Settings, p: int) -> list[dict]:
-    out_dir, n_images, seed, diff, size, kind = (
-        cfg.out_dir,
-        cfg.n_images,
-        cfg.seed,
-        cfg.difficulty,
-        cfg.size,
-        cfg.kind,
-    )
-    prevalence, persistence, png_fraction = cfg.prevalence, cfg.persistence, cfg.png_fraction
-    syntaxes, bit_depths, backgrounds, mask_dir = (
-        cfg.syntaxes,
-        cfg.bit_depths,
-        cfg.backgrounds,
-        cfg.mask_dir,
-    )
-    prng = np.random.default_rng([seed, p, 0xA11])  # patient-level draws, apart from images
-    number = p + 1
-    ident_sex = str(prng.choice(["F", "M"]))
-    anatomy = [seed, p, 0xA4A]
-    conditions = {k: bool(prng.random() < prevalence.get(k, 0.0)) for k in FINDINGS}
-    n_studies = max(1, int(round(n_images / 3)))
+    """Generate and write all images of patient ``p``; returns their rows of the table."""
+    prng = np.random.default_rng([cfg.seed, p, 0xA11])  # patient-level draws, apart from images
+    sex = str(prng.choice(["F", "M"]))
+    conditions = {k: bool(prng.random() < cfg.prevalence.get(k, 0.0)) for k in FINDINGS}
+    n_studies = max(1, int(round(cfg.n_images / 3)))
+    studies = _draw_studies(prng, cfg, p, n_studies)
+    background = None
+    if cfg.backgrounds:
+        background = cfg.backgrounds[int(prng.integers(len(cfg.backgrounds)))]
+    rows = []
+    for i in range(cfg.n_images):
+        s = i * n_studies // cfg.n_images
+        img = _draw_image(cfg, p, i, _present_findings(cfg, p, i, conditions), background)
+        ident = DicomIdentity(
+            patient_number=p + 1,
+            study_uid=studies[s]["uid"],
+            series_uid=studies[s]["series_uid"],
+            sop_uid=synthetic_uid(cfg.seed, "image", p, i),
+            study_date=studies[s]["date"],
+            study_time=studies[s]["time"],
+            series_number=s + 1,
+            instance_number=i - (s * cfg.n_images + n_studies - 1) // n_studies + 1,
+            sex=sex,
+        )
+        stem = f"{ident.patient_id}/st{s + 1}_im{i + 1:02d}"
+        rows.append(_write_image(cfg, img, ident, studies[s], stem, i))
+    return rows
+
+
+def _draw_studies(
+    prng: np.random.Generator, cfg: _Settings, p: int, n_studies: int
+) -> list[dict]:
+    """The studies of one patient: UIDs, dates and one encoding each."""
     base_day = _dt.date(2019, 1, 1) + _dt.timedelta(days=int(prng.integers(0, 1500)))
     studies = []
     for s in range(n_studies):
-        is_dx = kind == "radiograph" and prng.random() < 0.4
-        modality = "CT" if kind == "ct" else ("DX" if is_dx else "CR")
+        is_dx = cfg.kind == "radiograph" and prng.random() < 0.4
+        modality = "CT" if cfg.kind == "ct" else ("DX" if is_dx else "CR")
         studies.append(
             {
-                "uid": synthetic_uid(seed, "study", p, s),
-                "series_uid": synthetic_uid(seed, "series", p, s),
+                "uid": synthetic_uid(cfg.seed, "study", p, s),
+                "series_uid": synthetic_uid(cfg.seed, "series", p, s),
                 "date": (
                     base_day + _dt.timedelta(days=int(90 * s + prng.integers(0, 60)))
                 ).strftime("%Y%m%d"),
@@ -132,108 +145,115 @@ def _patient_images(cfg: _Settings, p: int) -> list[dict]:
                 "photometric": (
                     "MONOCHROME1" if prng.random() < (0.25 if is_dx else 0.5) else "MONOCHROME2"
                 ),
-                "bits": int(_pick(prng, bit_depths)),
-                "syntax": _pick(prng, syntaxes),
+                "bits": int(_pick(prng, cfg.bit_depths)),
+                "syntax": _pick(prng, cfg.syntaxes),
                 "signed": bool(prng.random() < 0.3),
                 "png_bits": (8 if prng.random() < 0.6 else 16)
-                if prng.random() < png_fraction
+                if prng.random() < cfg.png_fraction
                 else 0,
                 "extra_windows": int(prng.integers(0, 3)),
                 "view": "PA" if prng.random() < 0.8 else "AP",
             }
         )
-    background = None
-    if backgrounds:
-        background = backgrounds[int(prng.integers(len(backgrounds)))]
-    rows = []
-    for i in range(n_images):
-        s = i * n_studies // n_images
-        st = studies[s]
-        irng = np.random.default_rng([seed, p, i, 0x1AB])
-        present = [k for k in FINDINGS if conditions[k] and irng.random() < persistence]
-        img_seed = np.random.SeedSequence([seed, p, i])
-        img: SyntheticImage
-        if kind == "ct":
-            img = make_ct(img_seed, present, size=size, difficulty=diff, anatomy_seed=anatomy)
-        elif background is not None:
-            from imaging_tl.synthetic.composite import composite_radiograph
+    return studies
 
-            img = composite_radiograph(img_seed, background, present, size=size, difficulty=diff)
-        else:
-            img = make_radiograph(
-                img_seed, present, size=size, difficulty=diff, anatomy_seed=anatomy
-            )
-        pid = f"SYN{number:04d}"
-        stem = f"{pid}/st{s + 1}_im{i + 1:02d}"
-        ident = DicomIdentity(
-            patient_number=number,
-            study_uid=st["uid"],
-            series_uid=st["series_uid"],
-            sop_uid=synthetic_uid(seed, "image", p, i),
-            study_date=st["date"],
-            study_time=st["time"],
-            series_number=s + 1,
-            instance_number=i - (s * n_images + n_studies - 1) // n_studies + 1,
-            sex=ident_sex,
+
+def _present_findings(cfg: _Settings, p: int, i: int, conditions: dict[str, bool]) -> list[str]:
+    """The patient's findings that show on image ``i`` (each with ``persistence``)."""
+    irng = np.random.default_rng([cfg.seed, p, i, 0x1AB])
+    return [k for k in FINDINGS if conditions[k] and irng.random() < cfg.persistence]
+
+
+def _draw_image(
+    cfg: _Settings, p: int, i: int, present: list[str], background: np.ndarray | None
+) -> SyntheticImage:
+    """Image ``i`` of patient ``p``: a CT slice, a composite or a radiograph phantom."""
+    img_seed = np.random.SeedSequence([cfg.seed, p, i])
+    anatomy = [cfg.seed, p, 0xA4A]  # shared by all images of the patient
+    diff, size = cfg.difficulty, cfg.size
+    if cfg.kind == "ct":
+        return make_ct(img_seed, present, size=size, difficulty=diff, anatomy_seed=anatomy)
+    if background is not None:
+        return composite_radiograph(img_seed, background, present, size=size, difficulty=diff)
+    return make_radiograph(img_seed, present, size=size, difficulty=diff, anatomy_seed=anatomy)
+
+
+def _write_image(
+    cfg: _Settings, img: SyntheticImage, ident: DicomIdentity, st: dict, stem: str, i: int
+) -> dict:
+    """Write image ``i`` (and its masks) in its study's encoding; returns its table row."""
+    spacing = round(img.pixel_spacing, 3)
+    rel, encoding = _write_file(cfg, img, ident, st, stem, i, spacing)
+    if cfg.mask_dir is not None:
+        _write_mask_pngs(cfg.mask_dir, rel, img.masks)
+    labels = img.labels
+    nod = img.params.get("nodule", {})
+    return {
+        "path": rel,
+        "patient_id": ident.patient_id,
+        "study_uid": str(st["uid"]),
+        "label": "nodule" if labels["nodule"] else "normal",
+        **labels,
+        "series_uid": str(st["series_uid"]),
+        "sop_uid": str(ident.sop_uid) if encoding["format"] == "dicom" else "",
+        **encoding,
+        "pixel_spacing_mm": spacing,
+        "nodule_radius_mm": nod.get("radius_mm", np.nan),
+        "nodule_contrast": nod.get("contrast", np.nan),
+    }
+
+
+def _write_file(
+    cfg: _Settings,
+    img: SyntheticImage,
+    ident: DicomIdentity,
+    st: dict,
+    stem: str,
+    i: int,
+    spacing: float,
+) -> tuple[str, dict]:
+    """Write one file (CT, PNG export or CR/DX); returns its relative path and encoding."""
+    if cfg.kind == "ct":
+        write_ct(
+            cfg.out_dir / f"{stem}.dcm",
+            img.pixels,
+            ident,
+            pixel_spacing_mm=spacing,
+            slice_location_mm=-100.0 + 10.0 * i,
+            signed=st["signed"],
+            transfer_syntax=st["syntax"],
         )
-        spacing = round(img.pixel_spacing, 3)
-        fmt, syntax, photometric, bits = "dicom", st["syntax"], st["photometric"], st["bits"]
-        modality = st["modality"]
-        if kind == "ct":
-            rel = f"{stem}.dcm"
-            write_ct(
-                out_dir / rel,
-                img.pixels,
-                ident,
-                pixel_spacing_mm=spacing,
-                slice_location_mm=-100.0 + 10.0 * i,
-                signed=st["signed"],
-                transfer_syntax=syntax,
-            )
-            photometric, bits = "MONOCHROME2", 16 if st["signed"] else 12
-        elif st["png_bits"]:
-            rel = f"{stem}.png"
-            write_png(out_dir / rel, img.pixels, bits=st["png_bits"])
-            fmt, syntax, photometric, bits = "png", None, "MONOCHROME2", st["png_bits"]
-            modality = ""
-        else:
-            rel = f"{stem}.dcm"
-            write_radiograph(
-                out_dir / rel,
-                img.pixels,
-                ident,
-                modality=st["modality"],
-                pixel_spacing_mm=spacing,
-                photometric=photometric,
-                bits_stored=bits,
-                transfer_syntax=syntax,
-                view_position=st["view"],
-                extra_windows=st["extra_windows"],
-            )
-        if mask_dir is not None:
-            _write_mask_pngs(mask_dir, rel, img.masks)
-        labels = img.labels
-        nod = img.params.get("nodule", {})
-        rows.append(
-            {
-                "path": rel,
-                "patient_id": pid,
-                "study_uid": str(st["uid"]),
-                "label": "nodule" if labels["nodule"] else "normal",
-                **labels,
-                "series_uid": str(st["series_uid"]),
-                "sop_uid": str(ident.sop_uid) if fmt == "dicom" else "",
-                "format": fmt,
-                "modality": modality,
-                "photometric": photometric,
-                "bits_stored": bits,
-                "transfer_syntax": syntax or "",
-                "pixel_spacing_mm": spacing,
-                "nodule_radius_mm": nod.get("radius_mm", np.nan),
-                "nodule_contrast": nod.get("contrast", np.nan),
-            }
-        )
-    return rows
+        bits = 16 if st["signed"] else 12
+        return f"{stem}.dcm", _encoding("dicom", st["modality"], "MONOCHROME2", bits, st["syntax"])
+    if st["png_bits"]:
+        write_png(cfg.out_dir / f"{stem}.png", img.pixels, bits=st["png_bits"])
+        return f"{stem}.png", _encoding("png", "", "MONOCHROME2", st["png_bits"], "")
+    write_radiograph(
+        cfg.out_dir / f"{stem}.dcm",
+        img.pixels,
+        ident,
+        modality=st["modality"],
+        pixel_spacing_mm=spacing,
+        photometric=st["photometric"],
+        bits_stored=st["bits"],
+        transfer_syntax=st["syntax"],
+        view_position=st["view"],
+        extra_windows=st["extra_windows"],
+    )
+    return f"{stem}.dcm", _encoding(
+        "dicom", st["modality"], st["photometric"], st["bits"], st["syntax"]
+    )
+
+
+def _encoding(fmt: str, modality: str, photometric: str, bits: int, syntax: str) -> dict:
+    """The encoding columns of the table, in order."""
+    return {
+        "format": fmt,
+        "modality": modality,
+        "photometric": photometric,
+        "bits_stored": bits,
+        "transfer_syntax": syntax,
+    }
 
 
 def _clear_previous(out_dir: Path) -> None:
@@ -269,10 +289,8 @@ def generate_dataset(
     ----------
     out_dir : str or os.PathLike
         Output folder; created if missing.
-    n_patients : int
-        Number of synthetic patients (``SYN0001`` ...).
-    images_per_patient : int
-        Images per patient, grouped into studies of about three.
+    n_patients, images_per_patient : int
+        Synthetic patients (``SYN0001`` ...) and images of each, in studies of about three.
     seed : int
         Seed of everything (anatomy, findings, encodings, UIDs, dates).
     difficulty : str or Difficulty
@@ -282,34 +300,30 @@ def generate_dataset(
     kind : {"radiograph", "ct"}
         Chest radiographs (CR/DX/PNG) or axial CT slices (DICOM only).
     prevalence : mapping, optional
-        Per finding, the fraction of patients who have it (default nodule 0.5,
-        consolidation 0.2, effusion 0.2; findings are independent, so some co-occur).
+        Fraction of patients with each finding (default nodule 0.5, consolidation 0.2,
+        effusion 0.2; findings are independent, so some co-occur).
     persistence : float
         Probability that a patient's finding shows on each of their images.
     png_fraction : float
         Fraction of radiograph studies exported as PNG (8 or 16 bit) instead of DICOM.
-    transfer_syntaxes : mapping, optional
-        Weights of ``"jpeg2000"``, ``"rle"``, ``"explicit"``, ``"implicit"`` per study.
-    bit_depths : mapping, optional
-        Weights of the radiographs' BitsStored (10-16) per study; default 10: 0.4, 12: 0.35,
-        14: 0.15, 16: 0.1.
+    transfer_syntaxes, bit_depths : mapping, optional
+        Weights per study of ``"jpeg2000"``, ``"rle"``, ``"explicit"``, ``"implicit"``, and of
+        the radiographs' BitsStored (default 10: 0.4, 12: 0.35, 14: 0.15, 16: 0.1).
     backgrounds : sequence of numpy.ndarray, optional
         Real radiographs (display images in [0, 1], dense = bright) to composite findings on
-        instead of drawing phantoms; see :mod:`imaging_tl.synthetic.composite`.
+        instead of phantoms; see :mod:`imaging_tl.synthetic.composite`.
     mask_dir : str or os.PathLike, optional
         Also write each finding's mask as ``<mask_dir>/<path stem>_<finding>.png``.
     workers : int
         Processes generating patients in parallel (results do not depend on it).
     overwrite : bool
-        Replace an earlier generated set in ``out_dir`` (patient folders and labels.csv;
-        other files such as a README are kept).
+        Replace an earlier generated set (patient folders, labels.csv; other files stay).
 
     Returns
     -------
     pandas.DataFrame
-        One row per image: the ``labels.csv`` columns (:data:`LABEL_COLUMNS`) followed by
-        generation details (format, modality, photometric, bits_stored, transfer_syntax,
-        pixel_spacing_mm, nodule_radius_mm, nodule_contrast, series/SOP UIDs).
+        One row per image: the :data:`LABEL_COLUMNS`, then how it was generated (format,
+        modality, photometric, bits_stored, transfer_syntax, spacing, nodule, UIDs).
 
     Examples
     --------
@@ -321,6 +335,45 @@ def generate_dataset(
     >>> list(df.columns[:7])
     ['path', 'patient_id', 'study_uid', 'label', 'nodule', 'consolidation', 'effusion']
     """
+    cfg = _settings(
+        out_dir, n_patients, images_per_patient, seed, difficulty, size, kind, prevalence,
+        persistence, png_fraction, transfer_syntaxes, bit_depths, backgrounds, mask_dir,
+    )
+    _prepare_out_dir(cfg.out_dir, overwrite)
+    df = _generate_patients(cfg, n_patients, workers)
+    df[LABEL_COLUMNS].to_csv(cfg.out_dir / "labels.csv", index=False, lineterminator="\n")
+    return df
+
+
+def _generate_patients(cfg: _Settings, n_patients: int, workers: int) -> pd.DataFrame:
+    """Generate and write every patient (in ``workers`` processes); one row per image."""
+    jobs = [(cfg, p) for p in range(n_patients)]
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            per_patient = list(pool.map(_patient, jobs))
+    else:
+        per_patient = [_patient(j) for j in jobs]
+    df = pd.DataFrame([r for rows in per_patient for r in rows])
+    return df.sort_values("path", kind="stable").reset_index(drop=True)
+
+
+def _settings(
+    out_dir: str | os.PathLike,
+    n_patients: int,
+    images_per_patient: int,
+    seed: int,
+    difficulty: str | Difficulty,
+    size: int,
+    kind: str,
+    prevalence: Mapping[str, float] | None,
+    persistence: float,
+    png_fraction: float,
+    transfer_syntaxes: Mapping[str, float] | None,
+    bit_depths: Mapping[int, float] | None,
+    backgrounds: Sequence[np.ndarray] | None,
+    mask_dir: str | os.PathLike | None,
+) -> _Settings:
+    """Check the options of :func:`generate_dataset` and fill in the defaults."""
     if n_patients < 1 or images_per_patient < 1:
         raise ValueError(
             f"n_patients and images_per_patient must be >= 1, got {n_patients}, "
@@ -341,20 +394,11 @@ def generate_dataset(
     bits = dict(_DEFAULT_BITS if bit_depths is None else bit_depths)
     if not bits or any(not 10 <= int(b) <= 16 for b in bits):
         raise ValueError(f"bit_depths: keys must be BitsStored values 10..16, got {sorted(bits)}")
-    diff = get_difficulty(difficulty)
-    out = Path(out_dir)
-    if any(out.glob("SYN[0-9][0-9][0-9][0-9]")) or (out / "labels.csv").exists():
-        if not overwrite:
-            raise FileExistsError(
-                f"{out}: already holds a generated dataset; pass overwrite=True to replace it"
-            )
-        _clear_previous(out)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = _Settings(
-        out_dir=out,
+    return _Settings(
+        out_dir=Path(out_dir),
         n_images=int(images_per_patient),
         seed=int(seed),
-        difficulty=diff,
+        difficulty=get_difficulty(difficulty),
         size=int(size),
         kind=kind,
         prevalence=prevalence,
@@ -365,13 +409,14 @@ def generate_dataset(
         backgrounds=backgrounds,
         mask_dir=Path(mask_dir) if mask_dir is not None else None,
     )
-    jobs = [(cfg, p) for p in range(n_patients)]
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            per_patient = list(pool.map(_patient, jobs))
-    else:
-        per_patient = [_patient(j) for j in jobs]
-    df = pd.DataFrame([r for rows in per_patient for r in rows])
-    df = df.sort_values("path", kind="stable").reset_index(drop=True)
-    df[LABEL_COLUMNS].to_csv(out / "labels.csv", index=False, lineterminator="\n")
-    return df
+
+
+def _prepare_out_dir(out: Path, overwrite: bool) -> None:
+    """Create ``out``; an earlier generated set there is an error unless ``overwrite``."""
+    if any(out.glob("SYN[0-9][0-9][0-9][0-9]")) or (out / "labels.csv").exists():
+        if not overwrite:
+            raise FileExistsError(
+                f"{out}: already holds a generated dataset; pass overwrite=True to replace it"
+            )
+        _clear_previous(out)
+    out.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,8 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from imaging_tl._version import __version__
+
 __all__ = [
     "SYNTHETIC_COMMENT",
     "TRANSFER_SYNTAXES",
@@ -206,7 +208,7 @@ def _base_dataset(ident: DicomIdentity, modality: str, rows: int, cols: int) -> 
     ds.SeriesNumber = ident.series_number
     ds.Manufacturer = _MANUFACTURER
     ds.ManufacturerModelName = "imaging_tl.synthetic"
-    ds.SoftwareVersions = f"imaging_tl {_version()}"
+    ds.SoftwareVersions = f"imaging_tl {__version__}"
     ds.InstanceNumber = ident.instance_number
     ds.ImageComments = SYNTHETIC_COMMENT
     ds.BurnedInAnnotation = "NO"
@@ -214,12 +216,6 @@ def _base_dataset(ident: DicomIdentity, modality: str, rows: int, cols: int) -> 
     ds.Columns = cols
     ds.SamplesPerPixel = 1
     return ds
-
-
-def _version() -> str:
-    from imaging_tl import __version__
-
-    return __version__
 
 
 def _set_windows(ds: Dataset, windows: list[tuple[float, float, str]]) -> None:
@@ -295,6 +291,49 @@ def _finish(
     return out
 
 
+def _set_radiograph_tags(
+    ds: Dataset, modality: str, photometric: str, view_position: str, pixel_spacing_mm: float
+) -> None:
+    """Image, view and spacing tags of a CR or DX radiograph (DX: the For Presentation ones)."""
+    ds.PhotometricInterpretation = photometric
+    ds.BodyPartExamined = "CHEST"
+    ds.ViewPosition = view_position
+    ds.PatientOrientation = ["L", "F"] if view_position == "AP" else ["R", "F"]
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.RescaleIntercept = "0"
+    ds.RescaleSlope = "1"
+    ds.KVP = "120"
+    spacing = [_ds_num(pixel_spacing_mm), _ds_num(pixel_spacing_mm)]
+    if modality == "DX":
+        ds.PresentationIntentType = "FOR PRESENTATION"
+        ds.RescaleType = "US"
+        ds.PixelIntensityRelationship = "LOG"
+        ds.PixelIntensityRelationshipSign = 1 if photometric == "MONOCHROME2" else -1
+        ds.PresentationLUTShape = "INVERSE" if photometric == "MONOCHROME1" else "IDENTITY"
+        ds.ImagerPixelSpacing = spacing
+        ds.ImageLaterality = "U"
+        ds.ImageType = ["ORIGINAL", "PRIMARY", ""]
+    else:
+        ds.PixelSpacing = spacing
+
+
+def _radiograph_windows(
+    image: np.ndarray, stored: np.ndarray, extra_windows: int
+) -> list[tuple[float, float, str]]:
+    """The NORMAL window and ``extra_windows`` narrower ones, in stored units."""
+    # Window on the useful range: neither background air nor unexposed (collimated) borders.
+    useful = (image > 0.03) & (image < 0.95)
+    body = stored[useful] if useful.sum() > 16 else stored.ravel()
+    lo, hi = np.percentile(body, [1, 99])
+    windows = [((lo + hi) / 2, max(hi - lo, 2.0), "NORMAL")]
+    if extra_windows >= 1:
+        windows.append(((lo + hi) / 2, max((hi - lo) * 0.6, 2.0), "SOFT TISSUE"))
+    if extra_windows >= 2:
+        q = np.percentile(body, [5, 60])
+        windows.append(((q[0] + q[1]) / 2, max(q[1] - q[0], 2.0), "LUNG"))
+    return windows
+
+
 def write_radiograph(
     path: str | os.PathLike,
     image: np.ndarray,
@@ -366,41 +405,35 @@ def write_radiograph(
         raise ValueError(f"bits_stored must be 10..16 for a radiograph, got {bits_stored}")
     stored = display_to_stored(image, bits_stored=bits_stored, photometric=photometric)
     ds = _base_dataset(ident, modality, *image.shape)
-    ds.PhotometricInterpretation = photometric
-    ds.BodyPartExamined = "CHEST"
-    ds.ViewPosition = view_position
-    ds.PatientOrientation = ["L", "F"] if view_position == "AP" else ["R", "F"]
-    ds.ImageType = ["ORIGINAL", "PRIMARY"]
-    ds.RescaleIntercept = "0"
-    ds.RescaleSlope = "1"
-    ds.KVP = "120"
-    spacing = [_ds_num(pixel_spacing_mm), _ds_num(pixel_spacing_mm)]
-    if modality == "DX":
-        ds.PresentationIntentType = "FOR PRESENTATION"
-        ds.RescaleType = "US"
-        ds.PixelIntensityRelationship = "LOG"
-        ds.PixelIntensityRelationshipSign = 1 if photometric == "MONOCHROME2" else -1
-        ds.PresentationLUTShape = "INVERSE" if photometric == "MONOCHROME1" else "IDENTITY"
-        ds.ImagerPixelSpacing = spacing
-        ds.ImageLaterality = "U"
-        ds.ImageType = ["ORIGINAL", "PRIMARY", ""]
-    else:
-        ds.PixelSpacing = spacing
-    # Window on the useful range: neither background air nor unexposed (collimated) borders.
-    useful = (image > 0.03) & (image < 0.95)
-    body = stored[useful] if useful.sum() > 16 else stored.ravel()
-    lo, hi = np.percentile(body, [1, 99])
-    windows = [((lo + hi) / 2, max(hi - lo, 2.0), "NORMAL")]
-    if extra_windows >= 1:
-        windows.append(((lo + hi) / 2, max((hi - lo) * 0.6, 2.0), "SOFT TISSUE"))
-    if extra_windows >= 2:
-        q = np.percentile(body, [5, 60])
-        windows.append(((q[0] + q[1]) / 2, max(q[1] - q[0], 2.0), "LUNG"))
-    _set_windows(ds, windows)
+    _set_radiograph_tags(ds, modality, photometric, view_position, pixel_spacing_mm)
+    _set_windows(ds, _radiograph_windows(image, stored, extra_windows))
     ds.VOILUTFunction = "LINEAR"
     return _finish(
         ds, stored, path, bits_stored=bits_stored, signed=False, transfer_syntax=transfer_syntax
     )
+
+
+def _set_ct_geometry(
+    ds: Dataset,
+    ident: DicomIdentity,
+    shape: tuple[int, ...],
+    pixel_spacing_mm: float,
+    slice_location_mm: float,
+    slice_thickness_mm: float,
+) -> None:
+    """Frame of reference, position and spacing of an axial slice (head first, supine)."""
+    ds.PatientPosition = "HFS"
+    ds.FrameOfReferenceUID = ident.frame_of_reference_uid or synthetic_uid(ident.study_uid, "for")
+    ds.PositionReferenceIndicator = ""
+    ds.ImagePositionPatient = [
+        _ds_num(-pixel_spacing_mm * shape[1] / 2),
+        _ds_num(-pixel_spacing_mm * shape[0] / 2),
+        _ds_num(slice_location_mm),
+    ]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.SliceLocation = _ds_num(slice_location_mm)
+    ds.SliceThickness = _ds_num(slice_thickness_mm)
+    ds.PixelSpacing = [_ds_num(pixel_spacing_mm), _ds_num(pixel_spacing_mm)]
 
 
 def write_ct(
@@ -460,18 +493,7 @@ def write_ct(
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
     ds.BodyPartExamined = "CHEST"
-    ds.PatientPosition = "HFS"
-    ds.FrameOfReferenceUID = ident.frame_of_reference_uid or synthetic_uid(ident.study_uid, "for")
-    ds.PositionReferenceIndicator = ""
-    ds.ImagePositionPatient = [
-        _ds_num(-pixel_spacing_mm * hu.shape[1] / 2),
-        _ds_num(-pixel_spacing_mm * hu.shape[0] / 2),
-        _ds_num(slice_location_mm),
-    ]
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.SliceLocation = _ds_num(slice_location_mm)
-    ds.SliceThickness = _ds_num(slice_thickness_mm)
-    ds.PixelSpacing = [_ds_num(pixel_spacing_mm), _ds_num(pixel_spacing_mm)]
+    _set_ct_geometry(ds, ident, hu.shape, pixel_spacing_mm, slice_location_mm, slice_thickness_mm)
     ds.KVP = "120"
     ds.AcquisitionNumber = 1
     ds.RescaleIntercept = str(intercept)

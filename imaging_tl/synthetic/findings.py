@@ -13,6 +13,7 @@ multi-class and multi-label tasks can be built from them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -27,7 +28,9 @@ __all__ = [
     "Finding",
     "add_consolidation",
     "add_effusion",
+    "add_findings",
     "add_nodule",
+    "check_findings",
     "get_difficulty",
 ]
 
@@ -105,6 +108,35 @@ def get_difficulty(difficulty: str | Difficulty) -> Difficulty:
         ) from None
 
 
+def check_findings(findings: Iterable[str]) -> set[str]:
+    """Check finding names against :data:`FINDINGS` and return them as a set.
+
+    Parameters
+    ----------
+    findings : iterable of str
+        Any of ``"nodule"``, ``"consolidation"``, ``"effusion"``.
+
+    Returns
+    -------
+    set of str
+
+    Raises
+    ------
+    ValueError
+        If a name is not in :data:`FINDINGS`.
+
+    Examples
+    --------
+    >>> sorted(check_findings(["effusion", "nodule"]))
+    ['effusion', 'nodule']
+    """
+    wanted = set(findings)
+    unknown = wanted - set(FINDINGS)
+    if unknown:
+        raise ValueError(f"findings: unknown {sorted(unknown)}; choose from {list(FINDINGS)}")
+    return wanted
+
+
 @dataclass
 class Finding:
     """One drawn finding.
@@ -146,6 +178,47 @@ def _sphere_profile(shape, cy, cx, r):
     d2 = ((yy - cy) ** 2 + (xx - cx) ** 2) / (r * r)
     prof[y0:y1, x0:x1] = np.sqrt(np.clip(1.0 - d2, 0.0, None))
     return prof
+
+
+def _lobulated_profile(
+    rng: np.random.Generator, shape: tuple[int, ...], cy: float, cx: float, r: float
+) -> tuple[np.ndarray, list[tuple[float, float, float]]]:
+    """Projected thickness of one to three overlapping spheres, and the extra lobes drawn."""
+    n_lobes = int(rng.choice([1, 1, 2, 3]))
+    prof = _sphere_profile(shape, cy, cx, r)
+    lobes = []
+    for _ in range(n_lobes - 1):
+        a = rng.uniform(0, 2 * np.pi)
+        off = rng.uniform(0.4, 0.7) * r
+        rr = r * rng.uniform(0.55, 0.8)
+        ly, lx = cy + off * np.sin(a), cx + off * np.cos(a)
+        prof = np.maximum(prof, _sphere_profile(shape, ly, lx, rr))
+        lobes.append((float(ly), float(lx), float(rr)))
+    return prof, lobes
+
+
+def _draw_nodule(
+    image: np.ndarray, prof: np.ndarray, contrast: float, *, ct: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The image with the nodule of thickness ``prof`` added, and the nodule's mask."""
+    if ct:
+        # Flat cross-section with a partial-volume rim; 3x the radiograph contrast spans
+        # ground-glass (faint) to solid nodules.
+        frac = np.clip(prof * 4.0, 0, 1)
+        return image + frac * min(1.0, 3.0 * contrast) * (45.0 - image), frac > 0.5
+    return image + contrast * prof, prof > 0.3
+
+
+def _pick_lung(
+    lung_side: np.ndarray, side: int | None, rng: np.random.Generator, what: str
+) -> tuple[int, np.ndarray]:
+    """The lung a finding goes into (``side``, or drawn from the non-empty ones) and its mask."""
+    lung_side = lung_side.astype(np.int8)
+    sides = [s for s in (1, 2) if (lung_side == s).any()]
+    if not sides:
+        raise ValueError(f"{what}: the lung mask is empty")
+    s = int(side) if side is not None else int(rng.choice(sides))
+    return s, lung_side == s
 
 
 def add_nodule(
@@ -207,25 +280,8 @@ def add_nodule(
         cy, cx = _pick_point(rng, inner if inner.any() else region, "add_nodule")
     else:
         cy, cx = centre
-    n_lobes = int(rng.choice([1, 1, 2, 3]))
-    prof = _sphere_profile(image.shape, cy, cx, r)
-    lobes = []
-    for _ in range(n_lobes - 1):
-        a = rng.uniform(0, 2 * np.pi)
-        off = rng.uniform(0.4, 0.7) * r
-        rr = r * rng.uniform(0.55, 0.8)
-        ly, lx = cy + off * np.sin(a), cx + off * np.cos(a)
-        prof = np.maximum(prof, _sphere_profile(image.shape, ly, lx, rr))
-        lobes.append((float(ly), float(lx), float(rr)))
-    if ct:
-        # Flat cross-section with a partial-volume rim; 3x the radiograph contrast spans
-        # ground-glass (faint) to solid nodules.
-        frac = np.clip(prof * 4.0, 0, 1)
-        out = image + frac * min(1.0, 3.0 * c) * (45.0 - image)
-        mask = frac > 0.5
-    else:
-        out = image + c * prof
-        mask = prof > 0.3
+    prof, lobes = _lobulated_profile(rng, image.shape, cy, cx, r)
+    out, mask = _draw_nodule(image, prof, c, ct=ct)
     if not mask.any():  # sub-pixel nodule: the centre pixel still carries it
         mask[int(round(cy)), int(round(cx))] = True
     params = {"centre": (float(cy), float(cx)), "radius_mm": r_mm, "contrast": c, "lobes": lobes}
@@ -278,12 +334,7 @@ def add_consolidation(
     True
     """
     d = get_difficulty(difficulty)
-    lung_side = lung_side.astype(np.int8)
-    sides = [s for s in (1, 2) if (lung_side == s).any()]
-    if not sides:
-        raise ValueError("add_consolidation: the lung mask is empty")
-    s = int(side) if side is not None else int(rng.choice(sides))
-    lung = lung_side == s
+    s, lung = _pick_lung(lung_side, side, rng, "add_consolidation")
     c = float(rng.uniform(*d.consolidation_contrast))
     ys, xs = np.nonzero(lung)
     cy, cx = _pick_point(rng, lung, "add_consolidation")
@@ -355,12 +406,7 @@ def add_effusion(
     (True, False)
     """
     d = get_difficulty(difficulty)
-    lung_side = lung_side.astype(np.int8)
-    sides = [s for s in (1, 2) if (lung_side == s).any()]
-    if not sides:
-        raise ValueError("add_effusion: the lung mask is empty")
-    s = int(side) if side is not None else int(rng.choice(sides))
-    lung = lung_side == s
+    s, lung = _pick_lung(lung_side, side, rng, "add_effusion")
     ys, xs = np.nonzero(lung)
     top, bottom = ys.min(), ys.max()
     left, right = xs.min(), xs.max()
@@ -387,3 +433,79 @@ def add_effusion(
         mask[bottom, (left + right) // 2] = True
     params = {"side": s, "height_fraction": frac}
     return Finding("effusion", out.astype(image.dtype), mask, params)
+
+
+def add_findings(
+    image: np.ndarray,
+    findings: Iterable[str],
+    rngs: Sequence[np.random.Generator],
+    *,
+    lung_side: np.ndarray,
+    pixel_spacing: float,
+    difficulty: str | Difficulty = "medium",
+    ct: bool = False,
+    air: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
+    """Draw several findings into one image, in :data:`FINDINGS` order.
+
+    Each finding kind has its own random stream (``rngs[i]`` for ``FINDINGS[i]``), so adding
+    or leaving out one finding does not change how the others are drawn: the same seeds with
+    and without a finding give a counterfactual pair.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Radiograph density or CT slice in HU (not modified).
+    findings : iterable of str
+        The findings to draw (see :func:`check_findings`).
+    rngs : sequence of numpy.random.Generator
+        One generator per entry of :data:`FINDINGS`.
+    lung_side : numpy.ndarray
+        int labels of the two lungs (1, 2; 0 outside); nodules fall inside ``lung_side > 0``.
+    pixel_spacing : float
+        Millimetres per pixel.
+    difficulty : str or Difficulty
+        Size and contrast ranges.
+    ct : bool
+        Draw into Hounsfield units instead of radiograph density.
+    air : numpy.ndarray, optional
+        Radiographs: the density removed by lung air, which consolidations and effusions
+        replace (see :func:`add_consolidation`).
+
+    Returns
+    -------
+    image : numpy.ndarray
+        The image with the findings.
+    masks : dict of str to numpy.ndarray
+        The mask of each finding drawn.
+    params : dict
+        The drawn parameters of each finding.
+
+    Examples
+    --------
+    >>> side = np.zeros((64, 64), np.int8); side[8:56, 4:30] = 1; side[8:56, 34:60] = 2
+    >>> rngs = [np.random.default_rng(i) for i in range(len(FINDINGS))]
+    >>> img, masks, params = add_findings(
+    ...     np.zeros((64, 64), np.float32), ["effusion", "nodule"], rngs,
+    ...     lung_side=side, pixel_spacing=1.0)
+    >>> list(masks), bool(img.max() > 0)
+    (['nodule', 'effusion'], True)
+    """
+    wanted = check_findings(findings)
+    diff = get_difficulty(difficulty)
+    medium = {"ct": True} if ct else {"air": air}
+    masks: dict[str, np.ndarray] = {}
+    params: dict = {}
+    for kind, rng in zip(FINDINGS, rngs, strict=True):
+        if kind not in wanted:
+            continue
+        if kind == "nodule":
+            f = add_nodule(
+                image, lung_side > 0, rng, pixel_spacing=pixel_spacing, difficulty=diff, ct=ct
+            )
+        elif kind == "consolidation":
+            f = add_consolidation(image, lung_side, rng, difficulty=diff, **medium)
+        else:
+            f = add_effusion(image, lung_side, rng, difficulty=diff, **medium)
+        image, masks[kind], params[kind] = f.image, f.mask, f.params
+    return image, masks, params

@@ -16,14 +16,13 @@ import numpy as np
 from imaging_tl.synthetic.findings import (
     FINDINGS,
     Difficulty,
-    add_consolidation,
-    add_effusion,
-    add_nodule,
+    add_findings,
+    check_findings,
     get_difficulty,
 )
 from imaging_tl.synthetic.phantom import chest_radiograph, ct_slice, expose_radiograph
 
-__all__ = ["SyntheticImage", "make_ct", "make_radiograph"]
+__all__ = ["SeedLike", "SyntheticImage", "make_ct", "make_radiograph", "random_streams"]
 
 SeedLike = int | list[int] | np.random.SeedSequence
 
@@ -63,17 +62,31 @@ class SyntheticImage:
         return {k: int(k in self.masks and bool(self.masks[k].any())) for k in FINDINGS}
 
 
-def _check_findings(findings: Iterable[str]) -> set[str]:
-    wanted = set(findings)
-    unknown = wanted - set(FINDINGS)
-    if unknown:
-        raise ValueError(f"findings: unknown {sorted(unknown)}; choose from {list(FINDINGS)}")
-    return wanted
-
-
-def _streams(
+def random_streams(
     seed: SeedLike,
 ) -> tuple[np.random.Generator, list[np.random.Generator], np.random.Generator]:
+    """Independent random streams of one image, spawned from its seed.
+
+    Parameters
+    ----------
+    seed : int, list of int or numpy.random.SeedSequence
+        Seed of the image.
+
+    Returns
+    -------
+    base : numpy.random.Generator
+        Pose and anatomy (or, for composites, crop and exposure).
+    findings : list of numpy.random.Generator
+        One stream per entry of :data:`~imaging_tl.synthetic.findings.FINDINGS`.
+    noise : numpy.random.Generator
+        Detector or image noise.
+
+    Examples
+    --------
+    >>> base, findings, noise = random_streams(0)
+    >>> len(findings), float(base.random()) == float(random_streams(0)[0].random())
+    (3, True)
+    """
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     base, finds, noise = ss.spawn(3)
     return (
@@ -82,29 +95,6 @@ def _streams(
         np.random.default_rng(noise),
     )
 
-
-
-def _add_findings(image, ph, wanted, frngs, diff, *, ct: bool):
-    """Draw the wanted findings in FINDINGS order, each from its own random stream.
-
-    The radiograph works on attenuation (effusion and consolidation replace lung air), the CT
-    slice on Hounsfield units (``ct=True``).
-    """
-    masks: dict[str, np.ndarray] = {}
-    params: dict = {}
-    medium = {"ct": True} if ct else {"air": ph.lung_air}
-    for kind, frng in zip(FINDINGS, frngs, strict=True):
-        if kind not in wanted:
-            continue
-        if kind == "nodule":
-            f = add_nodule(image, ph.lung_mask, frng, pixel_spacing=ph.pixel_spacing,
-                           difficulty=diff, ct=ct)
-        elif kind == "consolidation":
-            f = add_consolidation(image, ph.lung_side, frng, difficulty=diff, **medium)
-        else:
-            f = add_effusion(image, ph.lung_side, frng, difficulty=diff, **medium)
-        image, masks[kind], params[kind] = f.image, f.mask, f.params
-    return image, masks, params
 
 def make_radiograph(
     seed: SeedLike,
@@ -139,12 +129,15 @@ def make_radiograph(
     >>> img.pixels.shape, img.labels
     ((128, 128), {'nodule': 1, 'consolidation': 0, 'effusion': 0})
     """
-    wanted = _check_findings(findings)
+    wanted = check_findings(findings)
     diff = get_difficulty(difficulty)
     shape = (size, size) if isinstance(size, int) else tuple(size)
-    base, frngs, noise = _streams(seed)
+    base, frngs, noise = random_streams(seed)
     ph = chest_radiograph(base, shape, anatomy_seed=anatomy_seed)
-    density, masks, params = _add_findings(ph.density, ph, wanted, frngs, diff, ct=False)
+    density, masks, params = add_findings(
+        ph.density, wanted, frngs, lung_side=ph.lung_side, pixel_spacing=ph.pixel_spacing,
+        difficulty=diff, air=ph.lung_air,
+    )
     params = {"phantom": ph.params, **params}
     pixels = expose_radiograph(density, noise, collimation=ph.collimation)
     return SyntheticImage(pixels, "radiograph", masks, ph.pixel_spacing, params, ph.lung_side)
@@ -186,12 +179,15 @@ def make_ct(
     >>> ct.kind, bool(ct.pixels.min() < -900), ct.labels["nodule"]
     ('ct', True, 1)
     """
-    wanted = _check_findings(findings)
+    wanted = check_findings(findings)
     diff = get_difficulty(difficulty)
     shape = (size, size) if isinstance(size, int) else tuple(size)
-    base, frngs, noise = _streams(seed)
+    base, frngs, noise = random_streams(seed)
     ph = ct_slice(base, shape, anatomy_seed=anatomy_seed)
-    hu, masks, params = _add_findings(ph.hu, ph, wanted, frngs, diff, ct=True)
+    hu, masks, params = add_findings(
+        ph.hu, wanted, frngs, lung_side=ph.lung_side, pixel_spacing=ph.pixel_spacing,
+        difficulty=diff, ct=True,
+    )
     params = {"phantom": ph.params, **params}
     sigma = float(noise_hu) if noise_hu is not None else float(noise.uniform(8, 25))
     hu = hu + noise.standard_normal(shape).astype(np.float32) * sigma

@@ -210,14 +210,69 @@ def chest_radiograph(
     h, w = shape
     arng = rng if anatomy_seed is None else np.random.default_rng(anatomy_seed)
     fov = float(field_of_view_mm) if field_of_view_mm else float(rng.uniform(350, 430))
-    spacing = fov / max(h, w)
+    angle, scale, shift = _draw_pose(rng)
+    u, v = _grid(shape, angle, scale, shift)
+    au = np.abs(u)
+    params: dict = {"angle_deg": angle, "scale": scale, "fov_mm": fov}
+    body, body_w, shoulder_v = _body_outline(u, v, arng)
+    density = 1.0 * body
+    lungs = _lung_fields(u, v, arng, body_w)
+    params.update(lungs.params)
+    # Heart shadow and mediastinum overlap the lungs.
+    heart, heart_cx, heart_cy = _heart(u, v, arng, lungs)
+    med = _tube(u / (lungs.inner + 0.05), 1.0) * np.clip((v - lungs.apex_v + 0.3) / 0.2, 0, 1)
+    density += 0.5 * heart + 0.5 * med
+    lung_profile = lungs.profile
+    lung_profile *= 1.0 - 0.8 * np.clip(heart * 1.5, 0, 1)
+    # Lung air lowers density; vessel markings are brighter towards the hila.
+    hilum, vessels = _vessel_markings(au, v, arng, heart_cy)
+    lung_density = arng.uniform(0.62, 0.78)
+    density -= lung_density * lung_profile
+    density += lung_profile * (0.05 + 0.07 * hilum) * np.clip(vessels + 0.5, 0, None)
+    # Abdomen below the diaphragm: denser soft tissue.
+    density += 0.35 * body * np.clip((v - (lungs.apex_v + 2 * lungs.height)) / 0.3, 0, 1)
+    density += _spine_density(u, v, arng, lungs.apex_v)
+    density += _rib_density(au, v, arng, lungs, body > 0)
+    density += 0.45 * _clavicles(au, v, arng, shoulder_v, body_w)
+    params.update(heart_cx=float(heart_cx), lung_density=float(lung_density))
+    return ChestPhantom(
+        density=np.clip(density, 0, None).astype(np.float32),
+        lung_mask=lungs.side > 0,
+        lung_side=lungs.side,
+        lung_air=(lung_density * lung_profile).astype(np.float32),
+        body_mask=body > 0,
+        collimation=_collimation(rng, shape),
+        pixel_spacing=fov / max(h, w),
+        params=params,
+    )
+
+
+@dataclass
+class _Lungs:
+    """The lung fields of a radiograph phantom and the proportions the other organs follow."""
+
+    side: np.ndarray  # int8: 0 outside, 1 the patient's right lung (image left), 2 the left
+    profile: np.ndarray  # float32 relative air thickness, 0 outside the lungs
+    apex_v: float
+    height: float
+    inner: float  # medial edge distance from the midline
+    outer: float
+    params: dict
+
+
+def _draw_pose(rng: np.random.Generator) -> tuple[float, float, tuple[float, float]]:
+    """Rotation (degrees), magnification and shift of the patient on the detector."""
     angle = float(rng.normal(0, 3.0))
     scale = float(rng.uniform(0.86, 1.0))
     shift = (float(rng.normal(0, 0.03)), float(rng.normal(0.02, 0.03)))
-    u, v = _grid(shape, angle, scale, shift)
-    au = np.abs(u)
+    return angle, scale, shift
 
-    # Body: half-width grows from the neck to the shoulders, then stays (slight taper).
+
+def _body_outline(
+    u: np.ndarray, v: np.ndarray, arng: np.random.Generator
+) -> tuple[np.ndarray, float, float]:
+    """Soft-tissue thickness of the body, its half-width and the shoulders' height."""
+    # Half-width grows from the neck to the shoulders, then stays (slight taper).
     body_w = arng.uniform(0.84, 0.97)
     neck_w = arng.uniform(0.16, 0.22)
     shoulder_v = arng.uniform(-0.95, -0.82)
@@ -225,18 +280,20 @@ def chest_radiograph(
     t = t * t * (3 - 2 * t)
     # Rounded shoulders, chest widest at the lower ribs.
     half = neck_w + (body_w * (0.9 + 0.1 * np.clip((v + 0.6) / 1.1, 0, 1)) - neck_w) * t
-    body = np.sqrt(np.clip(1.0 - (u / half) ** 2, 0.0, None))
-    body_mask = body > 0
-    density = 1.0 * body
+    return np.sqrt(np.clip(1.0 - (u / half) ** 2, 0.0, None)), body_w, shoulder_v
 
-    # Lungs: superellipse tops (apices), straight lateral walls, domed diaphragms.
+
+def _lung_fields(
+    u: np.ndarray, v: np.ndarray, arng: np.random.Generator, body_w: float
+) -> _Lungs:
+    """Two lungs: superellipse tops (apices), straight lateral walls, domed diaphragms."""
     lung_h = arng.uniform(0.62, 0.78)
     apex_v = arng.uniform(-0.78, -0.66)
-    lung_in = arng.uniform(0.10, 0.15)  # medial edge distance from the midline
+    lung_in = arng.uniform(0.10, 0.15)
     lung_out = body_w * arng.uniform(0.83, 0.9)
-    side_mask = np.zeros(shape, np.int8)
-    lung_profile = np.zeros(shape, np.float32)
-    params: dict = {"angle_deg": angle, "scale": scale, "fov_mm": fov}
+    side_mask = np.zeros(u.shape, np.int8)
+    lung_profile = np.zeros(u.shape, np.float32)
+    params: dict = {}
     for side, sign in ((1, -1.0), (2, 1.0)):
         # side 1 is the patient's right lung, on the image left.
         cx = sign * (lung_in + lung_out) / 2
@@ -254,11 +311,15 @@ def chest_radiograph(
         lung_profile = np.maximum(lung_profile, np.where(inside, np.sqrt(depth), 0))
         side_mask[inside] = side
         params[f"lung{side}"] = {"cx": float(cx), "ax": float(ax), "base": float(base)}
-    lung_mask = side_mask > 0
+    return _Lungs(side_mask, lung_profile, apex_v, lung_h, lung_in, lung_out, params)
 
-    # Heart shadow (patient's left = image right) and mediastinum overlap the lungs.
+
+def _heart(
+    u: np.ndarray, v: np.ndarray, arng: np.random.Generator, lungs: _Lungs
+) -> tuple[np.ndarray, float, float]:
+    """Heart shadow (patient's left = image right), its centre's u and v."""
     heart_cx = arng.uniform(0.08, 0.16)
-    heart_cy = apex_v + lung_h * arng.uniform(1.55, 1.7)
+    heart_cy = lungs.apex_v + lungs.height * arng.uniform(1.55, 1.7)
     heart_rx, heart_ry = arng.uniform(0.3, 0.4), arng.uniform(0.24, 0.3)
     # The cardiac long axis points down and to the patient's left: a tilted ellipse whose
     # lower half is cut by the diaphragm, plus a smaller right-atrial bulge beside the spine.
@@ -266,32 +327,40 @@ def chest_radiograph(
     hu_ = (u - heart_cx) * np.cos(tilt) + (v - heart_cy) * np.sin(tilt)
     hv_ = -(u - heart_cx) * np.sin(tilt) + (v - heart_cy) * np.cos(tilt)
     heart = _tube(np.hypot(hu_ / heart_rx, hv_ / heart_ry), 1.0)
-    atrium = _tube(np.hypot((u + lung_in + 0.02) / 0.12, (v - heart_cy + 0.02) / 0.17), 1.0)
+    atrium = _tube(np.hypot((u + lungs.inner + 0.02) / 0.12, (v - heart_cy + 0.02) / 0.17), 1.0)
     heart = np.clip(np.maximum(heart, 0.8 * atrium) * 1.6, 0, 1) ** 0.7
     # Below the left dome the heart merges into the abdomen's soft tissue.
-    heart *= np.clip((params["lung2"]["base"] - v) / 0.08, 0, 1)
-    med = _tube(u / (lung_in + 0.05), 1.0) * np.clip((v - apex_v + 0.3) / 0.2, 0, 1)
-    density += 0.5 * heart + 0.5 * med
-    lung_profile *= 1.0 - 0.8 * np.clip(heart * 1.5, 0, 1)
-    # Lung air lowers density; vessel markings are brighter towards the hila.
+    heart *= np.clip((lungs.params["lung2"]["base"] - v) / 0.08, 0, 1)
+    return heart, heart_cx, heart_cy
+
+
+def _vessel_markings(
+    au: np.ndarray, v: np.ndarray, arng: np.random.Generator, heart_cy: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weight of the hila (where vessels are densest) and the vessel texture."""
     hilum = np.exp(-((au - 0.2) ** 2 + (v - heart_cy + 0.35) ** 2) / 0.12)
-    vessels = smooth_noise(arng, shape, 7) * 0.7 + smooth_noise(arng, shape, 3) * 0.3
-    lung_density = arng.uniform(0.62, 0.78)
-    density -= lung_density * lung_profile
-    density += lung_profile * (0.05 + 0.07 * hilum) * np.clip(vessels + 0.5, 0, None)
+    vessels = smooth_noise(arng, au.shape, 7) * 0.7 + smooth_noise(arng, au.shape, 3) * 0.3
+    return hilum, vessels
 
-    # Abdomen below the diaphragm: denser soft tissue.
-    density += 0.35 * body * np.clip((v - (apex_v + 2 * lung_h)) / 0.3, 0, 1)
 
-    # Bones: spine, ribs, clavicles.
+def _spine_density(
+    u: np.ndarray, v: np.ndarray, arng: np.random.Generator, apex_v: float
+) -> np.ndarray:
+    """The spine's added density, modulated by the vertebrae."""
     spine = _tube(u, 0.07) * (v > apex_v - 0.4)
     vert = 0.8 + 0.2 * np.cos(2 * np.pi * (v - arng.uniform(0, 1)) / 0.085)
-    density += 0.6 * spine * vert
+    return 0.6 * spine * vert
+
+
+def _rib_density(
+    au: np.ndarray, v: np.ndarray, arng: np.random.Generator, lungs: _Lungs, body_mask: np.ndarray
+) -> np.ndarray:
+    """Ten posterior and five fainter anterior ribs per side, inside the thorax."""
     n_ribs = 10
-    rib_gap = lung_h * 2 / (n_ribs + 0.5)
+    rib_gap = lungs.height * 2 / (n_ribs + 0.5)
     rib_w = arng.uniform(0.022, 0.03)
-    rib_v0 = apex_v + arng.uniform(-0.02, 0.04)
-    tt = np.clip((au - 0.05) / (lung_out + 0.05), 0, 1.2)
+    rib_v0 = lungs.apex_v + arng.uniform(-0.02, 0.04)
+    tt = np.clip((au - 0.05) / (lungs.outer + 0.05), 0, 1.2)
     # Ribs never overlap their neighbours, so each pixel only needs its nearest rib: one
     # vectorised pass instead of a loop over ribs.
     # Posterior ribs leave the spine upwards and then sweep down laterally.
@@ -304,14 +373,22 @@ def chest_radiograph(
     idx = np.clip(np.rint(off / rib_gap), 2, 6)
     ant = 0.35 * _tube(off - idx * rib_gap, rib_w * 1.4) * (tt < 1.0) * (tt > 0.3)
     ribs = np.maximum(ribs, ant)
-    thorax = np.clip((apex_v + 2.1 * lung_h - v) / 0.15, 0, 1)
-    density += arng.uniform(0.28, 0.38) * ribs * body_mask * thorax
+    thorax = np.clip((lungs.apex_v + 2.1 * lungs.height - v) / 0.15, 0, 1)
+    return arng.uniform(0.28, 0.38) * ribs * body_mask * thorax
+
+
+def _clavicles(
+    au: np.ndarray, v: np.ndarray, arng: np.random.Generator, shoulder_v: float, body_w: float
+) -> np.ndarray:
+    """Projected thickness of both clavicles (``au`` is the distance from the midline)."""
     clav_v = shoulder_v + arng.uniform(0.1, 0.16)
     clav_centre = clav_v - 0.22 * np.clip(au - 0.08, 0, None) + 0.2 * (au - 0.3) ** 2
-    clav = _tube(v - clav_centre, 0.035) * (au > 0.07) * (au < body_w * 0.8)
-    density += 0.45 * clav
+    return _tube(v - clav_centre, 0.035) * (au > 0.07) * (au < body_w * 0.8)
 
-    # Collimation: unexposed rectangle borders, varied per image.
+
+def _collimation(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Unexposed rectangle borders, varied per image (True where the beam was blocked)."""
+    h, w = shape
     cm = np.zeros(shape, bool)
     top_px = int(rng.integers(0, max(1, h // 16)))
     bot_px = int(rng.integers(0, max(1, h // 20)))
@@ -321,17 +398,7 @@ def chest_radiograph(
     cm[h - bot_px :] = True
     cm[:, :left_px] = True
     cm[:, w - right_px :] = True
-    params.update(heart_cx=float(heart_cx), lung_density=float(lung_density))
-    return ChestPhantom(
-        density=np.clip(density, 0, None).astype(np.float32),
-        lung_mask=lung_mask,
-        lung_side=side_mask,
-        lung_air=(lung_density * lung_profile).astype(np.float32),
-        body_mask=body_mask,
-        collimation=cm,
-        pixel_spacing=spacing,
-        params=params,
-    )
+    return cm
 
 
 def expose_radiograph(
@@ -426,7 +493,6 @@ def ct_slice(
     h, w = shape
     arng = rng if anatomy_seed is None else np.random.default_rng(anatomy_seed)
     fov = float(field_of_view_mm) if field_of_view_mm else float(rng.uniform(340, 420))
-    spacing = fov / max(h, w)
     angle = float(rng.normal(0, 2.0))
     u, v = _grid(shape, angle, 1.0, (float(rng.normal(0, 0.02)), float(rng.normal(0, 0.02))))
     ax, ay = arng.uniform(0.78, 0.9), arng.uniform(0.52, 0.64)
@@ -436,10 +502,31 @@ def ct_slice(
     fat = arng.uniform(0.04, 0.09)
     hu[body] = -100.0  # subcutaneous fat
     hu[r_body < 1.0 - fat] = 45.0  # muscle and mediastinal soft tissue
-    lung_mask = np.zeros(shape, bool)
-    lung_side = np.zeros(shape, np.int8)
+    lung_mask, lung_side, heart = _ct_lungs(u, v, arng, rng)
+    _paint_lungs_and_heart(hu, u, v, lung_mask, heart, rng)
+    _paint_spine(hu, u, v, ay)
+    _paint_ribs(hu, u, v, (1.0 - fat - 0.06) * ax, (1.0 - fat - 0.06) * ay)
+    # Scanner table.
+    hu[(v > ay + 0.08) & (v < ay + 0.12) & (np.abs(u) < 0.95)] = 200.0
+    return CTPhantom(
+        hu=hu.astype(np.float32),
+        lung_mask=lung_mask,
+        lung_side=lung_side,
+        body_mask=body,
+        pixel_spacing=fov / max(h, w),
+        params={"angle_deg": angle, "fov_mm": fov},
+    )
+
+
+def _ct_lungs(
+    u: np.ndarray, v: np.ndarray, arng: np.random.Generator, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lung mask, lung sides (1 image left, 2 right) and the heart that displaces them."""
+    lung_mask = np.zeros(u.shape, bool)
+    lung_side = np.zeros(u.shape, np.int8)
     for side, sign in ((1, -1.0), (2, 1.0)):
         lx, ly = sign * arng.uniform(0.36, 0.42), arng.uniform(-0.04, 0.02)
+        # ry comes from rng (it varies per slice), the rest from the patient's anatomy.
         rx, ry = arng.uniform(0.26, 0.31), rng.uniform(0.36, 0.44)
         lung = np.hypot((u - lx) / rx, (v - ly) / ry) < 1.0
         lung_mask |= lung
@@ -448,6 +535,19 @@ def ct_slice(
     heart = np.hypot((u - 0.12) / 0.26, (v + 0.02) / 0.26) < 1.0
     lung_mask &= ~heart
     lung_side[~lung_mask] = 0
+    return lung_mask, lung_side, heart
+
+
+def _paint_lungs_and_heart(
+    hu: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    lung_mask: np.ndarray,
+    heart: np.ndarray,
+    rng: np.random.Generator,
+) -> None:
+    """Lung parenchyma with texture and vessels, the heart and the aorta, in place."""
+    shape = hu.shape
     texture = smooth_noise(rng, shape, 3) * 25 + smooth_noise(rng, shape, 10) * 20
     hu[lung_mask] = (-850.0 + texture)[lung_mask]
     vessel_noise = smooth_noise(rng, shape, 2.0)
@@ -456,26 +556,22 @@ def ct_slice(
     hu[heart] = 40.0
     aorta = np.hypot(u + 0.02, v + 0.3) < 0.08
     hu[aorta] = 45.0
-    # Spine: cortical ring around a cancellous vertebral body, and the spinal canal.
+
+
+def _paint_spine(hu: np.ndarray, u: np.ndarray, v: np.ndarray, ay: float) -> None:
+    """Cortical ring around a cancellous vertebral body, and the spinal canal, in place."""
     vert_r = np.hypot(u / 0.12, (v - ay + 0.24) / 0.11)
     hu[vert_r < 1.0] = 700.0
     hu[vert_r < 0.8] = 250.0
     hu[np.hypot(u, v - ay + 0.06) < 0.045] = 15.0
-    # Ribs: small cortical ellipses just inside the body outline.
+
+
+def _paint_ribs(hu: np.ndarray, u: np.ndarray, v: np.ndarray, rx: float, ry: float) -> None:
+    """Fourteen ribs as small cortical ellipses on the ellipse (rx, ry), in place."""
     for k in range(14):
         phi = np.pi * (0.08 + 0.84 * (k % 7) / 6) * (1 if k < 7 else -1) + np.pi / 2
-        cx = (1.0 - fat - 0.06) * ax * np.cos(phi)
-        cy = (1.0 - fat - 0.06) * ay * np.sin(phi)
+        cx = rx * np.cos(phi)
+        cy = ry * np.sin(phi)
         r = np.hypot((u - cx) / 0.045, (v - cy) / 0.03)
         hu[r < 1.0] = 900.0
         hu[r < 0.55] = 300.0
-    # Scanner table.
-    hu[(v > ay + 0.08) & (v < ay + 0.12) & (np.abs(u) < 0.95)] = 200.0
-    return CTPhantom(
-        hu=hu.astype(np.float32),
-        lung_mask=lung_mask,
-        lung_side=lung_side,
-        body_mask=body,
-        pixel_spacing=spacing,
-        params={"angle_deg": angle, "fov_mm": fov},
-    )

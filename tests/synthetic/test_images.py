@@ -158,3 +158,42 @@ def test_smooth_noise_is_band_limited():
     assert abs(float(n.mean())) < 1e-5 and float(n.std()) == pytest.approx(1.0, abs=1e-4)
     # Neighbouring pixels of 16-px features are strongly correlated; white noise is not.
     assert np.corrcoef(n[:, :-1].ravel(), n[:, 1:].ravel())[0, 1] > 0.95
+
+
+def test_check_findings_rejects_unknown_names():
+    from imaging_tl.synthetic.findings import check_findings
+
+    assert check_findings(["effusion", "nodule", "nodule"]) == {"effusion", "nodule"}
+    with pytest.raises(ValueError, match="unknown.*'mass'"):
+        check_findings(["nodule", "mass"])
+
+
+def test_random_streams_are_reproducible_and_independent():
+    from imaging_tl.synthetic.images import random_streams
+
+    base, finds, noise = random_streams(7)
+    again = random_streams(np.random.SeedSequence(7))
+    assert len(finds) == len(FINDINGS)
+    assert base.random() == again[0].random() and noise.random() == again[2].random()
+    draws = [f.random() for f in finds]
+    assert len(set(draws)) == len(draws)
+
+
+def test_add_findings_leaves_the_other_findings_unchanged():
+    # Each finding has its own stream: drawing the effusion too changes nothing in the
+    # nodule's parameters or mask (the counterfactual pairs rely on it).
+    from imaging_tl.synthetic.findings import add_findings
+
+    p = chest_radiograph(np.random.default_rng(3), (96, 96))
+
+    def draw(findings):
+        rngs = [np.random.default_rng([3, k]) for k in range(len(FINDINGS))]
+        return add_findings(p.density, findings, rngs, lung_side=p.lung_side,
+                            pixel_spacing=p.pixel_spacing, air=p.lung_air)
+
+    _, alone, params_alone = draw(["nodule"])
+    image, both, params_both = draw(["effusion", "nodule"])
+    assert list(both) == ["nodule", "effusion"]
+    np.testing.assert_array_equal(alone["nodule"], both["nodule"])
+    assert params_alone["nodule"] == params_both["nodule"]
+    assert image.dtype == p.density.dtype and (image >= p.density - 1e-6).all()
