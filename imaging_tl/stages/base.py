@@ -453,7 +453,7 @@ class Pipeline:
 
     def canonical_json(self) -> str:
         """Canonical JSON of the stage configs and the library version (what is hashed)."""
-        from imaging_tl import __version__
+        from imaging_tl._version import __version__
 
         return json.dumps(
             {"imaging_tl": __version__, "stages": self.to_config()},
