@@ -10,18 +10,18 @@ Examples
 
 from imaging_tl.data.audit import AuditReport, LeakageError, LeakageWarning, audit_splits
 from imaging_tl.data.cache import ArrayCache, CacheInfo, default_cache_dir
-from imaging_tl.data.prepare import BadFileError, Prepared, prepare
-from imaging_tl.data.splits import kfold_table, read_splits, split_table, write_splits
-from imaging_tl.data.table import (
-    DatasetError,
+from imaging_tl.data.errors import DatasetError
+from imaging_tl.data.labels import (
+    class_weights,
     encode_labels,
-    from_csv,
-    from_dicom_headers,
-    from_folder,
     label_columns,
+    sample_weights,
     task_of,
-    validate,
 )
+from imaging_tl.data.prepare import BadFileError, Prepared, prepare
+from imaging_tl.data.splitfile import read_splits, write_splits
+from imaging_tl.data.splits import kfold_table, split_table
+from imaging_tl.data.table import from_csv, from_dicom_headers, from_folder, validate
 
 __all__ = [
     "ArrayCache",
@@ -33,6 +33,7 @@ __all__ = [
     "LeakageWarning",
     "Prepared",
     "audit_splits",
+    "class_weights",
     "default_cache_dir",
     "encode_labels",
     "from_csv",
@@ -42,6 +43,7 @@ __all__ = [
     "label_columns",
     "prepare",
     "read_splits",
+    "sample_weights",
     "split_table",
     "task_of",
     "validate",

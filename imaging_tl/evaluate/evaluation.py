@@ -19,24 +19,12 @@ __all__ = ["evaluate"]
 
 
 def evaluate(
-    y_true: Any,
-    y_score: Any,
-    *,
-    task: Task = "binary",
-    groups: Any = None,
-    val_true: Any = None,
-    val_score: Any = None,
-    val_groups: Any = None,
-    class_names: Sequence[str] | None = None,
-    operating_point: str = "youden",
-    target_sensitivity: float = 0.9,
-    threshold: float = 0.5,
-    aggregate: Literal["max", "mean"] | None = None,
-    temperature_scaling: bool = False,
-    n_bootstraps: int = 1000,
-    confidence: float = 0.95,
-    n_bins: int = 10,
-    seed: int = 0,
+    y_true: Any, y_score: Any, *, task: Task = "binary", groups: Any = None,
+    val_true: Any = None, val_score: Any = None, val_groups: Any = None,
+    class_names: Sequence[str] | None = None, operating_point: str = "youden",
+    target_sensitivity: float = 0.9, threshold: float = 0.5,
+    aggregate: Literal["max", "mean"] | None = None, temperature_scaling: bool = False,
+    n_bootstraps: int = 1000, confidence: float = 0.95, n_bins: int = 10, seed: int = 0,
 ) -> dict[str, Any]:
     """Evaluate test predictions; choices (threshold, temperature) are fitted on validation.
 
@@ -63,14 +51,10 @@ def evaluate(
         Fit a temperature on validation and report the test calibration after scaling
         (``calibration.temperature``, ``ece_calibrated``, ``reliability_calibrated``).
         Discrimination metrics and the threshold stay on the model's own probabilities.
-    n_bootstraps : int
-        Bootstrap resamples for the CIs (0: no CIs).
-    confidence : float
-        CI coverage.
+    n_bootstraps, confidence, seed : int, float, int
+        Bootstrap resamples for the CIs (0: no CIs), their coverage, the bootstrap seed.
     n_bins : int
         Bins of the reliability diagram.
-    seed : int
-        Bootstrap seed.
 
     Returns
     -------
@@ -90,47 +74,71 @@ def evaluate(
     """
     check_task(task)
     y, s = as_arrays(y_true, y_score, task)
-    val: tuple[np.ndarray, np.ndarray] | None = None
+    val = None
     if val_true is not None and val_score is not None:
         val = as_arrays(val_true, val_score, task, name="val_true")
-    level = "image"
     n_images = len(y)
     if aggregate is not None:
-        if groups is None or (val is not None and val_groups is None):
-            raise ValueError("aggregate= needs groups (and val_groups with validation data)")
-        y, s, _ = aggregate_by_group(y, s, groups, task=task, how=aggregate)
-        if val is not None:
-            vy, vs, _ = aggregate_by_group(*val, val_groups, task=task, how=aggregate)
-            val = (vy, vs)
+        y, s, val = _per_patient(y, s, val, groups, val_groups, task, aggregate)
         groups = None  # one row per patient now: plain resampling is patient resampling
-        level = "patient"
-    n_groups = len(np.unique(np.asarray(groups).astype(str))) if groups is not None else None
     out: dict[str, Any] = {
         "task": task,
-        "level": level,
+        "level": "image" if aggregate is None else "patient",
         "n_images": n_images,
-        "n_patients": n_groups if level == "image" else len(y),
-        "bootstrap": {
-            "n_bootstraps": n_bootstraps,
-            "confidence": confidence,
-            "method": "percentile",
-            "resampling": "patient" if (groups is not None or level == "patient") else "image",
-            "seed": seed,
-        },
+        "n_patients": len(y) if aggregate is not None else _n_groups(groups),
+        "bootstrap": _bootstrap_info(n_bootstraps, confidence, seed,
+                                     patients=groups is not None or aggregate is not None),
         "calibration": _calibration(y, s, val, task, n_bins, temperature_scaling),
     }
-    common = {"groups": groups, "n_bootstraps": n_bootstraps, "confidence": confidence,
-              "seed": seed}
     if task == "binary":
         out["operating_point"] = _operating_point(y, s, val, operating_point,
                                                   target_sensitivity, threshold)
-        out["class_names"] = list(class_names) if class_names else ["negative", "positive"]
-        out.update(binary_metrics(y, s, out["operating_point"]["threshold"], **common))
-    elif task == "multiclass":
-        out.update(multiclass_metrics(y, s, class_names=class_names, **common))
-    else:
-        out.update(multilabel_metrics(y, s, label_names=class_names, **common))
-        out["class_names"] = out["label_names"]
+    common = {"groups": groups, "n_bootstraps": n_bootstraps, "confidence": confidence,
+              "seed": seed}
+    out.update(_task_metrics(y, s, task, class_names, out.get("operating_point"), common))
+    return out
+
+
+def _per_patient(
+    y: np.ndarray, s: np.ndarray, val: tuple[np.ndarray, np.ndarray] | None, groups: Any,
+    val_groups: Any, task: Task, how: Literal["max", "mean"],
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """Test (and validation) rows aggregated to one row per patient."""
+    if groups is None or (val is not None and val_groups is None):
+        raise ValueError("aggregate= needs groups (and val_groups with validation data)")
+    y, s, _ = aggregate_by_group(y, s, groups, task=task, how=how)
+    if val is not None:
+        vy, vs, _ = aggregate_by_group(*val, val_groups, task=task, how=how)
+        val = (vy, vs)
+    return y, s, val
+
+
+def _bootstrap_info(
+    n_bootstraps: int, confidence: float, seed: int, *, patients: bool
+) -> dict[str, Any]:
+    """How the CIs were made (the ``bootstrap`` section)."""
+    return {"n_bootstraps": n_bootstraps, "confidence": confidence, "method": "percentile",
+            "resampling": "patient" if patients else "image", "seed": seed}
+
+
+def _n_groups(groups: Any) -> int | None:
+    return len(np.unique(np.asarray(groups).astype(str))) if groups is not None else None
+
+
+def _task_metrics(
+    y: np.ndarray, s: np.ndarray, task: Task, class_names: Sequence[str] | None,
+    operating_point: dict[str, Any] | None, common: dict[str, Any],
+) -> dict[str, Any]:
+    """The task's metric set (binary: at the chosen threshold), with ``class_names``."""
+    if task == "binary":
+        assert operating_point is not None
+        names = list(class_names) if class_names else ["negative", "positive"]
+        return {"class_names": names,
+                **binary_metrics(y, s, operating_point["threshold"], **common)}
+    if task == "multiclass":
+        return multiclass_metrics(y, s, class_names=class_names, **common)
+    out = multilabel_metrics(y, s, label_names=class_names, **common)
+    out["class_names"] = out["label_names"]
     return out
 
 
