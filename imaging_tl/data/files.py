@@ -143,7 +143,7 @@ def header_rows(paths: Sequence[str], frames: Frames) -> list[dict[str, Any]]:
     >>> row["group"], row["group_key"]
     ('pid:1c3ee9adf6f95ec4', 'PatientID')
     """
-    rows = []
+    rows: list[dict[str, Any]] = []
     for p in paths:
         hdr = read_header(p) if file_kind(Path(p)) == "dicom" else {}
         if "PatientID" in hdr:

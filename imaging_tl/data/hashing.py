@@ -44,7 +44,9 @@ def content_hash(pixels: np.ndarray) -> str:
     """
     a = np.ascontiguousarray(pixels, dtype=np.float32)
     h = xxhash.xxh3_128(str(a.shape).encode())
-    h.update(a)  # the buffer itself: tobytes() copied megabytes per radiograph
+    # the buffer itself: tobytes() copied megabytes per radiograph. (numpy's stubs declare
+    # ndarray's buffer protocol for Python >= 3.12 only.)
+    h.update(a)  # type: ignore[arg-type]
     return h.hexdigest()
 
 

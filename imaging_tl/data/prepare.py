@@ -97,8 +97,10 @@ class Prepared:
         lines = [f"prepared {s.get('samples', 0)} samples: {s.get('hits', 0)} from cache, "
                  f"{s.get('decoded', 0)} decoded, {s.get('quarantined', 0)} quarantined "
                  f"in {s.get('seconds', 0):.1f} s"]
-        lines += [f"  quarantined {r.path}" + (f" [frame {r.frame}]" if pd.notna(r.frame) else "")
-                  + f": {r.reason}" for r in self.quarantined.itertuples()]
+        q = self.quarantined
+        lines += [f"  quarantined {path}" + (f" [frame {frame}]" if pd.notna(frame) else "")
+                  + f": {reason}" for path, frame, reason in zip(q["path"], q["frame"],
+                                                                    q["reason"], strict=True)]
         return "\n".join(lines)
 
 
@@ -136,7 +138,7 @@ def process_one(
     hash_px = px
     if px.ndim == 4 or (px.ndim == 3 and not scan.is_colour):
         hash_px = px[px.shape[0] // 2]
-    record = {"path": path, "frame": frame, "content_hash": content_hash(hash_px),
+    record: dict[str, Any] = {"path": path, "frame": frame, "content_hash": content_hash(hash_px),
               "dhash": dhash(hash_px)}
     if pipeline is not None:
         scan = pipeline(scan)
@@ -292,12 +294,13 @@ def _namespace(cache: ArrayCache, pipeline: Callable | None) -> str:
     """The cache namespace of a pipeline (``"raw"`` pixels without one)."""
     if pipeline is None:
         return cache.namespace("raw", None)
-    if not hasattr(pipeline, "fingerprint"):
+    fingerprint = getattr(pipeline, "fingerprint", None)
+    if fingerprint is None:
         raise TypeError("pipeline: needs a fingerprint() method (use "
                         "imaging_tl.stages.Pipeline) so the cache can tell versions apart")
-    fingerprint = str(pipeline.fingerprint())
-    config = pipeline.to_config() if hasattr(pipeline, "to_config") else repr(pipeline)
-    return cache.namespace(fingerprint, config)
+    to_config = getattr(pipeline, "to_config", None)
+    config = to_config() if to_config is not None else repr(pipeline)
+    return cache.namespace(str(fingerprint()), config)
 
 
 @dataclass

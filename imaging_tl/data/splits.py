@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,7 +68,7 @@ def _check_enough(df: pd.DataFrame, parts: int, what: str) -> None:
 
 def iterative_group_stratify(
     y: np.ndarray,
-    groups: Sequence,
+    groups: Sequence[Any] | pd.Series | np.ndarray,
     fractions: Sequence[float],
     seed: int = 0,
 ) -> np.ndarray:
@@ -220,7 +221,7 @@ def split_table(
         part = iterative_group_stratify(y, df["group"].astype(str), [f for f in fr if f > 0], seed)
         split = np.asarray(names, dtype=object)[part]
     out["split"] = split
-    out.attrs = dict(df.attrs, seed=seed)
+    out.attrs = {**df.attrs, "seed": seed}
     if audit:
         audit_splits(out, split_column="split", pixels=False, near_duplicates=False)
     return out
@@ -262,7 +263,7 @@ def kfold_table(df: pd.DataFrame, k: int = 5, *, seed: int = 0, audit: bool = Tr
     else:
         y, _ = _label_matrix(df)
         out["fold"] = iterative_group_stratify(y, df["group"].astype(str), [1.0] * k, seed)
-    out.attrs = dict(df.attrs, seed=seed)
+    out.attrs = {**df.attrs, "seed": seed}
     if audit:
         audit_splits(out, split_column="fold", pixels=False, near_duplicates=False)
     return out

@@ -144,7 +144,8 @@ class _BatchReader:
     def _read(self, i: int, dest: np.ndarray) -> None:
         fd = os.open(self.files[i], os.O_RDONLY)
         try:
-            got = os.preadv(fd, [dest.reshape(-1).view(np.uint8)], int(self.offsets[i]))
+            got = os.preadv(  # numpy's stubs declare the buffer protocol for Python >= 3.12 only
+                fd, [dest.reshape(-1).view(np.uint8)], int(self.offsets[i]))  # type: ignore[list-item]
         finally:
             os.close(fd)
         if got != dest.nbytes:
@@ -379,6 +380,7 @@ def _augmented(ds: tf.data.Dataset, augment: Any, shape: tuple[int, ...], seed: 
         fn = getattr(local, "fn", None)
         if fn is None:
             fn = local.fn = resolve_augment(copy.deepcopy(augment))
+        assert fn is not None  # the caller checked that augment resolves to a function
         return np.ascontiguousarray(fn(image, int(s) % (2**31)), np.float32)
 
     @_PLAIN

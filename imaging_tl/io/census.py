@@ -247,7 +247,7 @@ def walk_files(directory: Path) -> list[Path]:
     >>> [p.name for p in walk_files(Path("imaging_tl/io"))][:2]
     ['__init__.py', 'census.py']
     """
-    files = []
+    files: list[Path] = []
     for root, dirs, names in os.walk(directory):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         files.extend(Path(root) / n for n in sorted(names) if not n.startswith("."))

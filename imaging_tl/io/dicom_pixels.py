@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 from pydicom import dcmread
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder, pixel_array
 from pydicom.uid import (
@@ -212,7 +212,7 @@ def ensure_transfer_syntax(ds: Dataset, path: str, provenance: list[str]) -> str
     raw = ds.get_item("PixelData", keep_deferred=True)  # the length, not the bytes
     undefined = raw is not None and getattr(raw, "length", 0) == 0xFFFFFFFF
     encoding = tuple(getattr(ds, "original_encoding", (None, None)))
-    native = _NATIVE_BY_ENCODING.get(encoding)  # type: ignore[arg-type]
+    native = _NATIVE_BY_ENCODING.get(encoding)
     if undefined or native is None:
         raise InconsistentHeaderError(
             path, "the file meta has no Transfer Syntax UID and the pixel data is compressed "
@@ -220,7 +220,7 @@ def ensure_transfer_syntax(ds: Dataset, path: str, provenance: list[str]) -> str
         )
     # A data set without file meta (old ACR-NEMA style): its elements were parsed in a
     # definite encoding and the pixel data is not encapsulated, so it is native data.
-    ds.file_meta = getattr(ds, "file_meta", None) or Dataset()
+    ds.file_meta = getattr(ds, "file_meta", None) or FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = native
     provenance.append(f"transfer_syntax: inferred {native.name} (no Transfer Syntax UID)")
     return str(native)

@@ -66,8 +66,8 @@ def apply_window(
     if function == "LINEAR":
         center, width = center - 0.5, width - 1.0
         if width == 0:  # width 1: a step at the centre
-            y = (x > center) if not invert else (x <= center)
-            return y.astype(np.float32)
+            step = (x > center) if not invert else (x <= center)
+            return step.astype(np.float32)
     # y = (x - c) / w + 0.5, clipped; invert folded into the same fused multiply-add.
     a = 1.0 / width
     b = 0.5 - center / width

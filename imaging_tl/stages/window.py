@@ -204,10 +204,11 @@ class Window(Stage):
         if invert is not None and not isinstance(invert, bool | np.bool_):
             raise ValueError(f"{_STAGE}: invert must be true, false or null, got {invert!r}")
         self.invert = None if invert is None else bool(invert)
-        self.center = self.width = None
-        self.preset = None
+        self.center: float | None = None
+        self.width: float | None = None
+        self.preset: str | None = None
         self.index = 0
-        self.explanation = None
+        self.explanation: str | None = None
         self.prefer_lut = True
         self.percentiles = (0.5, 99.5)
         self.fallback: str | None = "percentile"
@@ -344,7 +345,7 @@ class Window(Stage):
         mode = self.mode
         if mode == "explicit":
             return self.center, self.width, self.function or "LINEAR", None, None
-        if mode == "preset":
+        if mode == "preset" and self.preset is not None:
             c, w = PRESETS[self.preset]
             return c, w, self.function or "LINEAR", None, None
         if mode == "header":
