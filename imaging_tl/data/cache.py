@@ -487,8 +487,11 @@ def load_entry(file: str | os.PathLike, tiled: int = 0) -> np.ndarray:
 
     Examples
     --------
-    >>> load_entry("entry.npy", tiled=3).shape  # doctest: +SKIP
-    (224, 224, 3)
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "entry.npy")
+    >>> np.save(path, np.zeros((8, 8, 1), np.float32))
+    >>> load_entry(path, tiled=3).shape
+    (8, 8, 3)
     """
     a = np.load(file, allow_pickle=False)
     return np.repeat(a, int(tiled), axis=-1) if tiled else a

@@ -65,9 +65,14 @@ class Prepared:
 
     Examples
     --------
-    >>> pipe = Pipeline([Window("lung"), Resize(224), ToRGB()])  # doctest: +SKIP
-    >>> prepared = prepare(table, pipe)  # doctest: +SKIP
-    >>> prepared.stats["hits"]  # doctest: +SKIP
+    >>> import tempfile
+    >>> from imaging_tl.data.table import from_csv
+    >>> from imaging_tl.stages import Pipeline, Resize, ToRGB, Window
+    >>> table = from_csv("sample_dicoms/labels.csv").head(3)
+    >>> pipe = Pipeline([Window.percentile(), Resize(64), ToRGB()])
+    >>> prepared = prepare(table, pipe, cache=tempfile.mkdtemp(), executor="serial")
+    >>> prepared.shape, prepared.stats["decoded"]
+    ((64, 64, 3), 3)
     """
 
     table: pd.DataFrame
@@ -129,7 +134,11 @@ def process_one(
 
     Examples
     --------
-    >>> arr, rec = process_one("scan.dcm", None, Pipeline([Resize(224)]))  # doctest: +SKIP
+    >>> from imaging_tl.stages import Pipeline, Resize, Window
+    >>> arr, rec = process_one("sample_dicoms/SYN0001/st2_im04.dcm", None,
+    ...                        Pipeline([Window.from_header(), Resize(64)]))
+    >>> arr.shape, len(rec["content_hash"])
+    ((64, 64), 32)
     """
     from imaging_tl.io.reader import read_scan
 

@@ -191,9 +191,9 @@ def from_csv(
 
     Examples
     --------
-    >>> df = from_csv("labels.csv", label_columns=["effusion", "nodule"])  # doctest: +SKIP
-    >>> df.attrs["label_columns"]  # doctest: +SKIP
-    ['effusion', 'nodule']
+    >>> df = from_csv("sample_dicoms/labels.csv", label_columns=["effusion", "nodule"])
+    >>> df.attrs["label_columns"], df["group_key"].iloc[0]
+    (['effusion', 'nodule'], 'patient_id')
     """
     check_frames(frames)
     csv_path = Path(csv_path)

@@ -41,7 +41,7 @@ def boot_forkserver() -> None:
 
     Examples
     --------
-    >>> boot_forkserver()  # doctest: +SKIP
+    >>> boot_forkserver()  # a no-op while TensorFlow is not loaded
     """
     ctx = mp_context()
     if ctx.get_start_method() == "forkserver":
