@@ -4,24 +4,26 @@ Importing this package does not import TensorFlow; only :mod:`imaging_tl.data.tf
 
 Examples
 --------
->>> from imaging_tl.data import from_folder, split_table, prepare  # doctest: +SKIP
->>> table = split_table(from_folder("scans/"), val=0.15, test=0.15, seed=0)  # doctest: +SKIP
+>>> from imaging_tl.data import from_csv, split_table
+>>> table = split_table(from_csv("sample_dicoms/labels.csv"), val=0.15, test=0.15, seed=0)
+>>> sorted(table["split"].unique())
+['test', 'train', 'val']
 """
 
 from imaging_tl.data.audit import AuditReport, LeakageError, LeakageWarning, audit_splits
 from imaging_tl.data.cache import ArrayCache, CacheInfo, default_cache_dir
-from imaging_tl.data.prepare import BadFileError, Prepared, prepare
-from imaging_tl.data.splits import kfold_table, read_splits, split_table, write_splits
-from imaging_tl.data.table import (
-    DatasetError,
+from imaging_tl.data.errors import DatasetError
+from imaging_tl.data.labels import (
+    class_weights,
     encode_labels,
-    from_csv,
-    from_dicom_headers,
-    from_folder,
     label_columns,
+    sample_weights,
     task_of,
-    validate,
 )
+from imaging_tl.data.prepare import BadFileError, Prepared, prepare
+from imaging_tl.data.splitfile import read_splits, write_splits
+from imaging_tl.data.splits import kfold_table, split_table
+from imaging_tl.data.table import from_csv, from_dicom_headers, from_folder, validate
 
 __all__ = [
     "ArrayCache",
@@ -33,6 +35,7 @@ __all__ = [
     "LeakageWarning",
     "Prepared",
     "audit_splits",
+    "class_weights",
     "default_cache_dir",
     "encode_labels",
     "from_csv",
@@ -42,6 +45,7 @@ __all__ = [
     "label_columns",
     "prepare",
     "read_splits",
+    "sample_weights",
     "split_table",
     "task_of",
     "validate",

@@ -17,13 +17,16 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xxhash
+
+from imaging_tl.data.files import file_kind, read_header
+from imaging_tl.data.hashing import content_hash, dhash, hamming, hash_words
+from imaging_tl.data.splitfile import read_splits
+from imaging_tl.data.workers import mp_context
 
 __all__ = [
     "AuditReport",
@@ -34,10 +37,6 @@ __all__ = [
     "dhash",
     "hamming",
 ]
-
-DHASH_SIZE = 16  # 16 x 16 gradient signs = 256 bits
-_WORDS = DHASH_SIZE * DHASH_SIZE // 64
-
 
 class LeakageError(ValueError):
     """The same patient, instance, file or image is in more than one split.
@@ -104,109 +103,9 @@ class AuditReport:
         return "\n".join(lines)
 
 
-def content_hash(pixels: np.ndarray) -> str:
-    """128-bit xxHash (XXH3) of an image's values and shape: equal for pixel-identical images.
-
-    A fast non-cryptographic hash: the audit needs equality of pixel arrays, not resistance
-    to tampering, and every sample is hashed while the cache is built (measured 0.24 ms
-    against SHA-256's 7.6 ms for a 1900 x 1800 radiograph, a quarter of the work besides
-    decoding).
-
-    Parameters
-    ----------
-    pixels : numpy.ndarray
-        The image as read (e.g. ``read_scan(path).pixels``).
-
-    Returns
-    -------
-    str
-        32 hex digits.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> content_hash(np.zeros((2, 2))) == content_hash(np.zeros((2, 2), np.float32))
-    True
-    """
-    a = np.ascontiguousarray(pixels, dtype=np.float32)
-    h = xxhash.xxh3_128(str(a.shape).encode())
-    h.update(a)  # the buffer itself: tobytes() copied megabytes per radiograph
-    return h.hexdigest()
-
-
-def dhash(pixels: np.ndarray, size: int = DHASH_SIZE) -> str:
-    """Difference hash: signs of horizontal gradients of a ``size x (size+1)`` thumbnail.
-
-    Unchanged by brightness/contrast changes and small noise, so re-encoded or re-windowed
-    copies of an image stay within a few bits.
-
-    Parameters
-    ----------
-    pixels : numpy.ndarray
-        ``H x W`` or ``H x W x C`` image (colour is averaged to grey).
-    size : int
-        Thumbnail height; the hash has ``size * size`` bits.
-
-    Returns
-    -------
-    str
-        The bits as hex.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> img = np.tile(np.arange(64, dtype=np.float32), (64, 1))
-    >>> hamming(dhash(img), dhash(img * 3 + 7))
-    0
-    """
-    a = np.asarray(pixels, dtype=np.float32)
-    if a.ndim == 3:
-        a = a.mean(axis=-1)
-    if a.ndim != 2:
-        raise ValueError(f"dhash: expected a 2-D or 3-D image, got shape {a.shape}")
-    small = _area_mean(a, size, size + 1)
-    bits = (small[:, 1:] > small[:, :-1]).ravel()
-    return np.packbits(bits).tobytes().hex()
-
-
-def _area_mean(a: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    """Mean of each cell of an ``out_h x out_w`` grid over the image (area downsampling).
-
-    One pass of sums: ~100x faster than an anti-aliased
-    ``skimage.transform.resize`` on a 2000 x 2000 radiograph, where the Gaussian dominates.
-    """
-    if a.shape[0] < out_h or a.shape[1] < out_w:  # tiny images: enlarge first (cheap)
-        from skimage.transform import resize
-
-        a = resize(a, (max(out_h, a.shape[0]), max(out_w, a.shape[1])), order=0,
-                   preserve_range=True, anti_aliasing=False)
-    rows = np.linspace(0, a.shape[0], out_h + 1).astype(np.int64)
-    cols = np.linspace(0, a.shape[1], out_w + 1).astype(np.int64)
-    # Row bands with sum(axis=0) (contiguous, vectorised) beat reduceat along axis 0 by 5x.
-    sums = np.stack([a[r0:r1].sum(axis=0, dtype=np.float64)
-                     for r0, r1 in zip(rows[:-1], rows[1:], strict=True)])
-    sums = np.add.reduceat(sums, cols[:-1], axis=1)
-    return sums / (np.diff(rows)[:, None] * np.diff(cols)[None, :])
-
-
-def _hash_words(hashes: Sequence[str]) -> np.ndarray:
-    raw = b"".join(bytes.fromhex(h) for h in hashes)
-    return np.frombuffer(raw, dtype=">u8").reshape(len(hashes), -1).astype(np.uint64)
-
-
-def hamming(a: str, b: str) -> int:
-    """Number of differing bits between two hashes from :func:`dhash`.
-
-    Examples
-    --------
-    >>> hamming("ff00", "ff01")
-    1
-    """
-    return int(bin(int(a, 16) ^ int(b, 16)).count("1"))
-
-
 def _hash_one(item: tuple[str, int | None]) -> tuple[str | None, str | None, str | None]:
-    from imaging_tl.io import ScanReadError, read_scan
+    from imaging_tl.io.errors import ScanReadError
+    from imaging_tl.io.reader import read_scan
 
     path, frame = item
     try:
@@ -226,8 +125,6 @@ def _compute_hashes(df: pd.DataFrame, workers: int | None) -> tuple[list, list, 
     workers = workers if workers is not None else min(len(items), os.cpu_count() or 1)
     if workers > 1 and len(items) > 8:
         from concurrent.futures import ProcessPoolExecutor
-
-        from imaging_tl.data.prepare import mp_context
 
         with ProcessPoolExecutor(workers, mp_context=mp_context()) as pool:
             results = list(pool.map(_hash_one, items, chunksize=8))
@@ -269,7 +166,7 @@ def _near_duplicates(
     sub = df.dropna(subset=["dhash"]).reset_index(drop=True)
     if len(sub) < 2:
         return []
-    words = _hash_words(list(sub["dhash"]))
+    words = hash_words(list(sub["dhash"]))
     split = sub[split_column].astype(str).to_numpy()
     chash = sub["content_hash"].astype(str).to_numpy() if "content_hash" in sub else None
     found = []
@@ -343,35 +240,9 @@ def audit_splits(
     >>> audit_splits(df, pixels=False, raise_on_leak=False).ok
     False
     """
-    if not isinstance(splits, pd.DataFrame):
-        from imaging_tl.data.splits import read_splits
-
-        splits = read_splits(splits)
-    df = splits.reset_index(drop=True)
-    if split_column is None:
-        split_column = next((c for c in ("split", "fold") if c in df.columns), None)
-    if split_column is None or split_column not in df.columns:
-        raise ValueError(f"no split column ({split_column or 'split/fold'}) in the table; "
-                         f"columns: {list(df.columns)}")
-    if "path" not in df.columns:
-        raise ValueError(f"no 'path' column in the table; columns: {list(df.columns)}")
+    df, split_column = _audit_table(splits, split_column)
     report = AuditReport()
-    if "group" in df.columns:
-        report.checked.append("group")
-        report.leaks += _cross_split(df, "group", split_column, "patient/group", redact=True)
-    report.checked.append("path")
-    report.leaks += _cross_split(df, "path", split_column, "file", redact=False)
-    if "SOPInstanceUID" not in df.columns:
-        from imaging_tl.data.table import _kind, _read_header
-
-        sop = {p: (_read_header(p).get("SOPInstanceUID") if _kind(Path(p)) == "dicom" else None)
-               for p in dict.fromkeys(df["path"]) if os.path.isfile(p)}
-        df["SOPInstanceUID"] = df["path"].map(sop)
-    report.checked.append("SOPInstanceUID")
-    # Frames of one file share its SOPInstanceUID; the path check covers them.
-    per_file = df.drop_duplicates(subset=["path", split_column])
-    report.leaks += _cross_split(per_file, "SOPInstanceUID", split_column, "SOPInstanceUID",
-                                 redact=False)
+    _check_keys(df, split_column, report)
     if pixels or near_duplicates:
         if "content_hash" not in df.columns or (near_duplicates and "dhash" not in df.columns):
             ch, dh, why = _compute_hashes(df, workers)
@@ -379,11 +250,7 @@ def audit_splits(
             report.unreadable = [f"{p}: {w}" for p, w in zip(df["path"], why, strict=True) if w]
     exact: set[str] = set()
     if pixels:
-        report.checked.append("pixels")
-        report.leaks += _cross_split(df, "content_hash", split_column, "pixel-identical image",
-                                     redact=False)
-        n = df.dropna(subset=["content_hash"]).groupby("content_hash")[split_column].nunique()
-        exact = set(n.index[n > 1])
+        exact = _check_pixels(df, split_column, report)
     if near_duplicates:
         report.checked.append("near_duplicates")
         report.near_duplicates = _near_duplicates(df, split_column, max_distance, exact)
@@ -394,3 +261,46 @@ def audit_splits(
     if report.leaks and raise_on_leak:
         raise LeakageError(report)
     return report
+
+
+def _audit_table(
+    splits: pd.DataFrame | str | os.PathLike, split_column: str | None
+) -> tuple[pd.DataFrame, str]:
+    """The table to audit (read when a path) and its split column, both checked."""
+    df = (splits if isinstance(splits, pd.DataFrame) else read_splits(splits))
+    df = df.reset_index(drop=True)
+    if split_column is None:
+        split_column = next((c for c in ("split", "fold") if c in df.columns), None)
+    if split_column is None or split_column not in df.columns:
+        raise ValueError(f"no split column ({split_column or 'split/fold'}) in the table; "
+                         f"columns: {list(df.columns)}")
+    if "path" not in df.columns:
+        raise ValueError(f"no 'path' column in the table; columns: {list(df.columns)}")
+    return df, split_column
+
+
+def _check_keys(df: pd.DataFrame, split_column: str, report: AuditReport) -> None:
+    """Leaks by group (patient), path and SOPInstanceUID (read from headers when absent)."""
+    if "group" in df.columns:
+        report.checked.append("group")
+        report.leaks += _cross_split(df, "group", split_column, "patient/group", redact=True)
+    report.checked.append("path")
+    report.leaks += _cross_split(df, "path", split_column, "file", redact=False)
+    if "SOPInstanceUID" not in df.columns:
+        sop = {p: (read_header(p).get("SOPInstanceUID") if file_kind(Path(p)) == "dicom" else None)
+               for p in dict.fromkeys(df["path"]) if os.path.isfile(p)}
+        df["SOPInstanceUID"] = df["path"].map(sop)
+    report.checked.append("SOPInstanceUID")
+    # Frames of one file share its SOPInstanceUID; the path check covers them.
+    per_file = df.drop_duplicates(subset=["path", split_column])
+    report.leaks += _cross_split(per_file, "SOPInstanceUID", split_column, "SOPInstanceUID",
+                                 redact=False)
+
+
+def _check_pixels(df: pd.DataFrame, split_column: str, report: AuditReport) -> set[str]:
+    """Leaks of pixel-identical images; returns the content hashes found in two splits."""
+    report.checked.append("pixels")
+    report.leaks += _cross_split(df, "content_hash", split_column, "pixel-identical image",
+                                 redact=False)
+    n = df.dropna(subset=["content_hash"]).groupby("content_hash")[split_column].nunique()
+    return set(n.index[n > 1])

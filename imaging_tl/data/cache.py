@@ -49,6 +49,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from imaging_tl._version import __version__
+
 __all__ = [
     "CACHE_FORMAT", "ArrayCache", "CacheInfo", "default_cache_dir", "file_key", "load_entry",
 ]
@@ -230,16 +232,14 @@ class ArrayCache:
     # -- keys ------------------------------------------------------------------------------
     def namespace(self, fingerprint: str, pipeline_config: Any = None) -> str:
         """Folder name for a pipeline fingerprint (created, with its ``pipeline.json``)."""
-        import imaging_tl
-
         ns = hashlib.blake2b(
-            f"{CACHE_FORMAT}|{imaging_tl.__version__}|{fingerprint}".encode(), digest_size=10
+            f"{CACHE_FORMAT}|{__version__}|{fingerprint}".encode(), digest_size=10
         ).hexdigest()
         d = self.root / ns
         if not (d / "pipeline.json").exists():
             self._ensure_root()
             desc = {"fingerprint": fingerprint, "format": CACHE_FORMAT,
-                    "imaging_tl": imaging_tl.__version__, "pipeline": pipeline_config}
+                    "imaging_tl": __version__, "pipeline": pipeline_config}
             payload = json.dumps(desc, default=str, indent=1).encode()
             _write_atomic(d / "pipeline.json", lambda f: f.write(payload))
         return ns
@@ -487,8 +487,11 @@ def load_entry(file: str | os.PathLike, tiled: int = 0) -> np.ndarray:
 
     Examples
     --------
-    >>> load_entry("entry.npy", tiled=3).shape  # doctest: +SKIP
-    (224, 224, 3)
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "entry.npy")
+    >>> np.save(path, np.zeros((8, 8, 1), np.float32))
+    >>> load_entry(path, tiled=3).shape
+    (8, 8, 3)
     """
     a = np.load(file, allow_pickle=False)
     return np.repeat(a, int(tiled), axis=-1) if tiled else a

@@ -15,9 +15,7 @@ Nothing here imports TensorFlow.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -27,10 +25,14 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from imaging_tl.data.audit import content_hash, dhash
 from imaging_tl.data.cache import ArrayCache, load_entry
+from imaging_tl.data.hashing import content_hash, dhash
+from imaging_tl.data.workers import boot_forkserver, mp_context
 
-__all__ = ["BadFileError", "CacheWriteError", "Prepared", "mp_context", "prepare", "process_one"]
+__all__ = [
+    "BadFileError", "CacheWriteError", "Prepared", "failure_reason", "mp_context", "prepare",
+    "process_one",
+]
 
 
 class BadFileError(RuntimeError):
@@ -40,36 +42,6 @@ class BadFileError(RuntimeError):
 class CacheWriteError(RuntimeError):
     """The cache folder cannot be written (disk full, read-only): a problem of the run, not
     of an input file, so nothing is quarantined."""
-
-
-def mp_context() -> mp.context.BaseContext:
-    """``fork`` (fast start) unless TensorFlow is loaded; then ``forkserver`` (fork after TF's
-    threads exist is unsafe). As with any ``forkserver``/``spawn`` pool, a script that calls
-    :func:`prepare` after importing TensorFlow needs the ``if __name__ == "__main__":`` guard.
-
-    Examples
-    --------
-    >>> mp_context().get_start_method() in ("fork", "forkserver")
-    True
-    """
-    if "tensorflow" in sys.modules or sys.platform != "linux":
-        if sys.platform != "linux":
-            return mp.get_context("spawn")
-        ctx = mp.get_context("forkserver")
-        # The server imports the readers once; each worker forks from it ready to go.
-        ctx.set_forkserver_preload(["imaging_tl.data.prepare", "imaging_tl.stages"])
-        return ctx
-    return mp.get_context("fork")
-
-
-def _boot_forkserver() -> None:
-    """Start the fork server now, when the pool will use one (measured ~1.5 s of imports on
-    2 busy cores), so its start-up overlaps the parent's look-ups instead of following them."""
-    ctx = mp_context()
-    if ctx.get_start_method() == "forkserver":
-        from multiprocessing import forkserver
-
-        forkserver.ensure_running()
 
 
 @dataclass
@@ -93,9 +65,14 @@ class Prepared:
 
     Examples
     --------
-    >>> pipe = Pipeline([Window("lung"), Resize(224), ToRGB()])  # doctest: +SKIP
-    >>> prepared = prepare(table, pipe)  # doctest: +SKIP
-    >>> prepared.stats["hits"]  # doctest: +SKIP
+    >>> import tempfile
+    >>> from imaging_tl.data.table import from_csv
+    >>> from imaging_tl.stages import Pipeline, Resize, ToRGB, Window
+    >>> table = from_csv("sample_dicoms/labels.csv").head(3)
+    >>> pipe = Pipeline([Window.percentile(), Resize(64), ToRGB()])
+    >>> prepared = prepare(table, pipe, cache=tempfile.mkdtemp(), executor="serial")
+    >>> prepared.shape, prepared.stats["decoded"]
+    ((64, 64, 3), 3)
     """
 
     table: pd.DataFrame
@@ -125,8 +102,10 @@ class Prepared:
         lines = [f"prepared {s.get('samples', 0)} samples: {s.get('hits', 0)} from cache, "
                  f"{s.get('decoded', 0)} decoded, {s.get('quarantined', 0)} quarantined "
                  f"in {s.get('seconds', 0):.1f} s"]
-        lines += [f"  quarantined {r.path}" + (f" [frame {r.frame}]" if pd.notna(r.frame) else "")
-                  + f": {r.reason}" for r in self.quarantined.itertuples()]
+        q = self.quarantined
+        lines += [f"  quarantined {path}" + (f" [frame {frame}]" if pd.notna(frame) else "")
+                  + f": {reason}" for path, frame, reason in zip(q["path"], q["frame"],
+                                                                    q["reason"], strict=True)]
         return "\n".join(lines)
 
 
@@ -155,16 +134,20 @@ def process_one(
 
     Examples
     --------
-    >>> arr, rec = process_one("scan.dcm", None, Pipeline([Resize(224)]))  # doctest: +SKIP
+    >>> from imaging_tl.stages import Pipeline, Resize, Window
+    >>> arr, rec = process_one("sample_dicoms/SYN0001/st2_im04.dcm", None,
+    ...                        Pipeline([Window.from_header(), Resize(64)]))
+    >>> arr.shape, len(rec["content_hash"])
+    ((64, 64), 32)
     """
-    from imaging_tl.io import read_scan
+    from imaging_tl.io.reader import read_scan
 
     scan = read_scan(path, frame=frame)
     px = scan.pixels
     hash_px = px
     if px.ndim == 4 or (px.ndim == 3 and not scan.is_colour):
         hash_px = px[px.shape[0] // 2]
-    record = {"path": path, "frame": frame, "content_hash": content_hash(hash_px),
+    record: dict[str, Any] = {"path": path, "frame": frame, "content_hash": content_hash(hash_px),
               "dhash": dhash(hash_px)}
     if pipeline is not None:
         scan = pipeline(scan)
@@ -175,12 +158,22 @@ def process_one(
     return out, record
 
 
-def _reason(exc: BaseException) -> str:
-    from imaging_tl.io import ScanReadError
+def failure_reason(exc: BaseException) -> str:
+    """Why a sample could not be prepared, as recorded in quarantine: ``"<Error>: <why>"``.
+
+    Examples
+    --------
+    >>> failure_reason(ValueError("the pipeline produced NaN or infinite values"))
+    'ValueError: the pipeline produced NaN or infinite values'
+    """
+    from imaging_tl.io.errors import ScanReadError
 
     if isinstance(exc, ScanReadError):
         return f"{type(exc).__name__}: {exc.reason}"
     return f"{type(exc).__name__}: {exc}"
+
+
+_reason = failure_reason  # the name imaging_tl.pipeline imported first
 
 
 def _work(task: tuple[str, int | None, str]) -> tuple[str, dict[str, Any] | None, str | None]:
@@ -188,7 +181,7 @@ def _work(task: tuple[str, int | None, str]) -> tuple[str, dict[str, Any] | None
     try:
         arr, record = process_one(path, frame, _WORKER["pipeline"])
     except Exception as exc:  # noqa: BLE001 - a bad file is reported, the batch goes on
-        return key, None, _reason(exc)
+        return key, None, failure_reason(exc)
     try:
         meta = _WORKER["cache"].put(_WORKER["namespace"], key, arr, record)
     except OSError as exc:
@@ -268,29 +261,80 @@ def prepare(
     >>> print(prepared.summary())  # doctest: +SKIP
     """
     t0 = time.perf_counter()
-    if not isinstance(cache, ArrayCache):
-        cache = ArrayCache(cache)
-    if pipeline is None:
-        fingerprint, config = "raw", None
-    else:
-        if not hasattr(pipeline, "fingerprint"):
-            raise TypeError("pipeline: needs a fingerprint() method (use "
-                            "imaging_tl.stages.Pipeline) so the cache can tell versions apart")
-        fingerprint = str(pipeline.fingerprint())
-        config = pipeline.to_config() if hasattr(pipeline, "to_config") else repr(pipeline)
-    namespace = cache.namespace(fingerprint, config)
+    cache = cache if isinstance(cache, ArrayCache) else ArrayCache(cache)
+    namespace = _namespace(cache, pipeline)
     df = table.reset_index(drop=True)
-    frames = (df["frame"] if "frame" in df.columns else pd.Series([pd.NA] * len(df)))
-    frames = [None if pd.isna(f) else int(f) for f in frames]
+    frames = [None if pd.isna(f) else int(f)
+              for f in (df["frame"] if "frame" in df.columns else [pd.NA] * len(df))]
+    boot = executor == "process" and (workers or os.cpu_count() or 1) > 1
+    plan = _look_up(df["path"], frames, cache, namespace, index=index,
+                    retry_quarantined=retry_quarantined, boot=boot)
+    hits = sum(m is not None for m in plan.metas)
+    if plan.tasks:
+        workers = max(1, min(workers or os.cpu_count() or 1, len(plan.tasks)))
+        _build(plan, df, pipeline, cache, namespace, executor=executor, workers=workers,
+               strict=strict, progress=progress, index=index)
+    elif index:
+        cache.save_index(namespace)
+    bad = [(p, r) for p, r in zip(df["path"], plan.reasons, strict=True) if r is not None]
+    if strict and bad:
+        raise BadFileError(f"{bad[0][0]}: {bad[0][1]}")
+    out, quarantined = _tables(df, frames, plan)
+    out.attrs = dict(table.attrs)
+    stats = {"samples": len(df), "hits": hits, "decoded": len(plan.tasks),
+             "quarantined": len(quarantined), "seconds": time.perf_counter() - t0}
+    prepared = Prepared(out, quarantined, namespace, cache, stats)
+    if audit:
+        _audit(prepared)
+    return prepared
 
+
+def _audit(prepared: Prepared) -> None:
+    """The full leakage audit (pixel hashes included) when the table has a split column."""
+    out = prepared.table
+    split_col = next((c for c in ("split", "fold") if c in out.columns), None)
+    if split_col and len(out):
+        from imaging_tl.data.audit import audit_splits
+
+        prepared.stats["audit"] = audit_splits(out, split_column=split_col)
+
+
+def _namespace(cache: ArrayCache, pipeline: Callable | None) -> str:
+    """The cache namespace of a pipeline (``"raw"`` pixels without one)."""
+    if pipeline is None:
+        return cache.namespace("raw", None)
+    fingerprint = getattr(pipeline, "fingerprint", None)
+    if fingerprint is None:
+        raise TypeError("pipeline: needs a fingerprint() method (use "
+                        "imaging_tl.stages.Pipeline) so the cache can tell versions apart")
+    to_config = getattr(pipeline, "to_config", None)
+    config = to_config() if to_config is not None else repr(pipeline)
+    return cache.namespace(str(fingerprint()), config)
+
+
+@dataclass
+class _Plan:
+    """What the cache holds for each row, and what is left to decode.
+
+    ``metas[i]``/``reasons[i]``: row ``i``'s cache record or why it is left out;
+    ``tasks``: one ``(path, frame, key)`` per entry to build; ``todo[key]``: its rows.
+    """
+
+    metas: list[dict[str, Any] | None]
+    reasons: list[str | None]
+    tasks: list[tuple[str, int | None, str]] = field(default_factory=list)
+    todo: dict[str, list[int]] = field(default_factory=dict)
+
+
+def _look_up(
+    paths: Iterable[str], frames: list[int | None], cache: ArrayCache, namespace: str, *,
+    index: bool, retry_quarantined: bool, boot: bool,
+) -> _Plan:
+    """Look every row up in the cache: a hit, a quarantined file, or a task to run."""
+    plan = _Plan([None] * len(frames), [None] * len(frames))
     file_keys: dict[str, str | None] = {}
     open_errors: dict[str, str] = {}
-    keys: list[str | None] = []
-    metas: list[dict[str, Any] | None] = [None] * len(df)
-    reasons: list[str | None] = [None] * len(df)
-    todo: dict[str, list[int]] = {}
-    tasks: list[tuple[str, int | None, str]] = []
-    for i, (path, frame) in enumerate(zip(df["path"], frames, strict=True)):
+    for i, (path, frame) in enumerate(zip(paths, frames, strict=True)):
         if path not in file_keys:
             try:
                 file_keys[path] = cache.file_key(path, namespace if index else None)
@@ -299,87 +343,78 @@ def prepare(
                 open_errors[path] = f"cannot open the file: {exc.strerror or exc}"
         fk = file_keys[path]
         if fk is None:
-            keys.append(None)
-            reasons[i] = open_errors[path]
+            plan.reasons[i] = open_errors[path]
             continue
         key = cache.entry_key(fk, frame, namespace)
-        keys.append(key)
         meta = cache.get(namespace, key)
         if meta is not None:
-            metas[i] = meta
+            plan.metas[i] = meta
             continue
         q = cache.quarantined(namespace, key)
         if q is not None and not retry_quarantined:
-            reasons[i] = q["reason"]
+            plan.reasons[i] = q["reason"]
             continue
-        if not tasks and executor == "process" and (workers or os.cpu_count() or 1) > 1:
-            _boot_forkserver()  # it imports the readers while this loop goes on
-        if key not in todo:
-            tasks.append((path, frame, key))
-        todo.setdefault(key, []).append(i)
-    hits = sum(m is not None for m in metas)
+        if not plan.tasks and boot:
+            boot_forkserver()  # it imports the readers while this loop goes on
+        if key not in plan.todo:
+            plan.tasks.append((path, frame, key))
+        plan.todo.setdefault(key, []).append(i)
+    return plan
 
-    workers = workers or os.cpu_count() or 1
-    workers = max(1, min(workers, len(tasks)))
-    if tasks:
-        pool = _executor(executor, workers, (pipeline, cache, namespace))
-        if pool is None:
-            results: Iterable = map(_work, tasks)
-        elif isinstance(pool, ProcessPoolExecutor):
-            # One file per task: files differ ~1000x in cost (a 64 px MR against a 2000 px
-            # JPEG 2000 radiograph), and chunks left one worker idle at the end of a run.
-            results = pool.map(_work, tasks, chunksize=1)
-        else:
-            results = pool.map(_work, tasks)
-        if progress:
-            from tqdm import tqdm
 
-            results = tqdm(results, total=len(tasks), desc="prepare", unit="img")
-        try:
-            for key, meta, reason in results:
-                if reason is not None:
-                    path = df["path"].iloc[todo[key][0]]
-                    if strict:
-                        raise BadFileError(f"{path}: {reason}")
-                    cache.quarantine(namespace, key, {"path": path, "reason": reason})
-                elif index:
-                    cache.remember(namespace, key, meta)
-                for i in todo[key]:
-                    metas[i], reasons[i] = meta, reason
-        finally:
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
-            if index:
-                cache.save_index(namespace)
-    elif index:
-        cache.save_index(namespace)
-    if strict:
-        bad = [(p, r) for p, r in zip(df["path"], reasons, strict=True) if r is not None]
-        if bad:
-            raise BadFileError(f"{bad[0][0]}: {bad[0][1]}")
+def _build(
+    plan: _Plan, df: pd.DataFrame, pipeline: Callable | None, cache: ArrayCache,
+    namespace: str, *, executor: str, workers: int, strict: bool, progress: bool, index: bool,
+) -> None:
+    """Run the plan's tasks in the pool; record each entry, or quarantine its file."""
+    pool = _executor(executor, workers, (pipeline, cache, namespace))
+    results: Iterable
+    if pool is None:
+        results = map(_work, plan.tasks)
+    elif isinstance(pool, ProcessPoolExecutor):
+        # One file per task: files differ ~1000x in cost (a 64 px MR against a 2000 px
+        # JPEG 2000 radiograph), and chunks left one worker idle at the end of a run.
+        results = pool.map(_work, plan.tasks, chunksize=1)
+    else:
+        results = pool.map(_work, plan.tasks)
+    if progress:
+        from tqdm import tqdm
 
-    ok = np.array([m is not None for m in metas], dtype=bool)
+        results = tqdm(results, total=len(plan.tasks), desc="prepare", unit="img")
+    try:
+        for key, meta, reason in results:
+            if reason is not None:
+                path = df["path"].iloc[plan.todo[key][0]]
+                if strict:
+                    raise BadFileError(f"{path}: {reason}")
+                cache.quarantine(namespace, key, {"path": path, "reason": reason})
+            elif index:
+                cache.remember(namespace, key, meta)
+            for i in plan.todo[key]:
+                plan.metas[i], plan.reasons[i] = meta, reason
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if index:
+            cache.save_index(namespace)
+
+
+def _tables(
+    df: pd.DataFrame, frames: list[int | None], plan: _Plan
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The prepared rows with their cache columns, and the quarantined rows with why."""
+    ok = np.array([m is not None for m in plan.metas], dtype=bool)
     out = df[ok].copy()
-    good = [m for m in metas if m is not None]
+    good = [m for m in plan.metas if m is not None]
     out["cache_file"] = [m["file"] for m in good]
     out["offset"] = [int(m["offset"]) for m in good]
     out["shape"] = [tuple(m["shape"]) for m in good]
     out["tiled"] = [int(m.get("tiled", 0)) for m in good]
     out["content_hash"] = [m.get("content_hash") for m in good]
     out["dhash"] = [m.get("dhash") for m in good]
-    out = out.reset_index(drop=True)
-    out.attrs = dict(table.attrs)
     quarantined = pd.DataFrame({
         "path": df["path"][~ok].tolist(),
         "frame": pd.array([frames[i] for i in np.flatnonzero(~ok)], dtype="Int64"),
-        "reason": [reasons[i] for i in np.flatnonzero(~ok)],
+        "reason": [plan.reasons[i] for i in np.flatnonzero(~ok)],
     })
-    stats = {"samples": len(df), "hits": hits, "decoded": len(tasks),
-             "quarantined": int((~ok).sum()), "seconds": time.perf_counter() - t0}
-    prepared = Prepared(out, quarantined, namespace, cache, stats)
-    split_col = next((c for c in ("split", "fold") if c in out.columns), None)
-    if audit and split_col and len(out):
-        from imaging_tl.data.audit import audit_splits
-
-        prepared.stats["audit"] = audit_splits(out, split_column=split_col)
-    return prepared
+    return out.reset_index(drop=True), quarantined

@@ -7,20 +7,23 @@
   a patient's images together, so the small algorithm is written here with groups as the unit.
 
 Every split is audited (:func:`imaging_tl.data.audit.audit_splits`, header checks) before it
-is returned. Nothing here imports TensorFlow.
+is returned; :mod:`imaging_tl.data.splitfile` writes and reads ``splits.csv``.
+Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from imaging_tl.data.table import DatasetError, label_columns
+from imaging_tl.data.audit import audit_splits
+from imaging_tl.data.errors import DatasetError
+from imaging_tl.data.labels import label_columns
+from imaging_tl.data.splitfile import read_splits, write_splits
 
 __all__ = [
     "SPLIT_NAMES",
@@ -65,7 +68,7 @@ def _check_enough(df: pd.DataFrame, parts: int, what: str) -> None:
 
 def iterative_group_stratify(
     y: np.ndarray,
-    groups: Sequence,
+    groups: Sequence[Any] | pd.Series | np.ndarray,
     fractions: Sequence[float],
     seed: int = 0,
 ) -> np.ndarray:
@@ -218,10 +221,8 @@ def split_table(
         part = iterative_group_stratify(y, df["group"].astype(str), [f for f in fr if f > 0], seed)
         split = np.asarray(names, dtype=object)[part]
     out["split"] = split
-    out.attrs = dict(df.attrs, seed=seed)
+    out.attrs = {**df.attrs, "seed": seed}
     if audit:
-        from imaging_tl.data.audit import audit_splits
-
         audit_splits(out, split_column="split", pixels=False, near_duplicates=False)
     return out
 
@@ -262,77 +263,7 @@ def kfold_table(df: pd.DataFrame, k: int = 5, *, seed: int = 0, audit: bool = Tr
     else:
         y, _ = _label_matrix(df)
         out["fold"] = iterative_group_stratify(y, df["group"].astype(str), [1.0] * k, seed)
-    out.attrs = dict(df.attrs, seed=seed)
+    out.attrs = {**df.attrs, "seed": seed}
     if audit:
-        from imaging_tl.data.audit import audit_splits
-
         audit_splits(out, split_column="fold", pixels=False, near_duplicates=False)
     return out
-
-
-def write_splits(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write ``splits.csv``: path, frame, split/fold, group and group key, labels.
-
-    Parameters
-    ----------
-    df : pandas.DataFrame
-        A table from :func:`split_table` or :func:`kfold_table`.
-    path : path
-        The CSV file to write (its folder is created).
-
-    Returns
-    -------
-    pathlib.Path
-        The file written.
-
-    Examples
-    --------
-    >>> write_splits(split_table(df), "runs/x/splits.csv")  # doctest: +SKIP
-    """
-    cols = [c for c in ("path", "frame", "split", "fold", "group", "group_key") if c in df.columns]
-    cols += [c for c in label_columns(df) if c in df.columns]
-    cols += [c for c in ("SOPInstanceUID", "content_hash") if c in df.columns]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    df[cols].to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
-
-
-def read_splits(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a ``splits.csv`` (ours, or a user's own with ``path``, ``split`` and ``group``).
-
-    Parameters
-    ----------
-    path : path
-        The CSV file. Relative paths in it are resolved against its folder.
-
-    Returns
-    -------
-    pandas.DataFrame
-        The table, ready for :func:`imaging_tl.data.audit.audit_splits`.
-
-    Examples
-    --------
-    >>> audit_splits(read_splits("my_splits.csv"))  # doctest: +SKIP
-    """
-    path = Path(path)
-    df = pd.read_csv(path, dtype={"group": str, "split": str, "SOPInstanceUID": str})
-    if "path" not in df.columns:
-        raise DatasetError([f"column 'path' missing (columns: {list(df.columns)})"], str(path))
-    base = path.resolve().parent
-    df["path"] = [str(Path(p) if Path(p).is_absolute() else (base / p).resolve())
-                  for p in df["path"].astype(str)]
-    if "frame" in df.columns:
-        df["frame"] = pd.to_numeric(df["frame"], errors="coerce").astype("Int64")
-    known = {"path", "frame", "split", "fold", "group", "group_key", "SOPInstanceUID",
-             "content_hash", "label"}
-    if "label" in df.columns:
-        df.attrs["label_columns"] = ["label"]
-    else:
-        extra = [c for c in df.columns if c not in known and set(df[c].dropna().unique()) <= {0, 1}]
-        if extra:
-            df.attrs["label_columns"] = extra
-    df.attrs["source"] = str(path)
-    return df

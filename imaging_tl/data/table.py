@@ -15,14 +15,15 @@ A dataset is a :class:`pandas.DataFrame` with the columns
 extras
     e.g. ``SOPInstanceUID`` (used by the leakage audit) or any other CSV column.
 
-Group keys read from DICOM headers are a short SHA-256 digest of the identifier, never the
-identifier itself, so ``splits.csv`` and error messages carry no patient identifiers.
+Group keys read from DICOM headers are pseudonyms (a short SHA-256 digest of the identifier,
+:mod:`imaging_tl.io.pseudonyms`), never the identifier itself, so ``splits.csv`` and error
+messages carry no patient identifiers. Labels are handled in :mod:`imaging_tl.data.labels`,
+file kinds and headers in :mod:`imaging_tl.data.files`.
 Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -30,6 +31,17 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+
+from imaging_tl.data.errors import DatasetError
+from imaging_tl.data.files import (
+    DICOM_EXTENSIONS,
+    RASTER_EXTENSIONS,
+    Frames,
+    check_frames,
+    file_kind,
+    header_rows,
+)
+from imaging_tl.data.labels import encode_labels, label_columns, task_of
 
 __all__ = [
     "DatasetError",
@@ -44,205 +56,8 @@ __all__ = [
     "DICOM_EXTENSIONS",
 ]
 
-RASTER_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
-DICOM_EXTENSIONS = frozenset({".dcm", ".dicom", ".dic", ".ima"})
-_GZ = ".gz"
-
-Frames = Literal["all", "middle", "first"]
-
-# Header fields read for grouping, frame expansion and the audit; PixelData is never read.
-_HEADER_TAGS = [
-    "PatientID",
-    "StudyInstanceUID",
-    "SeriesInstanceUID",
-    "SOPInstanceUID",
-    "NumberOfFrames",
-    "Rows",
-    "SOPClassUID",
-]
 _PATIENT_COLUMNS = ("patient_id", "PatientID", "patient", "subject_id", "subject")
 _STUDY_COLUMNS = ("study_uid", "StudyInstanceUID", "study_id", "study")
-
-
-class DatasetError(ValueError):
-    """A dataset table is unusable; the message lists every problem found, not only the first.
-
-    Attributes
-    ----------
-    problems : list of str
-        One line per problem (file, column or class named).
-    """
-
-    def __init__(self, problems: Sequence[str], source: str | None = None) -> None:
-        self.problems = list(problems)
-        head = f"{source}: " if source else ""
-        n = len(self.problems)
-        body = "\n  ".join(self.problems[:50])
-        more = f"\n  ... and {n - 50} more" if n > 50 else ""
-        super().__init__(f"{head}{n} problem(s) in the dataset:\n  {body}{more}")
-
-
-def _digest(value: str, prefix: str) -> str:
-    # Short, stable and not reversible in practice: a group key, not an identifier.
-    return f"{prefix}:" + hashlib.sha256(value.encode("utf-8")).hexdigest()[:16]
-
-
-def label_columns(df: pd.DataFrame) -> list[str]:
-    """The label columns of a dataset table.
-
-    Parameters
-    ----------
-    df : pandas.DataFrame
-        A table from :func:`from_folder`, :func:`from_csv` or :func:`from_dicom_headers`.
-
-    Returns
-    -------
-    list of str
-        ``df.attrs["label_columns"]`` when set, else ``["label"]`` when that column exists,
-        else ``[]`` (unlabelled).
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> label_columns(pd.DataFrame({"path": ["a"], "label": ["x"]}))
-    ['label']
-    """
-    cols = df.attrs.get("label_columns")
-    if cols:
-        return list(cols)
-    return ["label"] if "label" in df.columns else []
-
-
-def task_of(df: pd.DataFrame) -> str:
-    """``"multilabel"``, ``"binary"``, ``"multiclass"`` or ``"unlabelled"`` for a table.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> task_of(pd.DataFrame({"path": ["a", "b"], "label": ["x", "y"]}))
-    'binary'
-    """
-    cols = label_columns(df)
-    if not cols:
-        return "unlabelled"
-    if cols != ["label"]:
-        return "multilabel"
-    return "binary" if df["label"].nunique() <= 2 else "multiclass"
-
-
-def encode_labels(
-    df: pd.DataFrame, classes: Sequence[str] | None = None
-) -> tuple[np.ndarray, list[str], str]:
-    """Labels as the model's targets: ``(y, class_names, task)``.
-
-    - binary: float32 ``(N,)``, 1 for ``classes[1]`` (the positive class; default: the
-      second in sorted order);
-    - multiclass: int32 ``(N,)`` indices into ``classes`` (sparse targets);
-    - multilabel: float32 ``(N, L)`` 0/1, ``classes`` are the label columns.
-
-    Parameters
-    ----------
-    df : pandas.DataFrame
-        A labelled table.
-    classes : sequence of str, optional
-        Class order (default: sorted). Must cover every label.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> y, names, task = encode_labels(pd.DataFrame({"label": ["no", "yes", "no"]}))
-    >>> y.tolist(), names, task
-    ([0.0, 1.0, 0.0], ['no', 'yes'], 'binary')
-    """
-    cols = label_columns(df)
-    if not cols:
-        raise DatasetError(["the table has no label column"], df.attrs.get("source"))
-    if cols != ["label"]:
-        return df[cols].to_numpy(np.float32), list(cols), "multilabel"
-    labels = df["label"].astype(str)
-    names = list(classes) if classes is not None else sorted(labels.unique())
-    unknown = sorted(set(labels) - set(names))
-    if unknown:
-        raise DatasetError([f"label {u!r} not in classes {names}" for u in unknown],
-                           df.attrs.get("source"))
-    idx = pd.Categorical(labels, categories=names).codes
-    if len(names) == 2:
-        return idx.astype(np.float32), names, "binary"
-    return idx.astype(np.int32), names, "multiclass"
-
-
-def _is_dicom_file(path: Path) -> bool:
-    """True when the file is DICOM by content (preamble, or a header pydicom can parse)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(132)
-    except OSError:
-        return False
-    if len(head) >= 132 and head[128:132] == b"DICM":
-        return True
-    import pydicom
-
-    try:
-        # Files without the 128-byte preamble: force-read, then check something real came back
-        # (dcmread(force=True) "reads" any file without complaining).
-        ds = pydicom.dcmread(path, force=True, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
-    except Exception:  # noqa: BLE001 - any parse failure means "not DICOM"
-        return False
-    return any(k in ds for k in ("SOPClassUID", "Rows", "StudyInstanceUID", "SOPInstanceUID"))
-
-
-def _kind(path: Path) -> str | None:
-    """'dicom', 'raster' or None (skip) for a file found while walking a folder."""
-    suffixes = [s.lower() for s in path.suffixes]
-    suffix = suffixes[-1] if suffixes else ""
-    if suffix == _GZ and len(suffixes) >= 2:
-        suffix = suffixes[-2]
-    if suffix in RASTER_EXTENSIONS:
-        return "raster"
-    if suffix in DICOM_EXTENSIONS:
-        return "dicom"
-    if suffix == "" or not suffix[1:].isalpha():  # extension-less, or e.g. "1.2.840.1"
-        return "dicom" if _is_dicom_file(path) else None
-    return None
-
-
-def _read_header(path: str) -> dict[str, Any]:
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(path, force=True, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
-    except Exception:  # noqa: BLE001 - unreadable headers group by file; prepare() reports them
-        return {}
-    out: dict[str, Any] = {}
-    for tag in _HEADER_TAGS:
-        value = ds.get(tag)
-        if value is not None and str(value).strip() != "":
-            out[tag] = str(value).strip()
-    return out
-
-
-def _header_rows(paths: Sequence[str], frames: Frames) -> list[dict[str, Any]]:
-    """One dict per sample with path, frame, group, group_key and SOPInstanceUID."""
-    rows = []
-    for p in paths:
-        hdr = _read_header(p) if _kind(Path(p)) == "dicom" else {}
-        if "PatientID" in hdr:
-            group, key = _digest(hdr["PatientID"], "pid"), "PatientID"
-        elif "StudyInstanceUID" in hdr:
-            group, key = _digest(hdr["StudyInstanceUID"], "study"), "StudyInstanceUID"
-        else:
-            group, key = _digest(p, "file"), "file"
-        try:
-            n_frames = int(hdr.get("NumberOfFrames", 1))
-        except ValueError:
-            n_frames = 1
-        base = {"group": group, "group_key": key, "SOPInstanceUID": hdr.get("SOPInstanceUID")}
-        if n_frames > 1:
-            chosen = {"all": range(n_frames), "middle": [n_frames // 2], "first": [0]}[frames]
-            rows.extend({"path": p, "frame": i, **base} for i in chosen)
-        else:
-            rows.append({"path": p, "frame": pd.NA, **base})
-    return rows
 
 
 def _finish(
@@ -255,11 +70,6 @@ def _finish(
     df.attrs["source"] = source
     validate(df, check_files=check_files, source=source)
     return df
-
-
-def _check_frames(frames: str) -> None:
-    if frames not in ("all", "middle", "first"):
-        raise ValueError(f"frames={frames!r}: expected 'all', 'middle' or 'first'")
 
 
 def from_folder(
@@ -294,7 +104,7 @@ def from_folder(
     >>> df = from_folder("sample_dicoms")  # doctest: +SKIP
     >>> df["label"].value_counts()  # doctest: +SKIP
     """
-    _check_frames(frames)
+    check_frames(frames)
     root = Path(root)
     if not root.is_dir():
         raise DatasetError([f"{root}: not a folder"], source=str(root))
@@ -307,7 +117,7 @@ def from_folder(
         for f in sorted(class_dir.rglob("*")):
             if not f.is_file() or any(part.startswith(".") for part in f.relative_to(root).parts):
                 continue
-            kind = _kind(f)
+            kind = file_kind(f)
             if kind is None:
                 continue
             if wanted and f.suffix.lower() not in wanted and f.suffix != "":
@@ -319,7 +129,7 @@ def from_folder(
         labels.extend([class_dir.name] * len(found))
     if empty or not paths:
         raise DatasetError(empty or [f"{root}: no class sub-folders with images"], source=str(root))
-    rows = _header_rows(paths, frames)
+    rows = header_rows(paths, frames)
     label_of = dict(zip(paths, labels, strict=True))
     df = pd.DataFrame(rows)
     df.insert(2, "label", [label_of[p] for p in df["path"]])
@@ -381,18 +191,41 @@ def from_csv(
 
     Examples
     --------
-    >>> df = from_csv("labels.csv", label_columns=["effusion", "nodule"])  # doctest: +SKIP
-    >>> df.attrs["label_columns"]  # doctest: +SKIP
-    ['effusion', 'nodule']
+    >>> df = from_csv("sample_dicoms/labels.csv", label_columns=["effusion", "nodule"])
+    >>> df.attrs["label_columns"], df["group_key"].iloc[0]
+    (['effusion', 'nodule'], 'patient_id')
     """
-    _check_frames(frames)
+    check_frames(frames)
     csv_path = Path(csv_path)
+    source = str(csv_path)
+    labels = list(label_columns) if label_columns else ([label_column] if label_column else [])
+    df = _read_manifest(csv_path, path_column, [*labels, group_column, frame_column])
+    if label_columns:
+        df = _parse_multilabel(df, labels, source)
+    elif label_column:
+        df["label"] = df.pop(label_column).str.strip()
+        labels = ["label"]
+    if group_column is None:
+        group_column = next((c for c in _PATIENT_COLUMNS if c in df.columns), None)
+        group_column = group_column or next((c for c in _STUDY_COLUMNS if c in df.columns), None)
+    if frame_column:
+        df["frame"] = pd.to_numeric(df.pop(frame_column).replace("", None), errors="coerce")
+    if group_column:
+        df = _group_from_column(df, group_column, source)
+    else:
+        df = _group_from_headers(df, frames, source)
+    return _finish(df, labels, source)
+
+
+def _read_manifest(
+    csv_path: Path, path_column: str, columns: Sequence[str | None]
+) -> pd.DataFrame:
+    """The CSV as text, with the needed columns checked and ``path`` resolved (absolute)."""
     try:
         raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DatasetError([f"cannot read the CSV: {exc}"], source=str(csv_path)) from exc
-    labels = list(label_columns) if label_columns else ([label_column] if label_column else [])
-    needed = [path_column, *labels] + [c for c in (group_column, frame_column) if c]
+    needed = [path_column] + [c for c in columns if c]
     absent = [c for c in needed if c not in raw.columns]
     if absent:
         raise DatasetError(
@@ -407,38 +240,33 @@ def from_csv(
     bad_paths = [f"row {i + 2}: empty path" for i, p in enumerate(df["path"]) if p is None]
     if bad_paths:
         raise DatasetError(bad_paths, source=str(csv_path))
-    if label_columns:
-        df = _parse_multilabel(df, labels, str(csv_path))
-    elif label_column:
-        df["label"] = df.pop(label_column).str.strip()
-        labels = ["label"]
-    if group_column is None:
-        group_column = next((c for c in _PATIENT_COLUMNS if c in df.columns), None)
-        group_column = group_column or next((c for c in _STUDY_COLUMNS if c in df.columns), None)
-    if frame_column:
-        df["frame"] = pd.to_numeric(df.pop(frame_column).replace("", None), errors="coerce")
-    if group_column:
-        empty = [f"row {i + 2}: empty {group_column!r}" for i, g in enumerate(df[group_column])
-                 if not str(g).strip()]
-        if empty:
-            raise DatasetError(empty, source=str(csv_path))
-        df["group"] = df[group_column].astype(str).str.strip()
-        df["group_key"] = group_column
-        if "frame" not in df.columns:
-            df["frame"] = pd.NA
-        return _finish(df, labels, str(csv_path))
-    # No group column: take it from the headers (and expand multi-frame files).
+    return df
+
+
+def _group_from_column(df: pd.DataFrame, group_column: str, source: str) -> pd.DataFrame:
+    """Group by a column of the CSV (every row must have a value)."""
+    empty = [f"row {i + 2}: empty {group_column!r}" for i, g in enumerate(df[group_column])
+             if not str(g).strip()]
+    if empty:
+        raise DatasetError(empty, source=source)
+    df["group"] = df[group_column].astype(str).str.strip()
+    df["group_key"] = group_column
+    if "frame" not in df.columns:
+        df["frame"] = pd.NA
+    return df
+
+
+def _group_from_headers(df: pd.DataFrame, frames: Frames, source: str) -> pd.DataFrame:
+    """No group column: take it from the headers (and expand multi-frame files)."""
     missing = [f"{p}: file not found" for p in df["path"] if not os.path.isfile(p)]
     if missing:
-        raise DatasetError(missing, source=str(csv_path))
+        raise DatasetError(missing, source=source)
     if "frame" in df.columns:
-        hdr = pd.DataFrame(_header_rows(list(df["path"]), "first")).drop(columns="frame")
-        df = pd.concat([df.reset_index(drop=True), hdr.drop(columns="path")], axis=1)
-    else:
-        unique = list(dict.fromkeys(df["path"]))
-        hdr = pd.DataFrame(_header_rows(unique, frames))
-        df = hdr.merge(df, on="path", how="left", sort=False)
-    return _finish(df, labels, str(csv_path))
+        hdr = pd.DataFrame(header_rows(list(df["path"]), "first")).drop(columns="frame")
+        return pd.concat([df.reset_index(drop=True), hdr.drop(columns="path")], axis=1)
+    unique = list(dict.fromkeys(df["path"]))
+    hdr = pd.DataFrame(header_rows(unique, frames))
+    return hdr.merge(df, on="path", how="left", sort=False)
 
 
 def _parse_multilabel(df: pd.DataFrame, cols: list[str], source: str) -> pd.DataFrame:
@@ -491,11 +319,11 @@ def from_dicom_headers(
     >>> df = from_dicom_headers("scans/", label_field="BodyPartExamined",
     ...                         label_map=parts)  # doctest: +SKIP
     """
-    _check_frames(frames)
+    check_frames(frames)
     if isinstance(paths, (str, os.PathLike)) and Path(paths).is_dir():
         root = Path(paths)
         files = [str(f.resolve()) for f in sorted(root.rglob("*"))
-                 if f.is_file() and not f.name.startswith(".") and _kind(f) == "dicom"]
+                 if f.is_file() and not f.name.startswith(".") and file_kind(f) == "dicom"]
         source = str(root)
     else:
         items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
@@ -506,7 +334,7 @@ def from_dicom_headers(
             raise DatasetError(missing, source=source)
     if not files:
         raise DatasetError([f"{source}: no DICOM files found"], source=source)
-    df = pd.DataFrame(_header_rows(files, frames))
+    df = pd.DataFrame(header_rows(files, frames))
     labels: list[str] = []
     if label_field:
         import pydicom
@@ -566,7 +394,7 @@ def validate(
     >>> validate(bad)
     Traceback (most recent call last):
     ...
-    imaging_tl.data.table.DatasetError: 1 problem(s) in the dataset:
+    imaging_tl.data.errors.DatasetError: 1 problem(s) in the dataset:
       /nope.dcm: file not found
     """
     problems: list[str] = []

@@ -35,36 +35,10 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from imaging_tl.data.labels import encode_labels, label_columns, sample_weights
 from imaging_tl.data.prepare import Prepared
-from imaging_tl.data.table import encode_labels, label_columns
 
 __all__ = ["make_dataset", "resolve_augment", "sample_weights"]
-
-
-def sample_weights(
-    y: np.ndarray, task: str, class_weight: str | dict[Any, float] | None
-) -> np.ndarray | None:
-    """Per-sample weights from class weights (``"balanced"``: ``n / (k * count)``).
-
-    Examples
-    --------
-    >>> sample_weights(np.array([0, 0, 0, 1.0]), "binary", "balanced").tolist()
-    [0.6666666865348816, 0.6666666865348816, 0.6666666865348816, 2.0]
-    """
-    if class_weight is None:
-        return None
-    if task == "multilabel":
-        raise ValueError("class_weight: not defined for multi-label tasks (weight the loss "
-                         "per label instead)")
-    codes = y.astype(np.int64)
-    counts = np.bincount(codes)
-    if class_weight == "balanced":
-        per_class = len(codes) / (np.count_nonzero(counts) * np.maximum(counts, 1))
-    elif isinstance(class_weight, dict):
-        per_class = np.array([float(class_weight.get(i, 1.0)) for i in range(len(counts))])
-    else:
-        raise ValueError(f"class_weight={class_weight!r}: expected 'balanced', a dict or None")
-    return per_class[codes].astype(np.float32)
 
 
 def resolve_augment(augment: Any) -> Callable[[np.ndarray, int], np.ndarray] | None:
@@ -170,7 +144,8 @@ class _BatchReader:
     def _read(self, i: int, dest: np.ndarray) -> None:
         fd = os.open(self.files[i], os.O_RDONLY)
         try:
-            got = os.preadv(fd, [dest.reshape(-1).view(np.uint8)], int(self.offsets[i]))
+            got = os.preadv(  # numpy's stubs declare the buffer protocol for Python >= 3.12 only
+                fd, [dest.reshape(-1).view(np.uint8)], int(self.offsets[i]))  # type: ignore[list-item]
         finally:
             os.close(fd)
         if got != dest.nbytes:
@@ -179,23 +154,12 @@ class _BatchReader:
 
 
 def make_dataset(
-    prepared: Prepared,
-    *,
-    split: str | int | Sequence[str | int] | None = "train",
-    training: bool | None = None,
-    batch_size: int = 32,
-    shuffle: bool | None = None,
-    seed: int = 0,
-    augment: Any = None,
-    balanced: bool = False,
-    class_weight: str | dict[Any, float] | None = None,
-    weight_column: str | None = None,
-    classes: Sequence[str] | None = None,
-    labels: bool = True,
-    repeat: bool = False,
-    prefetch: int = 2,
-    drop_remainder: bool = False,
-    parallel_reads: int | None = None,
+    prepared: Prepared, *, split: str | int | Sequence[str | int] | None = "train",
+    training: bool | None = None, batch_size: int = 32, shuffle: bool | None = None,
+    seed: int = 0, augment: Any = None, balanced: bool = False,
+    class_weight: str | dict[Any, float] | None = None, weight_column: str | None = None,
+    classes: Sequence[str] | None = None, labels: bool = True, repeat: bool = False,
+    prefetch: int = 2, drop_remainder: bool = False, parallel_reads: int | None = None,
     check_range: bool = True,
 ) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of ``(image, label[, weight])`` batches from prepared samples.
@@ -253,114 +217,176 @@ def make_dataset(
     >>> ds = make_dataset(prepared, split="train", batch_size=8, seed=1)  # doctest: +SKIP
     >>> images, y = next(iter(ds))  # doctest: +SKIP
     """
-    table = prepared.table
-    if split is not None:
-        col = "split" if "split" in table.columns else "fold"
-        if col not in table.columns:
-            raise ValueError(f"split={split!r}: the prepared table has no split column")
-        wanted = [split] if isinstance(split, (str, int, np.integer)) else list(split)
-        table = table[table[col].isin(wanted)]
-        if len(table) == 0:
-            raise ValueError(f"split={split!r}: no samples (have: "
-                             f"{sorted(map(str, prepared.table[col].unique()))})")
-    if training is None:
-        training = split == "train"
+    table = _select_rows(prepared.table, split)
+    training = split == "train" if training is None else training
     if augment is not None and not training:
         raise ValueError(f"augment: only the training split is augmented, not split={split!r} "
                          "(for k-fold training folds pass training=True)")
-    if shuffle is None:
-        shuffle = training
-    table = table.reset_index(drop=True)
+    shape = _shape(prepared, table, check_range)
+    y, task, extra = _labels(prepared, table, labels, classes, weight_column, class_weight,
+                             balanced=balanced)
+    ds = _order(y, task, len(table), balanced=balanced, seed=seed, repeat=repeat,
+                shuffle=training if shuffle is None else shuffle)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(
+        _batch_read(_BatchReader(table, shape), shape, extra),
+        num_parallel_calls=parallel_reads or tf.data.AUTOTUNE, deterministic=True)
+    if resolve_augment(augment) is not None:
+        ds = _augmented(ds, augment, shape, seed).batch(batch_size, drop_remainder=drop_remainder)
+    return _finish(ds, len(table), batch_size, drop_remainder, repeat=repeat, prefetch=prefetch)
+
+
+def _finish(ds: tf.data.Dataset, n: int, batch_size: int, drop_remainder: bool, *,
+            repeat: bool, prefetch: int) -> tf.data.Dataset:
+    """Unlabelled elements as bare images, the number of batches declared, prefetching.
+
+    unbatch/zip (augmentation) and balanced sampling hide the length from tf.data; Keras
+    then warns "ran out of data" at the end of every first epoch, so it is declared.
+    """
+    ds = ds.map(_PLAIN(lambda *e: e if len(e) > 1 else e[0]))
+    if not repeat:
+        batches = n // batch_size if drop_remainder else math.ceil(n / batch_size)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
+    return ds.prefetch(prefetch)
+
+
+def _shape(prepared: Prepared, table: pd.DataFrame, check_range: bool) -> tuple[int, ...]:
+    """The common array shape of the rows (checked against the input contract)."""
     shape = Prepared(table, prepared.quarantined, prepared.namespace, prepared.cache).shape
     if check_range:
         _check_range(prepared, table)
+    return shape
 
-    n = len(table)
-    reader = _BatchReader(table, shape)
-    extra: list[tf.Tensor] = []
-    y = None
-    task = "unlabelled"
+
+def _labels(
+    prepared: Prepared, table: pd.DataFrame, labels: bool, classes: Sequence[str] | None,
+    weight_column: str | None, class_weight: str | dict[Any, float] | None, *, balanced: bool,
+) -> tuple[np.ndarray | None, str, list[tf.Tensor]]:
+    """``(y, task, tensors)`` of the rows: no labels when unlabelled or not wanted."""
     if labels and label_columns(table):
         if classes is None and label_columns(table) == ["label"]:
             # Classes of the whole table: a split may lack one (and must not turn a binary
             # task into a one-class one).
             classes = sorted(prepared.table["label"].astype(str).unique())
-        y, _, task = encode_labels(table, classes)
-        extra.append(tf.constant(y))
-        weights = None
-        if weight_column is not None:
-            weights = table[weight_column].to_numpy(np.float32)
-        elif class_weight is not None:
-            weights = sample_weights(y, task, class_weight)
-        if weights is not None:
-            extra.append(tf.constant(weights))
-    elif balanced or class_weight is not None:
+        return _targets(table, classes, weight_column, class_weight)
+    if balanced or class_weight is not None:
         raise ValueError("balanced / class_weight need a labelled table")
+    return None, "unlabelled", []
 
+
+def _order(
+    y: np.ndarray | None, task: str, n: int, *, balanced: bool, shuffle: bool, seed: int,
+    repeat: bool,
+) -> tf.data.Dataset:
+    """The sample indices of an epoch: in order, shuffled or class-balanced."""
     if balanced:
-        if task == "multilabel":
+        if y is None or task == "multilabel":
             raise ValueError("balanced=True: class-balanced sampling needs single-label data")
-        codes = y.astype(np.int64)
-        per_class = [
-            tf.data.Dataset.from_tensor_slices(np.flatnonzero(codes == c).astype(np.int64))
-            .shuffle(int((codes == c).sum()), seed=seed + 1 + c, reshuffle_each_iteration=True)
-            .repeat()
-            for c in np.unique(codes)
-        ]
-        order = tf.data.Dataset.sample_from_datasets(
-            per_class, weights=[1.0 / len(per_class)] * len(per_class), seed=seed,
-            rerandomize_each_iteration=True,
-        ).take(n)
+        order = _balanced_order(y, n, seed)
     else:
         order = tf.data.Dataset.range(n)
         if shuffle:
             order = order.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        order = order.repeat()
+    return order.repeat() if repeat else order
 
-    # One Python call per *batch* reads the batch's arrays straight into one buffer (a
-    # per-element map costs more in tf.data overhead than the read itself); grey stored once
-    # stays one channel until the last op, which broadcasts it to RGB.
+
+# The map functions have no Python control flow on tensors: skipping AutoGraph's source
+# conversion saves most of make_dataset's set-up time (measured 0.6 s of 0.8 s).
+_PLAIN = tf.autograph.experimental.do_not_convert
+
+
+def _select_rows(table: pd.DataFrame, split: str | int | Sequence[str | int] | None
+                 ) -> pd.DataFrame:
+    """The rows of the split(s) (``split`` column, or ``fold`` for k-fold tables)."""
+    if split is not None:
+        col = "split" if "split" in table.columns else "fold"
+        if col not in table.columns:
+            raise ValueError(f"split={split!r}: the prepared table has no split column")
+        wanted = [split] if isinstance(split, (str, int, np.integer)) else list(split)
+        selected = table[table[col].isin(wanted)]
+        if len(selected) == 0:
+            raise ValueError(f"split={split!r}: no samples (have: "
+                             f"{sorted(map(str, table[col].unique()))})")
+        table = selected
+    return table.reset_index(drop=True)
+
+
+def _targets(
+    table: pd.DataFrame, classes: Sequence[str] | None, weight_column: str | None,
+    class_weight: str | dict[Any, float] | None,
+) -> tuple[np.ndarray, str, list[tf.Tensor]]:
+    """``(y, task, tensors)``: the encoded labels and the tensors each batch gathers from
+    (the labels, then the sample weights when there are any)."""
+    y, _, task = encode_labels(table, classes)
+    extra = [tf.constant(y)]
+    weights = None
+    if weight_column is not None:
+        weights = table[weight_column].to_numpy(np.float32)
+    elif class_weight is not None:
+        weights = sample_weights(y, task, class_weight)
+    if weights is not None:
+        extra.append(tf.constant(weights))
+    return y, task, extra
+
+
+def _balanced_order(y: np.ndarray, n: int, seed: int) -> tf.data.Dataset:
+    """``n`` indices per epoch, drawn from each class equally (with replacement)."""
+    codes = y.astype(np.int64)
+    per_class = [
+        tf.data.Dataset.from_tensor_slices(np.flatnonzero(codes == c).astype(np.int64))
+        .shuffle(int((codes == c).sum()), seed=seed + 1 + c, reshuffle_each_iteration=True)
+        .repeat()
+        for c in np.unique(codes)
+    ]
+    return tf.data.Dataset.sample_from_datasets(
+        per_class, weights=[1.0 / len(per_class)] * len(per_class), seed=seed,
+        rerandomize_each_iteration=True,
+    ).take(n)
+
+
+def _batch_read(
+    reader: _BatchReader, shape: tuple[int, ...], extra: list[tf.Tensor]
+) -> Callable[[tf.Tensor], tuple[tf.Tensor, ...]]:
+    """The map from a batch of indices to ``(images, *gathered extras)``.
+
+    One Python call per *batch* reads the batch's arrays straight into one buffer (a
+    per-element map costs more in tf.data overhead than the read itself); grey stored once
+    stays one channel until the last op, which broadcasts it to RGB.
+    """
     stored = reader.stored_shape
-    # The map functions have no Python control flow on tensors: skipping AutoGraph's source
-    # conversion saves most of make_dataset's set-up time (measured 0.6 s of 0.8 s).
-    plain = tf.autograph.experimental.do_not_convert
 
-    @plain
-    def read(idx: tf.Tensor):
+    @_PLAIN
+    def read(idx: tf.Tensor) -> tuple[tf.Tensor, ...]:
         raw = tf.numpy_function(reader, [idx], tf.float32, stateful=False)
         images = tf.ensure_shape(raw, [None, *stored])
         if stored != shape:
             images = _grey_to_channels(images, shape[-1])
         return (images, *(tf.gather(t, idx) for t in extra))
 
-    ds = order.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.map(read, num_parallel_calls=parallel_reads or tf.data.AUTOTUNE, deterministic=True)
-    if resolve_augment(augment) is not None:
-        # One seed per element from a seeded stream, and one copy of the transform per
-        # thread (a transform's random state is not thread-safe): the result does not depend
-        # on which thread augments which image, so the parallel map stays deterministic.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        local = threading.local()
+    return read
 
-        def apply(image: np.ndarray, s: np.int64) -> np.ndarray:
-            fn = getattr(local, "fn", None)
-            if fn is None:
-                fn = local.fn = resolve_augment(copy.deepcopy(augment))
-            return np.ascontiguousarray(fn(image, int(s) % (2**31)), np.float32)
 
-        @plain
-        def aug(elem, s):
-            out = tf.numpy_function(apply, [elem[0], s], tf.float32, stateful=False)
-            return (tf.ensure_shape(out, shape), *elem[1:])
+def _augmented(ds: tf.data.Dataset, augment: Any, shape: tuple[int, ...], seed: int
+               ) -> tf.data.Dataset:
+    """The batches unbatched and augmented image by image (the caller batches again).
 
-        ds = tf.data.Dataset.zip(ds.unbatch(), seeds).map(
-            aug, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.map(plain(lambda *e: e if len(e) > 1 else e[0]))
-    if not repeat:
-        # unbatch/zip (augmentation) and balanced sampling hide the length from tf.data;
-        # Keras then warns "ran out of data" at the end of every first epoch.
-        batches = n // batch_size if drop_remainder else math.ceil(n / batch_size)
-        ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
-    return ds.prefetch(prefetch)
+    One seed per element from a seeded stream, and one copy of the transform per thread
+    (a transform's random state is not thread-safe): the result does not depend on which
+    thread augments which image, so the parallel map stays deterministic.
+    """
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    local = threading.local()
+
+    def apply(image: np.ndarray, s: np.int64) -> np.ndarray:
+        fn = getattr(local, "fn", None)
+        if fn is None:
+            fn = local.fn = resolve_augment(copy.deepcopy(augment))
+        assert fn is not None  # the caller checked that augment resolves to a function
+        return np.ascontiguousarray(fn(image, int(s) % (2**31)), np.float32)
+
+    @_PLAIN
+    def aug(elem: tuple[tf.Tensor, ...], s: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        out = tf.numpy_function(apply, [elem[0], s], tf.float32, stateful=False)
+        return (tf.ensure_shape(out, shape), *elem[1:])
+
+    return tf.data.Dataset.zip(ds.unbatch(), seeds).map(
+        aug, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

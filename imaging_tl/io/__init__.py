@@ -19,6 +19,7 @@ from imaging_tl.io.errors import (
     ScanReadError,
     UnsupportedImageError,
 )
+from imaging_tl.io.pseudonyms import pseudonym
 from imaging_tl.io.reader import read_header, read_scan
 from imaging_tl.io.scan import Scan
 
@@ -33,6 +34,7 @@ __all__ = [
     "Scan",
     "ScanReadError",
     "UnsupportedImageError",
+    "pseudonym",
     "read_header",
     "read_scan",
 ]

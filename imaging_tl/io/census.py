@@ -13,7 +13,6 @@ prints counts and file names, never patient IDs or UIDs.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -31,6 +30,7 @@ from imaging_tl.io.errors import (
     NotAnImageError,
     ScanReadError,
 )
+from imaging_tl.io.pseudonyms import pseudonym
 
 #: CSV columns, in order.
 COLUMNS: tuple[str, ...] = (
@@ -106,78 +106,9 @@ class CensusResult:
         """
         ok = self.ok_rows
         dicom = [r for r in ok if r.get("format") == "dicom"]
-        out: list[str] = []
-
-        def mixed(label: str, key: str, rows: list[dict[str, Any]], hint: str = "") -> None:
-            counts = Counter(str(r.get(key)) for r in rows if r.get(key) not in (None, ""))
-            if len(counts) > 1:
-                keys = sorted(counts, key=lambda k: k.zfill(12) if k.isdigit() else "~" + k)
-                parts = ", ".join(f"{k} ({counts[k]})" for k in keys)
-                out.append(f"mixed {label}: {parts}{hint}")
-
-        mono1 = any(r.get("PhotometricInterpretation") == "MONOCHROME1" for r in ok)
-        mixed("photometric interpretations", "PhotometricInterpretation", ok,
-              " -> the windowing stage inverts MONOCHROME1 so that dense is bright" if mono1
-              else "")
-        mixed("bit depths (BitsStored)", "BitsStored", ok)
-        mixed("modalities", "Modality", dicom)
-        mixed("formats", "format", ok)
-        intents = Counter(str(r.get("PresentationIntentType") or "").upper() for r in dicom)
-        if intents.get("FOR PROCESSING") and intents.get("FOR PRESENTATION"):
-            out.append(
-                f"FOR PROCESSING ({intents['FOR PROCESSING']}) mixed with FOR PRESENTATION "
-                f"({intents['FOR PRESENTATION']}): raw detector images need their own windowing"
-            )
-        no_decoder = [r for r in self.rows if r.get("error") == "MissingDecoderError"]
-        if no_decoder:
-            hints = sorted({r["decoder"] for r in no_decoder if r.get("decoder")})
-            out.append(
-                f"files without a decoder: {len(no_decoder)} ({_examples(no_decoder)})"
-                + (f"; {'; '.join(hints)}" if hints else "")
-            )
-        missing_pid = [r for r in dicom if not r.get("PatientID")]
-        if missing_pid:
-            out.append(
-                f"missing PatientID: {len(missing_pid)} DICOM file(s) ({_examples(missing_pid)}); "
-                "patient-level splits cannot group them"
-            )
-        by_uid: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for r in dicom:
-            if r.get("SOPInstanceUID"):
-                by_uid[r["SOPInstanceUID"]].append(r)
-        dups = [rows for rows in by_uid.values() if len(rows) > 1]
-        if dups:
-            files = [r for rows in dups for r in rows]
-            out.append(
-                f"duplicate SOPInstanceUID: {len(dups)} UID(s) shared by {len(files)} files "
-                f"({_examples(files)}); the same image counted twice can leak between splits"
-            )
-        multi = [r for r in ok if (r.get("NumberOfFrames") or 1) > 1]
-        if multi:
-            out.append(
-                f"multi-frame files: {len(multi)} ({_examples(multi)}); read_scan returns all "
-                "frames unless frame= is given"
-            )
-        failed = [r for r in self.failed_rows if r.get("error") != "MissingDecoderError"]
-        if failed:
-            out.append(f"files that failed: {len(failed)}")
-            by_error: dict[str, list[dict[str, Any]]] = defaultdict(list)
-            for r in failed:
-                by_error[r["error"]].append(r)
-            for err, rows in sorted(by_error.items()):
-                out.append(f"  {err}: {len(rows)}")
-                for r in rows[:_EXAMPLES]:
-                    out.append(f"    {r['path']}: {r['reason']}")
-        others = self.other_rows
-        if others:
-            kinds = Counter(
-                "DICOM without pixel data" if r["error"] == "NoPixelDataError" else "not images"
-                for r in others
-            )
-            parts = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
-            out.append(f"other files, not read as scans: {len(others)} ({parts}; "
-                       f"{_examples(others)})")
-        return out
+        return (_mixed_findings(ok, dicom) + _decoder_findings(self.rows)
+                + _identity_findings(dicom) + _multi_frame_findings(ok)
+                + _failure_findings(self.failed_rows) + _other_file_findings(self.other_rows))
 
     def format(self) -> str:
         """The summary printed by ``imaging-tl census``.
@@ -213,12 +144,117 @@ def _examples(rows: list[dict[str, Any]]) -> str:
     return "e.g. " + ", ".join(names) + more
 
 
-def _walk(directory: Path) -> list[Path]:
-    files = []
+def _mixed(label: str, key: str, rows: list[dict[str, Any]], hint: str = "") -> list[str]:
+    """``["mixed <label>: value (count), ..."]`` when the rows disagree on ``key``."""
+    counts = Counter(str(r.get(key)) for r in rows if r.get(key) not in (None, ""))
+    if len(counts) < 2:
+        return []
+    keys = sorted(counts, key=lambda k: k.zfill(12) if k.isdigit() else "~" + k)
+    parts = ", ".join(f"{k} ({counts[k]})" for k in keys)
+    return [f"mixed {label}: {parts}{hint}"]
+
+
+def _mixed_findings(ok: list[dict[str, Any]], dicom: list[dict[str, Any]]) -> list[str]:
+    """Readable files that disagree: photometry, bit depth, modality, format, intent."""
+    mono1 = any(r.get("PhotometricInterpretation") == "MONOCHROME1" for r in ok)
+    out = _mixed("photometric interpretations", "PhotometricInterpretation", ok,
+                 " -> the windowing stage inverts MONOCHROME1 so that dense is bright" if mono1
+                 else "")
+    out += _mixed("bit depths (BitsStored)", "BitsStored", ok)
+    out += _mixed("modalities", "Modality", dicom)
+    out += _mixed("formats", "format", ok)
+    intents = Counter(str(r.get("PresentationIntentType") or "").upper() for r in dicom)
+    if intents.get("FOR PROCESSING") and intents.get("FOR PRESENTATION"):
+        out.append(
+            f"FOR PROCESSING ({intents['FOR PROCESSING']}) mixed with FOR PRESENTATION "
+            f"({intents['FOR PRESENTATION']}): raw detector images need their own windowing"
+        )
+    return out
+
+
+def _decoder_findings(rows: list[dict[str, Any]]) -> list[str]:
+    """Files that need a decoder that is not installed, with what to install."""
+    no_decoder = [r for r in rows if r.get("error") == "MissingDecoderError"]
+    if not no_decoder:
+        return []
+    hints = sorted({r["decoder"] for r in no_decoder if r.get("decoder")})
+    return [f"files without a decoder: {len(no_decoder)} ({_examples(no_decoder)})"
+            + (f"; {'; '.join(hints)}" if hints else "")]
+
+
+def _identity_findings(dicom: list[dict[str, Any]]) -> list[str]:
+    """DICOM files that cannot be grouped by patient, or that share a SOPInstanceUID."""
+    out = []
+    missing_pid = [r for r in dicom if not r.get("PatientID")]
+    if missing_pid:
+        out.append(
+            f"missing PatientID: {len(missing_pid)} DICOM file(s) ({_examples(missing_pid)}); "
+            "patient-level splits cannot group them"
+        )
+    by_uid: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in dicom:
+        if r.get("SOPInstanceUID"):
+            by_uid[r["SOPInstanceUID"]].append(r)
+    dups = [rows for rows in by_uid.values() if len(rows) > 1]
+    if dups:
+        files = [r for rows in dups for r in rows]
+        out.append(
+            f"duplicate SOPInstanceUID: {len(dups)} UID(s) shared by {len(files)} files "
+            f"({_examples(files)}); the same image counted twice can leak between splits"
+        )
+    return out
+
+
+def _multi_frame_findings(ok: list[dict[str, Any]]) -> list[str]:
+    multi = [r for r in ok if (r.get("NumberOfFrames") or 1) > 1]
+    if not multi:
+        return []
+    return [f"multi-frame files: {len(multi)} ({_examples(multi)}); read_scan returns all "
+            "frames unless frame= is given"]
+
+
+def _failure_findings(failed_rows: list[dict[str, Any]]) -> list[str]:
+    """Image files that failed (other than for a missing decoder), by error, with reasons."""
+    failed = [r for r in failed_rows if r.get("error") != "MissingDecoderError"]
+    if not failed:
+        return []
+    out = [f"files that failed: {len(failed)}"]
+    by_error: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in failed:
+        by_error[r["error"]].append(r)
+    for err, rows in sorted(by_error.items()):
+        out.append(f"  {err}: {len(rows)}")
+        out.extend(f"    {r['path']}: {r['reason']}" for r in rows[:_EXAMPLES])
+    return out
+
+
+def _other_file_findings(others: list[dict[str, Any]]) -> list[str]:
+    if not others:
+        return []
+    kinds = Counter(
+        "DICOM without pixel data" if r["error"] == "NoPixelDataError" else "not images"
+        for r in others
+    )
+    parts = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+    return [f"other files, not read as scans: {len(others)} ({parts}; {_examples(others)})"]
+
+
+def walk_files(directory: Path) -> list[Path]:
+    """Every non-hidden file under ``directory``, in sorted order (hidden folders skipped).
+
+    Examples
+    --------
+    >>> [p.name for p in walk_files(Path("imaging_tl/io"))][:2]
+    ['__init__.py', 'census.py']
+    """
+    files: list[Path] = []
     for root, dirs, names in os.walk(directory):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         files.extend(Path(root) / n for n in sorted(names) if not n.startswith("."))
     return files
+
+
+_walk = walk_files  # the name imaging_tl.scale imported first
 
 
 def _dicom_header_row(source: Any, path: str, has_preamble: bool, row: dict[str, Any]) -> None:
@@ -240,10 +276,10 @@ def _check_dataset(ds: Any, source: Any, path: str, row: dict[str, Any]) -> None
     from pydicom.uid import UID
 
     from imaging_tl.io.dicom_pixels import (
-        _check_decoder,
-        _check_header,
-        _ensure_transfer_syntax,
-        _pip_hint,
+        check_decoder,
+        check_header,
+        decoder_install_hint,
+        ensure_transfer_syntax,
         require_pixel_data,
     )
 
@@ -252,14 +288,14 @@ def _check_dataset(ds: Any, source: Any, path: str, row: dict[str, Any]) -> None
     except Exception:
         pass  # a damaged optional field; the checks below report what blocks reading
     require_pixel_data(ds, path)
-    ts = _ensure_transfer_syntax(ds, path, [])
+    ts = ensure_transfer_syntax(ds, path, [])
     row["TransferSyntaxUID"] = ts
     row["transfer_syntax"] = UID(ts).name
-    _check_header(ds, path)
+    check_header(ds, path)
     row["decoder"] = "not needed"
     if UID(ts).is_compressed:
-        row["decoder"] = _pip_hint(ts)  # replaced by "available" when it is
-        _check_decoder(ts, path)
+        row["decoder"] = decoder_install_hint(ts)  # replaced by "available" when it is
+        check_decoder(ts, path)
         row["decoder"] = "available"
     else:
         raw = ds.get_item("PixelData", keep_deferred=True)
@@ -354,7 +390,7 @@ _csv_value = csv_value  # the name imaging_tl.pipeline imported first
 
 
 def pseudonymize_patient_id(patient_id: Any) -> str | None:
-    """A stable pseudonym for a PatientID: ``"pid:"`` + 16 hex digits of its SHA-256.
+    """A stable pseudonym for a PatientID (:func:`imaging_tl.io.pseudonyms.pseudonym`).
 
     Files of one patient keep one pseudonym, so grouping, patient-level splits and the
     "missing PatientID" lint still work; the identifier itself is not written. (Short
@@ -369,7 +405,7 @@ def pseudonymize_patient_id(patient_id: Any) -> str | None:
     """
     if patient_id in (None, ""):
         return None
-    return "pid:" + hashlib.sha256(str(patient_id).encode()).hexdigest()[:16]
+    return pseudonym(str(patient_id))
 
 
 def write_census_csv(rows: list[dict[str, Any]], out: str | os.PathLike | io.TextIOBase) -> None:
@@ -442,7 +478,7 @@ def run_census(
     root = Path(directory)
     if not root.is_dir():
         raise NotADirectoryError(f"{root}: not a folder")
-    files = _walk(root)
+    files = walk_files(root)
     bar = tqdm(
         files, unit="file", desc="census", disable=not (progress and sys.stderr.isatty()),
         file=sys.stderr,

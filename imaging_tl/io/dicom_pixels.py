@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 from pydicom import dcmread
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder, pixel_array
 from pydicom.uid import (
@@ -56,7 +56,25 @@ _NATIVE_BY_ENCODING = {
 _REQUIRED = ("Rows", "Columns", "BitsAllocated", "PhotometricInterpretation")
 
 
-def _pip_hint(ts: str) -> str:
+def decoder_install_hint(ts: str) -> str:
+    """What to install (or do) to decode pixel data of the transfer syntax ``ts``.
+
+    Parameters
+    ----------
+    ts : str
+        A transfer syntax UID.
+
+    Returns
+    -------
+    str
+        ``"pip install <packages>"``, or advice to convert the file when no package
+        known to pydicom decodes it.
+
+    Examples
+    --------
+    >>> decoder_install_hint("1.2.840.10008.1.2.4.90")
+    'pip install pylibjpeg pylibjpeg-openjpeg'
+    """
     for prefix, pkgs in _DECODER_PACKAGES.items():
         if ts.startswith(prefix):
             return f"pip install {pkgs}"
@@ -150,8 +168,39 @@ def read_dataset(
     return ds
 
 
-def _ensure_transfer_syntax(ds: Dataset, path: str, provenance: list[str]) -> str:
-    """Return the transfer syntax, inferring it for native files written without one."""
+def ensure_transfer_syntax(ds: Dataset, path: str, provenance: list[str]) -> str:
+    """Return the transfer syntax, inferring it for native files written without one.
+
+    Parameters
+    ----------
+    ds : pydicom.dataset.Dataset
+        The data set as read; a file without file meta gets one naming the inferred
+        (native) transfer syntax.
+    path : str
+        The file, named in errors.
+    provenance : list of str
+        Appended to when the transfer syntax had to be inferred.
+
+    Returns
+    -------
+    str
+        The transfer syntax UID.
+
+    Raises
+    ------
+    UnsupportedImageError
+        When the file meta names an unknown transfer syntax.
+    InconsistentHeaderError
+        When there is none and the pixel data is compressed.
+
+    Examples
+    --------
+    >>> from pydicom import dcmread
+    >>> from pydicom.data import get_testdata_file
+    >>> ds = dcmread(get_testdata_file("CT_small.dcm", download=False))
+    >>> ensure_transfer_syntax(ds, "CT_small.dcm", [])
+    '1.2.840.10008.1.2.1'
+    """
     ts = transfer_syntax(ds)
     if ts:
         if not UID(ts).is_transfer_syntax:
@@ -163,7 +212,7 @@ def _ensure_transfer_syntax(ds: Dataset, path: str, provenance: list[str]) -> st
     raw = ds.get_item("PixelData", keep_deferred=True)  # the length, not the bytes
     undefined = raw is not None and getattr(raw, "length", 0) == 0xFFFFFFFF
     encoding = tuple(getattr(ds, "original_encoding", (None, None)))
-    native = _NATIVE_BY_ENCODING.get(encoding)  # type: ignore[arg-type]
+    native = _NATIVE_BY_ENCODING.get(encoding)
     if undefined or native is None:
         raise InconsistentHeaderError(
             path, "the file meta has no Transfer Syntax UID and the pixel data is compressed "
@@ -171,14 +220,39 @@ def _ensure_transfer_syntax(ds: Dataset, path: str, provenance: list[str]) -> st
         )
     # A data set without file meta (old ACR-NEMA style): its elements were parsed in a
     # definite encoding and the pixel data is not encapsulated, so it is native data.
-    ds.file_meta = getattr(ds, "file_meta", None) or Dataset()
+    ds.file_meta = getattr(ds, "file_meta", None) or FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = native
     provenance.append(f"transfer_syntax: inferred {native.name} (no Transfer Syntax UID)")
     return str(native)
 
 
-def _check_header(ds: Dataset, path: str) -> int:
-    """Check the pixel description before decoding; return the number of frames."""
+def check_header(ds: Dataset, path: str) -> int:
+    """Check the pixel description before decoding; return the number of frames.
+
+    Parameters
+    ----------
+    ds : pydicom.dataset.Dataset
+        The data set.
+    path : str
+        The file, named in errors.
+
+    Returns
+    -------
+    int
+        NumberOfFrames (1 when absent).
+
+    Raises
+    ------
+    InconsistentHeaderError, UnsupportedImageError
+        When an element needed to decode is missing, malformed or out of range.
+
+    Examples
+    --------
+    >>> from pydicom import dcmread
+    >>> from pydicom.data import get_testdata_file
+    >>> check_header(dcmread(get_testdata_file("CT_small.dcm", download=False)), "CT_small")
+    1
+    """
     missing = [k for k in _REQUIRED if ds.get(k) in (None, "")]
     if missing:
         raise InconsistentHeaderError(
@@ -209,7 +283,22 @@ def _check_header(ds: Dataset, path: str) -> int:
     return n_frames
 
 
-def _check_decoder(ts: str, path: str) -> None:
+def check_decoder(ts: str, path: str) -> None:
+    """Raise :class:`MissingDecoderError` when no installed decoder handles ``ts``.
+
+    Native (uncompressed) transfer syntaxes need no decoder and always pass.
+
+    Parameters
+    ----------
+    ts : str
+        The transfer syntax UID.
+    path : str
+        The file, named in the error (which says what to install).
+
+    Examples
+    --------
+    >>> check_decoder("1.2.840.10008.1.2.1", "scan.dcm")  # explicit VR little endian
+    """
     uid = UID(ts)
     if not uid.is_compressed:
         return
@@ -218,12 +307,12 @@ def _check_decoder(ts: str, path: str) -> None:
     except NotImplementedError as exc:
         raise MissingDecoderError(
             path, f"no decoder exists for the transfer syntax {uid.name} ({uid}): "
-            f"{_pip_hint(ts)}"
+            f"{decoder_install_hint(ts)}"
         ) from exc
     if not decoder.is_available:
         raise MissingDecoderError(
             path, f"the pixel data is compressed as {uid.name} and no installed decoder "
-            f"handles it: {_pip_hint(ts)}"
+            f"handles it: {decoder_install_hint(ts)}"
         )
 
 
@@ -430,9 +519,9 @@ def require_pixel_data(ds: Dataset, path: str) -> None:
 
 def _read_pixels(ds: Dataset, path: str, frame: int | None, prov: list[str]) -> Scan:
     require_pixel_data(ds, path)
-    ts = _ensure_transfer_syntax(ds, path, prov)
-    n_frames = _check_header(ds, path)
-    _check_decoder(ts, path)
+    ts = ensure_transfer_syntax(ds, path, prov)
+    n_frames = check_header(ds, path)
+    check_decoder(ts, path)
     if frame is not None:
         if not isinstance(frame, (int, np.integer)) or not 0 <= frame < n_frames:
             raise FrameOutOfRangeError(

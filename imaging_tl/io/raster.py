@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from imaging_tl.io.errors import (
     UnsupportedImageError,
 )
 from imaging_tl.io.scan import Scan
+
+if TYPE_CHECKING:
+    import tifffile
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -74,7 +77,7 @@ def _read_pillow(data: bytes, path: str, fmt: str) -> tuple[np.ndarray, list[str
 
     steps: list[str] = []
     try:
-        im = Image.open(io.BytesIO(data))
+        im: Image.Image = Image.open(io.BytesIO(data))
         im.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise CorruptPixelDataError(
@@ -108,6 +111,14 @@ def _read_pillow(data: bytes, path: str, fmt: str) -> tuple[np.ndarray, list[str
     return arr, steps
 
 
+def _tiff_page(tif: tifffile.TiffFile, index: int) -> tifffile.TiffPage:
+    """Page ``index`` as a full ``TiffPage`` (a ``TiffFrame`` only with ``useframes``)."""
+    import tifffile
+
+    page = tif.pages[index]
+    return page if isinstance(page, tifffile.TiffPage) else page.aspage()
+
+
 def _read_tiff(data: bytes, path: str, frame: int | None) -> tuple[np.ndarray, list[str]]:
     import tifffile
 
@@ -120,7 +131,7 @@ def _read_tiff(data: bytes, path: str, frame: int | None) -> tuple[np.ndarray, l
                 raise FrameOutOfRangeError(
                     path, f"frame={frame!r} is out of range: the TIFF has {n_pages} page(s)"
                 )
-            page = tif.pages[index]
+            page = _tiff_page(tif, index)
             arr = page.asarray()
             photometric = getattr(page.photometric, "name", str(page.photometric))
             extra = len(getattr(page, "extrasamples", None) or ())
@@ -271,14 +282,14 @@ def read_raster_header(
 
         try:
             with tifffile.TiffFile(io.BytesIO(data)) as tif:
-                page = tif.pages[0]
+                page = _tiff_page(tif, 0)
                 shape, dtype = page.shape, page.dtype
                 palette = getattr(page.photometric, "name", "") == "PALETTE"
         except (ValueError, KeyError, IndexError) as exc:
             raise CorruptPixelDataError(path, f"the TIFF header could not be read: {exc}") from exc
         rows, cols = int(shape[0]), int(shape[1])
         samples = 3 if palette or (len(shape) == 3 and shape[-1] >= 3) else 1
-        bits = 16 if palette or dtype.itemsize > 1 else 8
+        bits = 16 if palette or (dtype is not None and dtype.itemsize > 1) else 8
     else:
         from PIL import Image, UnidentifiedImageError
 

@@ -172,8 +172,8 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
     if kind in ("dicom", "dicom-nometa"):
         from imaging_tl.io.dicom_header import header_meta
         from imaging_tl.io.dicom_pixels import (
-            _ensure_transfer_syntax,
             damaged_header_errors,
+            ensure_transfer_syntax,
             read_dataset,
             require_pixel_data,
         )
@@ -182,7 +182,7 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
         ds = read_dataset(source, path, has_preamble=kind == "dicom", defer_size=defer)
         with damaged_header_errors(path):
             require_pixel_data(ds, path)
-            _ensure_transfer_syntax(ds, path, [])
+            ensure_transfer_syntax(ds, path, [])
             return header_meta(ds)
     if kind in ("png", "jpeg", "tiff"):
         from imaging_tl.io.raster import read_raster_header

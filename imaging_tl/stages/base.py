@@ -16,7 +16,7 @@ import inspect
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import numpy as np
 
@@ -34,6 +34,7 @@ __all__ = [
 _REGISTRY: dict[str, type[Stage]] = {}
 
 S = TypeVar("S", bound="type[Stage]")
+C = TypeVar("C", str, str | None)
 
 
 def close_match_hint(name: str, choices: Iterable[str]) -> str:
@@ -195,7 +196,7 @@ class Stage:
         return {"name": self.name, **self.get_params()}
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> Stage:
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
         """Build the stage from a config dict (``"name"``, when present, must match)."""
         params = dict(config)
         name = params.pop("name", cls.name)
@@ -453,7 +454,7 @@ class Pipeline:
 
     def canonical_json(self) -> str:
         """Canonical JSON of the stage configs and the library version (what is hashed)."""
-        from imaging_tl import __version__
+        from imaging_tl._version import __version__
 
         return json.dumps(
             {"imaging_tl": __version__, "stages": self.to_config()},
@@ -471,19 +472,22 @@ class Pipeline:
         return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
 
 
-def check_choice(stage: str, param: str, value: Any, choices: Iterable[str]) -> str:
+def check_choice(stage: str, param: str, value: Any, choices: Iterable[C]) -> C:
     """Return ``value`` if it is one of ``choices``, else a ValueError naming them.
+
+    ``choices`` may include None (an option that is switched off).
 
     Examples
     --------
     >>> check_choice("Resize", "mode", "pad", ("pad", "stretch"))
     'pad'
     """
-    choices = list(choices)
-    if value not in choices:
+    allowed = list(choices)
+    if value not in allowed:
+        names = [str(c) for c in allowed]
         raise ValueError(
-            f"{stage}: {param}={value!r} is not allowed{close_match_hint(str(value), choices)}; "
-            f"allowed: {', '.join(map(str, choices))}"
+            f"{stage}: {param}={value!r} is not allowed{close_match_hint(str(value), names)}; "
+            f"allowed: {', '.join(names)}"
         )
     return value
 

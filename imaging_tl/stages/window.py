@@ -4,13 +4,8 @@ Input values are in modality units (after the Modality LUT, e.g. Hounsfield unit
 output is float32 in [0, 1] with dense = bright: MONOCHROME1 and Presentation LUT Shape
 INVERSE (``meta["invert"]``) are handled here, as the last step of the grey pipeline.
 
-The window functions are those of PS3.3 C.11.2.1.2 (LINEAR), C.11.2.1.3.1 (SIGMOID) and
-C.11.2.1.3.2 (LINEAR_EXACT), scaled to an output range of [0, 1]; they agree with
-:func:`pydicom.pixels.apply_voi_lut` divided by its output range. pydicom's function is not
-called directly because it needs a pydicom ``Dataset`` (a Scan carries a plain ``meta``
-dict, and PNGs have no dataset), works in float64 with boolean masks (5.0 ms against
-0.6 ms for the fused clip below on a 512 x 512 CT slice, measured here) and cannot
-invert; the tests check the agreement on real files.
+The window functions themselves (PS3.3 C.11.2.1.2 LINEAR, C.11.2.1.3.1 SIGMOID,
+C.11.2.1.3.2 LINEAR_EXACT, and VOI LUT tables) are in :mod:`imaging_tl.stages.voi`.
 """
 
 from __future__ import annotations
@@ -27,6 +22,7 @@ from imaging_tl.stages.base import (
     close_match_hint,
     register_stage,
 )
+from imaging_tl.stages.voi import apply_voi_lut_table, apply_window
 
 __all__ = ["PRESETS", "MultiWindow", "Window", "apply_window", "apply_voi_lut_table"]
 
@@ -73,107 +69,6 @@ def _check_width(width: float, function: str, where: str = "width") -> None:
         raise ValueError(f"{_STAGE}: {where} must be > 0, got {width:g}")
 
 
-def apply_window(
-    image: np.ndarray,
-    center: float,
-    width: float,
-    function: str = "LINEAR",
-    invert: bool = False,
-) -> np.ndarray:
-    """Map modality values to [0, 1] through a DICOM window (PS3.3 C.11.2.1).
-
-    Parameters
-    ----------
-    image : numpy.ndarray
-        Values in modality units (e.g. HU). Any shape.
-    center, width : float
-        Window Center and Window Width as in the header.
-    function : {"LINEAR", "LINEAR_EXACT", "SIGMOID"}
-        VOI LUT Function. LINEAR uses the standard's ``c - 0.5`` / ``w - 1`` convention.
-    invert : bool
-        Return ``1 - y`` (MONOCHROME1, or Presentation LUT Shape INVERSE).
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 in [0, 1].
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> apply_window(np.array([-1000., 40., 1000.]), 40, 400, "LINEAR_EXACT").tolist()
-    [0.0, 0.5, 1.0]
-    """
-    x = np.asarray(image, dtype=np.float32)
-    if function == "SIGMOID":
-        # y = 1 / (1 + exp(-4 (x - c) / w)); inversion flips the sign of the exponent.
-        k = -4.0 / width
-        if invert:
-            k = -k
-        with np.errstate(over="ignore"):
-            y = x * np.float32(k)
-            y -= np.float32(k * center)
-            np.exp(y, out=y)
-            y += np.float32(1.0)
-            np.reciprocal(y, out=y)
-        return y
-    if function == "LINEAR":
-        center, width = center - 0.5, width - 1.0
-        if width == 0:  # width 1: a step at the centre
-            y = (x > center) if not invert else (x <= center)
-            return y.astype(np.float32)
-    # y = (x - c) / w + 0.5, clipped; invert folded into the same fused multiply-add.
-    a = 1.0 / width
-    b = 0.5 - center / width
-    if invert:
-        a, b = -a, 1.0 - b
-    y = x * np.float32(a)
-    y += np.float32(b)
-    np.clip(y, 0.0, 1.0, out=y)
-    return y
-
-
-def apply_voi_lut_table(image: np.ndarray, lut: Mapping[str, Any], invert: bool = False):
-    """Map values through a VOI LUT Sequence item and scale its output to [0, 1].
-
-    Values below ``first_mapped`` take the first entry, values past the end the last
-    (PS3.3 C.11.2.1.1), as in :func:`pydicom.pixels.apply_voi`. The output is divided by
-    ``2**bits - 1`` (the LUT Descriptor's third value); where the data exceed that (a
-    known writer error) the data's own bit depth is used instead.
-
-    Parameters
-    ----------
-    image : numpy.ndarray
-        Values in modality units (integers, or floats that are rounded).
-    lut : mapping
-        ``{"first_mapped": int, "bits": int, "data": sequence of int}`` as in
-        ``meta["voi_luts"]``.
-    invert : bool
-        Return ``1 - y``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> lut = {"first_mapped": 10, "bits": 8, "data": [0, 255]}
-    >>> apply_voi_lut_table(np.array([0, 10, 11, 99]), lut).tolist()
-    [0.0, 0.0, 1.0, 1.0]
-    """
-    data = np.asarray(lut["data"], dtype=np.float64).ravel()
-    if data.size == 0:
-        raise ValueError(f"{_STAGE}: VOI LUT has no data")
-    first = int(lut.get("first_mapped", 0))
-    top = 2.0 ** int(lut.get("bits", 16)) - 1
-    if data.max() > top:
-        top = 2.0 ** int(data.max()).bit_length() - 1
-    table = (data / top).astype(np.float32)
-    if invert:
-        table = np.float32(1.0) - table
-    x = np.asarray(image)
-    idx = (np.rint(x) if x.dtype.kind == "f" else x).astype(np.int64) - first
-    np.clip(idx, 0, data.size - 1, out=idx)
-    return table[idx]
-
-
 #: Above this many pixels, percentiles are taken on a regular sub-grid of at least
 #: _PERCENTILE_SAMPLE pixels: on a 1955 x 1841 CR np.percentile took 99 ms (the decode
 #: of an uncompressed file takes less), a 1-in-4 grid about 8 ms, and the 0.5 / 99.5
@@ -186,6 +81,50 @@ def _percentile_window(image: np.ndarray, percentiles: Sequence[float]):
     sample = image[::step, ::step] if step > 1 else image
     lo, hi = np.percentile(sample, percentiles)
     return float(lo), float(hi)
+
+
+def _infer_mode(
+    mode: str | None, center: float | None, width: float | None, preset: str | None
+) -> str:
+    """The mode given, else the one the other arguments imply."""
+    if mode is not None:
+        return mode
+    if preset is not None:
+        return "preset"
+    if center is not None or width is not None:
+        return "explicit"
+    raise ValueError(
+        f"{_STAGE}: give center and width, a preset ({', '.join(PRESETS)}), or a "
+        "mode (Window.from_header(), Window.percentile(), mode='range')"
+    )
+
+
+def _stored_function(function: str | None, mode: str) -> str | None:
+    """The VOI LUT function as stored: the mode's default is stored as None, so that
+    spelling it out gives the same config (and cache key) as leaving it out."""
+    if function is not None:
+        function = str(function).upper()
+        check_choice(_STAGE, "function", function, FUNCTIONS)
+    default = {
+        "explicit": "LINEAR",
+        "preset": "LINEAR",
+        "percentile": "LINEAR_EXACT",
+        "range": "LINEAR_EXACT",
+    }.get(mode)
+    return None if function == default else function
+
+
+def _checked_percentiles(percentiles: Any) -> tuple[float, float]:
+    """``(low, high)``: two increasing numbers in [0, 100]."""
+    if not isinstance(percentiles, Sequence) or len(percentiles) != 2:
+        raise ValueError(
+            f"{_STAGE}: percentiles must be two numbers (low, high), got {percentiles!r}"
+        )
+    lo = check_number(_STAGE, "percentiles[0]", percentiles[0], low=0, high=100)
+    hi = check_number(_STAGE, "percentiles[1]", percentiles[1], low=0, high=100)
+    if hi <= lo:
+        raise ValueError(f"{_STAGE}: percentiles must be increasing, got {list(percentiles)}")
+    return (lo, hi)
 
 
 @register_stage
@@ -259,77 +198,58 @@ class Window(Stage):
         fallback: str | None = "percentile",
         invert: bool | None = None,
     ) -> None:
-        if mode is None:
-            if preset is not None:
-                mode = "preset"
-            elif center is not None or width is not None:
-                mode = "explicit"
-            else:
-                raise ValueError(
-                    f"{_STAGE}: give center and width, a preset ({', '.join(PRESETS)}), or a "
-                    "mode (Window.from_header(), Window.percentile(), mode='range')"
-                )
+        mode = _infer_mode(mode, center, width, preset)
         self.mode = check_choice(_STAGE, "mode", mode, MODES)
-        if function is not None:
-            function = str(function).upper()
-            check_choice(_STAGE, "function", function, FUNCTIONS)
-        # the mode's default function is stored as None, so that spelling it out gives the
-        # same config (and cache key) as leaving it out
-        default = {
-            "explicit": "LINEAR",
-            "preset": "LINEAR",
-            "percentile": "LINEAR_EXACT",
-            "range": "LINEAR_EXACT",
-        }.get(mode)
-        self.function = None if function == default else function
+        self.function = _stored_function(function, mode)
         if invert is not None and not isinstance(invert, bool | np.bool_):
             raise ValueError(f"{_STAGE}: invert must be true, false or null, got {invert!r}")
         self.invert = None if invert is None else bool(invert)
-        self.center = self.width = None
-        self.preset = None
+        self.center: float | None = None
+        self.width: float | None = None
+        self.preset: str | None = None
         self.index = 0
-        self.explanation = None
+        self.explanation: str | None = None
         self.prefer_lut = True
         self.percentiles = (0.5, 99.5)
         self.fallback: str | None = "percentile"
-        extra = []
+        extra = self._set_window(center, width, preset)
+        if mode == "header":
+            self._set_header_choice(index, explanation, prefer_lut, fallback)
+        if mode in ("percentile", "header"):  # header: for the percentile fallback
+            self.percentiles = _checked_percentiles(percentiles)
+        for key, value in extra:
+            if value is not None:
+                raise ValueError(f"{_STAGE}: {key}= does not apply to mode={mode!r}")
 
-        if mode == "explicit":
+    def _set_window(
+        self, center: float | None, width: float | None, preset: str | None
+    ) -> list[tuple[str, Any]]:
+        """Set the explicit window or preset of those modes; return the arguments that do
+        not apply to the mode (each must be None)."""
+        if self.mode == "explicit":
             if center is None or width is None:
                 raise ValueError(f"{_STAGE}: an explicit window needs both center and width")
             self.center = check_number(_STAGE, "center", center)
             self.width = check_number(_STAGE, "width", width, low=0, low_inclusive=False)
             _check_width(self.width, self.function or "LINEAR")
-            extra = [("preset", preset)]
-        elif mode == "preset":
+            return [("preset", preset)]
+        if self.mode == "preset":
             if preset is None:
                 raise ValueError(f"{_STAGE}: mode='preset' needs preset=, one of {list(PRESETS)}")
             self.preset = _canonical_preset(preset)
-            extra = [("center", center), ("width", width)]
-        else:
-            extra = [("center", center), ("width", width), ("preset", preset)]
-        if mode == "header":
-            self.index = check_number(_STAGE, "index", index, low=0, integer=True)
-            if explanation is not None and not isinstance(explanation, str):
-                raise ValueError(f"{_STAGE}: explanation must be text, got {explanation!r}")
-            self.explanation = explanation
-            self.prefer_lut = bool(prefer_lut)
-            self.fallback = check_choice(_STAGE, "fallback", fallback, FALLBACKS)
-        if mode in ("percentile", "header"):  # header: for the percentile fallback
-            if not isinstance(percentiles, Sequence) or len(percentiles) != 2:
-                raise ValueError(
-                    f"{_STAGE}: percentiles must be two numbers (low, high), got {percentiles!r}"
-                )
-            lo = check_number(_STAGE, "percentiles[0]", percentiles[0], low=0, high=100)
-            hi = check_number(_STAGE, "percentiles[1]", percentiles[1], low=0, high=100)
-            if hi <= lo:
-                raise ValueError(
-                    f"{_STAGE}: percentiles must be increasing, got {list(percentiles)}"
-                )
-            self.percentiles = (lo, hi)
-        for key, value in extra:
-            if value is not None:
-                raise ValueError(f"{_STAGE}: {key}= does not apply to mode={mode!r}")
+            return [("center", center), ("width", width)]
+        return [("center", center), ("width", width), ("preset", preset)]
+
+    def _set_header_choice(
+        self, index: int, explanation: str | None, prefer_lut: bool, fallback: str | None
+    ) -> None:
+        """Header mode: which window or LUT of the header, and what to do without one."""
+        self.index = check_number(_STAGE, "index", index, low=0, integer=True)
+        if explanation is not None and not isinstance(explanation, str):
+            raise ValueError(f"{_STAGE}: explanation must be text, got {explanation!r}")
+        self.explanation = explanation
+        self.prefer_lut = bool(prefer_lut)
+        self.fallback = check_choice(_STAGE, "fallback", fallback, FALLBACKS)
 
     # -- alternative constructors ---------------------------------------------------------
     @classmethod
@@ -425,7 +345,7 @@ class Window(Stage):
         mode = self.mode
         if mode == "explicit":
             return self.center, self.width, self.function or "LINEAR", None, None
-        if mode == "preset":
+        if mode == "preset" and self.preset is not None:
             c, w = PRESETS[self.preset]
             return c, w, self.function or "LINEAR", None, None
         if mode == "header":

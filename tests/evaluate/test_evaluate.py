@@ -345,11 +345,11 @@ def test_patient_bootstrap_covers_clustered_auc_where_image_bootstrap_fails():
 
 
 def test_weight_blocks_do_not_depend_on_block_size():
-    from imaging_tl.evaluate import _weight_blocks
+    from imaging_tl.evaluate import weight_blocks
 
     g = np.arange(50) // 3
     for groups in (None, g):
-        small = np.concatenate(list(_weight_blocks(50, 37, groups=groups, seed=3,
+        small = np.concatenate(list(weight_blocks(50, 37, groups=groups, seed=3,
                                                    max_cells=120)))
         whole = ev.bootstrap_weights(50, 37, groups=groups, seed=3)
         assert small.shape == (37, 50) and np.array_equal(small, whole)

@@ -1,0 +1,195 @@
+"""The evaluation of a test split: threshold and temperature fitted on validation, every
+metric with its bootstrap CI, calibration, as one JSON-ready dict."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from imaging_tl.evaluate.aggregation import aggregate_by_group
+from imaging_tl.evaluate.calibration import apply_temperature, fit_temperature, reliability_data
+from imaging_tl.evaluate.inputs import Task, as_arrays, check_task, finite
+from imaging_tl.evaluate.metrics import binary_metrics, multiclass_metrics, multilabel_metrics
+from imaging_tl.evaluate.thresholds import choose_threshold
+
+__all__ = ["evaluate"]
+
+
+def evaluate(
+    y_true: Any, y_score: Any, *, task: Task = "binary", groups: Any = None,
+    val_true: Any = None, val_score: Any = None, val_groups: Any = None,
+    class_names: Sequence[str] | None = None, operating_point: str = "youden",
+    target_sensitivity: float = 0.9, threshold: float = 0.5,
+    aggregate: Literal["max", "mean"] | None = None, temperature_scaling: bool = False,
+    n_bootstraps: int = 1000, confidence: float = 0.95, n_bins: int = 10, seed: int = 0,
+) -> dict[str, Any]:
+    """Evaluate test predictions; choices (threshold, temperature) are fitted on validation.
+
+    Parameters
+    ----------
+    y_true, y_score : array_like
+        Test labels and probabilities (see the conventions of :mod:`imaging_tl.evaluate`).
+    task : {"binary", "multiclass", "multilabel"}
+    groups : array_like, optional
+        Patient key per test image: CIs resample patients; needed for ``aggregate``.
+    val_true, val_score, val_groups : array_like, optional
+        Validation split. The operating point and the temperature are chosen here and
+        applied unchanged to test. Without it a data-driven operating point (or the
+        temperature) would be fitted on test, which is optimistic: that raises.
+    class_names : sequence of str, optional
+        Class (multiclass) or label (multilabel) names; binary: ``[negative, positive]``.
+    operating_point : {"youden", "sensitivity", "fixed"}
+        How the binary threshold is chosen, see :func:`choose_threshold`.
+    target_sensitivity, threshold : float
+        Parameters of the ``sensitivity`` and ``fixed`` operating points.
+    aggregate : {"max", "mean"}, optional
+        Evaluate per patient: aggregate each patient's images first (needs groups).
+    temperature_scaling : bool
+        Fit a temperature on validation and report the test calibration after scaling
+        (``calibration.temperature``, ``ece_calibrated``, ``reliability_calibrated``).
+        Discrimination metrics and the threshold stay on the model's own probabilities.
+    n_bootstraps, confidence, seed : int, float, int
+        Bootstrap resamples for the CIs (0: no CIs), their coverage, the bootstrap seed.
+    n_bins : int
+        Bins of the reliability diagram.
+
+    Returns
+    -------
+    dict
+        JSON-serialisable: ``task``, ``level`` ("image" or "patient"), ``bootstrap``
+        (how the CIs were made), task metrics (see :func:`binary_metrics`,
+        :func:`multiclass_metrics`, :func:`multilabel_metrics`), ``operating_point`` for
+        binary tasks, ``calibration`` (ECE, reliability bins, temperature).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.integers(0, 2, 200); s = np.clip(y * 0.3 + rng.random(200) * 0.7, 0, 1)
+    >>> m = evaluate(y[100:], s[100:], val_true=y[:100], val_score=s[:100], n_bootstraps=200)
+    >>> m["operating_point"]["chosen_on"], len(m["roc_auc"]["ci"])
+    ('validation', 2)
+    """
+    check_task(task)
+    y, s = as_arrays(y_true, y_score, task)
+    val = None
+    if val_true is not None and val_score is not None:
+        val = as_arrays(val_true, val_score, task, name="val_true")
+    n_images = len(y)
+    if aggregate is not None:
+        y, s, val = _per_patient(y, s, val, groups, val_groups, task, aggregate)
+        groups = None  # one row per patient now: plain resampling is patient resampling
+    out: dict[str, Any] = {
+        "task": task,
+        "level": "image" if aggregate is None else "patient",
+        "n_images": n_images,
+        "n_patients": len(y) if aggregate is not None else _n_groups(groups),
+        "bootstrap": _bootstrap_info(n_bootstraps, confidence, seed,
+                                     patients=groups is not None or aggregate is not None),
+        "calibration": _calibration(y, s, val, task, n_bins, temperature_scaling),
+    }
+    if task == "binary":
+        out["operating_point"] = _operating_point(y, s, val, operating_point,
+                                                  target_sensitivity, threshold)
+    common = {"groups": groups, "n_bootstraps": n_bootstraps, "confidence": confidence,
+              "seed": seed}
+    out.update(_task_metrics(y, s, task, class_names, out.get("operating_point"), common))
+    return out
+
+
+def _per_patient(
+    y: np.ndarray, s: np.ndarray, val: tuple[np.ndarray, np.ndarray] | None, groups: Any,
+    val_groups: Any, task: Task, how: Literal["max", "mean"],
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """Test (and validation) rows aggregated to one row per patient."""
+    if groups is None or (val is not None and val_groups is None):
+        raise ValueError("aggregate= needs groups (and val_groups with validation data)")
+    y, s, _ = aggregate_by_group(y, s, groups, task=task, how=how)
+    if val is not None:
+        vy, vs, _ = aggregate_by_group(*val, val_groups, task=task, how=how)
+        val = (vy, vs)
+    return y, s, val
+
+
+def _bootstrap_info(
+    n_bootstraps: int, confidence: float, seed: int, *, patients: bool
+) -> dict[str, Any]:
+    """How the CIs were made (the ``bootstrap`` section)."""
+    return {"n_bootstraps": n_bootstraps, "confidence": confidence, "method": "percentile",
+            "resampling": "patient" if patients else "image", "seed": seed}
+
+
+def _n_groups(groups: Any) -> int | None:
+    return len(np.unique(np.asarray(groups).astype(str))) if groups is not None else None
+
+
+def _task_metrics(
+    y: np.ndarray, s: np.ndarray, task: Task, class_names: Sequence[str] | None,
+    operating_point: dict[str, Any] | None, common: dict[str, Any],
+) -> dict[str, Any]:
+    """The task's metric set (binary: at the chosen threshold), with ``class_names``."""
+    if task == "binary":
+        assert operating_point is not None
+        names = list(class_names) if class_names else ["negative", "positive"]
+        return {"class_names": names,
+                **binary_metrics(y, s, operating_point["threshold"], **common)}
+    if task == "multiclass":
+        return multiclass_metrics(y, s, class_names=class_names, **common)
+    out = multilabel_metrics(y, s, label_names=class_names, **common)
+    out["class_names"] = out["label_names"]
+    return out
+
+
+def _calibration(
+    y: np.ndarray, s: np.ndarray, val: tuple[np.ndarray, np.ndarray] | None, task: Task,
+    n_bins: int, temperature_scaling: bool,
+) -> dict[str, Any]:
+    """The calibration section: ECE and reliability bins, and after temperature scaling."""
+    calibration: dict[str, Any] = {
+        "n_bins": n_bins,
+        "ece": reliability_data(y, s, task=task, n_bins=n_bins)["ece"],
+        "reliability": reliability_data(y, s, task=task, n_bins=n_bins),
+        "temperature": None,
+    }
+    if temperature_scaling:
+        if val is None:
+            raise ValueError("temperature_scaling=True needs validation data (val_true/score)")
+        # Only the calibration section sees the scaled probabilities: the AUCs and the
+        # threshold stay on the model's own outputs, which is what a saved model's
+        # contract threshold is applied to (and multiclass OvR AUCs would shift with T).
+        t = fit_temperature(*val, task=task)
+        scaled = reliability_data(y, apply_temperature(s, t, task=task), task=task,
+                                  n_bins=n_bins)
+        calibration.update(temperature=t, ece_calibrated=scaled["ece"],
+                           reliability_calibrated=scaled)
+    return calibration
+
+
+def _operating_point(
+    y: np.ndarray, s: np.ndarray, val: tuple[np.ndarray, np.ndarray] | None, method: str,
+    target_sensitivity: float, threshold: float,
+) -> dict[str, Any]:
+    """The binary threshold, chosen on validation (or fixed), and how it did there."""
+    if method != "fixed" and val is None:
+        raise ValueError(
+            f"operating_point={method!r} must be chosen on validation data: "
+            "pass val_true/val_score, or use operating_point='fixed'"
+        )
+    vy, vs = val if val is not None else (y, s)
+    thr = choose_threshold(vy, vs, method, target_sensitivity=target_sensitivity,
+                           threshold=threshold)
+    point: dict[str, Any] = {
+        "method": method,
+        "threshold": thr,
+        "chosen_on": "validation" if method != "fixed" else "fixed",
+        "target_sensitivity": target_sensitivity if method == "sensitivity" else None,
+    }
+    if val is not None:
+        vpred = vs >= thr
+        point["validation_sensitivity"] = finite(
+            np.mean(vpred[vy == 1]) if (vy == 1).any() else math.nan)
+        point["validation_specificity"] = finite(
+            np.mean(~vpred[vy == 0]) if (vy == 0).any() else math.nan)
+    return point
