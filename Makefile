@@ -19,8 +19,12 @@ $(BIN)/imaging-tl: pyproject.toml
 demo: $(BIN)/imaging-tl
 	$(BIN)/imaging-tl run pipelines/demo.yaml
 
+# the layers whose types are checked (the upper ones are checked where they are reached)
+TYPED := imaging_tl/io imaging_tl/stages imaging_tl/data imaging_tl/evaluate imaging_tl/config
+
 test: $(BIN)/imaging-tl browser
 	$(BIN)/ruff check imaging_tl tests benchmarks
+	$(BIN)/mypy $(TYPED)
 	$(BIN)/pytest -q
 
 test-slow: $(BIN)/imaging-tl
@@ -28,6 +32,7 @@ test-slow: $(BIN)/imaging-tl
 
 lint: $(BIN)/imaging-tl
 	$(BIN)/ruff check imaging_tl tests benchmarks
+	$(BIN)/mypy $(TYPED)
 
 # The report test opens report.html in real headless Chromium (Debian's package). Best effort:
 # without root or apt the browser test skips and says why.

@@ -163,7 +163,7 @@ def _check_phases(phases: list[PhaseConfig]) -> list[str]:
 
 
 def _check_stages(stages: list[dict[str, Any]], model: ModelConfig | None) -> list[str]:
-    from imaging_tl.stages import stage_from_config
+    from imaging_tl.stages import MultiWindow, Resize, stage_from_config
 
     errors = []
     resize_sizes = []
@@ -177,9 +177,9 @@ def _check_stages(stages: list[dict[str, Any]], model: ModelConfig | None) -> li
             errors.append(
                 f"preprocessing.{i}: remove 'normalize': the model applies its backbone's "
                 "input normalisation itself (its input is RGB in [0, 1])")
-        if built.name == "resize":
+        if isinstance(built, Resize):
             resize_sizes.append((i, tuple(built.size)))
-        if built.name == "multi_window" and len(built.windows) not in (1, 3):
+        if isinstance(built, MultiWindow) and len(built.windows) not in (1, 3):
             errors.append(f"preprocessing.{i}: multi_window gives {len(built.windows)} "
                           "channels; the backbone takes 3 (or 1, replicated): use 3 windows")
     if model is not None and model.input_size is not None and resize_sizes:

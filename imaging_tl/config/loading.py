@@ -160,7 +160,8 @@ def _validate_parts(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             parts[key] = field.get_default(call_default_factory=True)
             continue
 
-        one = create_model(f"_Only_{key}", __base__=Section, **{key: (field.annotation, field)})
+        definition: dict[str, Any] = {key: (field.annotation, field)}
+        one = create_model(f"_Only_{key}", __base__=Section, **definition)
         try:
             parts[key] = getattr(one.model_validate({key: raw[key]}), key)
         except ValidationError as exc:

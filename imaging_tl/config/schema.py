@@ -161,12 +161,13 @@ class EvaluateConfig(Section):
     gradcam: int = Field(8, ge=0)
 
 
+ExportFormat = Literal["keras", "savedmodel", "onnx", "tflite"]
+
+
 class ExportConfig(Section):
     """Extra formats written beside ``model.keras`` (into ``export/``)."""
 
-    formats: list[Literal["keras", "savedmodel", "onnx", "tflite"]] = Field(
-        default_factory=lambda: ["keras"]
-    )
+    formats: list[ExportFormat] = Field(default_factory=lambda: list[ExportFormat](["keras"]))
 
 
 def _plain_name(v: str) -> str:

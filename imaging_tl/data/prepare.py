@@ -173,7 +173,6 @@ def failure_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-_reason = failure_reason  # the name imaging_tl.pipeline imported first
 
 
 def _work(task: tuple[str, int | None, str]) -> tuple[str, dict[str, Any] | None, str | None]:

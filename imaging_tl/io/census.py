@@ -254,7 +254,6 @@ def walk_files(directory: Path) -> list[Path]:
     return files
 
 
-_walk = walk_files  # the name imaging_tl.scale imported first
 
 
 def _dicom_header_row(source: Any, path: str, has_preamble: bool, row: dict[str, Any]) -> None:
@@ -386,7 +385,6 @@ def csv_value(value: Any) -> Any:
     return "" if value is None else value
 
 
-_csv_value = csv_value  # the name imaging_tl.pipeline imported first
 
 
 def pseudonymize_patient_id(patient_id: Any) -> str | None:

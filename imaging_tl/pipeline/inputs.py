@@ -165,13 +165,14 @@ def _split_from_file(file: str, table: pd.DataFrame) -> pd.DataFrame:
 
 def census_table(table: pd.DataFrame, root: Path | None) -> pd.DataFrame:
     """The census of a run's files: one row per file, the PatientID as a pseudonym."""
-    from imaging_tl.io.census import COLUMNS, census_row, csv_value, pseudonymize_patient_id
+    from imaging_tl.io.census import COLUMNS, census_row, csv_value
+    from imaging_tl.io.pseudonyms import pseudonym
 
     rows = []
     for p in dict.fromkeys(table["path"]):
         row = census_row(p, root=root)
         if row.get("PatientID"):  # keep the grouping, never the identifier
-            row["PatientID"] = pseudonymize_patient_id(row["PatientID"])
+            row["PatientID"] = pseudonym(str(row["PatientID"]))
         rows.append(row)
     return pd.DataFrame([{k: csv_value(r.get(k)) for k in COLUMNS} for r in rows])
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from imaging_tl.data import failure_reason
+from imaging_tl.data.prepare import failure_reason
 from imaging_tl.pipeline.inputs import InputError, expand_inputs
 
 __all__ = ["decisions", "predict_files", "probability_columns"]

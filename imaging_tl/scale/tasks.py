@@ -96,15 +96,15 @@ def census_dask(directory: str | os.PathLike, out: str | os.PathLike | None = "c
     from imaging_tl._atomic import atomic_path
     from imaging_tl.io.census import (
         CensusResult,
-        _walk,
         pseudonymize_patient_id,
+        walk_files,
         write_census_csv,
     )
 
     root = Path(directory)
     if not root.is_dir():
         raise NotADirectoryError(f"{root}: not a folder")
-    files = [str(p) for p in _walk(root)]
+    files = [str(p) for p in walk_files(root)]
     ctx = contextlib.nullcontext(client) if client is not None else \
         dask_client(workers, scheduler)
     with ctx as client:
