@@ -13,28 +13,30 @@ Examples
 '.pth'
 """
 
-from imaging_tl.models.weights.errors import WeightsFileError
-from imaging_tl.models.weights.lite import (
-    cache_dir,
-    convert_lite_state_dict,
-    lite_weights_source,
-    load_lite_weights,
-    torch_key_map,
-)
-from imaging_tl.models.weights.torch_pickle import (
-    UnsafePickleError,
-    read_legacy_state_dict,
-    sha256_of,
-)
+from __future__ import annotations
 
-__all__ = [
-    "UnsafePickleError",
-    "WeightsFileError",
-    "cache_dir",
-    "convert_lite_state_dict",
-    "lite_weights_source",
-    "load_lite_weights",
-    "read_legacy_state_dict",
-    "sha256_of",
-    "torch_key_map",
-]
+import importlib
+from typing import Any
+
+# public name -> module that defines it (imported on first use, so that importing
+# ``weights.errors`` from the registry's family modules stays cheap)
+_LAZY = {
+    "WeightsFileError": "imaging_tl.models.weights.errors",
+    "UnsafePickleError": "imaging_tl.models.weights.torch_pickle",
+    "read_legacy_state_dict": "imaging_tl.models.weights.torch_pickle",
+    "sha256_of": "imaging_tl.models.weights.torch_pickle",
+    "cache_dir": "imaging_tl.models.weights.lite",
+    "convert_lite_state_dict": "imaging_tl.models.weights.lite",
+    "lite_weights_source": "imaging_tl.models.weights.lite",
+    "load_lite_weights": "imaging_tl.models.weights.lite",
+    "set_weights_by_name": "imaging_tl.models.weights.lite",
+    "torch_key_map": "imaging_tl.models.weights.lite",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'imaging_tl.models.weights' has no attribute {name!r}")
