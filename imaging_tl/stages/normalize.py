@@ -5,14 +5,16 @@ where ``x' = x[..., ::-1]`` (RGB -> BGR) when ``bgr`` is set, else ``x``; ``mean
 ``std`` are in the channel order after that swap. The transfer model applies the same
 constants inside the model (its first layer), so the numbers live here once.
 
-Backbones declare their scheme by name in :mod:`imaging_tl.models.registry`
-(``get_spec(name).normalization``); ``Normalize("efficientnet_lite0")`` looks it up there,
-so a user need not know which one a backbone wants.
+Backbones declare their scheme by name in the model registry (a higher layer, which this
+module never imports). The registry hands its lookup to :func:`register_backbone_schemes`
+when it is imported; from then on ``Normalize("efficientnet_lite0")`` uses the scheme that
+backbone declares, so a user need not know which one a backbone wants. Without the
+registry, only scheme names are accepted, and the error says so.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -27,6 +29,7 @@ __all__ = [
     "Normalize",
     "get_scheme",
     "list_schemes",
+    "register_backbone_schemes",
     "resolve_scheme_name",
 ]
 
@@ -117,48 +120,74 @@ def list_schemes() -> list[str]:
     return sorted(SCHEMES)
 
 
-def _backbone_scheme(name: str) -> str | None:
-    """The scheme a backbone declares in the TF-free model registry, or None if unknown."""
-    try:
-        from imaging_tl.models import registry
-    except ImportError:
-        return None
-    try:
-        return registry.get_spec(name).normalization
-    except (KeyError, ValueError):
-        return None
+@dataclass(frozen=True)
+class _BackboneSchemes:
+    scheme_of: Callable[[str], str]
+    names: Callable[[], Iterable[str]]
 
 
-def _backbone_names() -> list[str]:
+# Set by the model registry when it is imported (see register_backbone_schemes).
+_backbones: _BackboneSchemes | None = None
+
+
+def register_backbone_schemes(
+    scheme_of: Callable[[str], str], names: Callable[[], Iterable[str]]
+) -> None:
+    """Let :class:`Normalize` accept backbone names, resolved by a higher layer.
+
+    :mod:`imaging_tl.models.registry` calls this when it is imported, so stages never
+    import models. A later call replaces the earlier one.
+
+    Parameters
+    ----------
+    scheme_of : callable
+        Backbone name -> the scheme name it declares; raises ``KeyError`` for a name that
+        is not a backbone.
+    names : callable
+        The backbone names (for close-match hints in error messages).
+
+    Examples
+    --------
+    >>> import imaging_tl.models.registry   # registers itself here on import
+    >>> resolve_scheme_name("resnet50")
+    'caffe'
+    """
+    global _backbones
+    _backbones = _BackboneSchemes(scheme_of, names)
+
+
+def _declared_scheme(name: str) -> str | None:
+    """The scheme a registered backbone declares, or None (no registry, or not a backbone)."""
+    if _backbones is None:
+        return None
     try:
-        from imaging_tl.models import registry
-    except ImportError:
-        return []
-    for attr in ("list_specs", "list_backbones", "list_names"):
-        fn = getattr(registry, attr, None)
-        if callable(fn):
-            try:
-                return [str(n) for n in fn()]
-            except Exception:  # a registry helper that needs more than we know
-                return []
-    return []
+        return _backbones.scheme_of(name)
+    except KeyError:
+        return None
 
 
 def resolve_scheme_name(name: str) -> str:
-    """A scheme name for ``name``, which is a scheme name or a backbone name.
+    """A scheme name for ``name``, which is a scheme name or a registered backbone name.
+
+    Raises
+    ------
+    ValueError
+        Neither a scheme nor a registered backbone (the message suggests close names, and
+        says when no backbone registry has been imported).
 
     Examples
     --------
     >>> resolve_scheme_name("imagenet")
     'imagenet'
-    >>> resolve_scheme_name("efficientnet_lite0")     # doctest: +SKIP
+    >>> import imaging_tl.models.registry   # registers the backbone names
+    >>> resolve_scheme_name("efficientnet_lite0")
     'efficientnet_lite'
     """
     if not isinstance(name, str):
         raise ValueError(f"Normalize: scheme must be a scheme or backbone name, got {name!r}")
     if name in SCHEMES:
         return name
-    declared = _backbone_scheme(name)
+    declared = _declared_scheme(name)
     if declared is not None:
         if declared not in SCHEMES:
             raise ValueError(
@@ -166,11 +195,14 @@ def resolve_scheme_name(name: str) -> str:
                 f"not a known scheme ({', '.join(list_schemes())})"
             )
         return declared
-    known = list_schemes() + _backbone_names()
+    backbones = [str(n) for n in _backbones.names()] if _backbones is not None else []
+    where = (f"; backbones: {', '.join(backbones)}" if backbones else
+             "; backbone names are accepted once the model registry is imported "
+             "(import imaging_tl.models)")
     raise ValueError(
-        f"Normalize: unknown scheme or backbone {name!r}{close_match_hint(name, known)}; "
-        f"schemes: {', '.join(list_schemes())}"
-        + (f"; backbones: {', '.join(_backbone_names())}" if _backbone_names() else "")
+        f"Normalize: unknown scheme or backbone {name!r}"
+        f"{close_match_hint(name, list_schemes() + backbones)}; "
+        f"schemes: {', '.join(list_schemes())}{where}"
     )
 
 
@@ -194,7 +226,9 @@ class Normalize(Stage):
     scheme : str
         A scheme (``"efficientnet_lite"``, ``"imagenet"``, ``"minus_one_one"``,
         ``"zero_255"``, ``"caffe"``) or a backbone name (``"efficientnet_lite0"``,
-        ``"resnet50"``, ...), whose declared scheme is used.
+        ``"resnet50"``, ...), whose declared scheme is used; backbone names need the model
+        registry imported (``import imaging_tl.models``), which registers them here. The
+        name is kept as given in :meth:`to_config` (and so in fingerprints).
     check_range : bool
         Refuse input outside [0, 1] (a missing Window would otherwise give silently
         wrong predictions). Inside a :class:`Pipeline` the check is skipped where an
@@ -212,6 +246,9 @@ class Normalize(Stage):
     [[-1.0, 1.0]]
     >>> Normalize("imagenet")(np.zeros((1, 1, 3), np.float32)).astype(float).round(3).tolist()
     [[[-2.118, -2.036, -1.804]]]
+    >>> import imaging_tl.models   # backbone names resolve through the model registry
+    >>> Normalize("mobilenet_v2").resolved
+    'minus_one_one'
     """
 
     name = "normalize"

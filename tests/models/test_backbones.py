@@ -8,7 +8,7 @@ import skimage.data
 import skimage.transform
 
 from imaging_tl.models import WeightsFileError, build_backbone, get_spec
-from imaging_tl.models.weights import lite_weights_source
+from imaging_tl.models.weights.lite import lite_weights_source
 
 CAT_CLASSES = {281, 282, 285}  # tabby, tiger cat, Egyptian cat
 
@@ -64,7 +64,7 @@ def test_conversion_is_cached_atomically_and_reused(tmp_path, monkeypatch):
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["efficientnet_lite0-57934424-notop.weights.h5"]  # no temp files left
     # The second build must come from the cache: make the source unreadable to prove it.
-    monkeypatch.setattr("imaging_tl.models.weights.read_legacy_state_dict",
+    monkeypatch.setattr("imaging_tl.models.weights.lite.read_legacy_state_dict",
                         lambda *a, **k: pytest.fail("converted again instead of using cache"))
     second = build_backbone("efficientnet_lite0", input_shape=(32, 32, 3))
     for a, b in zip(first.weights, second.weights, strict=True):

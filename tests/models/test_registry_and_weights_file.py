@@ -12,14 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imaging_tl.models import UnknownBackboneError, get_spec, list_backbones
+from imaging_tl.models import UnknownBackboneError, WeightsFileError, get_spec, list_backbones
 from imaging_tl.models.efficientnet_lite import lite_block_plan
-from imaging_tl.models.torch_weights import (
-    UnsafePickleError,
-    WeightsFileError,
-    read_legacy_state_dict,
-)
-from imaging_tl.models.weights import cache_dir, lite_weights_source
+from imaging_tl.models.weights.lite import cache_dir, lite_weights_source
+from imaging_tl.models.weights.torch_pickle import UnsafePickleError, read_legacy_state_dict
 from imaging_tl.stages.normalize import SCHEMES
 
 
@@ -130,3 +126,24 @@ def test_importing_models_does_not_import_tensorflow():
             "m.get_spec('resnet50'); "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_each_family_declares_its_own_entries():
+    from imaging_tl.models import efficientnet_lite, keras_apps, normalization_scheme
+
+    assert [s.name for s in efficientnet_lite.SPECS] == [f"efficientnet_lite{i}" for i in range(3)]
+    assert [s.name for s in keras_apps.SPECS] == list(keras_apps.KERAS_APPLICATIONS)
+    assert list_backbones() == [s.name for s in (*efficientnet_lite.SPECS, *keras_apps.SPECS)]
+    assert {s.family for s in efficientnet_lite.SPECS} == {"efficientnet_lite"}
+    assert {s.family for s in keras_apps.SPECS} == {"keras_applications"}
+    assert normalization_scheme("ResNet-50".replace("-", "")) == "caffe"
+    with pytest.raises(UnknownBackboneError):
+        normalization_scheme("vgg16")
+
+
+def test_importing_the_registry_does_not_import_tensorflow():
+    code = ("import sys, imaging_tl.models.registry; "
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False False"

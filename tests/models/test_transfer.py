@@ -10,16 +10,13 @@ import numpy as np
 import pytest
 
 from imaging_tl.models import build_transfer_model, get_spec
+from imaging_tl.models.contract import CONTRACT_ENTRY, ModelContract, read_contract
+from imaging_tl.models.custom_objects import InputNormalization, MaskedBinaryCrossentropy
 from imaging_tl.models.transfer import (
-    CONTRACT_ENTRY,
-    InputNormalization,
-    MaskedBinaryCrossentropy,
-    ModelContract,
     backbone_layers,
     feature_extractor,
     head_model,
     load_transfer_model,
-    read_contract,
     save_transfer_model,
     set_freeze,
 )

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+import imaging_tl.models.registry  # noqa: F401 - lets Normalize take backbone names
 from imaging_tl import __version__, read_scan
 from imaging_tl.io import Scan
 from imaging_tl.stages import (
@@ -72,11 +73,39 @@ def test_backbone_names_use_the_declared_scheme(backbone, scheme):
 
 def test_normalize_importing_backbone_registry_stays_tf_free():
     code = (
-        "import sys; from imaging_tl.stages import Normalize; Normalize('efficientnet_lite0');"
-        "print('tensorflow' in sys.modules)"
+        "import sys, imaging_tl.models; from imaging_tl.stages import Normalize;"
+        "Normalize('efficientnet_lite0'); print('tensorflow' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_without_the_model_registry_only_scheme_names_are_accepted(monkeypatch):
+    # stages never import models: backbone names work once the model registry, on import,
+    # has registered its lookup; without it the error says so and still suggests schemes
+    import imaging_tl.stages.normalize as normalize
+
+    monkeypatch.setattr(normalize, "_backbones", None)
+    assert Normalize("imagenet").resolved == "imagenet"
+    with pytest.raises(ValueError, match=r"unknown scheme or backbone 'efficientnet_lite0' "
+                                         r"\(did you mean 'efficientnet_lite'\?\).*"
+                                         r"import imaging_tl.models"):
+        Normalize("efficientnet_lite0")
+
+
+def test_the_registry_registers_itself_on_import():
+    code = (
+        "import imaging_tl.stages.normalize as n; import imaging_tl.models.registry as r;"
+        "print(n.resolve_scheme_name('densenet121'), r.normalization_scheme('densenet121'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["imagenet", "imagenet"]
+
+
+def test_backbone_names_are_resolved_case_insensitively_by_the_registry():
+    assert Normalize("EfficientNet-Lite0").resolved == "efficientnet_lite"
+    with pytest.raises(ValueError, match=r"backbones: efficientnet_lite0, "):
+        Normalize("vgg16")
 
 
 def test_normalize_errors():
@@ -161,7 +190,7 @@ def test_every_registered_stage_is_covered():
 
 def test_fingerprint_is_stable_across_processes():
     code = (
-        "from imaging_tl.stages import *;"
+        "import imaging_tl.models; from imaging_tl.stages import *;"
         "print(Pipeline([Window(preset='lung'), Resize(224), ToRGB(),"
         " Normalize('efficientnet_lite0')]).fingerprint())"
     )

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["UnsafePickleError", "WeightsFileError", "read_legacy_state_dict", "sha256_of"]
+from imaging_tl.models.weights.errors import WeightsFileError
+
+__all__ = ["UnsafePickleError", "read_legacy_state_dict", "sha256_of"]
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
@@ -37,21 +39,6 @@ _STORAGE_DTYPES = {
     "ByteStorage": "u1",
     "BoolStorage": "?",
 }
-
-
-class WeightsFileError(ValueError):
-    """A weights file is missing, damaged or not what its name says.
-
-    Examples
-    --------
-    >>> str(WeightsFileError("w.pth", "truncated"))
-    'w.pth: truncated'
-    """
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{path}: {reason}")
 
 
 class UnsafePickleError(WeightsFileError):
@@ -155,12 +142,24 @@ def read_legacy_state_dict(path: str | Path, *, check_hash: bool = True) -> dict
 
     Examples
     --------
-    >>> from imaging_tl.models.weights import lite_weights_source
+    >>> from imaging_tl.models.weights.lite import lite_weights_source
     >>> sd = read_legacy_state_dict(lite_weights_source("efficientnet_lite0"))
     >>> sd["_conv_stem.weight"].shape
     (32, 3, 3, 3)
     """
     path = Path(path)
+    _check_file(path, check_hash)
+    data = path.read_bytes()
+    f = io.BytesIO(data)
+    state, keys = _read_header(f, path)
+    dtype_of = {r.storage.key: r.storage.dtype for r in state.values()
+                if isinstance(r, _TensorRef)}
+    storages = _read_storages(data, f.tell(), keys, dtype_of, path)
+    return _tensors(state, storages, path)
+
+
+def _check_file(path: Path, check_hash: bool) -> None:
+    """Raise WeightsFileError for a missing file or one whose sha256 breaks its name."""
     if not path.is_file():
         raise WeightsFileError(path, "file not found")
     if check_hash:
@@ -169,8 +168,10 @@ def read_legacy_state_dict(path: str | Path, *, check_hash: bool = True) -> dict
             raise WeightsFileError(
                 path, f"sha256 does not start with {m.group(1)} (damaged or replaced file)"
             )
-    data = path.read_bytes()
-    f = io.BytesIO(data)
+
+
+def _read_header(f: io.BytesIO, path: Path) -> tuple[dict, list]:
+    """The five leading pickles: check the magic number, return (state dict, storage keys)."""
     try:
         magic = _RestrictedUnpickler(f, path).load()
         if magic != _LEGACY_MAGIC:
@@ -188,11 +189,13 @@ def read_legacy_state_dict(path: str | Path, *, check_hash: bool = True) -> dict
         raise WeightsFileError(path, f"cannot parse pickle header ({exc})") from exc
     if not isinstance(state, dict) or not isinstance(keys, list):
         raise WeightsFileError(path, "expected a state dict and a list of storage keys")
+    return state, keys
 
-    refs = [v for v in state.values() if isinstance(v, _TensorRef)]
-    dtype_of = {r.storage.key: r.storage.dtype for r in refs}
+
+def _read_storages(data: bytes, pos: int, keys: list, dtype_of: dict[str, str],
+                   path: Path) -> dict[str, np.ndarray]:
+    """Storage key -> flat array (a view of ``data``), each an int64 count then raw data."""
     storages: dict[str, np.ndarray] = {}
-    pos = f.tell()
     for key in keys:
         if pos + 8 > len(data):
             raise WeightsFileError(path, f"truncated before storage {key}")
@@ -204,7 +207,11 @@ def read_legacy_state_dict(path: str | Path, *, check_hash: bool = True) -> dict
             raise WeightsFileError(path, f"truncated inside storage {key}")
         storages[str(key)] = np.frombuffer(data, dtype, numel, pos)
         pos = end
+    return storages
 
+
+def _tensors(state: dict, storages: dict[str, np.ndarray], path: Path) -> dict[str, np.ndarray]:
+    """Parameter name -> native-endian copy of its (offset, size, stride) view of a storage."""
     out: dict[str, np.ndarray] = {}
     for name, ref in state.items():
         if not isinstance(ref, _TensorRef):

