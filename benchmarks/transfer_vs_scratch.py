@@ -207,7 +207,7 @@ def small_cnn(input_size: int, seed: int):
     import keras
     from keras import layers
 
-    from imaging_tl.models.transfer import ModelContract
+    from imaging_tl.models import ModelContract
 
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((input_size, input_size, 3), name="image")

@@ -4,6 +4,10 @@ Importing this package (or :mod:`imaging_tl.io`, :mod:`imaging_tl.stages`) does 
 import TensorFlow; :mod:`imaging_tl.models` imports it on first use.
 """
 
+# The model registry (plain Python, no TensorFlow) registers its backbones' normalisation
+# schemes with the stages here, so Normalize("efficientnet_lite0") works in any import order
+# while imaging_tl.stages itself never imports the models layer.
+import imaging_tl.models.registry  # noqa: F401
 from imaging_tl._version import __version__
 from imaging_tl.io import Scan, ScanReadError, read_scan
 

@@ -4,6 +4,7 @@ its key path, and the backbone-dependent defaults filled in (:func:`load_config`
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import os
 from pathlib import Path
@@ -64,9 +65,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 
-def _submodel(annotation: Any) -> type[BaseModel] | None:
+def _submodel(annotation: Any) -> type | None:
+    """The section type (a pydantic model or a dataclass) inside an annotation."""
     for a in getattr(annotation, "__args__", (annotation,)):
-        if isinstance(a, type) and issubclass(a, BaseModel):
+        if isinstance(a, type) and (issubclass(a, BaseModel) or dataclasses.is_dataclass(a)):
             return a
         inner = _submodel(a) if getattr(a, "__args__", None) else None
         if inner is not None:
@@ -74,19 +76,25 @@ def _submodel(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+def _field_types(section: type) -> dict[str, Any]:
+    if dataclasses.is_dataclass(section):
+        return {f.name: f.type for f in dataclasses.fields(section)}
+    return {k: f.annotation for k, f in section.model_fields.items()}  # type: ignore[attr-defined]
+
+
+def _known_keys(model: type, loc: tuple) -> list[str]:
     """The field names allowed at ``loc`` (for "did you mean" suggestions)."""
     for part in loc:
         if isinstance(part, int):
             continue
-        field = model.model_fields.get(part)
-        if field is None:
-            return list(model.model_fields)
-        sub = _submodel(field.annotation)
+        types = _field_types(model)
+        if part not in types:
+            return list(types)
+        sub = _submodel(types[part])
         if sub is None:
             return []
         model = sub
-    return list(model.model_fields)
+    return list(_field_types(model))
 
 
 def _format_pydantic_error(err: dict[str, Any], model: type[BaseModel], prefix: tuple) -> str:
@@ -97,7 +105,7 @@ def _format_pydantic_error(err: dict[str, Any], model: type[BaseModel], prefix: 
     path = ".".join(str(p) for p in (*prefix, *loc)) or "<root>"
     kind = err["type"]
     value = err.get("input")
-    if kind == "extra_forbidden":
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):  # a model, a dataclass
         allowed = _known_keys(model, loc[:-1])
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""

@@ -12,6 +12,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+# the one definition of the head's settings (a plain dataclass; pydantic validates it here)
+from imaging_tl.models.head import HeadConfig
+
 __all__ = ["AugmentConfig", "ConfigError", "DataConfig", "EvaluateConfig", "ExportConfig",
            "Freeze", "HeadConfig", "ModelConfig", "OperatingPointConfig", "PhaseConfig",
            "RunConfig", "Section", "SplitConfig", "TaskConfig", "TrainConfig"]
@@ -85,14 +88,6 @@ class AugmentConfig(Section):
     preset: Literal["none", "light", "medium", "heavy"] = "light"
     hflip: bool = False
     transforms: list[dict[str, Any]] = Field(default_factory=list)
-
-
-class HeadConfig(Section):
-    """The new classification head."""
-
-    pooling: Literal["avg", "max"] = "avg"
-    hidden: list[int] = Field(default_factory=list)
-    dropout: float | None = Field(None, ge=0, lt=1)
 
 
 class ModelConfig(Section):

@@ -28,27 +28,18 @@ from keras import layers
 
 from imaging_tl.models.backbones import build_backbone
 from imaging_tl.models.contract import (
-    CONTRACT_ENTRY,
     ModelContract,
     attach_contract,
     read_contract,
     write_contract,
 )
-from imaging_tl.models.custom_objects import InputNormalization, MaskedBinaryCrossentropy
+from imaging_tl.models.custom_objects import InputNormalization
 from imaging_tl.models.head import HeadConfig, add_head
 from imaging_tl.models.registry import get_spec
 from imaging_tl.models.spec import BackboneSpec
 from imaging_tl.stages.normalize import get_scheme
 
-# CONTRACT_ENTRY, ModelContract, read_contract, InputNormalization, MaskedBinaryCrossentropy
-# and HeadConfig are defined next door and stay importable from here, where callers of the
-# transfer model have always found them.
 __all__ = [
-    "CONTRACT_ENTRY",
-    "HeadConfig",
-    "InputNormalization",
-    "MaskedBinaryCrossentropy",
-    "ModelContract",
     "TASKS",
     "backbone_layers",
     "build_transfer_model",
@@ -56,7 +47,6 @@ __all__ = [
     "get_spec_of",
     "head_model",
     "load_transfer_model",
-    "read_contract",
     "save_transfer_model",
     "set_freeze",
 ]

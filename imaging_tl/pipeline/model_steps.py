@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from typing import Any
@@ -29,7 +30,7 @@ def build_step(state: RunState) -> None:
     weights = None if cfg.model.weights in (None, "none") else cfg.model.weights
     state.log(f"model: {cfg.model.backbone} "
               f"({'ImageNet' if weights == 'imagenet' else weights}) at {size} px, "
-              f"head {cfg.model.head.model_dump()}")
+              f"head {dataclasses.asdict(cfg.model.head)}")
     before = keras.mixed_precision.global_policy()
     try:
         # the policy only while the layers are built: they keep it, the process does not
@@ -46,7 +47,7 @@ def _build(state: RunState, freeze: Any, weights: str | None) -> Any:
 
     cfg = state.cfg
     return build_transfer_model(cfg.model.backbone, state.task, state.classes, freeze=freeze,
-                                head=cfg.model.head.model_dump(), weights=weights,
+                                head=cfg.model.head, weights=weights,
                                 input_size=state.prepared.shape[0], seed=cfg.seed)
 
 
