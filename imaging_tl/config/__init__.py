@@ -19,6 +19,12 @@ normalisation, the fine-tuning freeze point) are filled from its registry entry,
 preprocessing gets a final ``resize`` to the input size and ``to_rgb`` when it lacks them.
 The resolved configuration (``RunConfig.to_dict()``) is written to the run directory as
 ``config.yaml`` and reproduces the run. Nothing here imports TensorFlow.
+
+Examples
+--------
+>>> cfg = load_config({"data": {"csv": "sample_dicoms/labels.csv", "label_column": "label"}})
+>>> cfg.model.backbone, cfg.model.input_size, [p.name for p in cfg.train.phases]
+('efficientnet_lite0', 224, ['head', 'finetune'])
 """
 
 

@@ -3,6 +3,12 @@
 
 Each check returns its problems as lines; :func:`cross_checks` runs every check on the
 sections that validated, so all errors come at once. No TensorFlow.
+
+Examples
+--------
+>>> from imaging_tl.config.schema import ModelConfig
+>>> cross_checks({"model": ModelConfig(backbone="efficientnet_lite9")})[0][:60]
+"model.backbone: unknown backbone 'efficientnet_lite9' (did y"
 """
 
 from __future__ import annotations

@@ -299,15 +299,24 @@ def schema_help() -> str:
     """
     lines = []
 
-    def walk(model: type[BaseModel], prefix: str) -> None:
-        for name, field in model.model_fields.items():
-            sub = _submodel(field.annotation)
+    def walk(section: type, prefix: str) -> None:
+        for name, default in _defaults(section).items():
+            sub = _submodel(_field_types(section)[name])
             if sub is not None and name not in ("phases",):
                 walk(sub, f"{prefix}{name}.")
                 continue
-            default = "required" if field.is_required() else repr(
-                field.get_default(call_default_factory=True))
             lines.append(f"{prefix}{name}: {default}")
 
     walk(RunConfig, "")
     return "\n".join(lines)
+
+
+def _defaults(section: type) -> dict[str, str]:
+    """Each key of a section (a pydantic model or a dataclass) with its default as text."""
+    if dataclasses.is_dataclass(section):
+        return {f.name: repr(f.default) if f.default is not dataclasses.MISSING
+                else repr(f.default_factory()) if f.default_factory is not dataclasses.MISSING
+                else "required" for f in dataclasses.fields(section)}
+    return {name: "required" if field.is_required()
+            else repr(field.get_default(call_default_factory=True))
+            for name, field in section.model_fields.items()}  # type: ignore[attr-defined]

@@ -64,6 +64,9 @@ _TAG = "Signature: 8a477f597d28d172789f06886806bc55\n# imaging_tl array cache\n"
 def default_cache_dir() -> Path:
     """``$IMAGING_TL_CACHE_DIR``, else ``$XDG_CACHE_HOME/imaging_tl``, else ``~/.cache/...``.
 
+    The one home of every cache of the package: preprocessed arrays, converted weights,
+    engine exports.
+
     Examples
     --------
     >>> default_cache_dir().name
@@ -72,8 +75,8 @@ def default_cache_dir() -> Path:
     env = os.environ.get("IMAGING_TL_CACHE_DIR")
     if env:
         return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "imaging_tl"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+    return Path(base).expanduser() / "imaging_tl"
 
 
 def file_key(path: str | os.PathLike, hash: Literal["sampled", "full"] = "sampled") -> str:

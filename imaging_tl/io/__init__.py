@@ -6,6 +6,13 @@
 
 Every failure is a :class:`ScanReadError` subclass naming the file and the reason.
 Importing this package imports neither TensorFlow nor pydicom (loaded on first read).
+
+Examples
+--------
+>>> from imaging_tl.io import read_scan
+>>> scan = read_scan("sample_dicoms/SYN0001/st1_im01.png")
+>>> scan.pixels.dtype, scan.pixels.ndim
+(dtype('float32'), 2)
 """
 
 from imaging_tl.io.errors import (

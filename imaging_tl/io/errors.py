@@ -2,6 +2,15 @@
 
 Every error names the file and says why in words a researcher understands. Catch
 :class:`ScanReadError` to handle all of them; the subclasses tell the reasons apart.
+
+Examples
+--------
+>>> from imaging_tl.io import read_scan
+>>> try:
+...     read_scan("sample_dicoms/README.md")
+... except ScanReadError as exc:
+...     print(type(exc).__name__, "names the file:", "README.md" in str(exc))
+NotAnImageError names the file: True
 """
 
 from __future__ import annotations

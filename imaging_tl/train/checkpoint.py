@@ -1,4 +1,10 @@
-"""Per-epoch bookkeeping of a phase: learning rate, history, best weights, checkpoints."""
+"""Per-epoch bookkeeping of a phase: learning rate, history, best weights, checkpoints.
+
+Examples
+--------
+>>> default_monitor("binary", has_val=True), default_monitor("multilabel", has_val=False)
+(('val_auc', 'max'), ('loss', 'min'))
+"""
 
 from __future__ import annotations
 

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from imaging_tl.data.cache import default_cache_dir as cache_dir
 from imaging_tl.models import UnknownBackboneError, WeightsFileError, get_spec, list_backbones
 from imaging_tl.models.efficientnet_lite import lite_block_plan
-from imaging_tl.models.weights.lite import cache_dir, lite_weights_source
+from imaging_tl.models.weights.lite import lite_weights_source
 from imaging_tl.models.weights.torch_pickle import UnsafePickleError, read_legacy_state_dict
 from imaging_tl.stages.normalize import SCHEMES
 

