@@ -34,7 +34,7 @@ try:
 except ImportError:  # pragma: no cover - pydicom-data is a test dependency
     DATA_DIR = None
 
-# Files that must fail, and how. Found by reading each one (see DESIGN.md for the list):
+# Files that must fail, and how. Found by reading each one of the known-broken test files:
 # OT-PAL-8-face.dcm and bad_sequence.dcm from that list do decode to correct pictures
 # (a palette face without file meta; a CT slice whose odd sequence is not in the pixels),
 # so they are checked against pydicom like the good files.
