@@ -340,12 +340,12 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     from imaging_tl.deploy import ExportError, export_model
+    from imaging_tl.models import model_file
 
-    model = Path(args.model)
-    if model.is_dir():
-        model = model / "model.keras"
-    if not model.is_file():
-        raise UsageError(f"{model}: model file not found")
+    try:
+        model = model_file(args.model)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
     sample = None
     if args.sample:
         sample = _sample_inputs(model, args.sample)

@@ -315,11 +315,12 @@ def load_engine(model_path: str | os.PathLike, engine: str = "auto", *,
     >>> eng.name  # doctest: +SKIP
     'tflite'
     """
-    mp = Path(model_path)
-    if mp.is_dir():
-        mp = mp / "model.keras"
-    if not mp.is_file():
-        raise EngineError(f"{mp}: model file not found")
+    from imaging_tl.models import model_file, read_contract
+
+    try:
+        mp = model_file(model_path)
+    except FileNotFoundError as exc:
+        raise EngineError(str(exc)) from None
     if engine == "auto":
         engine = default_engine()
     if engine not in ENGINES:
@@ -329,8 +330,6 @@ def load_engine(model_path: str | os.PathLike, engine: str = "auto", *,
         raise EngineError(f"engine {engine} is not installed (pip install {pkg})")
     if engine == "keras":
         return KerasEngine(mp, model)
-    from imaging_tl.models import read_contract
-
     size = tuple(read_contract(mp).input_size)
     path = exported_model(mp, engine, cache_dir=cache_dir, sample=sample)
     if engine == "onnxruntime":

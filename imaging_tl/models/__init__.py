@@ -47,6 +47,7 @@ _LAZY = {
     "save_transfer_model": "imaging_tl.models.transfer",
     "load_transfer_model": "imaging_tl.models.transfer",
     "read_contract": "imaging_tl.models.contract",
+    "model_file": "imaging_tl.models.contract",
     "ModelContract": "imaging_tl.models.contract",
     "fast_predict": "imaging_tl.models.predict",
     "HeadConfig": "imaging_tl.models.head",

@@ -8,6 +8,7 @@ A saved model carries its :class:`ModelContract` twice: as the zip entry
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CONTRACT_ENTRY", "ModelContract", "attach_contract", "read_contract",
+__all__ = ["CONTRACT_ENTRY", "ModelContract", "attach_contract", "model_file", "read_contract",
            "write_contract"]
 
 CONTRACT_ENTRY = "imaging_tl_contract.json"  # inside the .keras zip
@@ -122,6 +123,29 @@ def write_contract(path: str | Path, contract: ModelContract) -> Path:
     beside = path.with_name(CONTRACT_FILE)
     beside.write_text(text + "\n")
     return beside
+
+
+def model_file(path: str | os.PathLike) -> Path:
+    """The ``model.keras`` a user named: the file itself, or the one in a run directory.
+
+    Raises
+    ------
+    FileNotFoundError
+        Neither exists (the message names the path).
+
+    Examples
+    --------
+    >>> model_file("runs/no-such-run")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: runs/no-such-run: model file not found
+    """
+    mp = Path(path)
+    if mp.is_dir():
+        mp = mp / "model.keras"
+    if not mp.is_file():
+        raise FileNotFoundError(f"{mp}: model file not found")
+    return mp
 
 
 def read_contract(path: str | Path) -> ModelContract:

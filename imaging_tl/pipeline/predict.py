@@ -92,14 +92,13 @@ class _Predictor:
 def _load_predictor(model_path: str | os.PathLike, engine: str, with_keras: bool,
                     frames: str | None, num_threads: int | None) -> _Predictor:
     from imaging_tl.deploy import EngineError, default_engine, load_engine
-    from imaging_tl.models import load_transfer_model, read_contract
+    from imaging_tl.models import load_transfer_model, model_file, read_contract
     from imaging_tl.stages import Pipeline
 
-    mp = Path(model_path)
-    if mp.is_dir():
-        mp = mp / "model.keras"
-    if not mp.is_file():
-        raise InputError(f"{mp}: model file not found")
+    try:
+        mp = model_file(model_path)
+    except FileNotFoundError as exc:
+        raise InputError(str(exc)) from None
     if engine == "auto":
         engine = "keras" if with_keras else default_engine()
     model = None

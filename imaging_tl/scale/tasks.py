@@ -169,13 +169,13 @@ def predict_dask(model_path: str | os.PathLike, inputs: Sequence[str | os.PathLi
     import pandas as pd
 
     from imaging_tl.deploy.engines import default_engine, exported_model
+    from imaging_tl.models import model_file
     from imaging_tl.pipeline.inputs import InputError, expand_inputs
 
-    mp = Path(model_path)
-    if mp.is_dir():
-        mp = mp / "model.keras"
-    if not mp.is_file():
-        raise InputError(f"{mp}: model file not found")
+    try:
+        mp = model_file(model_path)
+    except FileNotFoundError as exc:
+        raise InputError(str(exc)) from None
     files = expand_inputs(inputs)
     if not files:
         raise InputError("no input files found")

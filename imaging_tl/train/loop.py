@@ -267,7 +267,7 @@ class _PhaseRunner:
     callbacks: list[Any]
     verbose: int
     ckpt: Checkpoint | None
-    result: TrainResult = field(default_factory=lambda: TrainResult())
+    result: TrainResult = field(default_factory=TrainResult)
     features: dict[str, Any] = field(default_factory=dict)
 
     @property
