@@ -64,11 +64,23 @@ class DataConfig(Section):
 
 
 class TaskConfig(Section):
-    """What is predicted; ``type`` null means: inferred from the labels."""
+    """What is predicted; ``type`` null means: inferred from the labels.
+
+    ``uncertain`` (multi-label CSVs): what an uncertain cell (``-1``, ``u``,
+    ``uncertain``) means: ``ignore`` masks it like a blank (missing) cell, ``zeros`` reads
+    it as negative, ``ones`` as positive (CheXpert's U-Ignore, U-Zeros, U-Ones). Null: a
+    CSV with uncertain cells is refused, naming the labels and counts. ``label_map``
+    harmonises names across datasets: multi-label, CSV column -> label name (columns
+    mapped to one name are merged: positive if any is positive, else uncertain if any is
+    uncertain, else negative if any is negative, else missing); single-label, class value
+    -> class name. Names the map does not hold are kept.
+    """
 
     type: Literal["binary", "multiclass", "multilabel"] | None = None
     positive: str | None = None
     classes: list[str] | None = None
+    uncertain: Literal["ignore", "zeros", "ones"] | None = None
+    label_map: dict[str, str] | None = None
 
 
 class SplitConfig(Section):

@@ -38,7 +38,11 @@ SPLIT_NAMES = ("train", "val", "test")
 
 
 def _label_matrix(df: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
-    """N x L 0/1 matrix of the labels (one-hot for single-label tables)."""
+    """N x L 0/1 matrix of the labels (one-hot for single-label tables).
+
+    Multi-label: 1 where the label is positive; a missing label (-1) counts as not
+    positive, so stratification spreads the known positives of every label.
+    """
     cols = label_columns(df)
     if not cols:
         return np.zeros((len(df), 0), np.int64), []
@@ -46,7 +50,7 @@ def _label_matrix(df: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
         classes = sorted(df["label"].astype(str).unique())
         codes = pd.Categorical(df["label"].astype(str), categories=classes).codes
         return np.eye(len(classes), dtype=np.int64)[codes], classes
-    return df[cols].to_numpy(np.int64), cols
+    return (df[cols].to_numpy(np.int64) == 1).astype(np.int64), cols
 
 
 def _check_enough(df: pd.DataFrame, parts: int, what: str) -> None:

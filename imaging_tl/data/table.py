@@ -7,8 +7,10 @@ A dataset is a :class:`pandas.DataFrame` with the columns
 ``frame``
     frame index for multi-frame files (nullable ``Int64``; ``<NA>`` for single images);
 ``label`` or the label columns
-    one ``label`` column of class names (binary / multi-class), or several 0/1 columns
-    (multi-label); their names are in ``df.attrs["label_columns"]``;
+    one ``label`` column of class names (binary / multi-class), or several int8 columns of
+    1, 0 and -1 for a missing label (multi-label); their names are in
+    ``df.attrs["label_columns"]``, and how they were read (uncertain policy, label map,
+    counts per label) in ``df.attrs["label_summary"]``;
 ``group``
     the grouping key used for patient-level splits (str), with ``group_key`` saying where
     it came from (``"PatientID"``, ``"StudyInstanceUID"``, ``"file"`` or the CSV column);
@@ -41,7 +43,14 @@ from imaging_tl.data.files import (
     file_kind,
     header_rows,
 )
-from imaging_tl.data.labels import encode_labels, label_columns, task_of
+from imaging_tl.data.labels import (
+    MISSING,
+    encode_labels,
+    label_columns,
+    map_class_names,
+    parse_multilabel,
+    task_of,
+)
 
 __all__ = [
     "DatasetError",
@@ -61,13 +70,16 @@ _STUDY_COLUMNS = ("study_uid", "StudyInstanceUID", "study_id", "study")
 
 
 def _finish(
-    df: pd.DataFrame, labels: list[str], source: str, *, check_files: bool = True
+    df: pd.DataFrame, labels: list[str], source: str, *, check_files: bool = True,
+    summary: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     df["frame"] = df["frame"].astype("Int64")
     front = ["path", "frame", *labels, "group", "group_key"]
     df = df[front + [c for c in df.columns if c not in front]].reset_index(drop=True)
     df.attrs["label_columns"] = list(labels)
     df.attrs["source"] = source
+    if summary is not None:
+        df.attrs["label_summary"] = summary
     validate(df, check_files=check_files, source=source)
     return df
 
@@ -77,6 +89,7 @@ def from_folder(
     *,
     frames: Frames = "all",
     extensions: Iterable[str] | None = None,
+    label_map: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Build a table from a folder per class: ``root/<label>/**/<file>``.
 
@@ -93,6 +106,9 @@ def from_folder(
     extensions : iterable of str, optional
         Only take files with these extensions (e.g. ``[".dcm"]``); extension-less DICOM
         files are still taken.
+    label_map : mapping of str to str, optional
+        Folder name -> class name (e.g. two sites' names of one finding to one class);
+        folders it does not name keep their name.
 
     Returns
     -------
@@ -132,8 +148,16 @@ def from_folder(
     rows = header_rows(paths, frames)
     label_of = dict(zip(paths, labels, strict=True))
     df = pd.DataFrame(rows)
-    df.insert(2, "label", [label_of[p] for p in df["path"]])
-    return _finish(df, ["label"], str(root))
+    df.insert(2, "label", map_class_names(pd.Series([label_of[p] for p in df["path"]]),
+                                          label_map).to_numpy())
+    return _finish(df, ["label"], str(root), summary=_class_summary(df["label"], label_map))
+
+
+def _class_summary(labels: pd.Series, label_map: Mapping[str, str] | None) -> dict[str, Any]:
+    """How a single-label table's classes were read: the map and the count per class."""
+    return {"label_map": dict(label_map) if label_map else None,
+            "classes": {str(k): int(v) for k, v in
+                        labels.astype(str).value_counts().sort_index().items()}}
 
 
 def _resolve(path_value: Any, base: Path) -> str | None:
@@ -155,6 +179,8 @@ def from_csv(
     group_column: str | None = None,
     frame_column: str | None = None,
     frames: Frames = "all",
+    uncertain: str | None = None,
+    label_map: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Build a table from a CSV manifest.
 
@@ -171,13 +197,22 @@ def from_csv(
     label_column : str or None
         Column of class names (binary / multi-class). ``None`` for an unlabelled table.
     label_columns : sequence of str, optional
-        Several 0/1 columns for a multi-label task (overrides ``label_column``).
+        Several label columns for a multi-label task (overrides ``label_column``). Cells:
+        1/0 (also true/false, yes/no), blank for a missing label, ``-1``, ``u`` or
+        ``uncertain`` for an uncertain one (see
+        :func:`~imaging_tl.data.labels.parse_multilabel`).
     group_column : str, optional
         Column to group by (patient); auto-detected when not given.
     frame_column : str, optional
         Column of frame indices; when absent, multi-frame files expand as ``frames`` says.
     frames : {"all", "middle", "first"}
         How multi-frame files expand when the CSV names no frame.
+    uncertain : {"ignore", "zeros", "ones"}, optional
+        Multi-label only: uncertain cells become missing (masked), 0 or 1 (CheXpert's
+        U-Ignore, U-Zeros, U-Ones). None: an uncertain cell is an error.
+    label_map : mapping of str to str, optional
+        Multi-label: CSV column -> canonical label name (columns mapped to one name are
+        merged); single-label: class value -> canonical class name.
 
     Returns
     -------
@@ -187,7 +222,8 @@ def from_csv(
     Raises
     ------
     DatasetError
-        Listing every missing file, empty or invalid label and duplicate row.
+        Listing every missing file, empty or unreadable label (row and column named) and
+        duplicate row.
 
     Examples
     --------
@@ -199,12 +235,18 @@ def from_csv(
     csv_path = Path(csv_path)
     source = str(csv_path)
     labels = list(label_columns) if label_columns else ([label_column] if label_column else [])
+    summary: dict[str, Any] | None = None
     df = _read_manifest(csv_path, path_column, [*labels, group_column, frame_column])
     if label_columns:
-        df = _parse_multilabel(df, labels, source)
+        df, labels, summary = parse_multilabel(df, labels, uncertain=uncertain,
+                                               label_map=label_map, source=source)
     elif label_column:
-        df["label"] = df.pop(label_column).str.strip()
+        if uncertain is not None:
+            raise DatasetError(["uncertain= (task.uncertain) applies to multi-label tables "
+                                "(label_columns); this CSV has one label column"], source)
+        df["label"] = map_class_names(df.pop(label_column).str.strip(), label_map)
         labels = ["label"]
+        summary = _class_summary(df["label"], label_map)
     if group_column is None:
         group_column = next((c for c in _PATIENT_COLUMNS if c in df.columns), None)
         group_column = group_column or next((c for c in _STUDY_COLUMNS if c in df.columns), None)
@@ -214,7 +256,7 @@ def from_csv(
         df = _group_from_column(df, group_column, source)
     else:
         df = _group_from_headers(df, frames, source)
-    return _finish(df, labels, source)
+    return _finish(df, labels, source, summary=summary)
 
 
 def _read_manifest(
@@ -267,21 +309,6 @@ def _group_from_headers(df: pd.DataFrame, frames: Frames, source: str) -> pd.Dat
     unique = list(dict.fromkeys(df["path"]))
     hdr = pd.DataFrame(header_rows(unique, frames))
     return hdr.merge(df, on="path", how="left", sort=False)
-
-
-def _parse_multilabel(df: pd.DataFrame, cols: list[str], source: str) -> pd.DataFrame:
-    truthy = {"1": 1, "1.0": 1, "true": 1, "yes": 1, "0": 0, "0.0": 0, "false": 0, "no": 0}
-    problems = []
-    for c in cols:
-        values = df[c].astype(str).str.strip().str.lower()
-        parsed = values.map(truthy)
-        for i in np.flatnonzero(parsed.isna().to_numpy()):
-            what = "empty" if values.iloc[i] == "" else f"not 0/1: {df[c].iloc[i]!r}"
-            problems.append(f"row {i + 2} ({df['path'].iloc[i]}): label {c!r} {what}")
-        df[c] = parsed.fillna(-1).astype("int8")
-    if problems:
-        raise DatasetError(problems, source=source)
-    return df
 
 
 def from_dicom_headers(
@@ -374,7 +401,7 @@ def validate(
     """Check a table and raise one :class:`DatasetError` listing every problem.
 
     Checks: required columns; missing files (all of them); empty labels; labels outside
-    ``classes``; multi-label values other than 0/1; duplicate (path, frame) rows; empty groups.
+    ``classes``; multi-label values other than 0, 1 and -1 (missing); duplicate (path, frame) rows; empty groups.
 
     Parameters
     ----------
@@ -426,8 +453,8 @@ def validate(
             if c not in df.columns:
                 problems.append(f"label column {c!r} missing")
                 continue
-            bad = ~df[c].isin([0, 1])
-            problems += [f"{p}: label {c!r} is {v!r}, expected 0 or 1"
+            bad = ~df[c].isin([0, 1, MISSING])
+            problems += [f"{p}: label {c!r} is {v!r}, expected 0, 1 or {MISSING} (missing)"
                          for p, v in zip(df["path"][bad], df[c][bad], strict=True)]
     frame = df["frame"] if "frame" in df.columns else pd.Series(pd.NA, index=df.index)
     keys = pd.DataFrame({"path": df["path"], "frame": frame.astype("Int64").fillna(-1)})

@@ -76,10 +76,11 @@ def load_inputs(cfg: RunConfig) -> pd.DataFrame:
     d = cfg.data
     try:
         if d.folder is not None:
-            return from_folder(d.folder, frames=d.frames)
+            return from_folder(d.folder, frames=d.frames, label_map=cfg.task.label_map)
         return from_csv(d.csv, path_column=d.path_column, label_column=d.label_column,
                         label_columns=d.label_columns, group_column=d.group_column,
-                        frames=d.frames)
+                        frames=d.frames, uncertain=cfg.task.uncertain,
+                        label_map=cfg.task.label_map)
     except DatasetError as exc:
         raise InputError(str(exc)) from None
 
