@@ -226,6 +226,12 @@ def multilabel_metrics(
 ) -> dict[str, Any]:
     """AUC per label ignoring missing labels (-1/NaN), and their macro average.
 
+    Each label's AUC is computed on the rows where that label is known (equal to
+    scikit-learn's on those rows); its bootstrap CI resamples all rows (patients kept
+    together) and weighs the rows where the label is missing by zero, so every label's
+    replicates come from the same resamples. ``n_observed`` and ``n_missing`` count the
+    known and missing rows per label.
+
     Examples
     --------
     >>> y = np.array([[1, 0], [0, -1], [1, 1], [0, 0]])
@@ -263,6 +269,7 @@ def multilabel_metrics(
         "n": n,
         "label_names": names,
         "n_observed": obs.sum(axis=0).tolist(),
+        "n_missing": (~obs).sum(axis=0).tolist(),
         "n_positive": (y == 1).sum(axis=0).tolist(),
         "roc_auc_per_label": {
             names[k]: estimate(per[k], boot.get(f"auc_{k}"), confidence) for k in range(c)
