@@ -140,6 +140,7 @@ def run_record(state: RunState) -> dict[str, Any]:
         "pipeline_fingerprint": state.pipe.fingerprint(),
         "cache_namespace": prepared.namespace, "task": state.task,
         "class_names": state.classes, "samples": state.counts,
+        "labels": state.table.attrs.get("label_summary"),  # policy, map, counts per label
         "prepare": {k: v for k, v in prepared.stats.items() if k != "audit"},
         "audit": prepared.stats["audit"].format() if "audit" in prepared.stats else None,
         "quarantined": quarantined.astype({"frame": object}).where(
