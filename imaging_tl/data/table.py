@@ -401,7 +401,8 @@ def validate(
     """Check a table and raise one :class:`DatasetError` listing every problem.
 
     Checks: required columns; missing files (all of them); empty labels; labels outside
-    ``classes``; multi-label values other than 0, 1 and -1 (missing); duplicate (path, frame) rows; empty groups.
+    ``classes``; multi-label values other than 0, 1 and -1 (missing); duplicate (path, frame)
+    rows; empty groups.
 
     Parameters
     ----------
