@@ -164,6 +164,9 @@ def split_audit(
             entry["classes"] = {str(k): int(v) for k, v in
                                 part[label_col].astype(str).value_counts().sort_index().items()}
         out["splits"][name] = entry
+    # how multi-label cells were read (policy, counts per label), when the table says
+    if (df.attrs.get("label_summary") or {}).get("labels"):
+        out["labels"] = df.attrs["label_summary"]
     if group_col in df.columns:
         per_group = df.groupby(df[group_col].astype(str))[split_col].nunique()
         out["groups_in_several_splits"] = int((per_group > 1).sum())
@@ -194,7 +197,23 @@ def _splits_section(audit: Mapping[str, Any] | None) -> str:
     else:
         note = (f'<p class="warn">{leak} patient(s) appear in more than one split: '
                 "test figures are optimistic.</p>")
-    return f'<table class="grid">{head}{"".join(rows)}</table>{note}'
+    return f'<table class="grid">{head}{"".join(rows)}</table>{note}' + \
+        _label_reading(audit.get("labels"))
+
+
+def _label_reading(summary: Mapping[str, Any] | None) -> str:
+    """Per label: the CSV columns read and the positive/negative/uncertain/blank counts."""
+    if not summary or not summary.get("labels"):
+        return ""
+    keys = ("positive", "negative", "uncertain", "blank", "missing", "conflicting")
+    head = "<tr><th>label</th><th>columns</th>" + "".join(f"<th>{k}</th>" for k in keys)
+    rows = "".join(
+        f"<tr><td>{_esc(name)}</td><td>{_esc(', '.join(e.get('columns', [])))}</td>"
+        + "".join(f"<td>{e.get(k, '')}</td>" for k in keys) + "</tr>"
+        for name, e in summary["labels"].items())
+    policy = summary.get("uncertain_policy") or "none (no uncertain cells)"
+    return (f"<h4>Labels as read (uncertain policy: {_esc(policy)}; missing = masked in "
+            f'training and evaluation)</h4><table class="grid">{head}</tr>{rows}</table>')
 
 
 _BINARY_ROWS = (

@@ -59,3 +59,6 @@ def test_multilabel_csv_with_blanks_uncertain_and_label_map_trains(tiny_config, 
     assert metrics["n_missing"][0] == int((test["nodule"] == -1).sum())
     pred = pd.read_csv(r.run_dir / "predictions.csv")
     assert {"label_nodule", "prob_nodule", "prob_pleural_effusion"} <= set(pred)
+    page = (r.run_dir / "report.html").read_text()
+    assert "Labels as read (uncertain policy: ignore" in page
+    assert "Effusion, Pleural Effusion" in page
