@@ -50,6 +50,7 @@ from typing import Any, Literal
 import numpy as np
 
 from imaging_tl._version import __version__
+from imaging_tl.io.pseudonyms import cache_home
 
 __all__ = [
     "CACHE_FORMAT", "ArrayCache", "CacheInfo", "default_cache_dir", "file_key", "load_entry",
@@ -72,11 +73,7 @@ def default_cache_dir() -> Path:
     >>> default_cache_dir().name
     'imaging_tl'
     """
-    env = os.environ.get("IMAGING_TL_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
-    return Path(base).expanduser() / "imaging_tl"
+    return cache_home()
 
 
 def file_key(path: str | os.PathLike, hash: Literal["sampled", "full"] = "sampled") -> str:

@@ -14,14 +14,15 @@ import numpy as np
 import pandas as pd
 
 from imaging_tl._atomic import atomic_dir, write_csv
+from imaging_tl.io.pseudonyms import pseudonymize
 from imaging_tl.pipeline.inputs import InputError
 from imaging_tl.pipeline.predict import decisions, probability_columns
 from imaging_tl.pipeline.provenance import machine, versions, write_plain_json
 from imaging_tl.pipeline.result import RunResult
 from imaging_tl.pipeline.state import RunState
 
-__all__ = ["evaluate_step", "evaluation_options", "export_step", "finish_step", "gradcam_step",
-           "report_step", "save_step"]
+__all__ = ["data_root", "evaluate_step", "evaluation_options", "export_step", "finish_step",
+           "gradcam_step", "output_paths", "report_step", "save_step"]
 
 
 def evaluation_options(cfg: Any) -> dict[str, Any]:
@@ -71,8 +72,9 @@ def evaluate_step(state: RunState) -> None:
 
 def _prediction_rows(state: RunState, rows: pd.DataFrame, p: np.ndarray,
                      split: str) -> pd.DataFrame:
-    out = pd.DataFrame({"path": rows["path"], "frame": rows["frame"], "split": split,
-                        "group": rows["group"]})
+    out = pd.DataFrame({"path": output_paths(state.cfg, rows["path"]), "frame": rows["frame"],
+                        "split": split,
+                        "group": pseudonymize(rows["group"].astype(str))})
     if state.task == "multilabel":
         for c in state.classes:
             out[f"label_{c}"] = rows[c].to_numpy()
@@ -81,6 +83,31 @@ def _prediction_rows(state: RunState, rows: pd.DataFrame, p: np.ndarray,
     for k, v in probability_columns(state.task, state.classes, p).items():
         out[k] = v
     out["predicted"] = decisions(state.task, state.classes, p, state.threshold)
+    return out
+
+
+def data_root(cfg: Any) -> Path | None:
+    """The folder a run's data lives in: ``data.folder``, else the folder of ``data.csv``."""
+    d = cfg.data
+    if d.folder:
+        return Path(d.folder).resolve()
+    return Path(d.csv).resolve().parent if d.csv else None
+
+
+def output_paths(cfg: Any, paths: Any) -> list[str]:
+    """Paths as the run's outputs write them: ``output_paths: relative`` -> relative to the
+    data root (:func:`data_root`; a file outside it keeps its absolute path), ``absolute``
+    (the default) -> as they are."""
+    paths = [str(p) for p in paths]
+    root = data_root(cfg) if getattr(cfg, "output_paths", "absolute") == "relative" else None
+    if root is None:
+        return paths
+    out = []
+    for p in paths:
+        try:
+            out.append(Path(p).resolve().relative_to(root).as_posix())
+        except ValueError:
+            out.append(p)
     return out
 
 
