@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from imaging_tl._atomic import atomic_dir, write_csv
+from imaging_tl.data.cache import file_mode
 from imaging_tl.io.pseudonyms import pseudonymize
 from imaging_tl.pipeline.inputs import InputError
 from imaging_tl.pipeline.predict import decisions, probability_columns
@@ -22,7 +23,7 @@ from imaging_tl.pipeline.result import RunResult
 from imaging_tl.pipeline.state import RunState
 
 __all__ = ["data_root", "evaluate_step", "evaluation_options", "export_step", "finish_step",
-           "gradcam_step", "output_paths", "report_step", "save_step"]
+           "gradcam_step", "output_paths", "report_step", "save_step", "settle_modes"]
 
 
 def evaluation_options(cfg: Any) -> dict[str, Any]:
@@ -161,7 +162,7 @@ def run_record(state: RunState) -> dict[str, Any]:
     cfg, prepared, plan = state.cfg, state.prepared, state.plan
     quarantined = prepared.quarantined
     return {
-        "name": cfg.name, "run_dir": str(state.run_dir.resolve()),
+        "name": cfg.name, "status": "finished", "run_dir": str(state.run_dir.resolve()),
         "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "seed": cfg.seed, "data_manifest_sha256": state.manifest,
         "pipeline_fingerprint": state.pipe.fingerprint(),
@@ -200,10 +201,26 @@ def report_step(state: RunState, audit: str | None) -> None:
     state.paths["report"] = run_dir / "report.html"
 
 
+def settle_modes(run_dir: Path) -> None:
+    """One mode for every artefact of a run: files 0644, folders 0755 (less a stricter
+    umask). Temporary-file writers create 0600 files and 0700 folders; a run directory is
+    meant to be shared like any output."""
+    fmode, dmode = file_mode(), file_mode(directory=True)
+    for p in [run_dir, *run_dir.rglob("*")]:
+        if p.is_symlink():
+            continue
+        try:
+            os.chmod(p, dmode if p.is_dir() else fmode)
+        except OSError:
+            pass
+
+
 def finish_step(state: RunState, record: dict[str, Any]) -> RunResult:
     """``run.json`` last, then the checkpoints go: a kill before this point can resume."""
     record["durations_s"] = {**state.durations, "total": round(sum(state.durations.values()), 3)}
+    settle_modes(state.run_dir)
     state.paths["run_json"] = write_plain_json(state.run_dir / "run.json", record)
+    os.chmod(state.paths["run_json"], file_mode())
     shutil.rmtree(state.checkpoints, ignore_errors=True)
     state.log(f"finished {state.run_dir} in {sum(state.durations.values()):.0f} s")
     return result_of(state)
