@@ -200,6 +200,8 @@ class RunConfig(Section):
     seed: int = 0
     output: str = "runs"
     cache_dir: str | None = None
+    # predictions.csv paths: "absolute" as read, or "relative" to the data root
+    output_paths: Literal["absolute", "relative"] = "absolute"
     workers: int | None = Field(None, ge=1)
     data: DataConfig
     task: TaskConfig = Field(default_factory=TaskConfig)

@@ -50,15 +50,37 @@ from typing import Any, Literal
 import numpy as np
 
 from imaging_tl._version import __version__
+from imaging_tl.data.hashing import content_hash
+from imaging_tl.io.pseudonyms import cache_home
 
 __all__ = [
-    "CACHE_FORMAT", "ArrayCache", "CacheInfo", "default_cache_dir", "file_key", "load_entry",
+    "CACHE_FORMAT", "ArrayCache", "CacheInfo", "CacheIntegrityError", "default_cache_dir",
+    "file_key", "file_mode", "load_entry",
 ]
 
-CACHE_FORMAT = 3  # 3: content_hash records are XXH3-128 (were SHA-256)
+CACHE_FORMAT = 4  # 3: content_hash records are XXH3-128 (were SHA-256); 4: entry checksums
 _SAMPLE = 16 * 1024  # 8 blocks of 16 KiB: the header and 7 points of the pixel data
 _SAMPLE_COUNT = 8
 _TAG = "Signature: 8a477f597d28d172789f06886806bc55\n# imaging_tl array cache\n"
+
+
+class CacheIntegrityError(OSError):
+    """A cache entry whose array no longer matches the checksum recorded when it was written
+    (the message names the entry file and the cache)."""
+
+
+def file_mode(directory: bool = False) -> int:
+    """The mode of files (``0o666``) or folders (``0o777``) the package writes, less the
+    process umask: 0644 / 0755 with the usual umask 022 (the pseudonym key alone is 0600).
+
+    Examples
+    --------
+    >>> oct(file_mode() & 0o600)
+    '0o600'
+    """
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
 
 
 def default_cache_dir() -> Path:
@@ -72,11 +94,7 @@ def default_cache_dir() -> Path:
     >>> default_cache_dir().name
     'imaging_tl'
     """
-    env = os.environ.get("IMAGING_TL_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
-    return Path(base).expanduser() / "imaging_tl"
+    return cache_home()
 
 
 def file_key(path: str | os.PathLike, hash: Literal["sampled", "full"] = "sampled") -> str:
@@ -179,6 +197,7 @@ def _write_atomic(path: Path, write) -> None:
     """Write via a temporary file in the same folder, then rename (atomic on POSIX)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.fchmod(fd, file_mode())  # mkstemp makes 0600: cache files get the usual mode
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -224,10 +243,11 @@ class ArrayCache:
         self._index: dict[str, dict[str, dict]] = {}  # namespace -> {"files", "entries"}
         self._dirty: set[str] = set()
         self._dropped: dict[str, set[str]] = {}  # stale entries, kept out of the next save
+        self.evicted: list[str] = []  # entries that failed their checksum, and where
 
     def __getstate__(self) -> dict[str, Any]:
         # Workers get the folder, not the parent's look-up index.
-        return {**self.__dict__, "_index": {}, "_dirty": set(), "_dropped": {}}
+        return {**self.__dict__, "_index": {}, "_dirty": set(), "_dropped": {}, "evicted": []}
 
     def __repr__(self) -> str:
         return f"ArrayCache({str(self.root)!r}, hash={self.hash!r})"
@@ -339,7 +359,10 @@ class ArrayCache:
         """Metadata of a complete entry (with ``"file"``, the ``.npy`` path), or None.
 
         An entry whose array file is missing or has the wrong size (a write that did not
-        finish, a damaged disk) is a miss and is removed.
+        finish, a damaged disk) is a miss and is removed. So is one whose array no longer
+        matches the XXH3 checksum recorded when it was written (corrupted in place, same
+        size): it is evicted, reported on stderr and in :attr:`evicted`, and the caller
+        computes it again.
         """
         base = self._entry(namespace, key)
         idx = self._index.get(namespace)
@@ -347,7 +370,8 @@ class ArrayCache:
         if meta is not None:
             try:
                 if os.stat(base.with_suffix(".npy")).st_size == meta.get("file_bytes"):
-                    return {**meta, "file": str(base.with_suffix(".npy"))}
+                    return self._verified(namespace, key, {**meta,
+                                                           "file": str(base.with_suffix(".npy"))})
             except OSError:
                 pass
             self._drop(namespace, key)  # stale hint: ask the entry files
@@ -359,10 +383,31 @@ class ArrayCache:
         if size != meta.get("file_bytes"):
             self.discard(namespace, key)
             return None
-        if idx is not None:
-            self.remember(namespace, key, meta)
         meta["file"] = str(base.with_suffix(".npy"))
+        meta = self._verified(namespace, key, meta)
+        if meta is not None and idx is not None:
+            self.remember(namespace, key, {k: v for k, v in meta.items() if k != "file"})
         return meta
+
+    def _verified(self, namespace: str, key: str,
+                  meta: dict[str, Any]) -> dict[str, Any] | None:
+        """``meta`` when its array matches its checksum; else the entry is evicted."""
+        try:
+            ok = _array_checksum(np.load(meta["file"], allow_pickle=False)) == meta.get(
+                "checksum")
+        except (OSError, ValueError, EOFError):
+            ok = False
+        if ok:
+            return meta
+        self.discard(namespace, key)
+        src = meta.get("path") or meta.get("source") or "?"
+        why = (f"cache entry {meta['file']} (of {src}) failed its checksum in cache "
+               f"{self.root}: evicted, it is computed again")
+        self.evicted.append(why)
+        import sys
+
+        print(f"imaging-tl: {why}", file=sys.stderr)
+        return None
 
     def put(
         self, namespace: str, key: str, array: np.ndarray, meta: dict[str, Any]
@@ -381,7 +426,7 @@ class ArrayCache:
         base.parent.mkdir(parents=True, exist_ok=True)
         header = _npy_header_len(a)
         meta = {**meta, "shape": shape, "tiled": tiled, "offset": header,
-                "file_bytes": header + a.nbytes}
+                "file_bytes": header + a.nbytes, "checksum": _array_checksum(a)}
         payload = json.dumps(meta, default=str).encode()
         _write_atomic(base.with_suffix(".json"), lambda f: f.write(payload))
         # The array goes last: its rename commits the entry.
@@ -391,11 +436,11 @@ class ArrayCache:
         return meta
 
     def load(self, namespace: str, key: str) -> np.ndarray:
-        """The cached array (raises KeyError on a miss)."""
+        """The cached array, checked against its checksum (raises KeyError on a miss)."""
         meta = self.get(namespace, key)
         if meta is None:
             raise KeyError(key)
-        return load_entry(meta["file"], meta.get("tiled", 0))
+        return load_entry(meta["file"], meta.get("tiled", 0), meta.get("checksum"))
 
     def discard(self, namespace: str, key: str) -> None:
         """Remove an entry (both files), ignoring what is already gone."""
@@ -485,8 +530,17 @@ class ArrayCache:
         return removed
 
 
-def load_entry(file: str | os.PathLike, tiled: int = 0) -> np.ndarray:
+def _array_checksum(a: np.ndarray) -> str:
+    """XXH3-128 of a stored array's values and shape (:func:`content_hash`)."""
+    return content_hash(a)
+
+
+def load_entry(file: str | os.PathLike, tiled: int = 0,
+               checksum: str | None = None) -> np.ndarray:
     """Read a cached array; ``tiled`` channels stored once are repeated back.
+
+    With ``checksum`` (the entry's recorded XXH3), a mismatch raises
+    :class:`CacheIntegrityError` naming the file.
 
     Examples
     --------
@@ -496,7 +550,14 @@ def load_entry(file: str | os.PathLike, tiled: int = 0) -> np.ndarray:
     >>> load_entry(path, tiled=3).shape
     (8, 8, 3)
     """
-    a = np.load(file, allow_pickle=False)
+    try:
+        a = np.load(file, allow_pickle=False)
+    except ValueError as exc:
+        raise CacheIntegrityError(f"{file}: cache entry unreadable ({exc}); run "
+                                  "`imaging-tl cache clear` or run again") from None
+    if checksum is not None and _array_checksum(a) != checksum:
+        raise CacheIntegrityError(f"{file}: cache entry changed since it was written (checksum "
+                                  "mismatch); run again to recompute it")
     return np.repeat(a, int(tiled), axis=-1) if tiled else a
 
 

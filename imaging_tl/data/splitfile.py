@@ -12,12 +12,17 @@ import pandas as pd
 
 from imaging_tl.data.errors import DatasetError
 from imaging_tl.data.labels import label_columns
+from imaging_tl.io.pseudonyms import pseudonymize
 
 __all__ = ["read_splits", "write_splits"]
 
 
 def write_splits(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write ``splits.csv``: path, frame, split/fold, group and group key, labels.
+
+    The group column is written as pseudonyms
+    (:func:`imaging_tl.io.pseudonyms.pseudonymize`): a CSV ``group_column`` holding
+    medical record numbers never reaches the file; header-derived groups already are.
 
     Parameters
     ----------
@@ -43,7 +48,10 @@ def write_splits(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    df[cols].to_csv(tmp, index=False)
+    out = df[cols]
+    if "group" in out.columns:
+        out = out.assign(group=pseudonymize(out["group"].astype(str)))
+    out.to_csv(tmp, index=False)
     os.replace(tmp, path)
     return path
 

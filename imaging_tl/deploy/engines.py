@@ -5,8 +5,10 @@ runtimes. The input contract is the same for all of them: float32 RGB in [0, 1] 
 model's input size (the normalisation is the model's first layer, so it is exported too).
 
 Where the exported file comes from: ``export/model.onnx`` (or ``.tflite``) beside the
-``.keras`` file when its ``source.json`` names the same model hash (``imaging-tl export``
-writes it), else a conversion made once and cached under
+``.keras`` file when its ``source.json`` names the same model hash and the export file still
+has the sha256 recorded beside it (``imaging-tl export`` writes both; checked on every use,
+a mismatch is reported on stderr and the model converted again, never trusted), else a
+conversion made once and cached under
 ``<cache dir>/engines/<sha256 of model.keras>/``; every conversion is checked against the
 Keras model (within 1e-4) before it is used.
 
@@ -30,13 +32,14 @@ import glob
 import importlib.util
 import json
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from imaging_tl.deploy.export import ExportError, export_model, model_sha256
+from imaging_tl.deploy.export import ExportError, export_model, export_sha256, model_sha256
 
 __all__ = [
     "ENGINES", "EngineError", "InferenceEngine", "KerasEngine", "OnnxEngine", "TFLiteEngine",
@@ -107,6 +110,9 @@ class InferenceEngine:
         The file the engine runs.
     input_size : tuple of int
         ``(H, W)`` the model expects.
+    notes : list of str
+        Exports refused on the way (e.g. a file that no longer matches its recorded sha256)
+        and why; empty when the first candidate was used.
     """
 
     name = "base"
@@ -114,6 +120,7 @@ class InferenceEngine:
     def __init__(self, path: Path, input_size: tuple[int, int]):
         self.path = Path(path)
         self.input_size = tuple(input_size)
+        self.notes: list[str] = []
 
     def _check(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
@@ -223,19 +230,47 @@ class TFLiteEngine(InferenceEngine):
         return it.get_tensor(self._out).copy()
 
 
-def _source_ok(folder: Path, fmt: str, digest: str) -> bool:
-    # source.json (written by export_model) says which model file each export came from
+def _source_problem(folder: Path, fmt: str, name: str, digest: str) -> str | None:
+    """Why the export ``folder/name`` may not be used for the model with sha256 ``digest``
+    (None: it may). ``source.json`` (written by export_model) names the model file each
+    export came from and the export's own sha256; both are checked on every use."""
     try:
         entry = json.loads((folder / "source.json").read_text()).get(fmt) or {}
     except (OSError, ValueError, AttributeError):
+        return "its source.json is missing or unreadable"
+    if not isinstance(entry, dict) or entry.get("model_sha256") != digest:
+        return "its source.json names another model file"
+    want = entry.get("sha256")
+    if not isinstance(want, str):
+        return "its source.json records no sha256 of the export itself"
+    if export_sha256(folder / name) != want:
+        return "the file does not match the sha256 in its source.json (changed or replaced)"
+    return None
+
+
+def _usable(folder: Path, fmt: str, name: str, digest: str, notes: list[str]) -> bool:
+    if not (folder / name).is_file():
         return False
-    return entry.get("model_sha256") == digest
+    problem = _source_problem(folder, fmt, name, digest)
+    if problem is None:
+        return True
+    line = f"not using {folder / name}: {problem}"
+    print(f"imaging-tl: {line}", file=sys.stderr)
+    notes.append(line)
+    return False
 
 
 def exported_model(model_path: str | os.PathLike, engine: str, *,
                    cache_dir: str | os.PathLike | None = None,
-                   sample: np.ndarray | None = None) -> Path:
+                   sample: np.ndarray | None = None,
+                   notes: list[str] | None = None) -> Path:
     """The ONNX or TFLite file for ``model.keras``: an export beside it, else convert and cache.
+
+    An export (``export/`` beside the model, or a cached conversion) is used only when its
+    ``source.json`` names the sha256 of this ``model.keras`` and the export file still has
+    the sha256 recorded there; this is checked on every call. An export that fails the
+    check is never run: the model is converted again (into the cache) and the reason is
+    written to stderr and appended to ``notes``.
 
     Parameters
     ----------
@@ -246,6 +281,8 @@ def exported_model(model_path: str | os.PathLike, engine: str, *,
         Default: ``<default_cache_dir()>/engines``. Conversions live in ``<sha256>/``.
     sample : numpy.ndarray, optional
         Real preprocessed inputs for the agreement check of a new conversion.
+    notes : list of str, optional
+        Receives one line per export that was refused.
 
     Returns
     -------
@@ -259,20 +296,29 @@ def exported_model(model_path: str | os.PathLike, engine: str, *,
     if engine not in _SUFFIX:
         raise ValueError(f"engine={engine!r}: only onnxruntime and tflite use an exported file")
     model_path = Path(model_path)
-    name = f"model.{_SUFFIX[engine]}"
+    fmt = _SUFFIX[engine]
+    name = f"model.{fmt}"
     digest = model_sha256(model_path)
+    found: list[str] = []
     beside = model_path.parent / "export"
-    if (beside / name).is_file() and _source_ok(beside, _SUFFIX[engine], digest):
+    if _usable(beside, fmt, name, digest, found):
         return beside / name
     if cache_dir is None:
         from imaging_tl.data.cache import default_cache_dir
 
         cache_dir = default_cache_dir() / "engines"
     folder = Path(cache_dir) / digest[:32]
-    if (folder / name).is_file() and _source_ok(folder, _SUFFIX[engine], digest):
+    if _usable(folder, fmt, name, digest, found):
+        if notes is not None:
+            notes.extend(found)
         return folder / name
+    if found:
+        found.append(f"converting {model_path.name} again into {folder}")
+        print(f"imaging-tl: {found[-1]}", file=sys.stderr)
+    if notes is not None:
+        notes.extend(found)
     try:
-        res = export_model(model_path, _SUFFIX[engine], folder, sample=sample)
+        res = export_model(model_path, fmt, folder, sample=sample)
     except ImportError as exc:
         raise EngineError(f"engine {engine}: converter not installed ({exc}); "
                           "pip install 'imaging-tl[export]'") from exc
@@ -331,7 +377,9 @@ def load_engine(model_path: str | os.PathLike, engine: str = "auto", *,
     if engine == "keras":
         return KerasEngine(mp, model)
     size = tuple(read_contract(mp).input_size)
-    path = exported_model(mp, engine, cache_dir=cache_dir, sample=sample)
-    if engine == "onnxruntime":
-        return OnnxEngine(path, size, num_threads)
-    return TFLiteEngine(path, size, num_threads)
+    notes: list[str] = []
+    path = exported_model(mp, engine, cache_dir=cache_dir, sample=sample, notes=notes)
+    cls = OnnxEngine if engine == "onnxruntime" else TFLiteEngine
+    eng = cls(path, size, num_threads)
+    eng.notes = notes
+    return eng

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FORMATS", "ExportError", "ExportResult", "export_model", "model_sha256"]
+__all__ = ["FORMATS", "ExportError", "ExportResult", "export_model", "export_sha256",
+           "model_sha256"]
 
 FORMATS = ("keras", "savedmodel", "onnx", "tflite")
 
@@ -111,6 +112,32 @@ def model_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def export_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of an export: the file's, or for a folder (SavedModel) of every file in it.
+
+    A folder's digest covers each file's relative path and contents, in sorted order, so a
+    renamed, added or changed file changes it.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "a.bin").write_bytes(b"")
+    >>> export_sha256(d / "a.bin") == model_sha256(d / "a.bin")
+    True
+    >>> len(export_sha256(d))
+    64
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return model_sha256(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f.relative_to(path).as_posix().encode() + b"\0")
+        h.update(model_sha256(f).encode())
+    return h.hexdigest()
+
+
 def export_model(
     model_path: str | os.PathLike,
     fmt: str,
@@ -182,20 +209,22 @@ def export_model(
         (tmp / "contract.json").write_text(
             json.dumps(contract.to_dict(), indent=2, sort_keys=True) + "\n")
         os.replace(tmp / "contract.json", out / "contract.json")
-        _record_source(out, tmp, fmt, model_path)
+        _record_source(out, tmp, fmt, model_path, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return ExportResult(fmt, target, diff, checked_on, time.perf_counter() - t0)
 
 
-def _record_source(out: Path, tmp: Path, fmt: str, model_path: Path) -> None:
-    """``source.json``: which model file each export came from (engines reuse an export
-    only for the same file)."""
+def _record_source(out: Path, tmp: Path, fmt: str, model_path: Path, target: Path) -> None:
+    """``source.json``: which model file each export came from, and the export's own sha256
+    (engines reuse an export only for the same model file and only while the export file
+    still has that digest)."""
     try:
         source = json.loads((out / "source.json").read_text())
     except (OSError, ValueError):
         source = {}
-    source[fmt] = {"model": model_path.name, "model_sha256": model_sha256(model_path)}
+    source[fmt] = {"model": model_path.name, "model_sha256": model_sha256(model_path),
+                   "file": target.name, "sha256": export_sha256(target)}
     (tmp / "source.json").write_text(json.dumps(source, indent=2, sort_keys=True) + "\n")
     os.replace(tmp / "source.json", out / "source.json")
 

@@ -16,11 +16,30 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CONTRACT_ENTRY", "ModelContract", "attach_contract", "model_file", "read_contract",
+__all__ = ["CONTRACT_ENTRY", "MAX_INPUT_SIDE", "ContractError", "ModelContract",
+           "attach_contract", "model_file", "read_contract", "validate_contract",
            "write_contract"]
 
 CONTRACT_ENTRY = "imaging_tl_contract.json"  # inside the .keras zip
 CONTRACT_FILE = "contract.json"  # beside the .keras file
+MAX_INPUT_SIDE = 4096  # largest input side or resize value a contract may ask for
+MAX_LABEL_LENGTH = 200
+_TASK_LABELS = {"binary": (2, 2), "multiclass": (2, 10_000), "multilabel": (1, 10_000)}
+_CHANNELS = (1, 3)
+_DTYPES = ("float32", "float16", "uint8")
+
+
+class ContractError(ValueError):
+    """A model contract that is malformed or out of bounds; the message names the file and
+    the field.
+
+    Examples
+    --------
+    >>> raise ContractError("runs/a/model.keras: contract field 'threshold': nan ...")
+    Traceback (most recent call last):
+    ...
+    imaging_tl.models.contract.ContractError: runs/a/model.keras: contract field ...
+    """
 
 
 @dataclass
@@ -153,10 +172,14 @@ def read_contract(path: str | Path) -> ModelContract:
 
     Read from inside the ``.keras`` file, else from ``contract.json`` beside it.
 
+    The contract is validated (:func:`validate_contract`) before it is returned.
+
     Raises
     ------
     ValueError
         Not a ``.keras`` (zip) file, or no contract inside it or beside it.
+    ContractError
+        A contract that is not valid JSON or out of bounds (a ``ValueError`` too).
 
     Examples
     --------
@@ -169,15 +192,145 @@ def read_contract(path: str | Path) -> ModelContract:
     ['no', 'yes']
     """
     path = Path(path)
-    data = None
+    text, source = None, path
     try:
         with zipfile.ZipFile(path) as zf:
             if CONTRACT_ENTRY in zf.namelist():
-                data = json.loads(zf.read(CONTRACT_ENTRY))
+                text = zf.read(CONTRACT_ENTRY)
     except (zipfile.BadZipFile, OSError) as exc:
         raise ValueError(f"{path}: not a .keras model file ({exc})") from exc
-    if data is None and path.with_name(CONTRACT_FILE).is_file():
-        data = json.loads(path.with_name(CONTRACT_FILE).read_text())
-    if data is None:
+    if text is None and path.with_name(CONTRACT_FILE).is_file():
+        source = path.with_name(CONTRACT_FILE)
+        text = source.read_bytes()
+    if text is None:
         raise ValueError(f"{path}: no preprocessing contract inside the file or beside it")
+    data = _parse_contract(text, source)
+    validate_contract(data, source)
     return ModelContract.from_dict(data)
+
+
+def _parse_contract(text: bytes, source: Path) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ContractError(f"{source}: the contract is not valid JSON ({exc})") from None
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+
+def _is_side(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_INPUT_SIDE
+
+
+def _check_labels(d: dict[str, Any]) -> list[tuple[str, str]]:
+    task, names = d.get("task"), d.get("label_names")
+    if task not in _TASK_LABELS:
+        return [("task", f"{task!r} is not one of {', '.join(_TASK_LABELS)}")]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return [("label_names", "must be a list of strings")]
+    bad: list[tuple[str, str]] = []
+    lo, hi = _TASK_LABELS[task]
+    if not lo <= len(names) <= hi:
+        want = f"exactly {lo}" if lo == hi else f"at least {lo}"
+        bad.append(("label_names", f"{len(names)} name(s) for task {task!r}, which needs "
+                                   f"{want} (binary: [negative, positive])"))
+    if len(set(names)) != len(names):
+        bad.append(("label_names", "names are not unique"))
+    for n in names:
+        if not n.strip() or len(n) > MAX_LABEL_LENGTH or not n.isprintable():
+            bad.append(("label_names", f"{n[:40]!r} is empty, longer than "
+                                       f"{MAX_LABEL_LENGTH} characters or not printable"))
+    return bad
+
+
+def _check_sizes(d: dict[str, Any]) -> list[tuple[str, str]]:
+    bad: list[tuple[str, str]] = []
+    size = d.get("input_size")
+    if not (isinstance(size, list) and len(size) == 2 and all(_is_side(v) for v in size)):
+        bad.append(("input_size", f"{size!r} is not two whole numbers in "
+                                  f"[1, {MAX_INPUT_SIDE}]"))
+    pre = d.get("preprocessing")
+    if pre is None:
+        return bad
+    stages = pre.get("stages", []) if isinstance(pre, dict) else None
+    if not isinstance(stages, list) or not all(isinstance(st, dict) for st in stages):
+        return [*bad, ("preprocessing", "must be a mapping whose 'stages' is a list of "
+                                        "stage mappings")]
+    for i, st in enumerate(stages):
+        for key in ("size", "output_size", "crop"):
+            if key not in st:
+                continue
+            v = st[key]
+            vals = v if isinstance(v, list) else [v]
+            if not vals or not all(_is_side(x) for x in vals):
+                bad.append((f"preprocessing.stages[{i}].{key}",
+                            f"{v!r} is not a whole number in [1, {MAX_INPUT_SIDE}] "
+                            f"(stage {st.get('name')!r})"))
+    return bad
+
+
+def _check_values(d: dict[str, Any]) -> list[tuple[str, str]]:
+    bad: list[tuple[str, str]] = []
+    t = d.get("threshold", 0.5)
+    if not (_is_number(t) and 0.0 <= t <= 1.0):
+        bad.append(("threshold", f"{t!r} is not a finite number in [0, 1]"))
+    if d.get("channels", 3) not in _CHANNELS or isinstance(d.get("channels"), bool):
+        bad.append(("channels", f"{d.get('channels')!r} is not one of {_CHANNELS}"))
+    r = d.get("input_range", [0.0, 1.0])
+    if not (isinstance(r, list) and len(r) == 2 and all(_is_number(v) for v in r)
+            and r[0] < r[1]):
+        bad.append(("input_range", f"{r!r} is not two finite numbers [low, high], low < high"))
+    if d.get("dtype", "float32") not in _DTYPES:
+        bad.append(("dtype", f"{d.get('dtype')!r} is not one of {', '.join(_DTYPES)}"))
+    for key in ("backbone", "normalization"):
+        if not isinstance(d.get(key), str) or not d.get(key):
+            bad.append((key, f"{d.get(key)!r} is not a non-empty string"))
+    if not isinstance(d.get("normalization_in_model", True), bool):
+        bad.append(("normalization_in_model", "must be true or false"))
+    return bad
+
+
+def validate_contract(data: Any, source: str | os.PathLike = "contract") -> None:
+    """Raise :class:`ContractError` unless ``data`` (a contract mapping) is in bounds.
+
+    Checked: ``threshold`` finite and in [0, 1]; ``input_size`` and every ``size`` of a
+    preprocessing stage whole numbers in [1, :data:`MAX_INPUT_SIDE`]; ``task`` known and
+    ``label_names`` consistent with it (binary: exactly two, ``[negative, positive]``;
+    multiclass: at least two; multilabel: at least one; unique, printable, non-empty);
+    ``channels`` 1 or 3; ``input_range`` finite and increasing; ``dtype`` known. Fields this
+    version does not know are ignored (newer writers may add them).
+
+    Parameters
+    ----------
+    data : dict
+        The contract as read from JSON (``ModelContract.to_dict()`` form).
+    source : str or path
+        Named in the message (the model or contract file).
+
+    Raises
+    ------
+    ContractError
+        Naming ``source`` and every field out of bounds.
+
+    Examples
+    --------
+    >>> c = ModelContract("resnet50", "binary", ["no", "yes"], [8, 8], "caffe")
+    >>> validate_contract(c.to_dict(), "m.keras")
+    >>> validate_contract({**c.to_dict(), "threshold": 2.0}, "m.keras")
+    Traceback (most recent call last):
+    ...
+    imaging_tl.models.contract.ContractError: m.keras: contract field 'threshold': 2.0 is ...
+    """
+    if not isinstance(data, dict):
+        raise ContractError(f"{source}: the contract is not a JSON object "
+                            f"({type(data).__name__})")
+    missing = [k for k in ("backbone", "task", "label_names", "input_size", "normalization")
+               if k not in data]
+    if missing:
+        raise ContractError(f"{source}: contract field(s) missing: {', '.join(missing)}")
+    bad = _check_labels(data) + _check_sizes(data) + _check_values(data)
+    if bad:
+        raise ContractError(f"{source}: " + "; ".join(f"contract field {k!r}: {why}"
+                                                      for k, why in bad))

@@ -14,14 +14,16 @@ import numpy as np
 import pandas as pd
 
 from imaging_tl._atomic import atomic_dir, write_csv
+from imaging_tl.data.cache import file_mode
+from imaging_tl.io.pseudonyms import pseudonymize
 from imaging_tl.pipeline.inputs import InputError
 from imaging_tl.pipeline.predict import decisions, probability_columns
 from imaging_tl.pipeline.provenance import machine, versions, write_plain_json
 from imaging_tl.pipeline.result import RunResult
 from imaging_tl.pipeline.state import RunState
 
-__all__ = ["evaluate_step", "evaluation_options", "export_step", "finish_step", "gradcam_step",
-           "report_step", "save_step"]
+__all__ = ["data_root", "evaluate_step", "evaluation_options", "export_step", "finish_step",
+           "gradcam_step", "output_paths", "report_step", "save_step", "settle_modes"]
 
 
 def evaluation_options(cfg: Any) -> dict[str, Any]:
@@ -71,8 +73,9 @@ def evaluate_step(state: RunState) -> None:
 
 def _prediction_rows(state: RunState, rows: pd.DataFrame, p: np.ndarray,
                      split: str) -> pd.DataFrame:
-    out = pd.DataFrame({"path": rows["path"], "frame": rows["frame"], "split": split,
-                        "group": rows["group"]})
+    out = pd.DataFrame({"path": output_paths(state.cfg, rows["path"]), "frame": rows["frame"],
+                        "split": split,
+                        "group": pseudonymize(rows["group"].astype(str))})
     if state.task == "multilabel":
         for c in state.classes:
             out[f"label_{c}"] = rows[c].to_numpy()
@@ -81,6 +84,31 @@ def _prediction_rows(state: RunState, rows: pd.DataFrame, p: np.ndarray,
     for k, v in probability_columns(state.task, state.classes, p).items():
         out[k] = v
     out["predicted"] = decisions(state.task, state.classes, p, state.threshold)
+    return out
+
+
+def data_root(cfg: Any) -> Path | None:
+    """The folder a run's data lives in: ``data.folder``, else the folder of ``data.csv``."""
+    d = cfg.data
+    if d.folder:
+        return Path(d.folder).resolve()
+    return Path(d.csv).resolve().parent if d.csv else None
+
+
+def output_paths(cfg: Any, paths: Any) -> list[str]:
+    """Paths as the run's outputs write them: ``output_paths: relative`` -> relative to the
+    data root (:func:`data_root`; a file outside it keeps its absolute path), ``absolute``
+    (the default) -> as they are."""
+    paths = [str(p) for p in paths]
+    root = data_root(cfg) if getattr(cfg, "output_paths", "absolute") == "relative" else None
+    if root is None:
+        return paths
+    out = []
+    for p in paths:
+        try:
+            out.append(Path(p).resolve().relative_to(root).as_posix())
+        except ValueError:
+            out.append(p)
     return out
 
 
@@ -134,7 +162,7 @@ def run_record(state: RunState) -> dict[str, Any]:
     cfg, prepared, plan = state.cfg, state.prepared, state.plan
     quarantined = prepared.quarantined
     return {
-        "name": cfg.name, "run_dir": str(state.run_dir.resolve()),
+        "name": cfg.name, "status": "finished", "run_dir": str(state.run_dir.resolve()),
         "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "seed": cfg.seed, "data_manifest_sha256": state.manifest,
         "pipeline_fingerprint": state.pipe.fingerprint(),
@@ -174,10 +202,26 @@ def report_step(state: RunState, audit: str | None) -> None:
     state.paths["report"] = run_dir / "report.html"
 
 
+def settle_modes(run_dir: Path) -> None:
+    """One mode for every artefact of a run: files 0644, folders 0755 (less a stricter
+    umask). Temporary-file writers create 0600 files and 0700 folders; a run directory is
+    meant to be shared like any output."""
+    fmode, dmode = file_mode(), file_mode(directory=True)
+    for p in [run_dir, *run_dir.rglob("*")]:
+        if p.is_symlink():
+            continue
+        try:
+            os.chmod(p, dmode if p.is_dir() else fmode)
+        except OSError:
+            pass
+
+
 def finish_step(state: RunState, record: dict[str, Any]) -> RunResult:
     """``run.json`` last, then the checkpoints go: a kill before this point can resume."""
     record["durations_s"] = {**state.durations, "total": round(sum(state.durations.values()), 3)}
+    settle_modes(state.run_dir)
     state.paths["run_json"] = write_plain_json(state.run_dir / "run.json", record)
+    os.chmod(state.paths["run_json"], file_mode())
     shutil.rmtree(state.checkpoints, ignore_errors=True)
     state.log(f"finished {state.run_dir} in {sum(state.durations.values()):.0f} s")
     return result_of(state)

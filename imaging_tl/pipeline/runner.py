@@ -58,7 +58,7 @@ from imaging_tl.pipeline.progress import ProgressLog
 from imaging_tl.pipeline.result import RunResult
 from imaging_tl.pipeline.state import RunState
 
-__all__ = ["distribution_plan", "run", "run_location"]
+__all__ = ["clean_staging", "distribution_plan", "run", "run_location", "write_failed_record"]
 
 
 def run(
@@ -115,37 +115,78 @@ def run(
     plan = distribution_plan(cfg)
     where, scratch = run_location(cfg, out, resume_dir, plan.is_chief, plan.task_index)
     s = RunState(cfg, where, plan, log, resume=resume_dir, callbacks=list(callbacks or []))
+    if resume_dir is not None:
+        clean_staging(where, log)
     try:
-        start_step(s)
-        with s.step("census"):
-            census_step(s)
-        with s.step("splits"):
-            splits_step(s)
-        with s.step("prepare"):
-            prepare_step(s)
-        with s.step("build"):
-            build_step(s)
-        with s.step("train"):
-            train_step(s)
-        if not plan.is_chief:
-            log(f"worker {plan.task_index}: training done; the chief evaluates and writes")
-            return result_of(s, role=f"worker {plan.task_index}")
-        if plan.distributed or plan.precision != "float32":
-            s.model = plain_copy(s)
-        outputs = [("evaluate", evaluate_step), ("save", save_step), ("gradcam", gradcam_step)]
-        if any(f != "keras" for f in cfg.export.formats):
-            outputs.append(("export", export_step))
-        for name, step in outputs:
-            with s.step(name):
-                step(s)
-        record = run_record(s)
-        with s.step("report"):
-            report_step(s, record["audit"])
-        return finish_step(s, record)
+        return _steps(s, cfg, plan, log)
+    except Exception as exc:
+        if plan.is_chief and not scratch:
+            write_failed_record(s, exc)
+        raise
     finally:
         _clear_keras_session()
         if scratch:
             shutil.rmtree(where, ignore_errors=True)
+
+
+def _steps(s: RunState, cfg: RunConfig, plan: Any, log: ProgressLog) -> RunResult:
+    """The steps of :func:`run` in order."""
+    start_step(s)
+    with s.step("census"):
+        census_step(s)
+    with s.step("splits"):
+        splits_step(s)
+    with s.step("prepare"):
+        prepare_step(s)
+    with s.step("build"):
+        build_step(s)
+    with s.step("train"):
+        train_step(s)
+    if not plan.is_chief:
+        log(f"worker {plan.task_index}: training done; the chief evaluates and writes")
+        return result_of(s, role=f"worker {plan.task_index}")
+    if plan.distributed or plan.precision != "float32":
+        s.model = plain_copy(s)
+    outputs = [("evaluate", evaluate_step), ("save", save_step), ("gradcam", gradcam_step)]
+    if any(f != "keras" for f in cfg.export.formats):
+        outputs.append(("export", export_step))
+    for name, step in outputs:
+        with s.step(name):
+            step(s)
+    record = run_record(s)
+    with s.step("report"):
+        report_step(s, record["audit"])
+    return finish_step(s, record)
+
+
+def clean_staging(run_dir: Path, log: Any = None) -> list[Path]:
+    """Remove the staging folders a killed run left (``.report-*``, ``.model``,
+    ``export/.export-*``, ``gradcam`` temporaries); returns what was removed."""
+    gone = [p for pattern in (".report-*", ".model", ".*.tmp-*", "export/.export-*")
+            for p in run_dir.glob(pattern) if p.is_dir()]
+    for p in gone:
+        shutil.rmtree(p, ignore_errors=True)
+    if gone and log is not None:
+        log(f"removed {len(gone)} staging folder(s) left by the interrupted run")
+    return gone
+
+
+def write_failed_record(state: RunState, exc: BaseException) -> None:
+    """``run.json`` with ``status: failed`` and the reason, for a run that stopped on an
+    error (an interrupted run writes none: it can be resumed)."""
+    from imaging_tl.pipeline.provenance import write_plain_json
+
+    done = state.run_dir / "run.json"
+    if not state.run_dir.is_dir() or (done.exists() and not _failed(state.run_dir)):
+        return
+    record = {"name": state.cfg.name, "status": "failed",
+              "failed": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+              "error": f"{type(exc).__name__}: {exc}", "durations_s": state.durations,
+              "best_epochs": state.best, "resumed_from": state.resumed_from}
+    try:
+        write_plain_json(state.run_dir / "run.json", record)
+    except OSError:
+        pass
 
 
 def _clear_keras_session() -> None:
@@ -173,7 +214,7 @@ def _configuration(config: Any, resume: str | os.PathLike | None,
                 if os.environ.get("TF_CONFIG") else "")
         raise InputError(f"--resume {run_dir}: no config.yaml there (not a run "
                          f"directory){hint}")
-    if (run_dir / "run.json").is_file():
+    if (run_dir / "run.json").is_file() and not _failed(run_dir):
         raise InputError(f"--resume {run_dir}: this run has finished (run.json is written); "
                          "start a new run to train again")
     cfg = load_config(stored)
@@ -183,6 +224,15 @@ def _configuration(config: Any, resume: str | os.PathLike | None,
         if given.to_dict() != cfg.to_dict():
             log("note: resuming with the run directory's config.yaml, not the one given")
     return cfg, run_dir
+
+
+def _failed(run_dir: Path) -> bool:
+    import json
+
+    try:
+        return json.loads((run_dir / "run.json").read_text()).get("status") == "failed"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def run_location(cfg: RunConfig, out: str | os.PathLike | None, resume_dir: Path | None,
@@ -203,6 +253,8 @@ def run_location(cfg: RunConfig, out: str | os.PathLike | None, resume_dir: Path
 def _new_run_dir(cfg: RunConfig, out: str | os.PathLike | None) -> Path:
     if out is not None:
         run_dir = Path(out)
+        if run_dir.exists() and not run_dir.is_dir():
+            raise InputError(f"--out {run_dir}: exists and is not a folder")
         if run_dir.exists() and any(run_dir.iterdir()):
             raise InputError(f"--out {run_dir}: folder exists and is not empty (use --resume "
                              "to continue a run there)")

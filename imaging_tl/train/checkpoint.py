@@ -19,8 +19,8 @@ import numpy as np
 from imaging_tl._atomic import atomic_path, write_text
 from imaging_tl.train.phases import Phase
 
-__all__ = ["Checkpoint", "PhaseControl", "default_monitor", "load_arrays", "save_arrays",
-           "tracked_variables"]
+__all__ = ["Checkpoint", "PhaseControl", "default_monitor", "load_arrays", "load_optimizer",
+           "save_arrays", "tracked_variables"]
 
 
 def default_monitor(task: str, has_val: bool) -> tuple[str, str]:
@@ -85,14 +85,30 @@ class PhaseControl(keras.callbacks.Callback):
                 self.best["stopped_early"] = True
                 self.model.stop_training = True
         if self.ckpt:
-            self.ckpt.save_epoch(self.full, self.phase_index, epoch + 1, self.rows, self.best)
+            self.ckpt.save_epoch(self.full, self.phase_index, epoch + 1, self.rows, self.best,
+                                 optimizer=self.model.optimizer)
 
 
-def save_arrays(model: keras.Model, path: Path) -> None:
-    """Every variable of ``model`` into an npz keyed by position and path."""
+def _key(i: int, v: Any) -> str:
+    # a seed generator's path is numbered per process (seed_generator_3/...): not a name
+    return f"{i:04d}:seed_generator" if "seed_generator" in v.path else f"{i:04d}:{v.path}"
+
+
+def _state_variables(model: keras.Model) -> list[Any]:
+    # model.variables: the weights and the random seed generators' states (dropout), so a
+    # resumed epoch draws the same dropout masks as the uninterrupted run
+    return list(model.variables)
+
+
+def save_arrays(model: keras.Model, path: Path, optimizer: Any = None) -> None:
+    """Every variable of ``model`` (and of ``optimizer``: its step count and moments) into
+    an npz keyed by position and path."""
     # Keras' save_weights walks every saveable in Python (~2 s for Lite0 here); a flat
     # npz of the variables keyed by their paths takes a few milliseconds.
-    arrays = {f"{i:04d}:{v.path}": v.numpy() for i, v in enumerate(model.weights)}
+    arrays = {_key(i, v): v.numpy() for i, v in enumerate(_state_variables(model))}
+    if optimizer is not None and optimizer.built:
+        arrays.update({f"opt:{i:04d}:{v.path}": v.numpy()
+                       for i, v in enumerate(optimizer.variables)})
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
 
@@ -100,19 +116,39 @@ def save_arrays(model: keras.Model, path: Path) -> None:
 def load_arrays(model: keras.Model, path: Path) -> None:
     """Variables saved by :func:`save_arrays` back into the same model."""
     with np.load(path) as z:
-        keys = list(z.keys())
-        want = [f"{i:04d}:{v.path}" for i, v in enumerate(model.weights)]
-        if keys != want:
-            raise ValueError(f"{path}: checkpoint does not match this model's variables")
-        for v, k in zip(model.weights, keys, strict=True):
+        keys = [k for k in z.keys() if not k.startswith("opt:")]
+        for vars_ in (_state_variables(model), list(model.weights)):  # older: weights only
+            want = [_key(i, v) for i, v in enumerate(vars_)]
+            if keys == want:
+                for v, k in zip(vars_, keys, strict=True):
+                    v.assign(z[k])
+                return
+    raise ValueError(f"{path}: checkpoint does not match this model's variables")
+
+
+def load_optimizer(optimizer: Any, variables: list[Any], path: Path) -> bool:
+    """The optimizer state saved by :func:`save_arrays` back into ``optimizer`` (built for
+    ``variables`` first). False when the file holds none or it does not fit."""
+    with np.load(path) as z:
+        keys = [k for k in z.keys() if k.startswith("opt:")]
+        if not keys:
+            return False
+        if not optimizer.built:
+            optimizer.build(variables)
+        opt_vars = list(optimizer.variables)
+        # optimiser names are numbered per process too: the order and shapes must agree
+        if [z[k].shape for k in keys] != [tuple(v.shape) for v in opt_vars]:
+            return False
+        for v, k in zip(opt_vars, keys, strict=True):
             v.assign(z[k])
+    return True
 
 
 class Checkpoint:
     """``last.npz`` + ``state.json`` after every epoch, ``best.npz`` on improvement.
 
-    Variables only: on resume the optimiser's moments start again (a documented
-    trade-off for small, fast checkpoints).
+    The model's variables with its random seed generators' states, and the optimiser's
+    (step count and moments): a resumed phase continues as the uninterrupted one would.
     """
 
     def __init__(self, directory: str | Path) -> None:
@@ -122,8 +158,9 @@ class Checkpoint:
     def save_best(self, model: keras.Model) -> None:
         save_arrays(model, self.dir / "best.npz")
 
-    def save_epoch(self, model, phase_index, epoch, rows, best, done: bool = False) -> None:
-        save_arrays(model, self.dir / "last.npz")
+    def save_epoch(self, model, phase_index, epoch, rows, best, done: bool = False,
+                   optimizer: Any = None) -> None:
+        save_arrays(model, self.dir / "last.npz", optimizer)
         state = {"phase": phase_index, "epoch": epoch, "phase_done": done, "history": rows,
                  "best": {k: v for k, v in best.items() if k != "weights"}}
         write_text(self.dir / "state.json", json.dumps(state, indent=1, default=float))

@@ -48,6 +48,7 @@ from imaging_tl.train.checkpoint import (
     PhaseControl,
     default_monitor,
     load_arrays,
+    load_optimizer,
     tracked_variables,
 )
 from imaging_tl.train.compile import compile_for_task, make_optimizer, uses_float16
@@ -77,6 +78,9 @@ class TrainResult:
         Per phase: monitored metric, best value and epoch, whether it stopped early.
     feature_seconds : float
         Time spent computing cached features.
+    optimizer_restored : bool or None
+        On resume mid-phase: whether the optimiser's state came back from the checkpoint
+        (None: nothing was resumed mid-phase).
 
     Examples
     --------
@@ -87,6 +91,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     best: list[dict[str, Any]] = field(default_factory=list)
     feature_seconds: float = 0.0
+    optimizer_restored: bool | None = None
 
     def to_rows(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.history]
@@ -288,6 +293,8 @@ class _PhaseRunner:
         load_arrays(self.model, self.ckpt.dir / "last.npz")
         self.result.history = list(state["history"])
         if state.get("phase_done"):
+            # the finished phase's best epoch stays in the result (run.json best_epochs)
+            self.result.best.append({**state.get("best", {}), "phase": int(state["phase"])})
             return int(state["phase"]) + 1, 0
         return int(state["phase"]), int(state["epoch"])
 
@@ -300,7 +307,7 @@ class _PhaseRunner:
         use_cache = frozen and (self.cache_features is True or (
             self.cache_features == "auto" and self.arrays is not None
             and (self.augment is None or self.views > 0)))
-        best: dict[str, Any] = {"monitor": monitor}
+        best: dict[str, Any] = {"monitor": monitor, "phase_name": phase.name}
         if resuming and first > 0 and self.ckpt:
             self._restore_best(best)
         if use_cache:
@@ -315,6 +322,10 @@ class _PhaseRunner:
             compile_for_task(fit_model, self.task,
                              make_optimizer(phase, loss_scale=uses_float16(model)),
                              multiclass_sparse=self.sparse)
+        if resuming and first > 0 and self.ckpt:
+            # Adam's step count and moments as they were after the last completed epoch
+            self.result.optimizer_restored = load_optimizer(
+                fit_model.optimizer, fit_model.trainable_variables, self.ckpt.dir / "last.npz")
         control = PhaseControl(model, phase, pi, monitor, mode, self.result.history,
                                use_cache, self.ckpt, best)
         if phase.epochs > first:
@@ -335,10 +346,10 @@ class _PhaseRunner:
         best.update(self.ckpt.load_state()["best"])
         best.pop("weights", None)
         if (self.ckpt.dir / "best.npz").is_file():
-            cur = [w.numpy() for w in self.model.weights]
+            cur = [w.numpy() for w in self.model.variables]  # seed states too
             load_arrays(self.model, self.ckpt.dir / "best.npz")
             best["weights"] = [v.numpy().copy() for v in tracked_variables(self.model)]
-            for var, val in zip(self.model.weights, cur, strict=True):
+            for var, val in zip(self.model.variables, cur, strict=True):
                 var.assign(val)
 
     def _cached_features(self) -> tuple[tuple[np.ndarray, Any], Any]:

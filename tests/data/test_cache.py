@@ -178,3 +178,59 @@ def test_cli_cache_info_and_clear(
     # A folder that is not a cache is never deleted.
     assert main(["cache", "clear", "--dir", str(tmp_path / "in")]) == 2
     assert (tmp_path / "in" / "s0.dcm").exists()
+
+
+def test_entry_corrupted_in_place_is_evicted_and_recomputed(
+    table: pd.DataFrame, tmp_path: Path, capfd
+) -> None:
+    # issue 22 class 10: same size, different bytes -> the checksum catches it
+    cache = ArrayCache(tmp_path / "cache")
+    first = prepare(table, pipe(), cache=cache, executor="serial")
+    expected = first.load(0)
+    npy = Path(first.table["cache_file"][0])
+    data = bytearray(npy.read_bytes())
+    data[-8:] = np.float32([7.0, 7.0]).tobytes()
+    npy.write_bytes(bytes(data))
+    capfd.readouterr()
+    for fresh in (True, False):  # a new cache object (entry files) and the warm index
+        c = ArrayCache(tmp_path / "cache") if fresh else cache
+        again = prepare(table, pipe(), cache=c, executor="serial")
+        err = capfd.readouterr().err
+        if fresh:
+            assert again.stats["decoded"] == 1 and again.stats["hits"] == 5
+            assert f"cache entry {npy}" in err and "failed its checksum" in err
+            assert str(tmp_path / "cache") in err and table["path"][0] in err
+            assert len(c.evicted) == 1
+            np.testing.assert_array_equal(again.load(0), expected)
+            npy.write_bytes(bytes(data))  # corrupt it again for the indexed path
+        else:
+            assert again.stats["decoded"] == 1 and "failed its checksum" in err
+            np.testing.assert_array_equal(again.load(0), expected)
+
+
+def test_load_names_a_corrupted_entry(table: pd.DataFrame, tmp_path: Path) -> None:
+    from imaging_tl.data.cache import CacheIntegrityError, load_entry
+
+    cache = ArrayCache(tmp_path / "cache")
+    first = prepare(table.head(1), pipe(), cache=cache, executor="serial")
+    import json
+
+    row = first.table.iloc[0]
+    npy = Path(row["cache_file"])
+    checksum = json.loads(npy.with_suffix(".json").read_text())["checksum"]
+    load_entry(npy, int(row["tiled"]), checksum)  # intact: fine
+    data = bytearray(npy.read_bytes())
+    data[-1] ^= 0xFF
+    npy.write_bytes(bytes(data))
+    with pytest.raises(CacheIntegrityError, match=rf"{npy}: cache entry changed"):
+        load_entry(npy, int(row["tiled"]), checksum)
+
+
+def test_cache_files_get_the_usual_mode(table: pd.DataFrame, tmp_path: Path) -> None:
+    from imaging_tl.data.cache import file_mode
+
+    cache = ArrayCache(tmp_path / "cache")
+    first = prepare(table.head(1), pipe(), cache=cache, executor="serial")
+    npy = Path(first.table["cache_file"][0])
+    for f in (npy, npy.with_suffix(".json")):
+        assert f.stat().st_mode & 0o777 == file_mode()

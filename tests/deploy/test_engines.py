@@ -77,6 +77,71 @@ def test_export_beside_the_model_is_used_only_for_the_same_model(saved_model, en
     assert exported_model(model, "tflite", cache_dir=engine_cache) == cached
 
 
+def _constant_tflite(value: float) -> bytes:
+    """A planted model: any (1, 64, 64, 3) input -> ``value``."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec((1, 64, 64, 3), tf.float32)])
+    def const(x):
+        return tf.reduce_mean(x, axis=[1, 2, 3])[:, None] * 0.0 + value
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([const.get_concrete_function()],
+                                                           const)
+    return conv.convert()
+
+
+@pytest.mark.parametrize("where", ["beside", "cache"])
+def test_planted_export_is_detected_and_not_used(where, saved_model, real_batch,
+                                                 keras_reference, engine_cache, tmp_path,
+                                                 capsys):
+    # issue 22 class 2: source.json names the right model.keras, but the export file was
+    # replaced by a constant model; its own sha256 no longer matches -> re-converted
+    model = tmp_path / "model.keras"
+    shutil.copy(saved_model, model)
+    cached = exported_model(saved_model, "tflite", cache_dir=engine_cache)
+    if where == "beside":
+        folder = tmp_path / "export"
+        folder.mkdir()
+        shutil.copy(cached.parent / "source.json", folder / "source.json")
+        cache = tmp_path / "fresh_cache"
+    else:
+        cache = tmp_path / "cache"
+        folder = cache / cached.parent.name
+        shutil.copytree(cached.parent, folder)
+    (folder / "model.tflite").write_bytes(_constant_tflite(0.993))
+    planted = folder / "model.tflite"
+    capsys.readouterr()
+    eng = load_engine(model, "tflite", cache_dir=cache, num_threads=1)
+    err = capsys.readouterr().err
+    assert f"not using {planted}" in err and "does not match the sha256" in err
+    assert "converting model.keras again" in err
+    assert any("does not match the sha256" in n for n in eng.notes)
+    got = eng.predict(real_batch)
+    np.testing.assert_allclose(got, keras_reference, atol=1e-4, rtol=0)
+    assert not np.allclose(got, 0.993)
+    if where == "cache":  # the planted file was replaced by a verified conversion
+        assert eng.path == planted
+        assert exported_model(model, "tflite", cache_dir=cache) == planted
+        assert "not using" not in capsys.readouterr().err
+    else:  # the user's export folder is left as it is; the conversion went to the cache
+        assert eng.path.parent.parent == cache
+
+
+def test_export_without_its_own_sha256_is_not_trusted(saved_model, engine_cache, tmp_path,
+                                                      capsys):
+    model = tmp_path / "model.keras"
+    shutil.copy(saved_model, model)
+    cached = exported_model(saved_model, "tflite", cache_dir=engine_cache)
+    src = json.loads((cached.parent / "source.json").read_text())
+    assert src["tflite"]["sha256"] == model_sha256(cached)  # recorded by export_model
+    del src["tflite"]["sha256"]  # an export written before the export's digest was recorded
+    (tmp_path / "export").mkdir()
+    shutil.copy(cached, tmp_path / "export" / "model.tflite")
+    (tmp_path / "export" / "source.json").write_text(json.dumps(src))
+    assert exported_model(model, "tflite", cache_dir=engine_cache) == cached
+    assert "records no sha256 of the export itself" in capsys.readouterr().err
+
+
 def test_default_engine_on_cpu_is_an_exported_one():
     assert {"onnxruntime", "tflite"} <= set(available_engines())
     assert default_engine() == "tflite"  # the test machines have no GPU
@@ -105,7 +170,8 @@ def test_cli_predict_engines_agree(saved_model, real_files, engine_cache, tmp_pa
     for name in ("onnxruntime", "tflite"):
         conv = exported_model(saved_model, name, cache_dir=engine_cache)
         shutil.copy(conv, tmp_path / "export" / conv.name)
-    source = {fmt: {"model": "model.keras", "model_sha256": model_sha256(model)}
+    source = {fmt: {"model": "model.keras", "model_sha256": model_sha256(model),
+                    "sha256": model_sha256(tmp_path / "export" / f"model.{fmt}")}
               for fmt in ("onnx", "tflite")}
     (tmp_path / "export" / "source.json").write_text(json.dumps(source))
     bad = tmp_path / "broken.dcm"

@@ -193,6 +193,48 @@ def test_checkpoints_and_resume(data, tmp_path):
         train(fresh, (x, y), phases=phases, resume=True)
 
 
+def test_resume_reproduces_the_uninterrupted_run(data, tmp_path):
+    # issue 22 class 10: optimiser state, dropout seed state and data order come back
+    (x, y), val = data
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    phases = [Phase(epochs=3, learning_rate=1e-2), Phase("second", epochs=1, learning_rate=1e-3)]
+    whole = train(_model(), (x, y), val, phases=phases, batch_size=16,
+                  checkpoint_dir=tmp_path / "a")
+    ref = [v.numpy() for v in whole_model_weights(tmp_path / "a")]
+    with pytest.raises(KeyboardInterrupt):
+        train(_model(), (x, y), val, phases=phases, batch_size=16,
+              checkpoint_dir=tmp_path / "b", callbacks=[Crash()])
+    fresh = _model(seed=99)
+    resumed = train(fresh, (x, y), val, phases=phases, batch_size=16,
+                    checkpoint_dir=tmp_path / "b", resume=True)
+    assert resumed.optimizer_restored is True
+    for a, b in zip(ref, [v.numpy() for v in fresh.weights], strict=True):
+        np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)
+    assert [r["val_loss"] for r in resumed.history] == pytest.approx(
+        [r["val_loss"] for r in whole.history], abs=1e-5)
+    assert [(b["phase"], b["epoch"]) for b in resumed.best] == \
+        [(b["phase"], b["epoch"]) for b in whole.best]
+    # resuming a finished phase keeps its best epoch in the result (run.json best_epochs:
+    # the pipeline checkpoints each phase in its own folder)
+    again = train(_model(seed=7), (x, y), val, phases=phases, batch_size=16,
+                  checkpoint_dir=tmp_path / "b", resume=True)
+    assert [(b["phase"], b["epoch"]) for b in again.best] == [(1, whole.best[1]["epoch"])]
+
+
+def whole_model_weights(ckdir):
+    """The final weights of a finished train() call, from its checkpoint (last.npz)."""
+    m = _model(seed=5)
+    from imaging_tl.train.checkpoint import load_arrays
+
+    load_arrays(m, ckdir / "last.npz")
+    return m.weights
+
+
 def test_multiclass_multilabel_and_class_weights(data):
     (x, y), _ = data
     mc = build_transfer_model("efficientnet_lite0", "multiclass", 3, input_size=SIZE)

@@ -1,0 +1,117 @@
+"""Issue 22 classes 9 and 10 at the level of a whole run: pseudonyms in every output, one
+file mode, run.json on failure, --out checks, staging folders, resume = uninterrupted run."""
+
+from __future__ import annotations
+
+import copy
+import json
+import stat
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from imaging_tl.data.cache import file_mode
+from imaging_tl.io.pseudonyms import is_pseudonym
+
+
+def test_outputs_carry_pseudonyms_not_the_group_column(finished_run, tiny_data):
+    raw = set(pd.read_csv(tiny_data / "labels.csv", dtype=str)["patient_id"])
+    run_dir = finished_run.run_dir
+    for name in ("splits.csv", "predictions.csv"):
+        groups = pd.read_csv(run_dir / name, dtype=str)["group"]
+        assert groups.map(is_pseudonym).all(), name
+        assert not set(groups) & raw
+    for f in run_dir.rglob("*"):
+        if f.is_file() and f.suffix in (".csv", ".json", ".html", ".yaml"):
+            text = f.read_text(errors="replace")
+            leaked = [r for r in raw if f",{r}," in text or f'"{r}"' in text]
+            assert not leaked, f"{f.name} holds raw group values"
+
+
+def test_artefacts_have_one_mode_and_run_json_says_finished(finished_run):
+    run_dir = finished_run.run_dir
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+    for p in [run_dir, *run_dir.rglob("*")]:
+        want = file_mode(directory=p.is_dir())
+        assert stat.S_IMODE(p.stat().st_mode) == want, p
+
+
+def _yaml(cfg, tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_out_existing_file_exits_2(tiny_config, tmp_path, capsys):
+    from imaging_tl.cli import main
+
+    target = tmp_path / "a-file"
+    target.write_text("keep me")
+    assert main(["run", str(_yaml(tiny_config, tmp_path)), "--out", str(target)]) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
+    assert target.read_text() == "keep me"
+
+
+def test_failed_run_leaves_run_json_with_the_reason(tiny_config, tiny_data, tmp_path):
+    from imaging_tl.pipeline import InputError, run
+
+    cfg = copy.deepcopy(tiny_config)
+    rows = pd.read_csv(tiny_data / "labels.csv")
+    rows.head(3).to_csv(tmp_path / "few.csv", index=False)  # too few to split
+    for p in rows["path"].head(3):
+        if not (tmp_path / p).exists():
+            (tmp_path / p).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / p).symlink_to(tiny_data / p)
+    cfg["data"]["csv"] = str(tmp_path / "few.csv")
+    with pytest.raises(InputError) as exc:
+        run(cfg, out=tmp_path / "run", verbose=False)
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["status"] == "failed" and str(exc.value)[:40] in record["error"]
+
+
+def test_clean_staging_removes_what_a_kill_left(tmp_path):
+    from imaging_tl.pipeline.runner import clean_staging
+
+    (tmp_path / ".report-abc" / "plots").mkdir(parents=True)
+    (tmp_path / ".model").mkdir()
+    (tmp_path / "export" / ".export-tflite-x").mkdir(parents=True)
+    (tmp_path / "plots").mkdir()
+    gone = clean_staging(tmp_path)
+    assert len(gone) == 3 and sorted(p.name for p in tmp_path.iterdir()) == ["export",
+                                                                            "plots"]
+
+
+def test_resume_after_a_kill_gives_the_uninterrupted_run(tiny_config, tmp_path):
+    import keras
+
+    from imaging_tl.pipeline import run
+
+    cfg = copy.deepcopy(tiny_config)
+    cfg["evaluate"] = {"bootstrap": 0, "gradcam": 0}
+
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    whole = run(cfg, out=tmp_path / "whole", verbose=False)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, out=tmp_path / "killed", verbose=False, callbacks=[Kill()])
+    killed = tmp_path / "killed"
+    assert not (killed / "run.json").exists()  # interrupted, not failed: resumable
+    (killed / ".report-left").mkdir()
+    resumed = run(None, resume=killed, verbose=False)
+    assert not (killed / ".report-left").exists()
+    a = pd.read_csv(whole.run_dir / "predictions.csv")
+    b = pd.read_csv(killed / "predictions.csv")
+    prob = [c for c in a.columns if c.startswith("prob_")]
+    np.testing.assert_allclose(b[prob].to_numpy(), a[prob].to_numpy(), atol=1e-5)
+    ra = json.loads((whole.run_dir / "run.json").read_text())
+    rb = json.loads((killed / "run.json").read_text())
+    assert rb["resumed_from"] == {"phase": 0, "epoch": 2}
+    assert [(x["phase"], x["epoch"]) for x in rb["best_epochs"]] == \
+        [(x["phase"], x["epoch"]) for x in ra["best_epochs"]]
+    assert resumed.metrics["roc_auc"]["value"] == pytest.approx(
+        whole.metrics["roc_auc"]["value"], abs=1e-6)
