@@ -88,7 +88,9 @@ def read_splits(path: str | os.PathLike) -> pd.DataFrame:
     if "label" in df.columns:
         df.attrs["label_columns"] = ["label"]
     else:
-        extra = [c for c in df.columns if c not in known and set(df[c].dropna().unique()) <= {0, 1}]
+        # multi-label columns: 1, 0 and -1 (a missing label, see data.labels.MISSING)
+        extra = [c for c in df.columns
+                 if c not in known and set(df[c].dropna().unique()) <= {0, 1, -1}]
         if extra:
             df.attrs["label_columns"] = extra
     df.attrs["source"] = str(path)
