@@ -323,6 +323,22 @@ def _decode(ds: Dataset, path: str, frame: int | None, ts: str) -> np.ndarray:
         ) from exc
 
 
+def _check_shape(arr: np.ndarray, ds: Dataset, path: str, n_frames: int) -> None:
+    """The decoded array must have the shape the header declares (a decoder may infer
+    frames from surplus data, or a codestream may differ from the header)."""
+    samples = header_int(ds, "SamplesPerPixel", 1) or 1
+    expected: tuple[int, ...] = (int(ds.Rows), int(ds.Columns))
+    if samples > 1:
+        expected += (samples,)
+    if n_frames > 1:
+        expected = (n_frames, *expected)
+    if arr.shape != expected:
+        raise CorruptPixelDataError(
+            path, f"the pixel data decodes to shape {arr.shape} where the header declares "
+            f"{expected}"
+        )
+
+
 def _modality_lut(
     arr: np.ndarray, ds: Dataset, frame: int | None, n_frames: int, path: str
 ) -> tuple[np.ndarray, str]:
@@ -507,6 +523,7 @@ def _read_pixels(
         frame = int(frame)
 
     arr = _decode(ds, path, frame, ts)
+    _check_shape(arr, ds, path, n_frames if frame is None else 1)
     try:
         meta: dict[str, Any] = header_meta(ds, frame=frame)
     except HeaderValueError:

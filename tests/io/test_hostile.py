@@ -289,3 +289,10 @@ def test_zero_header_values_are_not_defaults(tmp_path):
     assert header_int(ds, "NumberOfFrames", 1) == 0
     assert header_int(ds, "SamplesPerPixel", 1) == 1  # absent is absent
     assert stored_range(ds) is None  # BitsStored 0 is not BitsAllocated
+
+
+def test_surplus_pixel_data_is_not_read_as_extra_frames(tmp_path):
+    """Found by the fuzz harness: Columns 1 on a 128 x 128 file gave 128 'frames'."""
+    path = _ct(tmp_path, Columns=1)
+    with pytest.raises(CorruptPixelDataError, match="header declares"):
+        read_scan(path)
