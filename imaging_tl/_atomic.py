@@ -136,7 +136,7 @@ def read_csv(path: str | os.PathLike, **kwargs: Any) -> Any:
 
     df = pd.read_csv(path, **kwargs)
     for col in df.columns:
-        if df[col].dtype == object:
+        if df[col].dtype == object or pd.api.types.is_string_dtype(df[col].dtype):
             df[col] = df[col].map(csv_uncell)
     df.columns = [csv_uncell(c) for c in df.columns]
     return df
