@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 EXTRAS ?= cpu,test,export
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-slow lint browser clean
+.PHONY: demo test test-slow fuzz lint browser clean
 
 $(BIN)/imaging-tl: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ test: $(BIN)/imaging-tl browser
 	$(BIN)/ruff check imaging_tl tests benchmarks
 	$(BIN)/mypy $(TYPED)
 	$(BIN)/pytest -q
+
+fuzz: $(BIN)/imaging-tl  # fresh seed; IMAGING_TL_FUZZ_N=5000 IMAGING_TL_FUZZ_SEED=1 make fuzz
+	$(BIN)/pytest -q -s -m slow tests/fuzz
 
 test-slow: $(BIN)/imaging-tl
 	$(BIN)/pytest -q -m slow

@@ -14,7 +14,9 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from imaging_tl._atomic import readable_text
 from imaging_tl.io.pseudonyms import pseudonym
+from imaging_tl.io.reader import is_regular_file
 
 __all__ = [
     "DICOM_EXTENSIONS",
@@ -58,6 +60,8 @@ def check_frames(frames: str) -> None:
 
 def _is_dicom_file(path: Path) -> bool:
     """True when the file is DICOM by content (preamble, or a header pydicom can parse)."""
+    if not is_regular_file(path):
+        return False  # a FIFO or device would block or never end
     try:
         with open(path, "rb") as f:
             head = f.read(132)
@@ -118,6 +122,8 @@ def read_header(path: str) -> dict[str, Any]:
     """
     import pydicom
 
+    if not is_regular_file(path):
+        return {}  # never opened: prepare() reports it through read_scan
     try:
         ds = pydicom.dcmread(path, force=True, stop_before_pixels=True, specific_tags=HEADER_TAGS)
     except Exception:  # noqa: BLE001 - unreadable headers group by file; prepare() reports them
@@ -151,9 +157,9 @@ def header_rows(paths: Sequence[str], frames: Frames) -> list[dict[str, Any]]:
         elif "StudyInstanceUID" in hdr:
             group, key = pseudonym(hdr["StudyInstanceUID"], "study"), "StudyInstanceUID"
         else:
-            group, key = pseudonym(p, "file"), "file"
+            group, key = pseudonym(readable_text(p), "file"), "file"  # any file name
         try:
-            n_frames = int(hdr.get("NumberOfFrames", 1))
+            n_frames = int(hdr.get("NumberOfFrames", 1))  # "0" is 0 (one row, refused later)
         except ValueError:
             n_frames = 1
         base = {"group": group, "group_key": key, "SOPInstanceUID": hdr.get("SOPInstanceUID")}

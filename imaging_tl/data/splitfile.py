@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from imaging_tl._atomic import read_csv, write_csv
 from imaging_tl.data.errors import DatasetError
 from imaging_tl.data.labels import label_columns
 from imaging_tl.io.pseudonyms import pseudonymize
@@ -45,15 +46,10 @@ def write_splits(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     cols = [c for c in ("path", "frame", "split", "fold", "group", "group_key") if c in df.columns]
     cols += [c for c in label_columns(df) if c in df.columns]
     cols += [c for c in ("SOPInstanceUID", "content_hash") if c in df.columns]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     out = df[cols]
     if "group" in out.columns:
         out = out.assign(group=pseudonymize(out["group"].astype(str)))
-    out.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    return write_csv(path, out)
 
 
 def read_splits(path: str | os.PathLike) -> pd.DataFrame:
@@ -75,7 +71,7 @@ def read_splits(path: str | os.PathLike) -> pd.DataFrame:
     >>> audit_splits(read_splits("my_splits.csv"))  # doctest: +SKIP
     """
     path = Path(path)
-    df = pd.read_csv(path, dtype={"group": str, "split": str, "SOPInstanceUID": str})
+    df = read_csv(path, dtype={"group": str, "split": str, "SOPInstanceUID": str})
     if "path" not in df.columns:
         raise DatasetError([f"column 'path' missing (columns: {list(df.columns)})"], str(path))
     base = path.resolve().parent

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from imaging_tl._atomic import read_csv
 from imaging_tl.evaluate.evaluation import evaluate
 from imaging_tl.evaluate.inputs import Task
 
@@ -53,7 +54,7 @@ def evaluate_predictions(
     ...                      n_bootstraps=0)["roc_auc"]["value"]
     0.75
     """
-    df = table if isinstance(table, pd.DataFrame) else pd.read_csv(table)
+    df = table if isinstance(table, pd.DataFrame) else read_csv(table)
     names = [str(c) for c in class_names]
     if "split" not in df.columns:
         raise ValueError("predictions table has no 'split' column")

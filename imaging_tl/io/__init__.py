@@ -4,7 +4,8 @@
 - :func:`read_header` -> the same ``meta`` without decoding the pixels;
 - :mod:`imaging_tl.io.census` -> one row per file of a folder and a lint summary.
 
-Every failure is a :class:`ScanReadError` subclass naming the file and the reason.
+Every failure is a :class:`ScanReadError` subclass naming the file and the reason; the
+limits that keep hostile files from exhausting memory are in :mod:`imaging_tl.io.limits`.
 Importing this package imports neither TensorFlow nor pydicom (loaded on first read).
 
 Examples
@@ -17,12 +18,16 @@ Examples
 
 from imaging_tl.io.errors import (
     CorruptPixelDataError,
+    DecompressionBombError,
     FileUnreadableError,
     FrameOutOfRangeError,
+    ImageTooLargeError,
     InconsistentHeaderError,
+    InvalidHeaderValueError,
     MissingDecoderError,
     NoPixelDataError,
     NotAnImageError,
+    NotARegularFileError,
     ScanReadError,
     UnsupportedImageError,
 )
@@ -32,11 +37,15 @@ from imaging_tl.io.scan import Scan
 
 __all__ = [
     "CorruptPixelDataError",
+    "DecompressionBombError",
     "FileUnreadableError",
     "FrameOutOfRangeError",
+    "ImageTooLargeError",
     "InconsistentHeaderError",
+    "InvalidHeaderValueError",
     "MissingDecoderError",
     "NoPixelDataError",
+    "NotARegularFileError",
     "NotAnImageError",
     "Scan",
     "ScanReadError",

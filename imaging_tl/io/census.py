@@ -12,7 +12,6 @@ prints counts and file names, never patient IDs or UIDs.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imaging_tl._atomic import csv_text, readable_text, write_csv
 from imaging_tl.io.dicom_header import HEADER_KEYWORDS, header_meta
 from imaging_tl.io.errors import (
     CorruptPixelDataError,
@@ -274,9 +274,9 @@ def _check_dataset(ds: Any, source: Any, path: str, row: dict[str, Any]) -> None
     from pydicom.pixels.utils import get_expected_length
     from pydicom.uid import UID
 
+    from imaging_tl.io.dicom_checks import check_header
     from imaging_tl.io.dicom_pixels import (
         check_decoder,
-        check_header,
         decoder_install_hint,
         ensure_transfer_syntax,
         require_pixel_data,
@@ -296,6 +296,7 @@ def _check_dataset(ds: Any, source: Any, path: str, row: dict[str, Any]) -> None
         row["decoder"] = decoder_install_hint(ts)  # replaced by "available" when it is
         check_decoder(ts, path)
         row["decoder"] = "available"
+        _check_codestream(ds, source, path, ts)
     else:
         raw = ds.get_item("PixelData", keep_deferred=True)
         tell, length = getattr(raw, "value_tell", None), getattr(raw, "length", None)
@@ -303,11 +304,30 @@ def _check_dataset(ds: Any, source: Any, path: str, row: dict[str, Any]) -> None
         if tell is not None and length not in (None, 0xFFFFFFFF) and not deflated:
             size = os.path.getsize(source) if isinstance(source, str) else len(source.getvalue())
             expected = get_expected_length(ds, "bytes")
-            if tell + length > size or length < expected:
+            available = min(length, size - tell)  # a missing pad byte loses no pixel
+            if available < expected:
                 raise CorruptPixelDataError(
-                    path, f"the pixel data is truncated: {min(length, size - tell)} bytes "
-                    f"where the header needs {expected}"
+                    path, f"the pixel data is truncated: {available} bytes where the header "
+                    f"needs {expected}"
                 )
+
+
+def _check_codestream(ds: Any, source: Any, path: str, ts: str) -> None:
+    """The JPEG 2000 SIZ check of the loader, reading only the start of the pixel data."""
+    from imaging_tl.io.dicom_checks import check_codestream_size
+
+    raw = ds.get_item("PixelData", keep_deferred=True)
+    tell = getattr(raw, "value_tell", None)
+    if tell is None or getattr(raw, "value", None) is not None:
+        check_codestream_size(ds, path, ts)
+        return
+    if isinstance(source, str):
+        with open(source, "rb") as f:
+            f.seek(tell)
+            head = f.read(1 << 16)
+    else:
+        head = source.getvalue()[tell: tell + (1 << 16)]
+    check_codestream_size(ds, path, ts, head=head)
 
 
 def census_row(path: str | os.PathLike, *, root: str | os.PathLike | None = None,
@@ -337,11 +357,12 @@ def census_row(path: str | os.PathLike, *, root: str | os.PathLike | None = None
     >>> row["status"], row["Modality"], row["transfer_syntax"]
     ('ok', 'CT', 'Explicit VR Little Endian')
     """
+    from imaging_tl.io.limits import check_pixel_count
     from imaging_tl.io.raster import read_raster_header
-    from imaging_tl.io.reader import open_scan_source, read_scan
+    from imaging_tl.io.reader import open_scan_source, raster_values, read_scan
 
     path = os.fspath(path)
-    shown = os.path.relpath(path, root) if root is not None else path
+    shown = readable_text(os.path.relpath(path, root) if root is not None else path)
     row: dict[str, Any] = dict.fromkeys(COLUMNS)
     row.update(path=shown, status="ok", gzipped=False, decoded=decode)
     try:
@@ -352,8 +373,9 @@ def census_row(path: str | os.PathLike, *, root: str | os.PathLike | None = None
             _dicom_header_row(source, path, kind == "dicom", row)
         elif kind in ("png", "jpeg", "tiff"):
             row["format"] = kind
-            row.update({k: v for k, v in read_raster_header(source, path, kind).items()
-                        if k in row})
+            meta = read_raster_header(source, path, kind)
+            row.update({k: v for k, v in meta.items() if k in row})
+            check_pixel_count(path, raster_values(meta))
         if decode or kind is None:
             scan = read_scan(path)  # raises NotAnImageError for kind None
             row.update({k: v for k, v in scan.meta.items() if k in row or k == "voi_luts"})
@@ -409,6 +431,10 @@ def pseudonymize_patient_id(patient_id: Any) -> str | None:
 def write_census_csv(rows: list[dict[str, Any]], out: str | os.PathLike | io.TextIOBase) -> None:
     """Write census rows as CSV (lists as JSON), columns :data:`COLUMNS`.
 
+    A file is written atomically (an existing census survives any failure), with cells
+    escaped against spreadsheet formulas and undecodable names written readably
+    (:func:`imaging_tl._atomic.write_csv`).
+
     Examples
     --------
     >>> buf = io.StringIO()
@@ -416,17 +442,11 @@ def write_census_csv(rows: list[dict[str, Any]], out: str | os.PathLike | io.Tex
     >>> buf.getvalue().splitlines()[1][:9]
     'a.dcm,ok,'
     """
-    def write(f: Any) -> None:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: csv_value(row.get(k)) for k in COLUMNS})
-
+    table = [{k: csv_value(row.get(k)) for k in COLUMNS} for row in rows]
     if isinstance(out, io.TextIOBase):
-        write(out)
+        out.write(csv_text(table, COLUMNS))
     else:
-        with open(out, "w", newline="", encoding="utf-8") as f:
-            write(f)
+        write_csv(out, table, COLUMNS)
 
 
 def run_census(

@@ -59,6 +59,28 @@ _INT_KEYWORDS = {
 }
 
 
+#: Larger magnitudes of a rescale or window value are refused as absurd (no detector
+#: measures 10**12 of anything; float32 pixels would lose all precision).
+ABSURD_VALUE = 1e12
+
+
+class HeaderValueError(ValueError):
+    """A header element's value no image can have; ``tag`` names the element.
+
+    The loader turns it into :class:`imaging_tl.io.errors.InvalidHeaderValueError` naming
+    the file.
+
+    Examples
+    --------
+    >>> HeaderValueError("RescaleSlope", "RescaleSlope is nan").tag
+    'RescaleSlope'
+    """
+
+    def __init__(self, tag: str, message: str) -> None:
+        self.tag = tag
+        super().__init__(message)
+
+
 @cache
 def _tag(keyword: str) -> int:
     tag = tag_for_keyword(keyword)
@@ -72,6 +94,27 @@ def _get(ds: Dataset, keyword: str) -> Any:
     pydicom's ``get`` raises and catches an AttributeError for each miss."""
     tag = _tag(keyword)
     return ds[tag].value if tag in ds else None
+
+
+def header_int(ds: Dataset, keyword: str, default: int | None = None) -> int | None:
+    """An integer element: ``default`` when absent or empty, else its value (0 stays 0).
+
+    Raises
+    ------
+    TypeError, ValueError
+        A value that is not an integer.
+
+    Examples
+    --------
+    >>> from pydicom import Dataset
+    >>> ds = Dataset(); ds.NumberOfFrames = 0
+    >>> header_int(ds, "NumberOfFrames", 1), header_int(ds, "SamplesPerPixel", 1)
+    (0, 1)
+    """
+    value = _get(ds, keyword)
+    if value is None or value == "":
+        return default
+    return int(value)
 
 
 def empty_meta() -> dict[str, Any]:
@@ -187,6 +230,8 @@ def _windows(source: Dataset) -> list[dict[str, Any]]:
             center, width = float(c), float(w)
         except (TypeError, ValueError):
             continue  # an empty or malformed pair is skipped rather than guessed
+        if not (abs(center) <= ABSURD_VALUE and 0 < width <= ABSURD_VALUE):
+            continue  # NaN, inf, absurd or width <= 0: no valid VOI window (PS3.3 C.11.2.1.2)
         expl = str(explanations[i]) if i < len(explanations) and explanations[i] else None
         out.append({"center": center, "width": width, "explanation": expl})
     return out
@@ -251,10 +296,31 @@ def rescale(ds: Dataset, frame: int = 0) -> tuple[float, float] | None:
         return None
     slope = _get(source, "RescaleSlope")
     intercept = _get(source, "RescaleIntercept")
-    return (
-        float(slope) if slope not in (None, "") else 1.0,
-        float(intercept) if intercept not in (None, "") else 0.0,
+    pair = (
+        _rescale_value("RescaleSlope", slope, 1.0),
+        _rescale_value("RescaleIntercept", intercept, 0.0),
     )
+    if pair[0] == 0.0:
+        raise HeaderValueError(
+            "RescaleSlope", "RescaleSlope is 0: every pixel would have the intercept's value"
+        )
+    return pair
+
+
+def _rescale_value(tag: str, value: Any, default: float) -> float:
+    if value in (None, ""):
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise HeaderValueError(tag, f"{tag} is not a number ({str(value)[:40]!r})") from None
+    if not np.isfinite(number):
+        raise HeaderValueError(tag, f"{tag} is {number}: pixels would not be finite")
+    if abs(number) > ABSURD_VALUE:
+        raise HeaderValueError(
+            tag, f"{tag} is {number:g}, beyond +-{ABSURD_VALUE:g}: not a plausible rescale"
+        )
+    return number
 
 
 def stored_range(ds: Dataset) -> tuple[int, int] | None:
@@ -267,10 +333,11 @@ def stored_range(ds: Dataset) -> tuple[int, int] | None:
     >>> stored_range(ds)
     (-2048, 2047)
     """
-    bits = _get(ds, "BitsStored") or _get(ds, "BitsAllocated")
-    if not bits:
+    bits = header_int(ds, "BitsStored")
+    if bits is None:
+        bits = header_int(ds, "BitsAllocated")
+    if not bits or bits > 64:
         return None
-    bits = int(bits)
     if _get(ds, "PixelRepresentation") == 1:
         return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     return 0, (1 << bits) - 1
@@ -286,7 +353,7 @@ def _value_range(ds: Dataset, frame: int = 0) -> list[float] | None:
     rng = stored_range(ds)
     if rng is None:
         return None
-    if int(_get(ds, "SamplesPerPixel") or 1) == 1:
+    if header_int(ds, "SamplesPerPixel", 1) == 1:
         mlut = _get(ds, "ModalityLUTSequence")
         if mlut and "LUTDescriptor" in mlut[0] and "LUTData" in mlut[0]:
             data = lut_data(mlut[0], ds)  # the LUT's outputs are all the values there can be
@@ -294,6 +361,11 @@ def _value_range(ds: Dataset, frame: int = 0) -> list[float] | None:
         rs = rescale(ds, frame)
         if rs is not None:
             a, b = rng[0] * rs[0] + rs[1], rng[1] * rs[0] + rs[1]
+            if max(abs(a), abs(b)) > ABSURD_VALUE:
+                raise HeaderValueError(
+                    "RescaleSlope", f"RescaleSlope {rs[0]:g} and RescaleIntercept {rs[1]:g} "
+                    f"map the stored values to [{min(a, b):g}, {max(a, b):g}]: not plausible"
+                )
             return [float(min(a, b)), float(max(a, b))]
     return [float(rng[0]), float(rng[1])]
 

@@ -26,11 +26,20 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from imaging_tl.io.dicom_header import has_pixel_data, header_meta, rescale, transfer_syntax
+from imaging_tl.io.dicom_checks import check_codestream_size, check_header
+from imaging_tl.io.dicom_header import (
+    HeaderValueError,
+    has_pixel_data,
+    header_int,
+    header_meta,
+    rescale,
+    transfer_syntax,
+)
 from imaging_tl.io.errors import (
     CorruptPixelDataError,
     FrameOutOfRangeError,
     InconsistentHeaderError,
+    InvalidHeaderValueError,
     MissingDecoderError,
     NoPixelDataError,
     NotAnImageError,
@@ -53,7 +62,6 @@ _NATIVE_BY_ENCODING = {
     (False, True): ExplicitVRLittleEndian,
     (False, False): ExplicitVRBigEndian,
 }
-_REQUIRED = ("Rows", "Columns", "BitsAllocated", "PhotometricInterpretation")
 
 
 def decoder_install_hint(ts: str) -> str:
@@ -226,63 +234,6 @@ def ensure_transfer_syntax(ds: Dataset, path: str, provenance: list[str]) -> str
     return str(native)
 
 
-def check_header(ds: Dataset, path: str) -> int:
-    """Check the pixel description before decoding; return the number of frames.
-
-    Parameters
-    ----------
-    ds : pydicom.dataset.Dataset
-        The data set.
-    path : str
-        The file, named in errors.
-
-    Returns
-    -------
-    int
-        NumberOfFrames (1 when absent).
-
-    Raises
-    ------
-    InconsistentHeaderError, UnsupportedImageError
-        When an element needed to decode is missing, malformed or out of range.
-
-    Examples
-    --------
-    >>> from pydicom import dcmread
-    >>> from pydicom.data import get_testdata_file
-    >>> check_header(dcmread(get_testdata_file("CT_small.dcm", download=False)), "CT_small")
-    1
-    """
-    missing = [k for k in _REQUIRED if ds.get(k) in (None, "")]
-    if missing:
-        raise InconsistentHeaderError(
-            path, f"the header lacks {', '.join(missing)}, which are needed to decode the "
-            "pixel data"
-        )
-    try:
-        allocated = int(ds.BitsAllocated)
-        stored = int(ds.get("BitsStored") or allocated)
-        samples = int(ds.get("SamplesPerPixel") or 1)
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        n_frames = int(ds.get("NumberOfFrames") or 1)
-    except (TypeError, ValueError) as exc:
-        raise InconsistentHeaderError(
-            path, f"a pixel description element (Rows, Columns, Bits, NumberOfFrames) is "
-            f"malformed: {exc}"
-        ) from exc
-    if stored > allocated:
-        raise InconsistentHeaderError(
-            path, f"BitsStored ({stored}) is larger than BitsAllocated ({allocated})"
-        )
-    if rows <= 0 or cols <= 0:
-        raise InconsistentHeaderError(path, f"the image size is {rows} x {cols}")
-    if samples not in (1, 3):
-        raise UnsupportedImageError(path, f"SamplesPerPixel is {samples}; only 1 or 3 are read")
-    if n_frames < 1:
-        raise InconsistentHeaderError(path, f"NumberOfFrames is {n_frames}")
-    return n_frames
-
-
 def check_decoder(ts: str, path: str) -> None:
     """Raise :class:`MissingDecoderError` when no installed decoder handles ``ts``.
 
@@ -321,7 +272,7 @@ _LITTLE_NATIVE = {str(ImplicitVRLittleEndian), str(ExplicitVRLittleEndian)}
 
 def _within_stored_bits(arr: np.ndarray, ds: Dataset) -> bool:
     """True when no value uses the bits above BitsStored (so masking would change nothing)."""
-    stored = int(ds.get("BitsStored") or ds.BitsAllocated)
+    stored = header_int(ds, "BitsStored", int(ds.BitsAllocated)) or 0
     if ds.get("PixelRepresentation") == 1:
         lo, hi = -(1 << (stored - 1)), (1 << (stored - 1)) - 1
         return bool(arr.min() >= lo and arr.max() <= hi)
@@ -338,7 +289,7 @@ def _pixel_array(ds: Dataset, frame: int | None, ts: str) -> np.ndarray:
     image on large radiographs (benchmarks/loader.py).
     """
     if ts in _LITTLE_NATIVE and int(ds.BitsAllocated) >= 8:
-        stored = int(ds.get("BitsStored") or ds.BitsAllocated)
+        stored = header_int(ds, "BitsStored", int(ds.BitsAllocated))
         if stored == int(ds.BitsAllocated):
             return pixel_array(ds, index=frame, view_only=True)
         view = pixel_array(ds, index=frame, view_only=True, correct_unused_bits=False)
@@ -372,13 +323,36 @@ def _decode(ds: Dataset, path: str, frame: int | None, ts: str) -> np.ndarray:
         ) from exc
 
 
+def _check_shape(arr: np.ndarray, ds: Dataset, path: str, n_frames: int) -> None:
+    """The decoded array must have the shape the header declares (a decoder may infer
+    frames from surplus data, or a codestream may differ from the header)."""
+    samples = header_int(ds, "SamplesPerPixel", 1) or 1
+    expected: tuple[int, ...] = (int(ds.Rows), int(ds.Columns))
+    if samples > 1:
+        expected += (samples,)
+    if n_frames > 1:
+        expected = (n_frames, *expected)
+    if arr.shape != expected:
+        raise CorruptPixelDataError(
+            path, f"the pixel data decodes to shape {arr.shape} where the header declares "
+            f"{expected}"
+        )
+
+
 def _modality_lut(
-    arr: np.ndarray, ds: Dataset, frame: int | None, n_frames: int
+    arr: np.ndarray, ds: Dataset, frame: int | None, n_frames: int, path: str
 ) -> tuple[np.ndarray, str]:
     """Stored values -> modality units in float32 (rescale computed in float32: no float64
     copy of large images; identical to pydicom's within float32 rounding)."""
     if arr.dtype.kind == "f":
-        return arr.astype(np.float32), "modality_lut: none (float pixel data)"
+        out = arr.astype(np.float32)
+        bad = int(out.size - np.count_nonzero(np.isfinite(out)))
+        if bad:
+            raise CorruptPixelDataError(
+                path, f"the float pixel data holds {bad} NaN or infinite value(s) "
+                "(or values beyond float32)"
+            )
+        return out, "modality_lut: none (float pixel data)"
     mlut = ds.get("ModalityLUTSequence")
     if mlut:
         desc = [int(v) for v in mlut[0].LUTDescriptor]
@@ -419,6 +393,7 @@ def read_dicom(
     frame: int | None = None,
     has_preamble: bool = True,
     provenance: list[str] | None = None,
+    max_pixels: int | None = None,
 ) -> Scan:
     """Read a DICOM file into a :class:`Scan` (float32 pixels, meta, provenance).
 
@@ -436,6 +411,8 @@ def read_dicom(
         Whether the file has the ``DICM`` marker (else parsed as a bare data set).
     provenance : list of str, optional
         Steps already applied (e.g. ``"gunzip"``).
+    max_pixels : int, optional
+        The most values to decode (:func:`imaging_tl.io.limits.max_pixels` by default).
 
     Returns
     -------
@@ -452,7 +429,7 @@ def read_dicom(
     prov = list(provenance or [])
     ds = read_dataset(source, path, has_preamble=has_preamble)
     with damaged_header_errors(path):
-        return _read_pixels(ds, path, frame, prov)
+        return _read_pixels(ds, path, frame, prov, max_pixels)
 
 
 @contextmanager
@@ -478,6 +455,8 @@ def damaged_header_errors(path: str) -> Iterator[None]:
         raise
     except (KeyboardInterrupt, SystemExit, MemoryError):
         raise
+    except HeaderValueError as exc:
+        raise InvalidHeaderValueError(path, exc.tag, str(exc)) from exc
     except Exception as exc:
         raise InconsistentHeaderError(
             path, f"the DICOM header is damaged ({type(exc).__name__}: {exc})"
@@ -510,18 +489,32 @@ def require_pixel_data(ds: Dataset, path: str) -> None:
         raise CorruptPixelDataError(
             path, f"the file is a {kind_name} but ends before its pixel data (truncated?)"
         )
-    what = f"SOP class: {getattr(kind, 'name', kind)}" if kind else "no SOP class given"
+    if not kind:
+        known = sum(1 for elem in ds if elem.tag.group > 0x0002)
+        if not known:
+            raise CorruptPixelDataError(
+                path, "the DICOM data set holds no recognisable element (zeros or garbage "
+                "after the 'DICM' marker?): damaged, not an image"
+            )
+        raise NoPixelDataError(
+            path, f"the DICOM file has no pixel data and no SOP class ({known} other "
+            "element(s)): not an image"
+        )
     raise NoPixelDataError(
-        path, f"the DICOM file has no pixel data, so it is not an image ({what}; "
-        "e.g. an RT plan or a structured report)"
+        path, f"the DICOM file has no pixel data, so it is not an image (SOP class: "
+        f"{kind_name or kind}, e.g. an RT plan or a structured report)"
     )
 
 
-def _read_pixels(ds: Dataset, path: str, frame: int | None, prov: list[str]) -> Scan:
+def _read_pixels(
+    ds: Dataset, path: str, frame: int | None, prov: list[str], max_pixels: int | None
+) -> Scan:
     require_pixel_data(ds, path)
     ts = ensure_transfer_syntax(ds, path, prov)
-    n_frames = check_header(ds, path)
+    n_frames = check_header(ds, path, max_pixels=max_pixels,
+                            frame=frame if isinstance(frame, (int, np.integer)) else None)
     check_decoder(ts, path)
+    check_codestream_size(ds, path, ts)
     if frame is not None:
         if not isinstance(frame, (int, np.integer)) or not 0 <= frame < n_frames:
             raise FrameOutOfRangeError(
@@ -530,8 +523,11 @@ def _read_pixels(ds: Dataset, path: str, frame: int | None, prov: list[str]) -> 
         frame = int(frame)
 
     arr = _decode(ds, path, frame, ts)
+    _check_shape(arr, ds, path, n_frames if frame is None else 1)
     try:
         meta: dict[str, Any] = header_meta(ds, frame=frame)
+    except HeaderValueError:
+        raise  # named by damaged_header_errors
     except (TypeError, ValueError, AttributeError) as exc:
         raise InconsistentHeaderError(path, f"a header element is malformed: {exc}") from exc
     prov.append(f"read: dicom {UID(ts).name}" + (f" frame={frame}" if frame is not None else ""))
@@ -540,11 +536,33 @@ def _read_pixels(ds: Dataset, path: str, frame: int | None, prov: list[str]) -> 
     if photometric == "PALETTE COLOR":
         pixels = apply_color_lut(arr, ds).astype(np.float32)
         prov.append("palette: expanded to RGB through the palette colour LUT")
-    elif int(ds.get("SamplesPerPixel") or 1) == 3:
+    elif header_int(ds, "SamplesPerPixel", 1) == 3:
         pixels = arr.astype(np.float32)
         if photometric != "RGB":
             prov.append(f"colour: {photometric} -> RGB (pydicom)")
     else:
-        pixels, step = _modality_lut(arr, ds, frame, n_frames)
+        pixels, step = _modality_lut(arr, ds, frame, n_frames, path)
         prov.append(step)
     return Scan(pixels=pixels, meta=meta, provenance=prov, path=path)
+
+
+
+def checked_header_meta(
+    source: str | BinaryIO, path: str, has_preamble: bool, max_pixels: int | None = None
+) -> dict[str, Any]:
+    """``meta`` of a DICOM file after every check that needs no decode (as ``read_header``).
+
+    Examples
+    --------
+    >>> from pydicom.data import get_testdata_file
+    >>> p = get_testdata_file("CT_small.dcm", download=False)
+    >>> checked_header_meta(p, p, True)["Rows"]
+    128
+    """
+    defer = 4096 if isinstance(source, str) else None  # pixel data stays on disk
+    ds = read_dataset(source, path, has_preamble=has_preamble, defer_size=defer)
+    with damaged_header_errors(path):
+        require_pixel_data(ds, path)
+        ensure_transfer_syntax(ds, path, [])
+        check_header(ds, path, max_pixels=max_pixels)
+        return header_meta(ds)

@@ -55,6 +55,39 @@ class InconsistentHeaderError(ScanReadError):
     """The header contradicts itself or the pixel data (e.g. BitsStored > BitsAllocated)."""
 
 
+class InvalidHeaderValueError(InconsistentHeaderError):
+    """A header element holds a value no image can have (NaN/inf RescaleSlope, BitsStored 0).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file that failed.
+    tag : str
+        The DICOM keyword of the element, e.g. ``"RescaleSlope"``.
+    reason : str
+        What is wrong with its value.
+
+    Examples
+    --------
+    >>> e = InvalidHeaderValueError("a.dcm", "RescaleSlope", "RescaleSlope is nan")
+    >>> e.tag, isinstance(e, InconsistentHeaderError)
+    ('RescaleSlope', True)
+    """
+
+    def __init__(self, path: str | os.PathLike, tag: str, reason: str) -> None:
+        self.tag = tag
+        super().__init__(path, reason)
+
+
+class ImageTooLargeError(ScanReadError):
+    """The image would need more memory than allowed: its header declares more values than
+    ``max_pixels`` (see :mod:`imaging_tl.io.limits`), or decoding it ran out of memory."""
+
+
+class DecompressionBombError(ImageTooLargeError):
+    """Compressed data that inflates far beyond its size (a gzip or image "bomb")."""
+
+
 class UnsupportedImageError(ScanReadError):
     """A readable image of a kind we deliberately do not handle (named in the message)."""
 
@@ -65,3 +98,7 @@ class FrameOutOfRangeError(ScanReadError, IndexError):
 
 class FileUnreadableError(ScanReadError, OSError):
     """The file does not exist or cannot be opened (also an :class:`OSError`)."""
+
+
+class NotARegularFileError(FileUnreadableError):
+    """A FIFO, socket or device: never opened for reading (reading one can block forever)."""

@@ -17,10 +17,12 @@ import numpy as np
 from imaging_tl.io.dicom_header import empty_meta
 from imaging_tl.io.errors import (
     CorruptPixelDataError,
+    DecompressionBombError,
     FrameOutOfRangeError,
     MissingDecoderError,
     UnsupportedImageError,
 )
+from imaging_tl.io.limits import check_pixel_count, pixel_count
 from imaging_tl.io.scan import Scan
 
 if TYPE_CHECKING:
@@ -79,6 +81,8 @@ def _read_pillow(data: bytes, path: str, fmt: str) -> tuple[np.ndarray, list[str
     try:
         im: Image.Image = Image.open(io.BytesIO(data))
         im.load()
+    except Image.DecompressionBombError as exc:
+        raise DecompressionBombError(path, f"Pillow refused it: {exc}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise CorruptPixelDataError(
             path, f"the {fmt.upper()} data could not be decoded: {exc}"
@@ -170,6 +174,7 @@ def read_raster(
     *,
     frame: int | None = None,
     provenance: list[str] | None = None,
+    max_pixels: int | None = None,
 ) -> Scan:
     """Read a PNG, JPEG or TIFF image into a :class:`Scan`.
 
@@ -187,6 +192,9 @@ def read_raster(
         TIFF page; other formats hold one image (``frame`` must be None or 0).
     provenance : list of str, optional
         Steps already applied.
+    max_pixels : int, optional
+        The most values to decode, checked from the image header before decoding
+        (:func:`imaging_tl.io.limits.max_pixels` by default).
 
     Returns
     -------
@@ -210,6 +218,12 @@ def read_raster(
     steps = list(provenance or [])
     if fmt != "tiff" and frame not in (None, 0):
         raise FrameOutOfRangeError(path, f"frame={frame!r}: a {fmt.upper()} holds one image")
+    head = read_raster_header(io.BytesIO(data), path, fmt)
+    check_pixel_count(
+        path, pixel_count(rows=head["Rows"], columns=head["Columns"],
+                          samples=head["SamplesPerPixel"]),
+        max_pixels, f"the {fmt.upper()} header declares {head['Rows']} x {head['Columns']}",
+    )
     if fmt == "tiff":
         arr, extra = _read_tiff(data, path, frame)
     elif fmt == "png" and _png_is_16bit_colour(data):
@@ -295,6 +309,8 @@ def read_raster_header(
 
         try:
             im = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError as exc:
+            raise DecompressionBombError(path, f"Pillow refused it: {exc}") from exc
         except (UnidentifiedImageError, OSError, SyntaxError) as exc:
             raise CorruptPixelDataError(
                 path, f"the {fmt.upper()} header could not be read: {exc}"

@@ -78,6 +78,9 @@ class _Predictor:
         if n_frames > 1:
             scan = read_scan(path, frame=0 if self.frame_mode == "first" else n_frames // 2)
         x = self.pipe(scan).pixels.astype(np.float32)
+        if not np.isfinite(x).all():  # the contract's range check alone lets NaN through
+            raise ValueError("the model input holds NaN or infinite values after "
+                             "preprocessing")
         self.contract.check_batch(x[None])
         return x
 
@@ -198,6 +201,9 @@ def predict_files(
             continue
         x = np.stack(good_x)
         p = predictor(x, batch_size)
+        x, p, good_i = _drop_non_finite(x, p, good_i, out)
+        if not good_i:
+            continue
         for col, v in probability_columns(task, classes, p).items():
             out.loc[good_i, col] = v
         out.loc[good_i, "predicted"] = decisions(task, classes, p, contract.threshold)
@@ -208,6 +214,20 @@ def predict_files(
             save_overlays(predictor.model, x, names, None if task == "binary" else p.argmax(1))
             out.loc[good_i, "gradcam"] = [str(n) for n in names]
     return out
+
+
+def _drop_non_finite(x: np.ndarray, p: np.ndarray, good_i: list[int], out: pd.DataFrame
+                     ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Rows whose model output is not finite become error rows; the rest go on."""
+    p = np.asarray(p)
+    finite = np.isfinite(p.reshape(len(good_i), -1)).all(axis=1)
+    if finite.all():
+        return x, p, good_i
+    for k in np.asarray(good_i)[~finite]:
+        out.loc[k, ["status", "reason"]] = [
+            "error", "ValueError: the model output NaN or infinite probabilities for this file"]
+    keep = [k for k, f in zip(good_i, finite, strict=True) if f]
+    return x[finite], p[finite], keep
 
 
 def _read_chunk(predictor: _Predictor, files: list[str], indices: range, out: pd.DataFrame,

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from imaging_tl._atomic import read_csv
 from imaging_tl.config import RunConfig, load_config
 from imaging_tl.data import DatasetError, from_csv, from_folder
 from imaging_tl.pipeline.inputs import InputError
@@ -89,7 +90,7 @@ def _load_run(run_dir: Path) -> tuple[RunConfig, pd.DataFrame]:
         raise InputError(f"{run_dir}: not a finished run directory (needs config.yaml and "
                          "model.keras)")
     cfg = load_config(run_dir / "config.yaml")
-    return cfg, pd.read_csv(run_dir / "splits.csv", dtype={"group": str, "split": str})
+    return cfg, read_csv(run_dir / "splits.csv", dtype={"group": str, "split": str})
 
 
 def _external_table(dp: Path, task: str, classes: list[str],

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from imaging_tl._atomic import write_csv
 from imaging_tl.report.plots import CATEGORIES
 
 __all__ = ["gallery_from_dir", "gallery_items", "save_gallery", "select_gallery",
@@ -195,7 +196,6 @@ def save_gallery(
         ``{"path", "category", "caption", "index"}`` per overlay; the caption holds the
         predicted probability and the true class.
     """
-    import pandas as pd
 
     from imaging_tl.explain import save_overlays
 
@@ -227,8 +227,7 @@ def save_gallery(
     bgs = None if backgrounds is None else [backgrounds[i] for i in idx]
     save_overlays(model, np.asarray(images)[idx], [r["path"] for r in rows], cls, layer=layer,
                   backgrounds=bgs, batch_size=batch_size)
-    pd.DataFrame([{**r, "path": r["path"].name} for r in rows]).to_csv(
-        out_dir / "gallery.csv", index=False)
+    write_csv(out_dir / "gallery.csv", [{**r, "path": r["path"].name} for r in rows])
     return rows
 
 

@@ -189,6 +189,7 @@ class Stage:
             return self._call_scan(image)
         meta = {} if meta is None else meta
         out, _ = self._transform(self._check(image, meta), meta)
+        check_finite(self, out)
         return out
 
     def to_config(self) -> dict[str, Any]:
@@ -311,7 +312,35 @@ class Stage:
 
     def _call_scan(self, scan: Scan) -> Scan:
         out, meta, step = self._scan_step(scan.pixels, scan.meta)
+        check_finite(self, out)
         return replace(scan, pixels=out, meta=meta, provenance=[*scan.provenance, step])
+
+
+def check_finite(stage: Stage, out: np.ndarray) -> None:
+    """Raise ``ValueError`` naming ``stage`` when its output holds NaN or infinity.
+
+    Two reductions (min and max propagate NaN and keep infinities), no temporary array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from imaging_tl.stages import Resize
+    >>> try:
+    ...     check_finite(Resize(8), np.array([0.0, np.nan], np.float32))
+    ... except ValueError as e:
+    ...     print(str(e)[:42])
+    resize: produced NaN or infinite values (1
+    """
+    arr = np.asarray(out)
+    if arr.size == 0 or arr.dtype.kind not in "fc":
+        return
+    if np.isfinite(arr.min()) and np.isfinite(arr.max()):
+        return
+    bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+    raise ValueError(
+        f"{stage.name}: produced NaN or infinite values ({bad} of {arr.size}); its input or "
+        f"its parameters are not finite ({stage!r})"
+    )
 
 
 def geometry_updates(out: np.ndarray, meta: Mapping[str, Any], scale=None) -> dict[str, Any]:
@@ -369,12 +398,14 @@ class Pipeline:
             pixels, scan_meta, steps = image.pixels, image.meta, list(image.provenance)
             for stage, transform in plan:
                 pixels, scan_meta, step = stage._scan_step(pixels, scan_meta, transform)
+                check_finite(stage, pixels)
                 steps.append(step)
             return replace(image, pixels=pixels, meta=scan_meta, provenance=steps)
         meta = {} if meta is None else meta
         out = image
         for stage, transform in plan:
             out, _ = transform(stage._check(out, meta), meta)
+            check_finite(stage, out)
         if not self.stages:
             out = np.asarray(out, dtype=np.float32)
         return out

@@ -60,6 +60,8 @@ def _canonical_preset(name: Any) -> str:
 
 
 def _check_width(width: float, function: str, where: str = "width") -> None:
+    if not np.isfinite(width):
+        raise ValueError(f"{_STAGE}: {where} must be finite, got {width!r}")
     if function == "LINEAR" and width < 1:
         raise ValueError(
             f"{_STAGE}: {where} must be >= 1 for function LINEAR (PS3.3 C.11.2.1.2), got "
@@ -416,6 +418,8 @@ class Window(Stage):
         if kind == "lut":
             return None, None, None, item, details
         c, w = float(item["center"]), float(item["width"])
+        if not np.isfinite(c):
+            raise ValueError(f"{_STAGE}: header window {i} center must be finite, got {c!r}")
         _check_width(w, function, where=f"header window {i} width")
         details.update(center=c, width=w, function=function)
         return c, w, function, None, details

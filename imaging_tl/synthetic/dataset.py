@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from imaging_tl._atomic import write_csv
 from imaging_tl.synthetic.composite import composite_radiograph
 from imaging_tl.synthetic.dicom_writer import (
     TRANSFER_SYNTAXES,
@@ -341,7 +342,7 @@ def generate_dataset(
     )
     _prepare_out_dir(cfg.out_dir, overwrite)
     df = _generate_patients(cfg, n_patients, workers)
-    df[LABEL_COLUMNS].to_csv(cfg.out_dir / "labels.csv", index=False, lineterminator="\n")
+    write_csv(cfg.out_dir / "labels.csv", df[LABEL_COLUMNS])
     return df
 
 

@@ -29,7 +29,6 @@ Examples
 from __future__ import annotations
 
 import contextlib
-import csv
 import math
 import time
 from collections.abc import Callable
@@ -41,6 +40,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from imaging_tl._atomic import write_csv
 from imaging_tl.data import class_weights, sample_weights
 from imaging_tl.models import head_model, set_freeze
 from imaging_tl.train.checkpoint import (
@@ -102,11 +102,7 @@ class TrainResult:
         keys: list[str] = []
         for row in self.history:
             keys += [k for k in row if k not in keys]
-        with path.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(self.history)
-        return path
+        return write_csv(path, self.history, keys)
 
 
 def train(
