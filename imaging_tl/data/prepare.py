@@ -93,8 +93,10 @@ class Prepared:
         return tuple(int(s) for s in shapes.pop())
 
     def load(self, i: int) -> np.ndarray:
-        """Array of row ``i`` of :attr:`table` (memory-mapped read of the cache file)."""
-        return load_entry(self.table["cache_file"].iloc[i], self.table["tiled"].iloc[i])
+        """Array of row ``i`` of :attr:`table`, checked against the entry's checksum."""
+        checksum = self.table["checksum"].iloc[i] if "checksum" in self.table else None
+        return load_entry(self.table["cache_file"].iloc[i], self.table["tiled"].iloc[i],
+                          checksum)
 
     def summary(self) -> str:
         """One line, plus one per quarantined file."""
@@ -409,6 +411,7 @@ def _tables(
     out["offset"] = [int(m["offset"]) for m in good]
     out["shape"] = [tuple(m["shape"]) for m in good]
     out["tiled"] = [int(m.get("tiled", 0)) for m in good]
+    out["checksum"] = [m.get("checksum") for m in good]
     out["content_hash"] = [m.get("content_hash") for m in good]
     out["dhash"] = [m.get("dhash") for m in good]
     quarantined = pd.DataFrame({

@@ -65,7 +65,7 @@ def reevaluate(run_dir: str | os.PathLike, *, data: str | os.PathLike | None = N
     if data is None:
         table, name = splits[splits["split"] == "test"].copy(), "test"
     else:
-        table, name = _external_table(Path(data), task, classes, label_column)
+        table, name = _external_table(Path(data), cfg, task, classes, label_column)
     y, s, groups, n_bad = _labelled_scores(run_dir, table, task, classes)
     kw = evaluation_options(cfg) | {
         "operating_point": "fixed", "threshold": float(contract.get("threshold", 0.5))}
@@ -93,15 +93,23 @@ def _load_run(run_dir: Path) -> tuple[RunConfig, pd.DataFrame]:
     return cfg, read_csv(run_dir / "splits.csv", dtype={"group": str, "split": str})
 
 
-def _external_table(dp: Path, task: str, classes: list[str],
+def _external_table(dp: Path, cfg: RunConfig, task: str, classes: list[str],
                     label_column: str) -> tuple[pd.DataFrame, str]:
+    """The external table, its labels read as the run read its own (columns, uncertain
+    policy, label map)."""
+    label_map = cfg.task.label_map
     try:
-        table = from_folder(dp, frames="middle") if dp.is_dir() else from_csv(
-            dp, label_column=label_column if task != "multilabel" else None,
-            label_columns=classes if task == "multilabel" else None, frames="middle")
+        if dp.is_dir():
+            return from_folder(dp, frames="middle", label_map=label_map), dp.name
+        multilabel = task == "multilabel"
+        table = from_csv(
+            dp, label_column=None if multilabel else label_column,
+            label_columns=(cfg.data.label_columns or classes) if multilabel else None,
+            uncertain=cfg.task.uncertain if multilabel else None, label_map=label_map,
+            frames="middle")
     except DatasetError as exc:
         raise InputError(str(exc)) from None
-    return table, dp.stem if dp.is_file() else dp.name
+    return table, dp.stem
 
 
 def _labelled_scores(run_dir: Path, table: pd.DataFrame, task: str,

@@ -62,3 +62,11 @@ def test_multilabel_csv_with_blanks_uncertain_and_label_map_trains(tiny_config, 
     page = (r.run_dir / "report.html").read_text()
     assert "Labels as read (uncertain policy: ignore" in page
     assert "Effusion, Pleural Effusion" in page
+
+    # external validation reads the same public-style CSV as the run read its own labels
+    from imaging_tl.pipeline import reevaluate
+
+    ext = reevaluate(r.run_dir, data=csv, n_bootstraps=10)
+    assert ext["n_unreadable"] == 0
+    assert ext["n_observed"][0] == int(((nodule != "") & (nodule != "-1")).sum())
+    assert ext["n_missing"][0] == int(((nodule == "") | (nodule == "-1")).sum())
