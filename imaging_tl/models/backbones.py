@@ -16,7 +16,7 @@ from imaging_tl.models.weights.lite import (
     load_lite_weights,
     set_weights_by_name,
 )
-from imaging_tl.models.weights.torch_pickle import read_legacy_state_dict
+from imaging_tl.models.weights.torch_zip import read_torch_state_dict
 
 __all__ = ["build_backbone"]
 
@@ -86,7 +86,7 @@ def _lite(name: str, weights: str | os.PathLike | None, include_top: bool,
     if not path.is_file():
         raise WeightsFileError(path, f"weights file for {name} not found")
     if path.suffix in (".pth", ".pt"):
-        set_weights_by_name(model, convert_lite_state_dict(read_legacy_state_dict(path), name,
+        set_weights_by_name(model, convert_lite_state_dict(read_torch_state_dict(path), name,
                                                            include_top))
     else:
         model.load_weights(path)
