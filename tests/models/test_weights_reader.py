@@ -186,3 +186,26 @@ def test_full_sha256_is_compared(tmp_path):
     wrong.write_bytes(path.read_bytes())
     with pytest.raises(WeightsFileError, match="prefix its torch hub name carries"):
         read_torch_state_dict(wrong)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_mutants_are_read_or_refused_by_name(tmp_path, fmt):
+    # byte flips and truncations of a valid file: a state dict or WeightsFileError, never
+    # another exception (the fuzz invariant for weight files)
+    arrays = {"a": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.arange(5),
+              "c": np.float16([1, 2])}
+    source = write_torch_state_dict(tmp_path / "s.pt", arrays, fmt).read_bytes()
+    rng = np.random.default_rng(22)
+    path = tmp_path / "m.pt"
+    for _ in range(300):
+        data = bytearray(source)
+        for _ in range(int(rng.integers(1, 4))):
+            data[int(rng.integers(len(data)))] = int(rng.integers(256))
+        if rng.random() < 0.2:
+            data = data[: int(rng.integers(len(data)))]
+        path.write_bytes(bytes(data))
+        try:
+            out = read_torch_state_dict(path)
+        except WeightsFileError:
+            continue
+        assert isinstance(out, dict)

@@ -22,6 +22,7 @@ import collections
 import io
 import math
 import pickle
+import pickletools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,9 @@ __all__ = ["RestrictedUnpickler", "StorageRef", "TensorRef", "UnsafePickleError"
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _BF16 = "bfloat16"  # numpy has none: read as uint16, widened to float32
 _MAX_NDIM = 32
+# protocol-5 out-of-band buffers: never in torch files (protocol 2), and CPython's C
+# unpickler mishandles them on malformed input
+_BUFFER_OPS = {"BYTEARRAY8", "NEXT_BUFFER", "READONLY_BUFFER"}
 
 # torch storage class name -> little-endian numpy dtype
 _STORAGE_DTYPES = {
@@ -145,8 +149,24 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     def __init__(self, file: Any, path: str | Path) -> None:
         super().__init__(file)
+        self._file = file
         self._path = path
         self.storages: dict[str, StorageRef] = {}
+
+    def load(self) -> Any:
+        """Check the opcodes (a well-formed pickle without out-of-band buffers), then load."""
+        start = self._file.tell()
+        try:
+            for op, _, _ in pickletools.genops(self._file):
+                if op.name in _BUFFER_OPS:
+                    raise UnsafePickleError(self._path, f"pickle opcode {op.name} (out-of-band "
+                                                        "buffers) is not used by torch files")
+        except ValueError as exc:
+            if isinstance(exc, WeightsFileError):
+                raise
+            raise WeightsFileError(self._path, f"malformed pickle ({exc!s:.80})") from exc
+        self._file.seek(start)
+        return super().load()
 
     def find_class(self, module: str, name: str):
         if module == "collections" and name == "OrderedDict":

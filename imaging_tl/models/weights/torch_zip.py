@@ -107,7 +107,12 @@ def read_zip_state_dict(path: str | Path, *, check_hash: bool = True,
             state, declared = _load_pickle(zf, prefix + "data.pkl", path)
             storages = {ref.key: _read_storage(zf, prefix, ref, path)
                         for ref in declared.values()}
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
+    except WeightsFileError:
+        raise
+    # zipfile's own errors for damaged archives: bad headers and names (ValueError),
+    # encrypted members (RuntimeError), unknown versions or flags (NotImplementedError)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
+            RuntimeError, NotImplementedError) as exc:
         raise WeightsFileError(path, f"damaged zip archive ({type(exc).__name__}: "
                                      f"{exc!s:.80})") from exc
     return tensors_from_storages(state, storages, declared, path)
