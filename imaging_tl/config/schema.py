@@ -107,6 +107,8 @@ class ModelConfig(Section):
 
     backbone: str = "efficientnet_lite0"
     weights: str | None = "imagenet"
+    # full sha256 of the weights file (64 hex); a different file is refused by name
+    weights_sha256: str | None = Field(None, pattern=r"^(sha256:)?[0-9a-fA-F]{64}$")
     input_size: int | None = Field(None, ge=32, le=1024)
     normalization: str | None = None
     freeze: Freeze = "all"

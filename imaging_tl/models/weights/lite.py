@@ -18,6 +18,7 @@ import numpy as np
 from imaging_tl._atomic import atomic_path
 from imaging_tl.data.cache import default_cache_dir
 from imaging_tl.models.efficientnet_lite import lite_block_plan
+from imaging_tl.models.weights.convert import torch_layers_to_keras
 from imaging_tl.models.weights.errors import WeightsFileError
 from imaging_tl.models.weights.torch_pickle import read_legacy_state_dict
 
@@ -69,21 +70,7 @@ def convert_lite_state_dict(
     >>> convert_lite_state_dict(sd, "efficientnet_lite0", False)["stem_conv"][0].shape
     (3, 3, 3, 32)
     """
-    out: dict[str, list[np.ndarray]] = {}
-    for layer, (prefix, kind) in torch_key_map(name, include_top).items():
-        try:
-            if kind == "conv":
-                out[layer] = [state[f"{prefix}.weight"].transpose(2, 3, 1, 0)]
-            elif kind == "dwconv":
-                out[layer] = [state[f"{prefix}.weight"].transpose(2, 3, 0, 1)]
-            elif kind == "bn":
-                out[layer] = [state[f"{prefix}.{k}"]
-                              for k in ("weight", "bias", "running_mean", "running_var")]
-            else:  # dense
-                out[layer] = [state[f"{prefix}.weight"].T, state[f"{prefix}.bias"]]
-        except KeyError as exc:
-            raise WeightsFileError(name, f"state dict lacks {exc.args[0]}") from exc
-    return {k: [np.ascontiguousarray(w, dtype=np.float32) for w in v] for k, v in out.items()}
+    return torch_layers_to_keras(state, torch_key_map(name, include_top), name)
 
 
 def torch_key_map(name: str, include_top: bool) -> dict[str, tuple[str, str]]:
