@@ -381,6 +381,7 @@ def write_report(
     split_col: str = "split",
     label_col: str = "label",
     group_col: str = "group",
+    chain: list[Mapping[str, Any]] | None = None,
 ) -> Path:
     """Write ``plots/*.png`` and a self-contained ``report.html`` into a run folder.
 
@@ -417,6 +418,9 @@ def write_report(
         Page title (default: ``config["name"]`` or "imaging_tl run report").
     split_col, label_col, group_col : str
         Column names in ``splits``.
+    chain : list of dict, optional
+        Where the model's shared layers came from, origin first (``run.json``'s
+        ``chain``): ImageNet or a weights file, each source run, this run.
 
     Returns
     -------
@@ -452,6 +456,8 @@ def write_report(
         audit = audit.format()
     sections = _page_sections(title, made, metrics, predictions, gradcam, counts, audit,
                               census, config)
+    if chain:
+        sections.insert(len(sections) - 1, "<h2>Transfer chain</h2>" + chain_section(chain))
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
@@ -528,6 +534,40 @@ def _gallery_section(gradcam: Any) -> str:
 
 
 
+_LINK_NAMES = {"imagenet": "ImageNet", "none": "random initialisation",
+               "weights": "weights file", "model": "model file", "run": "run"}
+
+
+def chain_section(chain: Iterable[Mapping[str, Any]]) -> str:
+    """The transfer chain as an HTML table: one row per link, origin first.
+
+    Examples
+    --------
+    >>> html = chain_section([{"kind": "imagenet", "backbone": "efficientnet_lite0"},
+    ...                       {"kind": "run", "run_id": "src-1", "task": "multilabel",
+    ...                        "model_sha256": "ab" * 32}])
+    >>> "ImageNet" in html and "src-1" in html
+    True
+    """
+    rows = []
+    for i, link in enumerate(chain):
+        kind = str(link.get("kind"))
+        what = _LINK_NAMES.get(kind, kind)
+        name = link.get("run_id") or (Path(str(link["path"])).name if link.get("path")
+                                      else link.get("backbone", ""))
+        labels = ", ".join(map(str, link.get("labels") or []))
+        short = [f"{k.replace('_sha256', '')} {str(link[k])[:12]}" for k in
+                 ("config_sha256", "data_manifest_sha256", "model_sha256", "sha256")
+                 if link.get(k)]
+        rows.append(f"<tr><td>{i}</td><td>{_esc(what)}</td><td>{_esc(name)}</td>"
+                    f"<td>{_esc(link.get('task', ''))}</td><td>{_esc(labels)}</td>"
+                    f"<td><code>{_esc('; '.join(short))}</code></td></tr>")
+    return ("<p>Where the shared layers came from, origin first; each run is pinned by the "
+            "sha256 of its configuration, data manifest and model file.</p>"
+            "<table><tr><th>#</th><th>link</th><th>name</th><th>task</th><th>labels</th>"
+            "<th>sha256 (first 12 digits)</th></tr>" + "".join(rows) + "</table>")
+
+
 def write_run_report(run_dir: str | Path, **overrides: Any) -> Path:
     """(Re)write ``plots/`` and ``report.html`` of a run directory from its files.
 
@@ -565,5 +605,7 @@ def write_run_report(run_dir: str | Path, **overrides: Any) -> Path:
         parts["metrics"] = json.loads(file("metrics.json").read_text())
     if (run_dir / "gradcam").is_dir():
         parts["gradcam"] = gallery_from_dir(run_dir / "gradcam")
+    if file("run.json"):
+        parts["chain"] = json.loads(file("run.json").read_text()).get("chain")
     parts.update(overrides)
     return write_report(run_dir, **parts)
