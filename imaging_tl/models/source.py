@@ -33,8 +33,8 @@ from typing import Any
 
 from imaging_tl.models.contract import ModelContract, read_contract
 
-__all__ = ["Source", "SourceError", "file_sha256", "inherit_source", "origin_link",
-           "preprocessing_differences", "resolve_source", "run_link"]
+__all__ = ["Source", "SourceError", "file_sha256", "find_source_runs", "inherit_source",
+           "origin_link", "preprocessing_differences", "resolve_source", "run_link"]
 
 RUN_FILES = ("config.yaml", "model.keras", "run.json")
 
@@ -330,10 +330,14 @@ def inherit_source(raw: dict[str, Any], base: str | os.PathLike = ".") -> dict[s
     if contract is None:
         return raw
     model.setdefault("backbone", contract.backbone)
+    if "preprocessing" in raw:  # the stages given say the size (differences are reported)
+        return raw
     model.setdefault("input_size", int(contract.input_size[0]))
     stages = (contract.preprocessing or {}).get("stages")
-    if "preprocessing" not in raw and stages:
-        raw["preprocessing"] = [dict(s) for s in stages]
+    if stages:
+        # a size given in the configuration replaces the source's (and is reported)
+        raw["preprocessing"] = [{**s, "size": model["input_size"]} if s.get("name") == "resize"
+                                else dict(s) for s in stages]
     return raw
 
 
@@ -387,3 +391,53 @@ def preprocessing_differences(contract: ModelContract, stages: list[dict[str, An
             out.append(f"preprocessing stage {i}: source {sa}, target {sb}")
     return out
 
+
+
+def find_source_runs(folder: str | os.PathLike, depth: int = 3) -> tuple[list[dict[str, Any]],
+                                                                         list[Path]]:
+    """Finished runs under ``folder`` usable as ``model.source``, and unfinished ones.
+
+    Parameters
+    ----------
+    folder : path
+        Searched for run directories (a ``config.yaml``) down to ``depth`` levels.
+    depth : int
+        How deep to look below ``folder``.
+
+    Returns
+    -------
+    runs : list of dict
+        One per finished run, newest first: ``path``, ``name`` (folder name),
+        ``backbone``, ``task``, ``labels``, ``input_size``, ``finished``.
+    unfinished : list of Path
+        Run directories without ``model.keras`` or ``run.json``.
+
+    Examples
+    --------
+    >>> find_source_runs("runs/none-here")
+    ([], [])
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return [], []
+    found, unfinished = [], []
+    candidates = [root, *(p.parent for i in range(1, depth + 1)
+                          for p in root.glob("/".join(["*"] * i) + "/config.yaml"))]
+    for run_dir in sorted(set(candidates)):
+        if not (run_dir / "config.yaml").is_file():
+            continue
+        if not all((run_dir / f).is_file() for f in RUN_FILES):
+            unfinished.append(run_dir)
+            continue
+        try:
+            c = read_contract(run_dir / "model.keras")
+            record = json.loads((run_dir / "run.json").read_text())
+        except (OSError, ValueError):
+            unfinished.append(run_dir)
+            continue
+        found.append({"path": run_dir, "name": run_dir.name, "backbone": c.backbone,
+                      "task": c.task, "labels": list(c.label_names),
+                      "input_size": int(c.input_size[0]),
+                      "finished": str(record.get("finished") or "")})
+    found.sort(key=lambda r: r["finished"], reverse=True)
+    return found, unfinished

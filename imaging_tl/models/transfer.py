@@ -415,7 +415,7 @@ def copy_shared_layers(source: keras.Model, target: keras.Model, *,
     ...                          input_size=32, seed=1)
     >>> b = build_transfer_model("efficientnet_lite0", "multilabel", ["x", "y", "z"],
     ...                          weights=None, input_size=32, seed=2)
-    >>> len(copy_shared_layers(a, b)) > 100
+    >>> len(copy_shared_layers(a, b)) > 90
     True
     """
     shared = [target.get_layer("input_normalization"), *backbone_layers(target)]

@@ -66,40 +66,54 @@ def source_of(cfg: RunConfig) -> Any:
 def source_step(state: RunState) -> None:
     """``data_index.csv`` (pseudonymised patient keys, hashed SOPInstanceUIDs, pixel hashes:
     what a later target task checks against), then the cross-task audit: the target's
-    validation and test data must not have been seen by a source run."""
+    validation and test data must not have been seen by any run of the chain."""
     from imaging_tl.data.audit import data_index, source_overlap
 
-    cfg, src = state.cfg, state.source
+    cfg = state.cfg
     index = data_index(state.prepared.table)
     state.paths["data_index"] = write_csv(state.run_dir / "data_index.csv", index)
-    folder = _source_run_dir(src)
-    if folder is None:
+    folders = _chain_run_dirs(state.source)
+    if not folders:
         return
-    overlap = source_overlap(_index_of_run(folder), index)
+    found = {f: source_overlap(_index_of_run(f), index) for f in folders}
     allowed = cfg.model.allow_source_overlap
-    state.source_audit = {**overlap.to_dict(), "allow_source_overlap": allowed}
-    if overlap.ok:
-        state.log(overlap.format())
-    elif allowed:
-        state.log(f"warning: {overlap.format()}; allowed by model.allow_source_overlap "
-                  "(recorded in run.json)")
-    else:
-        raise InputError(
-            f"{overlap.format()}. The source {folder} has seen them, so the target's "
-            "validation and test figures would be optimistic. Use other patients for "
-            "validation and test, or set model.allow_source_overlap: true (recorded in "
-            "run.json)")
+    bad = {f: o for f, o in found.items() if not o.ok}
+    state.source_audit = {
+        "allow_source_overlap": allowed,
+        "runs": {f.name: o.to_dict() for f, o in found.items()},
+        "patients": max((o.patients for o in found.values()), default=0),
+        "files": max((o.files for o in found.values()), default=0)}
+    if not bad:
+        state.log(next(iter(found.values())).format()
+                  + f" (checked against {len(found)} run(s) of the chain)")
+        return
+    lines = "; ".join(f"{f.name}: {o.format()}" for f, o in bad.items())
+    if allowed:
+        state.log(f"warning: {lines}; allowed by model.allow_source_overlap (recorded in "
+                  "run.json)")
+        return
+    raise InputError(
+        f"{lines}. The source has seen them, so the target's validation and test figures "
+        "would be optimistic. Use other patients for validation and test, or set "
+        "model.allow_source_overlap: true (recorded in run.json)")
 
 
-def _source_run_dir(src: Any) -> Any:
-    """The run directory of a model source (a bare model file has one when it sits in
-    a run directory with its data index), else None."""
+def _chain_run_dirs(src: Any) -> list[Any]:
+    """The run directories of a model source's chain that can be audited (those still on
+    disk with a data index or splits file), the source's own first."""
+    from pathlib import Path
+
     if src is None or not src.is_model or src.path is None:
-        return None
-    folder = src.path if src.path.is_dir() else src.path.parent
-    if (folder / "data_index.csv").is_file() or (folder / "splits.csv").is_file():
-        return folder
-    return None
+        return []
+    own = src.path if src.path.is_dir() else src.path.parent
+    dirs = [own, *(Path(link["run_dir"]) for link in reversed(src.chain)
+                   if link.get("kind") == "run" and link.get("run_dir"))]
+    out = []
+    for d in dirs:
+        if d.resolve() not in [o.resolve() for o in out] and (
+                (d / "data_index.csv").is_file() or (d / "splits.csv").is_file()):
+            out.append(d)
+    return out
 
 
 def _index_of_run(folder: Any) -> pd.DataFrame:
