@@ -350,7 +350,7 @@ def data_index(table: pd.DataFrame) -> pd.DataFrame:
     >>> t = pd.DataFrame({"path": ["/nope/a.png"], "split": ["train"], "group": ["P1"],
     ...                   "content_hash": ["abc"]})
     >>> data_index(t).iloc[0].to_dict()["group"]
-    'pid:c8c79bd9a4fa9efe'
+    'pid:fbeae7c18667b698'
     """
     headers = {p: (read_header(p) if os.path.isfile(p) and file_kind(Path(p)) == "dicom"
                    else {}) for p in dict.fromkeys(table["path"])}

@@ -23,6 +23,7 @@ import numpy as np
 
 from imaging_tl._version import __version__
 from imaging_tl.report import plots
+from imaging_tl.report.chain import chain_section
 from imaging_tl.report.gallery import gallery_from_dir, gallery_items
 
 # Header fields that must never reach the page (DICOM keywords and their snake_case forms).
@@ -532,40 +533,6 @@ def _gallery_section(gradcam: Any) -> str:
 
 
 
-
-
-_LINK_NAMES = {"imagenet": "ImageNet", "none": "random initialisation",
-               "weights": "weights file", "model": "model file", "run": "run"}
-
-
-def chain_section(chain: Iterable[Mapping[str, Any]]) -> str:
-    """The transfer chain as an HTML table: one row per link, origin first.
-
-    Examples
-    --------
-    >>> html = chain_section([{"kind": "imagenet", "backbone": "efficientnet_lite0"},
-    ...                       {"kind": "run", "run_id": "src-1", "task": "multilabel",
-    ...                        "model_sha256": "ab" * 32}])
-    >>> "ImageNet" in html and "src-1" in html
-    True
-    """
-    rows = []
-    for i, link in enumerate(chain):
-        kind = str(link.get("kind"))
-        what = _LINK_NAMES.get(kind, kind)
-        name = link.get("run_id") or (Path(str(link["path"])).name if link.get("path")
-                                      else link.get("backbone", ""))
-        labels = ", ".join(map(str, link.get("labels") or []))
-        short = [f"{k.replace('_sha256', '')} {str(link[k])[:12]}" for k in
-                 ("config_sha256", "data_manifest_sha256", "model_sha256", "sha256")
-                 if link.get(k)]
-        rows.append(f"<tr><td>{i}</td><td>{_esc(what)}</td><td>{_esc(name)}</td>"
-                    f"<td>{_esc(link.get('task', ''))}</td><td>{_esc(labels)}</td>"
-                    f"<td><code>{_esc('; '.join(short))}</code></td></tr>")
-    return ("<p>Where the shared layers came from, origin first; each run is pinned by the "
-            "sha256 of its configuration, data manifest and model file.</p>"
-            "<table><tr><th>#</th><th>link</th><th>name</th><th>task</th><th>labels</th>"
-            "<th>sha256 (first 12 digits)</th></tr>" + "".join(rows) + "</table>")
 
 
 def write_run_report(run_dir: str | Path, **overrides: Any) -> Path:
