@@ -527,7 +527,7 @@ def summarise(rows: list[dict], tests: dict) -> list[str]:
     return lines
 
 
-def plot(rows: list[dict], path: Path) -> Path:
+def plot(rows: list[dict], path: Path, arms: tuple[str, ...] = ARMS) -> Path:
     import matplotlib
     import matplotlib.ticker
 
@@ -539,7 +539,7 @@ def plot(rows: list[dict], path: Path) -> Path:
     for ax, task in zip(axes[0], tasks, strict=True):
         rs = [r for r in rows if r["task"] == task]
         sizes = sorted({r["size"] for r in rs})
-        for arm in ARMS:
+        for arm in arms:
             v = [[r["auc"] for r in rs if r["arm"] == arm and r["size"] == n] for n in sizes]
             if not any(v):
                 continue

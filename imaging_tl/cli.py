@@ -420,7 +420,27 @@ def _backbones(args: argparse.Namespace) -> int:
     if args.verbose:
         for name in list_backbones():
             print(f"\n{name} freeze points: {', '.join(get_spec(name).freeze_points)}")
+    if args.runs is not None:
+        _source_runs(args.runs)
     return 0
+
+
+def _source_runs(folder: str) -> None:
+    """The finished runs under ``folder``, usable as ``model.source``."""
+    from imaging_tl.models.source import find_source_runs
+
+    runs, unfinished = find_source_runs(folder)
+    print(f"\nfinished runs under {folder} (usable as model.source): {len(runs)}")
+    rows = [(str(r["path"]), r["backbone"], r["task"], ", ".join(r["labels"]),
+             f"{r['input_size']}", r["finished"][:19]) for r in runs]
+    if rows:
+        head = ("run", "backbone", "task", "labels", "input", "finished")
+        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+        for r in [head, *rows]:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    if unfinished:
+        print(f"({len(unfinished)} run(s) that did not finish skipped: "
+              f"{', '.join(p.name for p in unfinished[:5])})")
 
 
 # Parameter counts without the 1000-class top, from build_backbone(name, weights=None,
@@ -452,10 +472,13 @@ def _weights_offline(spec) -> str:
 def _add_backbones(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "backbones",
-        help="list the backbones: input size, parameters, whether weights work offline",
+        help="list the backbones (and, with --runs, finished runs usable as sources)",
         description="The backbone registry (names usable as model.backbone).",
     )
     p.add_argument("--verbose", action="store_true", help="also list every freeze point")
+    p.add_argument("--runs", metavar="FOLDER",
+                   help="also list the finished runs under FOLDER, usable as model.source "
+                        "(name, backbone, task, labels, date)")
     p.set_defaults(func=_backbones)
 
 

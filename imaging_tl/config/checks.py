@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import difflib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -142,10 +141,7 @@ def _check_model(m: ModelConfig, phases: list[PhaseConfig] | None) -> list[str]:
     for i, phase in enumerate(phases or []):
         if phase.freeze is not None:
             errors += _check_freeze(phase.freeze, spec, f"train.phases.{i}.freeze")
-    w = m.weights
-    if w not in (None, "imagenet", "none") and not Path(os.path.expanduser(w)).is_file():
-        errors.append(f"model.weights: {w!r} is neither 'imagenet', null nor an existing "
-                      "weights file")
+    errors += _check_source(m)
     if m.normalization is not None and m.normalization != spec.normalization:
         known = "" if m.normalization in list_schemes() else " (not a known scheme)"
         errors.append(
@@ -153,6 +149,21 @@ def _check_model(m: ModelConfig, phases: list[PhaseConfig] | None) -> list[str]:
             f"of {spec.name}, which was trained with {spec.normalization!r}; the model applies "
             "it itself, so remove the key")
     return errors
+
+
+def _check_source(m: ModelConfig) -> list[str]:
+    """``model.source``: imagenet, none, a weights file, or a finished run / model of this
+    package with the configuration's backbone (hashes are checked when the run starts)."""
+    from imaging_tl.models.source import SourceError, resolve_source
+
+    try:
+        src = resolve_source(m.source, backbone=m.backbone, verify=False)
+    except SourceError as exc:
+        return [str(exc)]
+    if m.keep_source_hidden and not src.is_model:
+        return [f"model.keep_source_hidden: needs model.source to be a run or model of "
+                f"imaging_tl (it is {m.source!r})"]
+    return []
 
 
 def _check_phases(phases: list[PhaseConfig]) -> list[str]:

@@ -282,6 +282,10 @@ def load_config(
     if isinstance(split, dict) and isinstance(split.get("file"), str):
         if not Path(split["file"]).is_absolute():
             split["file"] = os.path.normpath(base / split["file"])
+    # model.source against this file's folder; a source model's contract fills what is left out
+    from imaging_tl.models.source import inherit_source
+
+    raw = inherit_source(raw, base)
     parts, errors = _validate_parts(raw)
     errors += cross_checks(parts)
     if errors:

@@ -10,7 +10,7 @@ import copy
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 # the one definition of the head's settings (a plain dataclass; pydantic validates it here)
 from imaging_tl.models.head import HeadConfig
@@ -102,17 +102,53 @@ class AugmentConfig(Section):
     transforms: list[dict[str, Any]] = Field(default_factory=list)
 
 
+def _source_value(v: Any) -> str:
+    """``model.source`` / ``model.weights`` in one spelling: ``imagenet``, ``none`` or a path."""
+    if v is None or (isinstance(v, str) and v.strip().lower() in ("none", "null", "")):
+        return "none"
+    if isinstance(v, str) and v.strip().lower() == "imagenet":
+        return "imagenet"
+    if not isinstance(v, str):
+        raise ValueError(f"expected 'imagenet', 'none' or a path, got {v!r}")
+    return v
+
+
 class ModelConfig(Section):
-    """Backbone, weights, default freeze point and head."""
+    """Backbone, where its weights come from, default freeze point and head.
+
+    ``source`` is where the shared layers come from: ``imagenet`` (default), ``none``
+    (random initialisation), a finished run directory or ``model.keras`` of this package
+    (transfer from your own source task) or a weights file. ``weights`` is its older name,
+    still accepted: give either (both only when they agree); both are written to
+    ``config.yaml``, ``weights`` as null for ``none``.
+    """
 
     backbone: str = "efficientnet_lite0"
+    source: str = "imagenet"
     weights: str | None = "imagenet"
     # full sha256 of the weights file (64 hex); a different file is refused by name
     weights_sha256: str | None = Field(None, pattern=r"^(sha256:)?[0-9a-fA-F]{64}$")
+    keep_source_hidden: bool = False
+    allow_preprocessing_change: bool = False
+    allow_source_overlap: bool = False
     input_size: int | None = Field(None, ge=32, le=1024)
     normalization: str | None = None
     freeze: Freeze = "all"
     head: HeadConfig = Field(default_factory=HeadConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def one_source(cls, data: Any) -> Any:
+        """``source`` is canonical, ``weights`` its alias: both given must agree."""
+        if not isinstance(data, dict) or ("source" not in data and "weights" not in data):
+            return data
+        given = {k: _source_value(data[k]) for k in ("source", "weights") if k in data}
+        if len(set(given.values())) > 1:
+            raise ValueError(
+                f"model.source ({data['source']!r}) and model.weights ({data['weights']!r}, "
+                "its older name) disagree; give only model.source")
+        value = next(iter(given.values()))
+        return {**data, "source": value, "weights": None if value == "none" else value}
 
 
 class PhaseConfig(Section):

@@ -9,6 +9,10 @@ Works on any table with ``path`` and a split column (``split`` or ``fold``), inc
 user's own split file read with :func:`imaging_tl.data.splits.read_splits`. Pixel hashes
 are taken from the ``content_hash`` / ``dhash`` columns that
 :func:`imaging_tl.data.prepare.prepare` fills in, or computed by reading the files.
+Across tasks (a model trained on a source task, then transferred to a target task):
+:func:`data_index` keeps, per sample, only pseudonymised patient keys, a hashed
+SOPInstanceUID and the pixel hash, so that a later task can check with
+:func:`source_overlap` that its validation and test patients were not seen by the source.
 Nothing here imports TensorFlow.
 """
 
@@ -27,15 +31,20 @@ from imaging_tl.data.files import file_kind, read_header
 from imaging_tl.data.hashing import content_hash, dhash, hamming, hash_words
 from imaging_tl.data.splitfile import read_splits
 from imaging_tl.data.workers import mp_context
+from imaging_tl.io.pseudonyms import pseudonym
 
 __all__ = [
+    "INDEX_COLUMNS",
     "AuditReport",
     "LeakageError",
     "LeakageWarning",
+    "SourceOverlap",
     "audit_splits",
     "content_hash",
+    "data_index",
     "dhash",
     "hamming",
+    "source_overlap",
 ]
 
 class LeakageError(ValueError):
@@ -304,3 +313,156 @@ def _check_pixels(df: pd.DataFrame, split_column: str, report: AuditReport) -> s
                                  redact=False)
     n = df.dropna(subset=["content_hash"]).groupby("content_hash")[split_column].nunique()
     return set(n.index[n > 1])
+
+
+#: The columns of a data index (``data_index.csv`` of a run): no raw identifier.
+INDEX_COLUMNS = ("split", "group", "patient", "sop", "content_hash")
+
+
+def _patient_key(group: object) -> str:
+    """A group key as a patient pseudonym (``pid:...``); "" for file or study groups."""
+    text = "" if group is None or group is pd.NA or group != group else str(group).strip()
+    if not text or text.split(":", 1)[0] in ("file", "study"):
+        return ""
+    return text if text.startswith("pid:") else pseudonym(text)
+
+
+def data_index(table: pd.DataFrame) -> pd.DataFrame:
+    """The identifiers of a task's samples, pseudonymised, for cross-task leakage checks.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        ``path`` and ``split`` columns; ``group`` (patient key), ``content_hash`` and
+        ``SOPInstanceUID`` are used when present (DICOM headers are read for the
+        SOPInstanceUID and PatientID otherwise).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`INDEX_COLUMNS`: ``group`` (the group key as a ``pid:``
+        pseudonym), ``patient`` (the pseudonym of the header's PatientID), ``sop``
+        (pseudonym of the SOPInstanceUID, prefix ``sop:``) and ``content_hash`` (pixels);
+        "" where unknown. No path and no raw identifier.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"path": ["/nope/a.png"], "split": ["train"], "group": ["P1"],
+    ...                   "content_hash": ["abc"]})
+    >>> data_index(t).iloc[0].to_dict()["group"]
+    'pid:fbeae7c18667b698'
+    """
+    headers = {p: (read_header(p) if os.path.isfile(p) and file_kind(Path(p)) == "dicom"
+                   else {}) for p in dict.fromkeys(table["path"])}
+    sop = (table["SOPInstanceUID"] if "SOPInstanceUID" in table.columns
+           else table["path"].map(lambda p: headers[p].get("SOPInstanceUID")))
+    pid = table["path"].map(lambda p: headers[p].get("PatientID"))
+
+    def hashed(values: pd.Series, prefix: str) -> list[str]:
+        return ["" if v is None or pd.isna(v) or not str(v).strip()
+                else pseudonym(str(v).strip(), prefix) for v in values]
+
+    groups = table["group"] if "group" in table.columns else pd.Series([None] * len(table))
+    chash = (table["content_hash"] if "content_hash" in table.columns
+             else pd.Series([None] * len(table)))
+    return pd.DataFrame({
+        "split": table["split"].astype(str).to_numpy(),
+        "group": [_patient_key(g) for g in groups],
+        "patient": hashed(pid, "pid"),
+        "sop": hashed(sop, "sop"),
+        "content_hash": ["" if v is None or pd.isna(v) else str(v) for v in chash],
+    })
+
+
+@dataclass
+class SourceOverlap:
+    """What a target task's evaluation data shares with the data of its source task.
+
+    Attributes
+    ----------
+    patients : int
+        Target validation/test patients (groups) seen by the source.
+    files : int
+        Target validation/test samples whose SOPInstanceUID or pixels the source saw.
+    by_kind : dict
+        Samples matched per key: ``patient``, ``SOPInstanceUID``, ``pixels``.
+    target_splits, source_splits : tuple of str
+        The splits compared.
+
+    Examples
+    --------
+    >>> SourceOverlap().ok
+    True
+    """
+
+    patients: int = 0
+    files: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+    target_splits: tuple[str, ...] = ("val", "test")
+    source_splits: tuple[str, ...] = ("train", "val")
+
+    @property
+    def ok(self) -> bool:
+        """True when the source saw none of the target's evaluation data."""
+        return not (self.patients or self.files)
+
+    def format(self) -> str:
+        """One line: counts and the keys that matched."""
+        if self.ok:
+            return (f"cross-task audit: no {'/'.join(self.target_splits)} patient or file "
+                    "of the target was seen by the source")
+        kinds = ", ".join(f"{k} {v}" for k, v in self.by_kind.items() if v)
+        return (f"cross-task audit: {self.patients} patient(s) and {self.files} file(s) of "
+                f"the target's {'/'.join(self.target_splits)} splits are in the source "
+                f"task's {'/'.join(self.source_splits)} data (samples matched by {kinds})")
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain data for ``run.json``."""
+        return {"patients": self.patients, "files": self.files, "by_kind": self.by_kind,
+                "target_splits": list(self.target_splits),
+                "source_splits": list(self.source_splits)}
+
+
+def source_overlap(source: pd.DataFrame, target: pd.DataFrame, *,
+                   target_splits: tuple[str, ...] = ("val", "test"),
+                   source_splits: tuple[str, ...] = ("train", "val")) -> SourceOverlap:
+    """Which evaluation samples of a target task the source task trained on.
+
+    Parameters
+    ----------
+    source, target : pandas.DataFrame
+        Data indexes (:func:`data_index`) of the source run and of the target.
+    target_splits : tuple of str
+        The target's splits that must be unseen (validation and test).
+    source_splits : tuple of str
+        The source's splits that count as seen (trained on, or used to choose its epochs).
+
+    Returns
+    -------
+    SourceOverlap
+
+    Examples
+    --------
+    >>> src = pd.DataFrame({"split": ["train"], "group": ["pid:1"], "patient": [""],
+    ...                     "sop": ["sop:a"], "content_hash": ["h1"]})
+    >>> tgt = pd.DataFrame({"split": ["test", "test"], "group": ["pid:1", "pid:2"],
+    ...                     "patient": ["", ""], "sop": ["", ""], "content_hash": ["h9", "h1"]})
+    >>> o = source_overlap(src, tgt)
+    >>> o.patients, o.files
+    (1, 1)
+    """
+    seen = source[source["split"].astype(str).isin(source_splits)].fillna("")
+    ev = target[target["split"].astype(str).isin(target_splits)].fillna("").reset_index(
+        drop=True)
+    people = (set(seen["group"]) | set(seen["patient"])) - {""}
+    sops = set(seen["sop"]) - {""}
+    pixels = set(seen["content_hash"]) - {""}
+    by_patient = ev["group"].isin(people) | ev["patient"].isin(people)
+    by_sop = ev["sop"].isin(sops) & (ev["sop"] != "")
+    by_pixels = ev["content_hash"].isin(pixels) & (ev["content_hash"] != "")
+    key = ev["group"].where(ev["group"] != "", ev["patient"])
+    return SourceOverlap(
+        patients=int(key[by_patient].nunique()), files=int((by_sop | by_pixels).sum()),
+        by_kind={"patient": int(by_patient.sum()), "SOPInstanceUID": int(by_sop.sum()),
+                 "pixels": int(by_pixels.sum())},
+        target_splits=tuple(target_splits), source_splits=tuple(source_splits))

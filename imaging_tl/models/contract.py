@@ -66,6 +66,9 @@ class ModelContract:
     threshold: float = 0.5
     preprocessing: dict[str, Any] | None = None
     format_version: int = 1
+    # where the shared layers came from, origin first (imaging_tl.models.source): ImageNet,
+    # a weights file or nothing, then each source run or model; None for older files
+    lineage: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The contract as plain JSON-ready values."""

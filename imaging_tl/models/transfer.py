@@ -42,13 +42,16 @@ from imaging_tl.stages.normalize import get_scheme
 __all__ = [
     "TASKS",
     "backbone_layers",
+    "build_from_source",
     "build_transfer_model",
+    "copy_shared_layers",
     "feature_extractor",
     "get_spec_of",
     "head_model",
     "load_transfer_model",
     "save_transfer_model",
     "set_freeze",
+    "source_head",
 ]
 
 TASKS = ("binary", "multiclass", "multilabel")
@@ -370,4 +373,148 @@ def load_transfer_model(path: str | Path, *, compile: bool = True) -> keras.Mode
     contract = read_contract(path)
     model = keras.models.load_model(path, compile=compile)
     attach_contract(model, contract)
+    return model
+
+
+def source_head(source: keras.Model) -> HeadConfig:
+    """The head settings of a transfer model (pooling, hidden units, dropout, activation).
+
+    Examples
+    --------
+    >>> m = build_transfer_model("efficientnet_lite0", "binary", 2, weights=None,
+    ...                          input_size=32, head={"hidden": (16,)})
+    >>> source_head(m).hidden
+    (16,)
+    """
+    pool = source.get_layer("head_pool")
+    dense = sorted((la for la in source.layers if la.name.startswith("head_dense_")),
+                   key=lambda la: int(la.name.rsplit("_", 1)[1]))
+    drop = source.get_layer("head_dropout")
+    return HeadConfig(pooling="max" if isinstance(pool, layers.GlobalMaxPooling2D) else "avg",
+                      hidden=tuple(int(la.units) for la in dense), dropout=float(drop.rate),
+                      activation=keras.activations.serialize(dense[0].activation)
+                      if dense else "relu")
+
+
+def copy_shared_layers(source: keras.Model, target: keras.Model, *,
+                       head_hidden: bool = False) -> list[str]:
+    """Copy every shared layer's weights from ``source`` into ``target``, by layer name.
+
+    The shared layers are the input normalisation and every backbone layer (and, with
+    ``head_hidden``, the hidden ``head_dense_N`` layers); the copies are bit-identical.
+
+    Returns
+    -------
+    list of str
+        The names of the layers copied (those holding weights).
+
+    Raises
+    ------
+    ValueError
+        A shared layer of the target is missing from the source or has other shapes.
+
+    Examples
+    --------
+    >>> a = build_transfer_model("efficientnet_lite0", "binary", 2, weights=None,
+    ...                          input_size=32, seed=1)
+    >>> b = build_transfer_model("efficientnet_lite0", "multilabel", ["x", "y", "z"],
+    ...                          weights=None, input_size=32, seed=2)
+    >>> len(copy_shared_layers(a, b)) > 90
+    True
+    """
+    shared = [target.get_layer("input_normalization"), *backbone_layers(target)]
+    if head_hidden:
+        shared += [la for la in target.layers if la.name.startswith("head_dense_")]
+    have = {la.name: la for la in source.layers}
+    copied = []
+    for layer in shared:
+        if not layer.weights:
+            continue
+        src = have.get(layer.name)
+        if src is None:
+            raise ValueError(f"layer {layer.name!r} of the target is not in the source model "
+                             f"{source.name!r}")
+        values = src.get_weights()
+        shapes = [tuple(w.shape) for w in layer.weights]
+        if [tuple(v.shape) for v in values] != shapes:
+            raise ValueError(f"layer {layer.name!r}: the source's weights have shapes "
+                             f"{[v.shape for v in values]}, the target's {shapes}")
+        layer.set_weights(values)
+        copied.append(layer.name)
+    return copied
+
+
+def build_from_source(
+    source: keras.Model | str | Path,
+    task: str = "binary",
+    classes: int | list[str] | tuple[str, ...] = 2,
+    freeze: str | float = "all",
+    head: HeadConfig | dict | None = None,
+    *,
+    keep_source_hidden: bool = False,
+    seed: int | None = 0,
+    train_batchnorm: bool = False,
+    input_size: int | None = None,
+    lineage: list[dict] | None = None,
+) -> keras.Model:
+    """A transfer model for a new task whose shared layers are those of a trained model.
+
+    The source's backbone and input normalisation are copied layer by layer (by name,
+    bit-identical); its head is dropped and a new head is built for ``task`` and
+    ``classes``. With ``keep_source_hidden`` the source head's hidden dense layers are kept
+    with their weights (the target's ``head.hidden`` must then be empty or the same).
+
+    Parameters
+    ----------
+    source : keras.Model or path
+        A model of :func:`build_transfer_model` (trained), or its ``.keras`` file or run
+        directory.
+    task, classes, freeze, head, seed, train_batchnorm
+        As in :func:`build_transfer_model`; backbone and input size are the source's.
+    keep_source_hidden : bool
+        Keep the hidden head layers of the source (``model.keep_source_hidden``).
+    input_size : int, optional
+        Default the source's (another size keeps the weights, which do not depend on it,
+        but changes the preprocessing contract).
+    lineage : list of dict, optional
+        The chain up to the source (``imaging_tl.models.source``), stored in the contract.
+
+    Returns
+    -------
+    keras.Model
+        With its contract (``lineage`` set) attached.
+
+    Examples
+    --------
+    >>> src = build_transfer_model("efficientnet_lite0", "multilabel", ["a", "b"],
+    ...                            weights=None, input_size=32, head={"hidden": (8,)})
+    >>> tgt = build_from_source(src, "binary", ["no", "yes"], keep_source_hidden=True)
+    >>> tgt.get_layer("head_dense_1").units, tgt.output_shape
+    (8, (None, 1))
+    """
+    if not isinstance(source, keras.Model):
+        from imaging_tl.models.contract import model_file
+
+        source = load_transfer_model(model_file(source), compile=False)
+    contract = getattr(source, "imaging_tl_contract", None)
+    if contract is None:
+        raise ValueError("build_from_source: the source model has no contract (it was not "
+                         "built by build_transfer_model)")
+    cfg = HeadConfig.from_value(head)
+    if keep_source_hidden:
+        kept = source_head(source)
+        if cfg.hidden and tuple(cfg.hidden) != kept.hidden:
+            raise ValueError(f"model.keep_source_hidden: the source's hidden layers are "
+                             f"{list(kept.hidden)}, but model.head.hidden is "
+                             f"{list(cfg.hidden)}; leave model.head.hidden out")
+        cfg = HeadConfig(pooling=kept.pooling, hidden=kept.hidden, dropout=cfg.dropout,
+                         activation=kept.activation)
+    model = build_transfer_model(contract.backbone, task, classes, freeze, cfg, weights=None,
+                                 input_size=int(input_size or contract.input_size[0]),
+                                 seed=seed,
+                                 train_batchnorm=train_batchnorm)
+    copy_shared_layers(source, model, head_hidden=keep_source_hidden)
+    own = model.imaging_tl_contract
+    own.lineage = list(lineage) if lineage is not None else list(contract.lineage or [])
+    attach_contract(model, own)
     return model

@@ -191,7 +191,7 @@ def report_step(state: RunState, audit: str | None) -> None:
         write_report(stage, config=state.cfg.to_dict(), census=run_dir / "census.csv",
                      splits=state.table, metrics=state.metrics, history=state.history,
                      predictions=state.predictions, gradcam=state.gallery, audit=audit,
-                     title=f"{run_dir.name}")
+                     title=f"{run_dir.name}", chain=state.chain)
         if (run_dir / "plots").exists():
             shutil.rmtree(run_dir / "plots")
         os.replace(stage / "plots", run_dir / "plots")

@@ -1,13 +1,15 @@
 """One configuration in, one run directory out: :func:`run` names its steps in order.
 
-census -> dataset table -> patient-level splits + leakage audit -> preprocessing into the
-array cache -> model -> phased training (frozen phases on cached features, checkpoints
+``model.source`` checked -> census -> dataset table -> patient-level splits + leakage
+audit -> preprocessing into the array cache -> cross-task audit against the source's data
+(``data_index.csv``) -> model (from a source model: shared layers copied, new head) ->
+phased training (frozen phases on cached features, checkpoints
 after every epoch) -> evaluation on the test split (threshold chosen on validation) ->
 model + contract -> Grad-CAM -> exports -> report -> ``run.json``. The run directory::
 
     runs/<name>-<timestamp>/
-      config.yaml  run.json  census.csv  splits.csv  model.keras  contract.json
-      history.csv  metrics.json  predictions.csv  plots/  gradcam/  report.html
+      config.yaml  run.json  census.csv  splits.csv  data_index.csv  model.keras
+      contract.json  history.csv  metrics.json  predictions.csv  plots/  gradcam/  report.html
 
 Every artefact is written to a temporary name and renamed into place, so a killed run never
 leaves a half-written file; ``run(..., resume=RUN_DIR)`` continues an interrupted run from
@@ -43,7 +45,15 @@ from typing import Any
 from imaging_tl.config import ConfigError, RunConfig, load_config
 from imaging_tl.pipeline.data_steps import census_step, prepare_step, splits_step, start_step
 from imaging_tl.pipeline.inputs import InputError
-from imaging_tl.pipeline.model_steps import build_step, plain_copy, train_step
+from imaging_tl.pipeline.model_steps import (
+    build_step,
+    chain_step,
+    plain_copy,
+    source_of,
+    source_record,
+    source_step,
+    train_step,
+)
 from imaging_tl.pipeline.output_steps import (
     evaluate_step,
     export_step,
@@ -111,10 +121,12 @@ def run(
     """
     log = ProgressLog(verbose, progress)
     cfg, resume_dir = _configuration(config, resume, overrides, log)
+    source = source_of(cfg)  # a bad model.source is refused before the run directory exists
     # the strategy first: MultiWorkerMirroredStrategy must exist before other TF work
     plan = distribution_plan(cfg)
     where, scratch = run_location(cfg, out, resume_dir, plan.is_chief, plan.task_index)
     s = RunState(cfg, where, plan, log, resume=resume_dir, callbacks=list(callbacks or []))
+    s.source = source
     if resume_dir is not None:
         clean_staging(where, log)
     try:
@@ -138,6 +150,8 @@ def _steps(s: RunState, cfg: RunConfig, plan: Any, log: ProgressLog) -> RunResul
         splits_step(s)
     with s.step("prepare"):
         prepare_step(s)
+    with s.step("source"):
+        source_step(s)
     with s.step("build"):
         build_step(s)
     with s.step("train"):
@@ -154,6 +168,8 @@ def _steps(s: RunState, cfg: RunConfig, plan: Any, log: ProgressLog) -> RunResul
         with s.step(name):
             step(s)
     record = run_record(s)
+    chain_step(s, record)
+    record.update(source_record(s))
     with s.step("report"):
         report_step(s, record["audit"])
     return finish_step(s, record)

@@ -53,6 +53,9 @@ class RunState:
     manifest: str = ""
     splits: dict[str, SplitArrays] = field(default_factory=dict)
     # model and training
+    source: Any = None  # imaging_tl.models.source.Source (model.source, resolved)
+    chain: list[dict[str, Any]] = field(default_factory=list)  # origin ... this run
+    source_audit: dict[str, Any] | None = None  # cross-task overlap with the source's data
     model: Any = None
     history: pd.DataFrame | None = None
     best: list[dict[str, Any]] = field(default_factory=list)

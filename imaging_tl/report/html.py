@@ -23,6 +23,7 @@ import numpy as np
 
 from imaging_tl._version import __version__
 from imaging_tl.report import plots
+from imaging_tl.report.chain import chain_section
 from imaging_tl.report.gallery import gallery_from_dir, gallery_items
 
 # Header fields that must never reach the page (DICOM keywords and their snake_case forms).
@@ -400,6 +401,7 @@ def write_report(
     split_col: str = "split",
     label_col: str = "label",
     group_col: str = "group",
+    chain: list[Mapping[str, Any]] | None = None,
 ) -> Path:
     """Write ``plots/*.png`` and a self-contained ``report.html`` into a run folder.
 
@@ -436,6 +438,9 @@ def write_report(
         Page title (default: ``config["name"]`` or "imaging_tl run report").
     split_col, label_col, group_col : str
         Column names in ``splits``.
+    chain : list of dict, optional
+        Where the model's shared layers came from, origin first (``run.json``'s
+        ``chain``): ImageNet or a weights file, each source run, this run.
 
     Returns
     -------
@@ -471,6 +476,8 @@ def write_report(
         audit = audit.format()
     sections = _page_sections(title, made, metrics, predictions, gradcam, counts, audit,
                               census, config)
+    if chain:
+        sections.insert(len(sections) - 1, "<h2>Transfer chain</h2>" + chain_section(chain))
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
@@ -584,5 +591,7 @@ def write_run_report(run_dir: str | Path, **overrides: Any) -> Path:
         parts["metrics"] = json.loads(file("metrics.json").read_text())
     if (run_dir / "gradcam").is_dir():
         parts["gradcam"] = gallery_from_dir(run_dir / "gradcam")
+    if file("run.json"):
+        parts["chain"] = json.loads(file("run.json").read_text()).get("chain")
     parts.update(overrides)
     return write_report(run_dir, **parts)

@@ -29,3 +29,8 @@ def mm():
 @pytest.fixture(scope="session")
 def tvs():
     return load_benchmark("transfer_vs_scratch")
+
+
+@pytest.fixture(scope="session")
+def st():
+    return load_benchmark("source_transfer")

@@ -96,3 +96,31 @@ def test_hashes(make_dicom) -> None:
     assert content_hash(img) != content_hash(img + 1)
     assert hamming(dhash(img), dhash(img * 2 - 100)) == 0
     assert hamming(dhash(img), dhash(make_dicom.smooth(4).astype(np.float32))) > 60
+
+
+def test_data_index_keeps_no_raw_identifier_and_finds_cross_task_overlap():
+    import pandas as pd
+    from pydicom.data import get_testdata_file
+
+    from imaging_tl.data.audit import INDEX_COLUMNS, data_index, source_overlap
+
+    ct = get_testdata_file("CT_small.dcm", download=False)
+    src = pd.DataFrame({"path": [ct, "/nope/b.png", "/nope/c.png"],
+                        "split": ["train", "val", "test"], "group": ["pid:x", "P2", "P3"],
+                        "content_hash": ["h1", "h2", "h3"]})
+    index = data_index(src)
+    assert tuple(index.columns) == INDEX_COLUMNS
+    text = index.to_csv()
+    assert "1CT1" not in text and "P2" not in text and "/nope" not in text
+    assert index["patient"][0] == "pid:1c3ee9adf6f95ec4" and index["sop"][0].startswith("sop:")
+    tgt = pd.DataFrame({"path": ["/t/1.png", "/t/2.png", "/t/3.png", "/t/4.png"],
+                        "split": ["test", "val", "train", "test"],
+                        "group": ["P2", "Q1", "P2", "P3"],
+                        "content_hash": ["z", "h1", "z", "z"]})
+    o = source_overlap(index, data_index(tgt))
+    # P2 was the source's val patient (seen); P3 its test patient (not seen); the target's
+    # train rows never count; h1 is a pixel-identical copy of a source training image
+    assert (o.patients, o.files) == (1, 1)
+    assert o.by_kind == {"patient": 1, "SOPInstanceUID": 0, "pixels": 1}
+    assert "1 patient(s) and 1 file(s)" in o.format() and not o.ok
+    assert source_overlap(index, data_index(tgt.iloc[[2]])).ok
