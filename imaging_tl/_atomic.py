@@ -7,6 +7,7 @@ place with :func:`os.replace`, which is atomic on POSIX and Windows file systems
 from __future__ import annotations
 
 import json
+import functools
 import os
 import re
 import shutil
@@ -36,6 +37,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    # mkstemp makes 0600 files; an output gets the mode any new file would (0644 usually)
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     try:
         yield Path(tmp)
@@ -43,6 +46,15 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@functools.cache
+def _umask() -> int:
+    """The process umask (read once by setting it and restoring it: not thread-safe, so
+    never while writers run)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

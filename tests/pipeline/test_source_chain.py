@@ -106,7 +106,9 @@ def test_overlapping_patients_are_refused(tiny_config, finished_run, tmp_path):
     with pytest.raises(InputError, match=r"cross-task audit: \d+ patient\(s\) and \d+ "
                                          r"file\(s\).*allow_source_overlap"):
         run(cfg, out=tmp_path / "overlap", verbose=False)
-    assert not (tmp_path / "overlap" / "run.json").exists()
+    # the refusal leaves only a failed record, never a finished run
+    record = json.loads((tmp_path / "overlap" / "run.json").read_text())
+    assert record["status"] == "failed" and "cross-task audit" in record["error"]
 
 
 def test_bad_sources_are_refused_before_the_run_directory(tiny_config, target_data,
