@@ -6,8 +6,8 @@ place with :func:`os.replace`, which is atomic on POSIX and Windows file systems
 
 from __future__ import annotations
 
-import json
 import functools
+import json
 import os
 import re
 import shutil
