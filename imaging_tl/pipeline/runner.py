@@ -42,6 +42,7 @@ from typing import Any
 
 from imaging_tl.config import ConfigError, RunConfig, load_config
 from imaging_tl.pipeline.data_steps import census_step, prepare_step, splits_step, start_step
+from imaging_tl.pipeline.early import early_checks
 from imaging_tl.pipeline.inputs import InputError
 from imaging_tl.pipeline.model_steps import build_step, plain_copy, train_step
 from imaging_tl.pipeline.output_steps import (
@@ -111,6 +112,9 @@ def run(
     """
     log = ProgressLog(verbose, progress)
     cfg, resume_dir = _configuration(config, resume, overrides, log)
+    if resume_dir is None:  # table-only checks: before TensorFlow and the run directory
+        for note in early_checks(cfg):
+            log(note)
     # the strategy first: MultiWorkerMirroredStrategy must exist before other TF work
     plan = distribution_plan(cfg)
     where, scratch = run_location(cfg, out, resume_dir, plan.is_chief, plan.task_index)
