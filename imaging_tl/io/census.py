@@ -49,6 +49,8 @@ COLUMNS: tuple[str, ...] = (
     "voi_lut_function",
     "voi_lut_count",
     "value_range",
+    "colour",
+    "burned_in",
 )
 
 _EXAMPLES = 3  # file names shown per finding in the summary
@@ -163,6 +165,9 @@ def _mixed_findings(ok: list[dict[str, Any]], dicom: list[dict[str, Any]]) -> li
     out += _mixed("bit depths (BitsStored)", "BitsStored", ok)
     out += _mixed("modalities", "Modality", dicom)
     out += _mixed("formats", "format", ok)
+    out += _mixed("colour (grey / grey_in_rgb / rgb)", "colour", ok,
+                  " -> data.color decides: auto makes grey_in_rgb grey and keeps rgb colour")
+    out += _burned_in_findings(ok)
     intents = Counter(str(r.get("PresentationIntentType") or "").upper() for r in dicom)
     if intents.get("FOR PROCESSING") and intents.get("FOR PRESENTATION"):
         out.append(
@@ -170,6 +175,16 @@ def _mixed_findings(ok: list[dict[str, Any]], dicom: list[dict[str, Any]]) -> li
             f"({intents['FOR PRESENTATION']}): raw detector images need their own windowing"
         )
     return out
+
+
+def _burned_in_findings(ok: list[dict[str, Any]]) -> list[str]:
+    flagged = [r for r in ok if r.get("burned_in") in ("yes", "likely")]
+    if not flagged:
+        return []
+    yes = sum(r.get("burned_in") == "yes" for r in flagged)
+    return [f"{len(flagged)} file(s) may carry burned-in text ({yes} say BurnedInAnnotation "
+            f"YES, the others are secondary captures or ultrasound): kept out of the report's "
+            f"pictures unless evaluate.show_burned_in; {_examples(flagged)}"]
 
 
 def _decoder_findings(rows: list[dict[str, Any]]) -> list[str]:
@@ -284,6 +299,7 @@ def _check_dataset(ds: Any, source: Any, path: str, row: dict[str, Any]) -> None
 
     try:
         row.update({k: v for k, v in header_meta(ds).items() if k in row or k == "voi_luts"})
+        row["burned_in"] = burned_in_flag(ds)
     except Exception:
         pass  # a damaged optional field; the checks below report what blocks reading
     require_pixel_data(ds, path)
@@ -376,6 +392,7 @@ def census_row(path: str | os.PathLike, *, root: str | os.PathLike | None = None
             meta = read_raster_header(source, path, kind)
             row.update({k: v for k, v in meta.items() if k in row})
             check_pixel_count(path, raster_values(meta))
+        scan = None
         if decode or kind is None:
             scan = read_scan(path)  # raises NotAnImageError for kind None
             row.update({k: v for k, v in scan.meta.items() if k in row or k == "voi_luts"})
@@ -386,12 +403,82 @@ def census_row(path: str | os.PathLike, *, root: str | os.PathLike | None = None
         raise
     except BaseException as exc:  # a census never crashes on one bad file (nor a Rust panic)
         row.update(status="error", error=type(exc).__name__, reason=str(exc) or repr(exc))
+    if row["status"] == "ok":
+        row["colour"] = colour_of(row, scan.pixels if decode else None)
+        row["burned_in"] = row["burned_in"] or burned_in_flag(row)
     if row.get("TransferSyntaxUID") and not row.get("transfer_syntax"):
         from pydicom.uid import UID
 
         row["transfer_syntax"] = UID(row["TransferSyntaxUID"]).name
     row["voi_lut_count"] = len(row.pop("voi_luts", None) or [])
     return row
+
+
+#: SOP classes where text is commonly burned into the pixels: secondary captures
+#: (1.2.840.10008.5.1.4.1.1.7[.n]) and ultrasound (6.1, 6.2, 3.1)
+_BURNED_IN_CLASSES = ("1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.6.",
+                      "1.2.840.10008.5.1.4.1.1.3.1")
+_BURNED_IN_MODALITIES = {"US", "SC", "IVUS", "XC", "ES", "OT"}
+
+
+def burned_in_flag(header: Any) -> str:
+    """Whether the pixels may carry burned-in text (names, dates, IDs): ``"yes"`` when
+    ``BurnedInAnnotation`` is YES, ``"likely"`` for secondary captures and ultrasound
+    (where it is common) unless the header says NO, ``"no"`` otherwise, ``""`` when not
+    known (no header). ``header`` is a pydicom Dataset or a mapping of its keywords.
+
+    Examples
+    --------
+    >>> burned_in_flag({"BurnedInAnnotation": "YES"}), burned_in_flag({"Modality": "US"})
+    ('yes', 'likely')
+    >>> burned_in_flag({"Modality": "CR"}), burned_in_flag({"format": "png"})
+    ('no', '')
+    """
+    def get(key: str) -> str:
+        value = header.get(key) if hasattr(header, "get") else None
+        value = getattr(value, "value", value)  # a pydicom DataElement
+        return "" if value is None else str(value).strip().upper()
+
+    said = get("BurnedInAnnotation")
+    if said == "YES":
+        return "yes"
+    if said == "NO":
+        return "no"
+    modality, sop = get("Modality"), get("SOPClassUID")
+    if modality in _BURNED_IN_MODALITIES or sop.startswith(_BURNED_IN_CLASSES):
+        return "likely"
+    return "no" if modality or sop else ""
+
+
+def burned_in_of(path: str | os.PathLike) -> str:
+    """:func:`burned_in_flag` of a file, from its header (``""`` when it cannot be read).
+
+    Examples
+    --------
+    >>> from pydicom.data import get_testdata_file
+    >>> burned_in_of(get_testdata_file("US1_UNCR.dcm", download=False))
+    'likely'
+    """
+    return str(census_row(path).get("burned_in") or "")
+
+
+def colour_of(row: Any, pixels: Any = None) -> str:
+    """``"grey"`` or ``"rgb"`` as stored; with decoded ``pixels``, an RGB image whose
+    channels agree is ``"grey_in_rgb"`` (what ``data.color: auto`` makes grey).
+
+    Examples
+    --------
+    >>> colour_of({"SamplesPerPixel": 3}), colour_of({"SamplesPerPixel": 1})
+    ('rgb', 'grey')
+    """
+    from imaging_tl.io.raster import channels_agree
+
+    if str(row.get("SamplesPerPixel") or 1) != "3":
+        return "grey"
+    if pixels is not None and pixels.shape[-1] == 3 and channels_agree(
+            pixels, row.get("value_range")):
+        return "grey_in_rgb"
+    return "rgb"
 
 
 def csv_value(value: Any) -> Any:
