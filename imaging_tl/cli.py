@@ -266,16 +266,33 @@ def _predict(args: argparse.Namespace) -> int:
         else:
             df = predict_files(args.model, args.inputs, batch_size=args.batch_size,
                                gradcam_dir=args.gradcam, engine=args.engine,
-                               num_threads=args.threads)
+                               num_threads=args.threads, domain=args.domain)
     except (InputError, ImportError, ValueError, ConnectionError) as exc:
         raise UsageError(str(exc)) from exc
     out = write_csv(args.out, df)
-    bad = df[df["status"] != "ok"]
-    print(f"predicted {len(df) - len(bad)} of {len(df)} file(s) with {df.attrs.get('engine')} "
-          f"-> {out}")
-    for r in bad.itertuples():
+    ok = int((df["status"] == "ok").sum())
+    print(f"predicted {ok} of {len(df)} file(s) with {df.attrs.get('engine')} -> {out}")
+    _domain_summary(df, args.domain)
+    for r in df[df["status"] == "error"].itertuples():
         print(f"  could not predict {r.path}: {r.reason}", file=sys.stderr)
     return 0
+
+
+def _domain_summary(df, mode: str) -> None:
+    """The domain gate's count, and the first flagged files with their reason."""
+    if "domain" not in df.columns or mode == "off":
+        return
+    flagged = df[df["domain"] == "out_of_domain"]
+    if (df["domain"] == "unknown").any():
+        print("domain gate: the model has no domain reference (trained before the gate)",
+              file=sys.stderr)
+    if flagged.empty:
+        return
+    what = "skipped" if mode == "strict" else "predicted, but flagged"
+    print(f"domain gate: {len(flagged)} of {len(df)} file(s) unlike the training data "
+          f"({what}; see the domain and domain_reason columns)", file=sys.stderr)
+    for r in flagged.head(5).itertuples():
+        print(f"  {r.path}: {r.domain_reason}", file=sys.stderr)
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:

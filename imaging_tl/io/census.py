@@ -381,6 +381,7 @@ def census_row(path: str | os.PathLike, *, root: str | os.PathLike | None = None
     shown = readable_text(os.path.relpath(path, root) if root is not None else path)
     row: dict[str, Any] = dict.fromkeys(COLUMNS)
     row.update(path=shown, status="ok", gzipped=False, decoded=decode)
+    scan = None
     try:
         source, kind, prov = open_scan_source(path)
         row["gzipped"] = "gunzip" in prov
@@ -392,7 +393,6 @@ def census_row(path: str | os.PathLike, *, root: str | os.PathLike | None = None
             meta = read_raster_header(source, path, kind)
             row.update({k: v for k, v in meta.items() if k in row})
             check_pixel_count(path, raster_values(meta))
-        scan = None
         if decode or kind is None:
             scan = read_scan(path)  # raises NotAnImageError for kind None
             row.update({k: v for k, v in scan.meta.items() if k in row or k == "voi_luts"})
@@ -404,7 +404,10 @@ def census_row(path: str | os.PathLike, *, root: str | os.PathLike | None = None
     except BaseException as exc:  # a census never crashes on one bad file (nor a Rust panic)
         row.update(status="error", error=type(exc).__name__, reason=str(exc) or repr(exc))
     if row["status"] == "ok":
-        row["colour"] = colour_of(row, scan.pixels if decode else None)
+        if scan is None and row.get("format") in ("png", "jpeg", "tiff") \
+                and str(row.get("SamplesPerPixel")) == "3":
+            scan = _decoded(path)  # a colour raster: is it grey in content?
+        row["colour"] = colour_of(row, scan.pixels if scan is not None else None)
         row["burned_in"] = row["burned_in"] or burned_in_flag(row)
     if row.get("TransferSyntaxUID") and not row.get("transfer_syntax"):
         from pydicom.uid import UID
@@ -448,6 +451,15 @@ def burned_in_flag(header: Any) -> str:
     if modality in _BURNED_IN_MODALITIES or sop.startswith(_BURNED_IN_CLASSES):
         return "likely"
     return "no" if modality or sop else ""
+
+
+def _decoded(path: str) -> Any:
+    from imaging_tl.io.reader import read_scan
+
+    try:
+        return read_scan(path)
+    except ScanReadError:
+        return None
 
 
 def burned_in_of(path: str | os.PathLike) -> str:

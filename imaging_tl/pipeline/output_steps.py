@@ -122,6 +122,7 @@ def save_step(state: RunState) -> None:
         **state.model.imaging_tl_contract.to_dict(), "threshold": state.threshold,
         "preprocessing": {"stages": pipe.to_config(), "fingerprint": pipe.fingerprint(),
                           "frames": state.cfg.data.frames},
+        **({"domain": state.domain} if state.domain else {}),
     })
     with atomic_dir(run_dir / ".model") as tmp:
         save_transfer_model(state.model, tmp / "model.keras", contract)

@@ -42,6 +42,7 @@ from typing import Any
 
 from imaging_tl.config import ConfigError, RunConfig, load_config
 from imaging_tl.pipeline.data_steps import census_step, prepare_step, splits_step, start_step
+from imaging_tl.pipeline.domain import domain_step
 from imaging_tl.pipeline.early import early_checks
 from imaging_tl.pipeline.inputs import InputError
 from imaging_tl.pipeline.model_steps import build_step, plain_copy, train_step
@@ -151,7 +152,8 @@ def _steps(s: RunState, cfg: RunConfig, plan: Any, log: ProgressLog) -> RunResul
         return result_of(s, role=f"worker {plan.task_index}")
     if plan.distributed or plan.precision != "float32":
         s.model = plain_copy(s)
-    outputs = [("evaluate", evaluate_step), ("save", save_step), ("gradcam", gradcam_step)]
+    outputs = [("evaluate", evaluate_step), ("domain", domain_step), ("save", save_step),
+               ("gradcam", gradcam_step)]
     if any(f != "keras" for f in cfg.export.formats):
         outputs.append(("export", export_step))
     for name, step in outputs:

@@ -483,6 +483,26 @@ def write_report(
     return path
 
 
+def domain_gate_text(metrics: Any) -> str:
+    """A paragraph on how many test images the domain gate would flag ('' without one).
+
+    Examples
+    --------
+    >>> domain_gate_text({"domain_gate": {"test_flagged": 0, "test_images": 8,
+    ...                                   "false_flag_rate": 0.05}})[:40]
+    '<p>Domain gate: would flag 0 of 8 test im'
+    """
+    g = (metrics or {}).get("domain_gate")
+    if not g:
+        return ""
+    n, k = int(g.get("test_images") or 0), int(g.get("test_flagged") or 0)
+    share = f"{100 * k / n:.1f}%" if n else "-"
+    return (f"<p>Domain gate: would flag {k} of {n} test images ({share}; threshold set "
+            f"for {100 * float(g.get('false_flag_rate', 0.05)):g}% false flags on "
+            "validation). <code>imaging-tl predict</code> marks such files "
+            "<code>out_of_domain</code>.</p>")
+
+
 def _page_sections(title: str, made: Mapping[str, Path], metrics: Any, predictions: Any,
                    gradcam: Any, counts: Any, audit: Any, census: Any,
                    config: Any) -> list[str]:
@@ -500,7 +520,7 @@ def _page_sections(title: str, made: Mapping[str, Path], metrics: Any, predictio
     figs = [_figure(made[k], c) for k, c in captions.items() if k in made]
     return [
         f"<h1>{_esc(title)}</h1><p class='sub'>imaging_tl {__version__} &middot; {now}</p>",
-        "<h2>Test metrics</h2>" + _metrics_section(metrics)
+        "<h2>Test metrics</h2>" + _metrics_section(metrics) + domain_gate_text(metrics)
         + (f"<p>{len(predictions)} predictions.</p>" if predictions is not None else ""),
         "<h2>Plots</h2>" + (f'<div class="plots">{"".join(figs)}</div>'
                             if figs else "<p>No plots.</p>"),
