@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -50,7 +51,8 @@ def synthetic_ct(folder: Path, n: int, seed: int = 0) -> list[str]:
     for i in range(n):
         img = make_ct(seed + i, size=256)
         ident = DicomIdentity(patient_number=900 + i, study_uid=synthetic_uid("s", i),
-                              series_uid=synthetic_uid("se", i), sop_uid=synthetic_uid("i", i))
+                              series_uid=synthetic_uid("se", i), sop_uid=synthetic_uid("i", i),
+                              study_date="20260101", study_time="120000")
         out.append(str(write_ct(folder / f"ct{i:03d}.dcm", img.pixels, ident)))
     return out
 
@@ -64,21 +66,30 @@ def main(argv: list[str] | None = None) -> int:
 
     from pydicom.data import get_testdata_file
 
-    from imaging_tl.pipeline import predict_files
-
     run = Path(args.run_dir)
     s = pd.read_csv(run / "splits.csv")
     own = list(s.loc[s["split"] == "test", "path"])
     others = {m: [get_testdata_file(f, download=False) for f in fs] for m, fs in OTHER.items()}
-    with tempfile.TemporaryDirectory() as tmp:
-        others["synthetic CT"] = synthetic_ct(Path(tmp), args.ct)
-        files = own + [f for fs in others.values() for f in fs]
-        kinds = ["in domain"] * len(own) + [m for m, fs in others.items() for _ in fs]
-        df = predict_files(run / "model.keras", files)
+    tmp = tempfile.mkdtemp()
+    try:
+        return _measure(run, own, others, Path(tmp), args)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _measure(run: Path, own: list[str], others: dict[str, list[str]], tmp: Path,
+             args: argparse.Namespace) -> int:
+    from imaging_tl.pipeline import predict_files
+
+    others["synthetic CT"] = synthetic_ct(tmp, args.ct)
+    files = own + [f for fs in others.values() for f in fs]
+    kinds = ["in domain"] * len(own) + [m for m, fs in others.items() for _ in fs]
+    df = predict_files(run / "model.keras", files)
     df["kind"] = kinds
+    refused = {f"{r.kind}: {Path(r.path).name}": r.reason
+               for r in df[df["status"] != "ok"].itertuples()}
     df = df[df["status"] == "ok"].copy()
-    dist = df["domain_reason"].str.extract(r"feature distance ([0-9.]+)")[0].astype(float)
-    # recompute every distance (the reason only names it for flagged files)
+    # every distance (the reason only names it for flagged files)
     from imaging_tl.evaluate.domain import load_reference
     from imaging_tl.pipeline.predict import _load_predictor  # noqa: PLC2701
     from imaging_tl.train.features import extract_features
@@ -98,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         "gate_false_flags_in_domain": float((df["domain"][inside] == "out_of_domain").mean()),
         "gate_flagged_other": float((df["domain"][~inside] == "out_of_domain").mean()),
         "feature_flagged_by_kind": {k: float((dist[(df["kind"] == k).to_numpy()]
-                                              > ref.threshold).mean()) for k in others},
+                                              > ref.threshold).mean())
+                                    for k in others if (df["kind"] == k).any()},
+        "not_predicted": refused,
     }
     print(json.dumps(res, indent=2))
     if args.json:

@@ -4,8 +4,10 @@ Two parts, both plain numpy:
 
 - **header facts** (:func:`domain_facts`, :func:`header_mismatch`): the modalities, body
   parts, photometric interpretations, grey/colour, image sizes, pixel spacings and bit
-  depths of the training files; a new file whose header leaves them is out of domain,
-  with the field named.
+  depths of the training files; a new file of another modality or body part, of the other
+  colour kind, or with an image size or pixel spacing far (2x) outside the training range
+  is out of domain, with the field named (photometric interpretation and bit depth are
+  recorded, not gated).
 - **a feature reference** (:class:`FeatureReference`): a Gaussian model of the pooled
   backbone features of the training split, with Ledoit-Wolf shrinkage of its covariance
   (stored in low rank: the leading eigenvectors plus an isotropic floor), and a threshold
@@ -174,6 +176,10 @@ def conformal_threshold(distances: np.ndarray, rate: float) -> float:
 # -- header facts ------------------------------------------------------------------------------
 _SET_FIELDS = {"modalities": "Modality", "body_parts": "BodyPartExamined",
                "photometric": "PhotometricInterpretation", "bits_stored": "BitsStored"}
+# compared by the gate; photometric interpretation and bit depth are recorded only (the
+# windowing handles MONOCHROME1 and any bit depth, and an 8-bit export of the same kind of
+# image is still in domain)
+_GATED_FIELDS = ("modalities", "body_parts")
 
 
 def _norm(value: Any) -> str | None:
@@ -237,7 +243,8 @@ def header_mismatch(facts: Mapping[str, Any] | None, meta: Mapping[str, Any]) ->
     """
     if not facts:
         return None
-    for key, field in _SET_FIELDS.items():
+    for key in _GATED_FIELDS:
+        field = _SET_FIELDS[key]
         v, known = _norm(meta.get(field)), facts.get(key) or []
         if v is not None and known and v not in known:
             return f"{field} {v!r} not among the training files' {known}"
