@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["DOMAIN_FILE", "FeatureReference", "conformal_threshold", "domain_facts",
-           "fit_reference",
+           "fit_reference", "gate_summary",
            "header_mismatch", "load_reference"]
 
 #: the feature reference, beside ``model.keras``
@@ -192,7 +192,8 @@ def _norm(value: Any) -> str | None:
 def _spacing(meta: Mapping[str, Any]) -> float | None:
     sp = meta.get("PixelSpacing")
     try:
-        vals = [float(v) for v in (sp if isinstance(sp, list | tuple) else [sp])]
+        items: list[Any] = list(sp) if isinstance(sp, list | tuple) else [sp]
+        vals = [float(v) for v in items]
     except (TypeError, ValueError):
         return None
     return float(np.mean(vals)) if vals and all(np.isfinite(vals)) and min(vals) > 0 else None
@@ -263,3 +264,17 @@ def header_mismatch(facts: Mapping[str, Any] | None, meta: Mapping[str, Any]) ->
         return (f"pixel spacing {sp:.3g} mm far outside the training range "
                 f"{sp_range[0]:.3g}-{sp_range[1]:.3g} mm")
     return None
+
+
+def gate_summary(g: dict[str, Any]) -> str:
+    """One line on what the gate flags among the test images.
+
+    Examples
+    --------
+    >>> gate_summary({"test_flagged": 1, "test_images": 20, "false_flag_rate": 0.05})
+    'would flag 1 of 20 test images (5.0%; threshold set for 5% on validation)'
+    """
+    n, k = int(g.get("test_images") or 0), int(g.get("test_flagged") or 0)
+    share = f"{100 * k / n:.1f}%" if n else "-"
+    return (f"would flag {k} of {n} test images ({share}; threshold set for "
+            f"{100 * float(g.get('false_flag_rate', 0.05)):g}% on validation)")

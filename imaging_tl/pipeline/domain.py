@@ -24,11 +24,12 @@ from imaging_tl.evaluate.domain import (
     FeatureReference,
     domain_facts,
     fit_reference,
+    gate_summary,
     header_mismatch,
     load_reference,
 )
 
-__all__ = ["DomainGate", "domain_step", "gate_summary", "load_gate", "train_header_facts"]
+__all__ = ["DomainGate", "domain_step", "load_gate", "train_header_facts"]
 
 
 @dataclass
@@ -120,17 +121,3 @@ def domain_step(state: Any) -> None:
     if "metrics" in state.paths:
         write_plain_json(state.paths["metrics"], state.metrics)
     state.log(f"domain gate: {gate_summary(state.metrics['domain_gate'])}")
-
-
-def gate_summary(g: dict[str, Any]) -> str:
-    """One line on what the gate flags among the test images.
-
-    Examples
-    --------
-    >>> gate_summary({"test_flagged": 1, "test_images": 20, "false_flag_rate": 0.05})
-    'would flag 1 of 20 test images (5.0%; threshold set for 5% on validation)'
-    """
-    n, k = int(g.get("test_images") or 0), int(g.get("test_flagged") or 0)
-    share = f"{100 * k / n:.1f}%" if n else "-"
-    return (f"would flag {k} of {n} test images ({share}; threshold set for "
-            f"{100 * float(g.get('false_flag_rate', 0.05)):g}% on validation)")

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from imaging_tl._version import __version__
+from imaging_tl.evaluate.domain import gate_summary
 from imaging_tl.report import plots
 from imaging_tl.report.gallery import gallery_from_dir, gallery_items
 
@@ -483,24 +484,9 @@ def write_report(
     return path
 
 
-def domain_gate_text(metrics: Any) -> str:
-    """A paragraph on how many test images the domain gate would flag ('' without one).
-
-    Examples
-    --------
-    >>> domain_gate_text({"domain_gate": {"test_flagged": 0, "test_images": 8,
-    ...                                   "false_flag_rate": 0.05}})[:40]
-    '<p>Domain gate: would flag 0 of 8 test im'
-    """
+def _domain_gate(metrics: Any) -> str:
     g = (metrics or {}).get("domain_gate")
-    if not g:
-        return ""
-    n, k = int(g.get("test_images") or 0), int(g.get("test_flagged") or 0)
-    share = f"{100 * k / n:.1f}%" if n else "-"
-    return (f"<p>Domain gate: would flag {k} of {n} test images ({share}; threshold set "
-            f"for {100 * float(g.get('false_flag_rate', 0.05)):g}% false flags on "
-            "validation). <code>imaging-tl predict</code> marks such files "
-            "<code>out_of_domain</code>.</p>")
+    return f"<p>Domain gate: {_esc(gate_summary(g))}.</p>" if g else ""
 
 
 def _page_sections(title: str, made: Mapping[str, Path], metrics: Any, predictions: Any,
@@ -520,7 +506,7 @@ def _page_sections(title: str, made: Mapping[str, Path], metrics: Any, predictio
     figs = [_figure(made[k], c) for k, c in captions.items() if k in made]
     return [
         f"<h1>{_esc(title)}</h1><p class='sub'>imaging_tl {__version__} &middot; {now}</p>",
-        "<h2>Test metrics</h2>" + _metrics_section(metrics) + domain_gate_text(metrics)
+        "<h2>Test metrics</h2>" + _metrics_section(metrics) + _domain_gate(metrics)
         + (f"<p>{len(predictions)} predictions.</p>" if predictions is not None else ""),
         "<h2>Plots</h2>" + (f'<div class="plots">{"".join(figs)}</div>'
                             if figs else "<p>No plots.</p>"),

@@ -49,8 +49,9 @@ def test_wrong_positive_label_fails_before_tensorflow_with_a_suggestion(tmp_path
 
 
 def test_a_class_missing_from_training_fails_early(tmp_path):
-    from imaging_tl.pipeline.early import split_problems
     import pandas as pd
+
+    from imaging_tl.pipeline.early import split_problems
 
     t = pd.DataFrame({"split": ["train", "val", "test"], "label": ["a", "b", "a"]})
     assert "class 'b' has no sample in the train split" in split_problems(

@@ -35,7 +35,7 @@ def test_run_stores_the_gate_and_reports_it(finished_run):
     gate = json.loads((rd / "metrics.json").read_text())["domain_gate"]
     assert gate["test_images"] > 0 and gate["false_flag_rate"] == 0.05
     html = (rd / "report.html").read_text()
-    assert f"Domain gate: would flag {gate['test_flagged']} of {gate['test_images']}" in html
+    assert f"Domain gate: would flag {gate['test_flagged']} of {gate['test_images']} test" in html
 
 
 def test_predict_flags_mr_and_ultrasound_and_passes_its_own_test_images(finished_run):
