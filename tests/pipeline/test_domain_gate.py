@@ -77,7 +77,8 @@ def test_reference_round_trips_and_sets_its_false_flag_rate(tmp_path):
     train, val = (rng.normal(size=(n, 8)) @ basis + rng.normal(size=(n, 64)) * 0.1
                   for n in (300, 400))
     ref = fit_reference(train, val, false_flag_rate=0.1)
-    assert abs(ref.flags(val).mean() - 0.1) < 0.01
+    fresh = rng.normal(size=(3000, 8)) @ basis + rng.normal(size=(3000, 64)) * 0.1
+    assert 0.05 < ref.flags(fresh).mean() <= 0.13
     again = load_reference(ref.save(tmp_path / DOMAIN_FILE))
     np.testing.assert_allclose(again.distance(val[:5]), ref.distance(val[:5]), rtol=1e-4)
     shifted = rng.normal(size=(50, 8)) @ basis + rng.normal(size=(50, 64)) * 0.5
