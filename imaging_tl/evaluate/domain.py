@@ -12,7 +12,8 @@ Two parts, both plain numpy:
   backbone features of the training split, with Ledoit-Wolf shrinkage of its covariance
   (stored in low rank: the leading eigenvectors plus an isotropic floor), fitted on the
   training and validation splits, and a threshold on the Mahalanobis distance at a chosen
-  false-flag rate (default 5 %), set on cross-fitted held-out distances. It is saved as a small ``.npz`` (no pickle) and read back with checks.
+  false-flag rate (default 5 %), set on cross-fitted held-out distances. It is saved as
+  a small ``.npz`` (no pickle) and read back with checks.
 
 Examples
 --------
