@@ -241,7 +241,14 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--check", action="store_true",
                    help="only validate the configuration and print it resolved")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_verbose(p)
     p.set_defaults(func=_run)
+
+
+def _add_verbose(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--verbose", action="store_true",
+                   help="keep TensorFlow's own start-up and log lines (hidden by default "
+                        "unless TF_CPP_MIN_LOG_LEVEL is set)")
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -259,16 +266,33 @@ def _predict(args: argparse.Namespace) -> int:
         else:
             df = predict_files(args.model, args.inputs, batch_size=args.batch_size,
                                gradcam_dir=args.gradcam, engine=args.engine,
-                               num_threads=args.threads)
+                               num_threads=args.threads, domain=args.domain)
     except (InputError, ImportError, ValueError, ConnectionError) as exc:
         raise UsageError(str(exc)) from exc
     out = write_csv(args.out, df)
-    bad = df[df["status"] != "ok"]
-    print(f"predicted {len(df) - len(bad)} of {len(df)} file(s) with {df.attrs.get('engine')} "
-          f"-> {out}")
-    for r in bad.itertuples():
+    ok = int((df["status"] == "ok").sum())
+    print(f"predicted {ok} of {len(df)} file(s) with {df.attrs.get('engine')} -> {out}")
+    _domain_summary(df, args.domain)
+    for r in df[df["status"] == "error"].itertuples():
         print(f"  could not predict {r.path}: {r.reason}", file=sys.stderr)
     return 0
+
+
+def _domain_summary(df, mode: str) -> None:
+    """The domain gate's count, and the first flagged files with their reason."""
+    if "domain" not in df.columns or mode == "off":
+        return
+    flagged = df[df["domain"] == "out_of_domain"]
+    if (df["domain"] == "unknown").any():
+        print("domain gate: the model has no domain reference (trained before the gate)",
+              file=sys.stderr)
+    if flagged.empty:
+        return
+    what = "skipped" if mode == "strict" else "predicted, but flagged"
+    print(f"domain gate: {len(flagged)} of {len(df)} file(s) unlike the training data "
+          f"({what}; see the domain and domain_reason columns)", file=sys.stderr)
+    for r in flagged.head(5).itertuples():
+        print(f"  {r.path}: {r.domain_reason}", file=sys.stderr)
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
@@ -294,6 +318,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads of ONNX Runtime / TFLite (default: all cores; 1 per "
                         "worker with --workers)")
+    p.add_argument("--domain", default="flag", choices=["flag", "strict", "off"],
+                   help="the domain gate: flag (default) predicts every file and marks those "
+                        "unlike the training data (domain=out_of_domain, domain_reason); "
+                        "strict skips them; off does not check")
+    _add_verbose(p)
     _add_cluster_options(p)
     p.set_defaults(func=_predict)
 
@@ -499,9 +528,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_logging(argv: Sequence[str]) -> bool:
+    """Silence TensorFlow's C++/absl start-up lines unless ``--verbose`` is among ``argv``
+    or the user set ``TF_CPP_MIN_LOG_LEVEL`` themselves; returns whether it silenced them.
+
+    Must run before TensorFlow is imported (the C++ side reads the variable once).
+
+    Examples
+    --------
+    >>> quiet_logging(["run", "x.yaml", "--verbose"])
+    False
+    """
+    if "--verbose" in argv or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        return False
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"  # hides the oneDNN and absl start-up notices
+    import logging
+
+    logging.getLogger("absl").setLevel(logging.ERROR)  # absl's Python warnings (keras saving)
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # TensorFlow's C++ start-up chatter hides our own messages on a terminal
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_logging(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError, create_model
 from imaging_tl.config.checks import cross_checks
 from imaging_tl.config.schema import ConfigError, PhaseConfig, RunConfig, Section
 
-__all__ = ["apply_overrides", "load_config", "schema_help"]
+__all__ = ["apply_overrides", "colour_stages", "load_config", "schema_help"]
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -190,13 +190,32 @@ def _validate_parts(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 
 
+def colour_stages(cfg: RunConfig) -> list[dict[str, Any]]:
+    """The preprocessing with the colour policy first: ``data.color`` when set, ``auto``
+    for the default preprocessing; a list of one's own without it is left as written.
+
+    Examples
+    --------
+    >>> cfg = RunConfig.model_validate({"data": {"folder": "x"}})
+    >>> colour_stages(cfg)[0]
+    {'name': 'color', 'policy': 'auto'}
+    """
+    stages = [dict(s) for s in cfg.preprocessing]
+    if any(s.get("name") == "color" for s in stages):
+        return stages
+    policy = cfg.data.color
+    if policy is None and "preprocessing" not in cfg.model_fields_set:
+        policy = "auto"
+    return stages if policy is None else [{"name": "color", "policy": policy}, *stages]
+
+
 def _resolve(cfg: RunConfig) -> RunConfig:
     """Fill the backbone-dependent defaults, so that config.yaml says what really ran."""
     from imaging_tl.models.registry import get_spec
     from imaging_tl.train.phases import default_phases
 
     spec = get_spec(cfg.model.backbone)
-    stages = [dict(s) for s in cfg.preprocessing]
+    stages = colour_stages(cfg)
     resizes = [s for s in stages if s.get("name") == "resize"]
     size = cfg.model.input_size
     if size is None:

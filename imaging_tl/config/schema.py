@@ -61,6 +61,10 @@ class DataConfig(Section):
     group_column: str | None = None
     frames: Literal["middle", "first", "all"] = "middle"
     strict: bool = False
+    # colour policy (a `color` stage first in preprocessing): auto keeps true colour and
+    # makes 3-channel images whose channels agree grey; null: auto with the default
+    # preprocessing, nothing added to a preprocessing list of one's own
+    color: Literal["auto", "grey", "rgb"] | None = None
 
 
 class TaskConfig(Section):
@@ -204,6 +208,11 @@ class EvaluateConfig(Section):
     patient_level: Literal["none", "max", "mean"] = "none"
     calibration: Literal["none", "temperature"] = "none"
     gradcam: int = Field(8, ge=0)
+    # files that may carry burned-in text (BurnedInAnnotation YES, secondary captures,
+    # ultrasound) appear in the report's pictures only when this is true
+    show_burned_in: bool = False
+    # the domain gate's feature threshold: the share of validation images it may flag
+    domain_false_flag_rate: float = Field(0.05, gt=0, lt=0.5)
 
 
 ExportFormat = Literal["keras", "savedmodel", "onnx", "tflite"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from imaging_tl.data.workers import boot_forkserver, mp_context
 
 __all__ = [
     "BadFileError", "CacheWriteError", "Prepared", "failure_reason", "mp_context", "prepare",
-    "process_one",
+    "process_one", "quarantine_verdict",
 ]
 
 
@@ -109,6 +110,38 @@ class Prepared:
                   + f": {reason}" for path, frame, reason in zip(q["path"], q["frame"],
                                                                     q["reason"], strict=True)]
         return "\n".join(lines)
+
+
+#: quarantine reasons with a known cause, and what to do about it
+_KNOWN_CAUSES = (("must be grey", "colour images reached a grey-only stage; set data.color "
+                  "or add to_grey"),)
+
+
+def quarantine_verdict(prepared: Prepared, share: float = 0.5) -> str | None:
+    """One line naming the common reason when at least ``share`` of the samples were
+    quarantined (``"17 of 17 files quarantined: <reason>"``), else None.
+
+    A run stops with this line rather than with a later symptom (no shapes, empty splits).
+
+    Examples
+    --------
+    >>> q = pd.DataFrame({"path": ["a", "b"], "frame": [None, None],
+    ...                   "reason": ["ValueError: Window: image must be grey (H x W)"] * 2})
+    >>> p = Prepared(pd.DataFrame(), q, "ns", None, {"samples": 2})  # type: ignore[arg-type]
+    >>> quarantine_verdict(p)
+    '2 of 2 files quarantined: colour images reached a grey-only stage; set data.color or add to_grey'
+    """  # noqa: E501
+    q = prepared.quarantined
+    total = int(prepared.stats.get("samples", len(prepared.table) + len(q)))
+    if total == 0 or len(q) < share * total:
+        return None
+    causes = [next((cause for key, cause in _KNOWN_CAUSES if key in str(r)), str(r))
+              for r in q["reason"]]
+    cause, n = Counter(causes).most_common(1)[0]
+    if n < share * total:
+        return None
+    files = q["path"].nunique()
+    return f"{n if files == len(q) else files} of {total} files quarantined: {cause}"
 
 
 # -- worker side -------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from imaging_tl._atomic import csv_text, readable_text, write_csv
+from imaging_tl.io.content_flags import burned_in_flag, colour_of
 from imaging_tl.io.dicom_header import HEADER_KEYWORDS, header_meta
 from imaging_tl.io.errors import (
     CorruptPixelDataError,
@@ -49,6 +50,8 @@ COLUMNS: tuple[str, ...] = (
     "voi_lut_function",
     "voi_lut_count",
     "value_range",
+    "colour",
+    "burned_in",
 )
 
 _EXAMPLES = 3  # file names shown per finding in the summary
@@ -163,6 +166,9 @@ def _mixed_findings(ok: list[dict[str, Any]], dicom: list[dict[str, Any]]) -> li
     out += _mixed("bit depths (BitsStored)", "BitsStored", ok)
     out += _mixed("modalities", "Modality", dicom)
     out += _mixed("formats", "format", ok)
+    out += _mixed("colour (grey / grey_in_rgb / rgb)", "colour", ok,
+                  " -> data.color decides: auto makes grey_in_rgb grey and keeps rgb colour")
+    out += _burned_in_findings(ok)
     intents = Counter(str(r.get("PresentationIntentType") or "").upper() for r in dicom)
     if intents.get("FOR PROCESSING") and intents.get("FOR PRESENTATION"):
         out.append(
@@ -170,6 +176,16 @@ def _mixed_findings(ok: list[dict[str, Any]], dicom: list[dict[str, Any]]) -> li
             f"({intents['FOR PRESENTATION']}): raw detector images need their own windowing"
         )
     return out
+
+
+def _burned_in_findings(ok: list[dict[str, Any]]) -> list[str]:
+    flagged = [r for r in ok if r.get("burned_in") in ("yes", "likely")]
+    if not flagged:
+        return []
+    yes = sum(r.get("burned_in") == "yes" for r in flagged)
+    return [f"{len(flagged)} file(s) may carry burned-in text ({yes} say BurnedInAnnotation "
+            f"YES, the others are secondary captures or ultrasound): kept out of the report's "
+            f"pictures unless evaluate.show_burned_in; {_examples(flagged)}"]
 
 
 def _decoder_findings(rows: list[dict[str, Any]]) -> list[str]:
@@ -284,6 +300,7 @@ def _check_dataset(ds: Any, source: Any, path: str, row: dict[str, Any]) -> None
 
     try:
         row.update({k: v for k, v in header_meta(ds).items() if k in row or k == "voi_luts"})
+        row["burned_in"] = burned_in_flag(ds)
     except Exception:
         pass  # a damaged optional field; the checks below report what blocks reading
     require_pixel_data(ds, path)
@@ -365,6 +382,7 @@ def census_row(path: str | os.PathLike, *, root: str | os.PathLike | None = None
     shown = readable_text(os.path.relpath(path, root) if root is not None else path)
     row: dict[str, Any] = dict.fromkeys(COLUMNS)
     row.update(path=shown, status="ok", gzipped=False, decoded=decode)
+    scan = None
     try:
         source, kind, prov = open_scan_source(path)
         row["gzipped"] = "gunzip" in prov
@@ -386,12 +404,39 @@ def census_row(path: str | os.PathLike, *, root: str | os.PathLike | None = None
         raise
     except BaseException as exc:  # a census never crashes on one bad file (nor a Rust panic)
         row.update(status="error", error=type(exc).__name__, reason=str(exc) or repr(exc))
+    if row["status"] == "ok":
+        if scan is None and row.get("format") in ("png", "jpeg", "tiff") \
+                and str(row.get("SamplesPerPixel")) == "3":
+            scan = _decoded(path)  # a colour raster: is it grey in content?
+        row["colour"] = colour_of(row, scan.pixels if scan is not None else None)
+        row["burned_in"] = row["burned_in"] or burned_in_flag(row)
     if row.get("TransferSyntaxUID") and not row.get("transfer_syntax"):
         from pydicom.uid import UID
 
         row["transfer_syntax"] = UID(row["TransferSyntaxUID"]).name
     row["voi_lut_count"] = len(row.pop("voi_luts", None) or [])
     return row
+
+
+def _decoded(path: str) -> Any:
+    from imaging_tl.io.reader import read_scan
+
+    try:
+        return read_scan(path)
+    except ScanReadError:
+        return None
+
+
+def burned_in_of(path: str | os.PathLike) -> str:
+    """:func:`burned_in_flag` of a file, from its header (``""`` when it cannot be read).
+
+    Examples
+    --------
+    >>> from pydicom.data import get_testdata_file
+    >>> burned_in_of(get_testdata_file("US1_UNCR.dcm", download=False))
+    'likely'
+    """
+    return str(census_row(path).get("burned_in") or "")
 
 
 def csv_value(value: Any) -> Any:

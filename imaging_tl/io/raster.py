@@ -331,3 +331,25 @@ def read_raster_header(
         invert=False, windows=[], value_range=[0, (1 << bits) - 1],
     )
     return meta
+
+
+def channels_agree(image: np.ndarray, value_range: Any = None,
+                   tolerance: float = 0.03, max_fraction: float = 0.002) -> bool:
+    """True when a 3-channel image is grey in content: at most ``max_fraction`` of its
+    pixels have channels further apart than ``tolerance`` of the value range (JPEG
+    compression leaves grey pixels a few levels apart, so exact equality is too strict).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.full((8, 8, 3), 100.0, np.float32); x[0, 0, 0] = 104
+    >>> channels_agree(x, [0, 255]), channels_agree(x + [[[40, 0, 0]]], [0, 255])
+    (True, False)
+    """
+    x = np.asarray(image, dtype=np.float32)
+    if value_range is not None and len(value_range) == 2 and value_range[1] > value_range[0]:
+        span = float(value_range[1]) - float(value_range[0])
+    else:
+        span = float(x.max() - x.min()) or 1.0
+    spread = x.max(axis=-1) - x.min(axis=-1)
+    return bool(np.count_nonzero(spread > tolerance * span) <= max_fraction * spread.size)

@@ -69,6 +69,8 @@ class ModelContract:
     # where the shared layers came from, origin first (imaging_tl.models.source): ImageNet,
     # a weights file or nothing, then each source run or model; None for older files
     lineage: list[dict[str, Any]] | None = None
+    # the training domain (header facts; the feature reference is domain.npz beside)
+    domain: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The contract as plain JSON-ready values."""
@@ -295,6 +297,17 @@ def _check_values(d: dict[str, Any]) -> list[tuple[str, str]]:
     return bad
 
 
+def _check_domain(d: dict[str, Any]) -> list[tuple[str, str]]:
+    """The training-domain facts: a mapping of lists (or null ranges), nothing else."""
+    dom = d.get("domain")
+    if dom is None:
+        return []
+    if not isinstance(dom, dict) or not all(
+            isinstance(v, list) and len(v) <= 10_000 or v is None for v in dom.values()):
+        return [("domain", "must be a mapping of lists (the training files' header facts)")]
+    return []
+
+
 def validate_contract(data: Any, source: str | os.PathLike = "contract") -> None:
     """Raise :class:`ContractError` unless ``data`` (a contract mapping) is in bounds.
 
@@ -333,7 +346,7 @@ def validate_contract(data: Any, source: str | os.PathLike = "contract") -> None
                if k not in data]
     if missing:
         raise ContractError(f"{source}: contract field(s) missing: {', '.join(missing)}")
-    bad = _check_labels(data) + _check_sizes(data) + _check_values(data)
+    bad = _check_labels(data) + _check_sizes(data) + _check_values(data) + _check_domain(data)
     if bad:
         raise ContractError(f"{source}: " + "; ".join(f"contract field {k!r}: {why}"
                                                       for k, why in bad))

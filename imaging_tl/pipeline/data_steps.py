@@ -10,6 +10,7 @@ import pandas as pd
 
 from imaging_tl._atomic import write_csv, write_text
 from imaging_tl.data import BadFileError, encode_labels, prepare, write_splits
+from imaging_tl.data.prepare import quarantine_verdict
 from imaging_tl.pipeline.inputs import (
     InputError,
     census_table,
@@ -84,6 +85,9 @@ def prepare_step(state: RunState) -> None:
     except BadFileError as exc:
         raise InputError(f"data.strict is on and a file is bad: {exc}") from None
     state.log(prepared.summary())
+    verdict = quarantine_verdict(prepared)
+    if verdict is not None:
+        raise InputError(verdict)
     try:
         prepared.shape  # noqa: B018 - raises when the prepared arrays differ in shape
     except ValueError as exc:

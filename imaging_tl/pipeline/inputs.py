@@ -30,8 +30,8 @@ from imaging_tl.data import (
     task_of,
 )
 
-__all__ = ["InputError", "census_table", "data_manifest_hash", "expand_inputs", "load_inputs",
-           "split_of", "task_and_classes"]
+__all__ = ["InputError", "census_table", "data_manifest_hash", "expand_inputs", "label_hint",
+           "load_inputs", "split_of", "task_and_classes"]
 
 
 class InputError(ValueError):
@@ -85,6 +85,24 @@ def load_inputs(cfg: RunConfig) -> pd.DataFrame:
         raise InputError(str(exc)) from None
 
 
+def label_hint(value: str, labels: Sequence[str]) -> str:
+    """``" (did you mean 'X'?)"`` for the label that differs from ``value`` only in case,
+    else the closest by a small edit (difflib), else ``""``.
+
+    Examples
+    --------
+    >>> label_hint("pneumonia", ["NORMAL", "PNEUMONIA"])
+    " (did you mean 'PNEUMONIA'?)"
+    >>> label_hint("nodlue", ["normal", "nodule"])
+    " (did you mean 'nodule'?)"
+    """
+    import difflib
+
+    same = [c for c in labels if str(c).casefold() == str(value).casefold()]
+    close = same or difflib.get_close_matches(str(value), [str(c) for c in labels], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 _NEGATIVE_NAMES = {"normal", "negative", "healthy", "no", "none", "0", "false", "absent",
                    "no_finding", "no finding", "benign", "control"}
 
@@ -122,7 +140,7 @@ def task_and_classes(cfg: RunConfig, table: pd.DataFrame) -> tuple[str, list[str
         if cfg.task.positive is not None:
             if cfg.task.positive not in classes:
                 raise InputError(f"task.positive: {cfg.task.positive!r} is not a label of the "
-                                 f"data ({classes})")
+                                 f"data{label_hint(cfg.task.positive, classes)} ({classes})")
             classes = [c for c in classes if c != cfg.task.positive] + [cfg.task.positive]
     elif len(classes) < 2:
         raise InputError(f"the data has only one class ({classes}); nothing to learn")

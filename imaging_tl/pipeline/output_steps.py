@@ -23,6 +23,7 @@ from imaging_tl.pipeline.result import RunResult
 from imaging_tl.pipeline.state import RunState
 
 __all__ = ["data_root", "evaluate_step", "evaluation_options", "export_step", "finish_step",
+           "shown_in_pictures",
            "gradcam_step", "output_paths", "report_step", "save_step", "settle_modes"]
 
 
@@ -121,6 +122,7 @@ def save_step(state: RunState) -> None:
         **state.model.imaging_tl_contract.to_dict(), "threshold": state.threshold,
         "preprocessing": {"stages": pipe.to_config(), "fingerprint": pipe.fingerprint(),
                           "frames": state.cfg.data.frames},
+        **({"domain": state.domain} if state.domain else {}),
     })
     with atomic_dir(run_dir / ".model") as tmp:
         save_transfer_model(state.model, tmp / "model.keras", contract)
@@ -137,13 +139,32 @@ def gradcam_step(state: RunState) -> None:
 
     te, n = state.splits["test"], state.cfg.evaluate.gradcam
     gallery: list[dict[str, Any]] = []
+    keep = shown_in_pictures(te.rows, state.cfg.evaluate.show_burned_in, state.log)
     with atomic_dir(state.run_dir / "gradcam") as tmp:
-        if n and len(te.x):
-            gallery = task_gallery(state.model, te.x, te.y, state.scores["test"], state.task,
-                                   state.threshold, n, tmp)
+        if n and keep.any():
+            gallery = task_gallery(state.model, te.x[keep], te.y[keep],
+                                   state.scores["test"][keep], state.task, state.threshold, n,
+                                   tmp)
     state.gallery = [{**g, "path": state.run_dir / "gradcam" / Path(g["path"]).name}
                      for g in gallery]
     state.paths["gradcam"] = state.run_dir / "gradcam"
+
+
+def shown_in_pictures(rows: Any, show_burned_in: bool, log: Any = None) -> np.ndarray:
+    """Which rows (with a ``path`` column) may appear in a picture of the report: all with
+    ``show_burned_in``, else those whose file carries no burned-in text (neither
+    ``BurnedInAnnotation`` YES nor a secondary capture / ultrasound)."""
+    from imaging_tl.io.census import burned_in_of
+
+    paths = list(rows["path"])
+    if show_burned_in:
+        return np.ones(len(paths), dtype=bool)
+    flags = {p: burned_in_of(p) for p in dict.fromkeys(paths)}
+    keep = np.array([flags[p] not in ("yes", "likely") for p in paths], dtype=bool)
+    if log is not None and not keep.all():
+        log(f"report pictures: {int((~keep).sum())} test image(s) that may carry burned-in "
+            "text are left out (evaluate.show_burned_in: true shows them)")
+    return keep
 
 
 def export_step(state: RunState) -> None:

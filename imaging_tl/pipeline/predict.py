@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +66,16 @@ class _Predictor:
     contract: Any
     pipe: Any
     frame_mode: str
+    last_meta: dict[str, Any] = field(default_factory=dict)  # header of the last file read
+    metas: dict[int, dict[str, Any]] = field(default_factory=dict)  # per file, for the gate
+    model_path: Path | None = None
 
     def prepare(self, path: str) -> np.ndarray:
         """The model input of one file, checked against the contract."""
         from imaging_tl.io import read_scan
 
         scan = read_scan(path)
+        self.last_meta = scan.meta
         px = scan.pixels
         n_frames = px.shape[0] if (px.ndim == 4 or (px.ndim == 3 and not scan.is_colour)) \
             else 1
@@ -122,7 +126,7 @@ def _load_predictor(model_path: str | os.PathLike, engine: str, with_keras: bool
         raise InputError(f"{mp}: its contract has no preprocessing pipeline; cannot know how "
                          "to prepare the input")
     return _Predictor(model, eng, contract, Pipeline.from_config(pre["stages"]),
-                      frames or pre.get("frames", "middle"))
+                      frames or pre.get("frames", "middle"), model_path=mp)
 
 
 def predict_files(
@@ -136,6 +140,7 @@ def predict_files(
     chunk: int = 256,
     engine: str = "keras",
     num_threads: int | None = None,
+    domain: str = "flag",
 ) -> pd.DataFrame:
     """Predict files or folders of DICOM/PNG with a trained model; bad files become rows.
 
@@ -163,13 +168,18 @@ def predict_files(
         the Keras model).
     num_threads : int, optional
         CPU threads of ONNX Runtime / TFLite.
+    domain : {"flag", "strict", "off"}
+        The domain gate (:mod:`imaging_tl.pipeline.domain`): ``flag`` predicts every file
+        and fills ``domain`` (``ok`` / ``out_of_domain``, ``unknown`` for a model without
+        a reference) and ``domain_reason``; ``strict`` also skips flagged files (status
+        ``skipped``); ``off`` leaves both columns empty.
 
     Returns
     -------
     pandas.DataFrame
-        ``path, status, reason, prob_<class>..., predicted, threshold`` (one row per file;
-        ``status`` is ``ok`` or ``error`` with the reason). ``df.attrs["engine"]`` names
-        the engine used.
+        ``path, status, reason, prob_<class>..., predicted, threshold, domain,
+        domain_reason`` (one row per file; ``status`` is ``ok``, ``skipped`` (strict gate)
+        or ``error`` with the reason). ``df.attrs["engine"]`` names the engine used.
 
     Examples
     --------
@@ -187,7 +197,9 @@ def predict_files(
         out[f"prob_{c}"] = np.nan
     out["predicted"] = ""
     out["threshold"] = contract.threshold
+    out["domain"], out["domain_reason"] = "", ""
     out.attrs["engine"] = predictor.engine.name
+    gate = _gate(predictor, model_path, domain)
     gd = None
     if gradcam_dir is not None:
         out["gradcam"] = ""
@@ -200,6 +212,11 @@ def predict_files(
         if not good_x:
             continue
         x = np.stack(good_x)
+        if gate is not None:
+            x, good_i = _apply_gate(gate, predictor, x, good_i, out, domain == "strict",
+                                    batch_size)
+            if not good_i:
+                continue
         p = predictor(x, batch_size)
         x, p, good_i = _drop_non_finite(x, p, good_i, out)
         if not good_i:
@@ -214,6 +231,46 @@ def predict_files(
             save_overlays(predictor.model, x, names, None if task == "binary" else p.argmax(1))
             out.loc[good_i, "gradcam"] = [str(n) for n in names]
     return out
+
+
+def _gate(predictor: _Predictor, model_path: str | os.PathLike, mode: str) -> Any:
+    """The model's domain gate (None with ``mode`` off)."""
+    if mode not in ("flag", "strict", "off"):
+        raise InputError(f"domain: {mode!r} is not one of flag, strict, off")
+    if mode == "off":
+        return None
+    from imaging_tl.models import model_file
+    from imaging_tl.pipeline.domain import load_gate
+
+    try:
+        return load_gate(model_file(model_path), predictor.contract)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _apply_gate(gate: Any, predictor: _Predictor, x: np.ndarray, good_i: list[int],
+                out: pd.DataFrame, strict: bool, batch_size: int
+                ) -> tuple[np.ndarray, list[int]]:
+    """Fill ``domain`` / ``domain_reason`` of a chunk; strict: drop the flagged rows."""
+    feats = None
+    if gate.needs_features:
+        from imaging_tl.train.features import extract_features
+
+        if predictor.model is None:  # an ONNX/TFLite engine: features from the Keras model
+            from imaging_tl.models import load_transfer_model
+
+            predictor.model = load_transfer_model(predictor.model_path, compile=False)
+        feats = extract_features(predictor.model, x, batch_size)[0]
+    status, reasons = gate.check([predictor.metas.pop(k, {}) for k in good_i], feats)
+    out.loc[good_i, "domain"] = status
+    out.loc[good_i, "domain_reason"] = reasons
+    if not strict:
+        return x, good_i
+    keep = np.array([s != "out_of_domain" for s in status], dtype=bool)
+    for k in np.asarray(good_i)[~keep]:
+        out.loc[k, ["status", "reason"]] = ["skipped", "out of the training domain "
+                                            "(--domain strict)"]
+    return x[keep], [k for k, f in zip(good_i, keep, strict=True) if f]
 
 
 def _drop_non_finite(x: np.ndarray, p: np.ndarray, good_i: list[int], out: pd.DataFrame
@@ -240,6 +297,7 @@ def _read_chunk(predictor: _Predictor, files: list[str], indices: range, out: pd
         try:
             good_x.append(predictor.prepare(files[k]))
             good_i.append(k)
+            predictor.metas[k] = predictor.last_meta
         except Exception as exc:  # noqa: BLE001 - a bad file is a row with its reason
             out.loc[k, ["status", "reason"]] = ["error", failure_reason(exc)]
         if progress is not None:

@@ -44,6 +44,8 @@ from typing import Any
 
 from imaging_tl.config import ConfigError, RunConfig, load_config
 from imaging_tl.pipeline.data_steps import census_step, prepare_step, splits_step, start_step
+from imaging_tl.pipeline.domain import domain_step
+from imaging_tl.pipeline.early import early_checks
 from imaging_tl.pipeline.inputs import InputError
 from imaging_tl.pipeline.model_steps import (
     build_step,
@@ -121,6 +123,9 @@ def run(
     """
     log = ProgressLog(verbose, progress)
     cfg, resume_dir = _configuration(config, resume, overrides, log)
+    if resume_dir is None:  # table-only checks: before TensorFlow and the run directory
+        for note in early_checks(cfg):
+            log(note)
     source = source_of(cfg)  # a bad model.source is refused before the run directory exists
     # the strategy first: MultiWorkerMirroredStrategy must exist before other TF work
     plan = distribution_plan(cfg)
@@ -161,7 +166,8 @@ def _steps(s: RunState, cfg: RunConfig, plan: Any, log: ProgressLog) -> RunResul
         return result_of(s, role=f"worker {plan.task_index}")
     if plan.distributed or plan.precision != "float32":
         s.model = plain_copy(s)
-    outputs = [("evaluate", evaluate_step), ("save", save_step), ("gradcam", gradcam_step)]
+    outputs = [("evaluate", evaluate_step), ("domain", domain_step), ("save", save_step),
+               ("gradcam", gradcam_step)]
     if any(f != "keras" for f in cfg.export.formats):
         outputs.append(("export", export_step))
     for name, step in outputs:

@@ -66,6 +66,7 @@ class RunState:
     scores: dict[str, np.ndarray] = field(default_factory=dict)
     predictions: pd.DataFrame | None = None
     gallery: list[dict[str, Any]] = field(default_factory=list)
+    domain: dict[str, Any] | None = None  # the training files' header facts (domain gate)
 
     @property
     def checkpoints(self) -> Path:

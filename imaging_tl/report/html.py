@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from imaging_tl._version import __version__
+from imaging_tl.evaluate.domain import gate_summary
 from imaging_tl.report import plots
 from imaging_tl.report.chain import chain_section
 from imaging_tl.report.gallery import gallery_from_dir, gallery_items
@@ -490,6 +491,11 @@ def write_report(
     return path
 
 
+def _domain_gate(metrics: Any) -> str:
+    g = (metrics or {}).get("domain_gate")
+    return f"<p>Domain gate: {_esc(gate_summary(g))}.</p>" if g else ""
+
+
 def _page_sections(title: str, made: Mapping[str, Path], metrics: Any, predictions: Any,
                    gradcam: Any, counts: Any, audit: Any, census: Any,
                    config: Any) -> list[str]:
@@ -507,7 +513,7 @@ def _page_sections(title: str, made: Mapping[str, Path], metrics: Any, predictio
     figs = [_figure(made[k], c) for k, c in captions.items() if k in made]
     return [
         f"<h1>{_esc(title)}</h1><p class='sub'>imaging_tl {__version__} &middot; {now}</p>",
-        "<h2>Test metrics</h2>" + _metrics_section(metrics)
+        "<h2>Test metrics</h2>" + _metrics_section(metrics) + _domain_gate(metrics)
         + (f"<p>{len(predictions)} predictions.</p>" if predictions is not None else ""),
         "<h2>Plots</h2>" + (f'<div class="plots">{"".join(figs)}</div>'
                             if figs else "<p>No plots.</p>"),

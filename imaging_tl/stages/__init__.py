@@ -23,7 +23,7 @@ from imaging_tl.stages.base import (
     register_stage,
     stage_from_config,
 )
-from imaging_tl.stages.channels import ToGrey, ToRGB
+from imaging_tl.stages.channels import Color, ToGrey, ToRGB
 from imaging_tl.stages.geometry import CenterCrop, CropForeground, PadToSquare, Resize
 from imaging_tl.stages.intensity import CLAHE
 from imaging_tl.stages.normalize import (
@@ -40,6 +40,7 @@ __all__ = [
     "PRESETS",
     "SCHEMES",
     "CenterCrop",
+    "Color",
     "CropForeground",
     "MultiWindow",
     "NormalizationScheme",

@@ -74,7 +74,7 @@ def list_stages() -> list[str]:
     --------
     >>> from imaging_tl.stages import list_stages
     >>> list_stages()[:3]
-    ['center_crop', 'clahe', 'crop_foreground']
+    ['center_crop', 'clahe', 'color']
     """
     return sorted(_REGISTRY)
 
@@ -287,6 +287,8 @@ class Stage:
     def _scan_step(self, pixels: np.ndarray, meta: Mapping[str, Any], transform=None):
         """(new pixels, new meta, provenance text) for the pixels and meta of a Scan."""
         transform = transform or self._transform
+        if self.grey_only and meta.get("colour_kept"):
+            return pixels, meta, kept_colour_step(self)
         frames = int(meta.get("NumberOfFrames") or 1)
         colour = meta.get("SamplesPerPixel", 1) == 3
         if frames > 1 and pixels.ndim >= 3 and pixels.shape[0] == frames:
@@ -314,6 +316,19 @@ class Stage:
         out, meta, step = self._scan_step(scan.pixels, scan.meta)
         check_finite(self, out)
         return replace(scan, pixels=out, meta=meta, provenance=[*scan.provenance, step])
+
+
+def kept_colour_step(stage: Stage) -> str:
+    """The provenance of a grey-only stage that a colour image (kept as colour by the
+    ``color`` stage, already in [0, 1]) passes unchanged.
+
+    Examples
+    --------
+    >>> from imaging_tl.stages import CLAHE
+    >>> kept_colour_step(CLAHE())
+    'clahe: skipped (colour image kept by data.color)'
+    """
+    return f"{stage.name}: skipped (colour image kept by data.color)"
 
 
 def check_finite(stage: Stage, out: np.ndarray) -> None:

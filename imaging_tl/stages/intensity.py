@@ -1,4 +1,5 @@
-"""Intensity stages: :class:`CLAHE` (scikit-image's ``equalize_adapthist``)."""
+"""Intensity stages: :class:`CLAHE` (scikit-image's ``equalize_adapthist``), and the
+colour-safe scaling :func:`colour_to_unit` (one range for all channels)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from imaging_tl.stages.base import Stage, check_number, register_stage
 
-__all__ = ["CLAHE"]
+__all__ = ["CLAHE", "colour_to_unit"]
 
 
 @register_stage
@@ -88,3 +89,30 @@ class CLAHE(Stage):
             image, kernel_size=self.kernel_size, clip_limit=self.clip_limit, nbins=self.nbins
         )
         return out.astype(np.float32, copy=False), None
+
+
+def colour_to_unit(image: np.ndarray, value_range: Sequence[float] | None = None) -> np.ndarray:
+    """A colour image scaled to [0, 1] with ONE range for all channels (hue kept).
+
+    Per-channel windowing would move every channel differently and shift the hue; here
+    the stored range (``value_range``, e.g. ``[0, 255]`` of 8-bit files) maps to [0, 1]
+    for every channel alike. Without a stored range the image's own joint minimum and
+    maximum are used.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> px = np.array([[[255.0, 128.0, 0.0]]], np.float32)
+    >>> [round(float(v), 3) for v in colour_to_unit(px, [0, 255])[0, 0]]
+    [1.0, 0.502, 0.0]
+    """
+    x = np.asarray(image, dtype=np.float32)
+    if value_range is not None and len(value_range) == 2 and value_range[1] > value_range[0]:
+        lo, hi = float(value_range[0]), float(value_range[1])
+    else:
+        lo, hi = float(x.min()), float(x.max())
+    if hi <= lo:
+        return np.zeros_like(x)
+    out = (x - lo) / (hi - lo)
+    np.clip(out, 0.0, 1.0, out=out)
+    return out

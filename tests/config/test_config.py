@@ -43,7 +43,8 @@ def test_minimal_config_gets_backbone_defaults(csv):
     cfg = load_config(minimal(csv))
     assert cfg.model.input_size == 224
     assert cfg.model.normalization == "efficientnet_lite"
-    assert cfg.preprocessing == [{"name": "window", "mode": "header"},
+    assert cfg.preprocessing == [{"name": "color", "policy": "auto"},
+                                 {"name": "window", "mode": "header"},
                                  {"name": "resize", "size": 224}, {"name": "to_rgb"}]
     assert [p.name for p in cfg.train.phases] == ["head", "finetune"]
     assert cfg.train.phases[0].freeze == "all"
@@ -93,7 +94,7 @@ def test_overrides_set_nested_keys_and_list_items():
 
 def test_override_applies_before_validation(csv):
     cfg = load_config(minimal(csv), ["model.input_size=64", "seed=9"])
-    assert cfg.seed == 9 and cfg.preprocessing[1] == {"name": "resize", "size": 64}
+    assert cfg.seed == 9 and cfg.preprocessing[2] == {"name": "resize", "size": 64}
 
 
 def test_importing_config_does_not_import_tensorflow(csv):

@@ -36,6 +36,11 @@ CASES: dict[str, list[tuple[str, dict[str, Any], Any]]] = {
         ("kernel_size", {"kernel_size": 16}, [16, 8]),
         ("nbins", {}, 128),
     ],
+    "color": [
+        ("policy", {}, "grey"),
+        ("tolerance", {}, 0.1),
+        ("max_fraction", {}, 0.05),
+    ],
     "crop_foreground": [
         ("threshold", {}, 0.1),
         ("margin", {}, 4),

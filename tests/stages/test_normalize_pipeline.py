@@ -16,6 +16,7 @@ from imaging_tl.io import Scan
 from imaging_tl.stages import (
     CLAHE,
     CenterCrop,
+    Color,
     CropForeground,
     MultiWindow,
     Normalize,
@@ -153,6 +154,7 @@ def test_pipeline_on_a_real_scan_records_provenance(pydicom_data_dir):
 def _every_stage():
     return Pipeline(
         [
+            Color("rgb"),
             Window.from_header(explanation="LUNG", fallback="range"),
             CropForeground(margin=2),
             CLAHE(0.02),

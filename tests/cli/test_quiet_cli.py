@@ -1,0 +1,91 @@
+"""A quiet, early-failing command line: table-only checks refuse a bad run before
+TensorFlow is imported and before a run directory exists; TensorFlow's start-up lines are
+hidden unless --verbose (or the user's own TF_CPP_MIN_LOG_LEVEL)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+START_UP = ("absl::InitializeLog", "cpu_feature_guard", "oneDNN custom operations")
+
+SNIPPET = """
+import sys
+from imaging_tl.cli import main
+rc = main(sys.argv[1:])
+print("RC", rc, "TF", "tensorflow" in sys.modules)
+"""
+
+
+def _cli(*args, env_extra=None):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-c", SNIPPET, *args], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=300)
+
+
+def _config(tmp_path, **task):
+    cfg = {"output": str(tmp_path / "runs"),
+           "data": {"csv": str(ROOT / "sample_dicoms" / "labels.csv"), "label_column": "label",
+                    "group_column": "patient_id"},
+           "task": task}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_wrong_positive_label_fails_before_tensorflow_with_a_suggestion(tmp_path):
+    res = _cli("run", str(_config(tmp_path, positive="NODULE")))
+    assert "RC 2 TF False" in res.stdout, res.stdout + res.stderr
+    assert "task.positive: 'NODULE' is not a label of the data (did you mean 'nodule'?)" \
+        in res.stderr
+    assert not (tmp_path / "runs").exists()  # no run directory was created
+
+
+def test_a_class_missing_from_training_fails_early(tmp_path):
+    import pandas as pd
+
+    from imaging_tl.pipeline.early import split_problems
+
+    t = pd.DataFrame({"split": ["train", "val", "test"], "label": ["a", "b", "a"]})
+    assert "class 'b' has no sample in the train split" in split_problems(
+        t, "binary", ["a", "b"])[0]
+    t = pd.DataFrame({"split": ["train", "train"], "label": ["a", "b"]})
+    assert len(split_problems(t, "binary", ["a", "b"])) == 2  # no val, no test
+
+
+def test_colour_files_with_a_grey_only_pipeline_fail_early(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(6):
+            rgb = np.random.default_rng(i).integers(0, 255, (40, 40, 3), dtype=np.uint8)
+            Image.fromarray(rgb).save(tmp_path / cls / f"{i}.png")
+    cfg = {"output": str(tmp_path / "runs"), "data": {"folder": str(tmp_path)},
+           "preprocessing": [{"name": "window", "mode": "header"}]}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    res = _cli("run", str(tmp_path / "run.yaml"))
+    assert "RC 2 TF False" in res.stdout, res.stdout + res.stderr
+    assert "are colour images and preprocessing stage 'window' works on grey images only; " \
+           "set data.color" in res.stderr
+
+
+def test_tensorflow_start_up_lines_are_hidden_unless_verbose(tmp_path):
+    # mixed_float16 on a CPU is refused after TensorFlow looked for GPUs: TF has started
+    cfg = _config(tmp_path)
+    args = ("run", str(cfg), "--set", "train.mixed_precision=mixed_float16")
+    quiet = _cli(*args)
+    assert "TF True" in quiet.stdout, quiet.stdout + quiet.stderr
+    assert "mixed_float16" in quiet.stderr
+    assert not [line for line in quiet.stderr.splitlines()
+                if any(s in line for s in START_UP)], quiet.stderr
+    loud = _cli(*args, "--verbose")  # the control: the lines exist to be hidden
+    assert any(s in loud.stderr for s in START_UP), loud.stderr
