@@ -104,19 +104,26 @@ def test_keras_application_random_and_local_weights(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
-def test_keras_application_offline_error_names_file_and_place(monkeypatch, tmp_path):
+def test_keras_application_offline_error_names_file_and_place(monkeypatch, isolated_homes):
+    from keras.src.utils import file_utils
+
     from imaging_tl.models.keras_apps import WeightsUnavailableError, keras_weights_file
 
-    url, local = keras_weights_file("mobilenet_v2", include_top=False)
-    if local.exists():
-        pytest.skip(f"{local} exists: Keras would not download")
-    try:
+    calls = []
+
+    def offline(*args, **kwargs):  # what urllib raises on a machine without network
+        calls.append(kwargs.get("origin", args[1] if len(args) > 1 else None))
+        raise OSError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    url, local = keras_weights_file("mobilenet_v2", include_top=False, input_size=96)
+    assert local.name.endswith("_1.0_96_no_top.h5")
+    assert not local.exists()  # the test's own, empty Keras home
+    with pytest.raises(WeightsUnavailableError) as info:
         build_backbone("mobilenet_v2", weights="imagenet", input_shape=(96, 96, 3))
-    except WeightsUnavailableError as exc:
-        msg = str(exc)
-        assert url in msg and str(local) in msg and "weights=" in msg
-    else:
-        pytest.skip("this machine has internet access; the offline error cannot be observed")
+    msg = str(info.value)
+    assert calls == [url]  # Keras asked for exactly the file the message names
+    assert url in msg and str(local) in msg and "weights=" in msg and "OSError" in msg
 
 
 @pytest.mark.slow
