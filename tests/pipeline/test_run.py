@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -145,16 +147,8 @@ class _StopAfter(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
-class _Count(keras.callbacks.Callback):
-    def __init__(self) -> None:
-        super().__init__()
-        self.epochs: list[int] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epochs.append(epoch + 1)
-
-
 def test_resume_after_interrupt_continues_from_last_epoch(tiny_config, tmp_path):
+    # interrupted in this process, resumed through the command a user types
     cfg = copy.deepcopy(tiny_config)
     cfg["train"]["phases"][0]["epochs"] = 4
     cfg["evaluate"]["gradcam"] = 0
@@ -164,14 +158,21 @@ def test_resume_after_interrupt_continues_from_last_epoch(tiny_config, tmp_path)
     assert not (run_dir / "model.keras").exists()
     state = json.loads(next((run_dir / "checkpoints").glob("phase0-*/state.json")).read_text())
     assert state["epoch"] == 2 and not state["phase_done"]
+    before = pd.read_csv(run_dir / "history.csv")
+    assert before["epoch"].tolist() == [1, 2]
 
-    counter = _Count()
-    result = run(None, resume=run_dir, verbose=False, callbacks=[counter])
-    assert counter.epochs == [3, 4]  # not started over
+    done = subprocess.run([sys.executable, "-m", "imaging_tl.cli", "run", "--resume",
+                           str(run_dir)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming phase 1 (head) after epoch 2" in done.stdout + done.stderr
+    assert "resumed from phase 1, epoch 2" in done.stdout  # the summary says so
     h = pd.read_csv(run_dir / "history.csv")
-    assert h["epoch"].tolist() == [1, 2, 3, 4]
-    assert result.resumed_from == {"phase": 0, "epoch": 2}
+    assert h["epoch"].tolist() == [1, 2, 3, 4]  # not started over: epochs 1-2 kept as they were
+    pd.testing.assert_frame_equal(h.iloc[:2].reset_index(drop=True), before)
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["resumed_from"] == {"phase": 0, "epoch": 2}
     assert (run_dir / "model.keras").is_file() and (run_dir / "metrics.json").is_file()
+    assert not (run_dir / "checkpoints").exists()
 
 
 def test_same_seed_same_splits_and_metrics(tiny_config, tmp_path):
