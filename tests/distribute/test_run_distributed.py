@@ -54,12 +54,11 @@ def _same_predictions(a: dict, b: dict) -> None:
     pb = pd.read_csv(Path(b["run_dir"]) / "predictions.csv")
     assert pa["path"].tolist() == pb["path"].tolist()
     assert pa["prob_nodule"].std() > 1e-4  # not a constant output
-    print("MEASURE pred", float(np.abs(pb["prob_nodule"] - pa["prob_nodule"]).max()))
-    np.testing.assert_allclose(pb["prob_nodule"], pa["prob_nodule"], atol=1e-5)
+    # README: "the same predictions as one device ... (within 1e-7)"; measured 1.7e-9 on CPU
+    np.testing.assert_allclose(pb["prob_nodule"], pa["prob_nodule"], rtol=0, atol=1e-7)
     ha = pd.read_csv(Path(a["run_dir"]) / "history.csv")
     hb = pd.read_csv(Path(b["run_dir"]) / "history.csv")
     for col in ("loss", "val_loss", "val_auc", "lr"):
-        print("MEASURE", col, float(np.abs(hb[col] - ha[col]).max()))
         np.testing.assert_allclose(hb[col], ha[col], rtol=1e-4, atol=1e-5, err_msg=col)
 
 

@@ -8,7 +8,7 @@ import skimage.data
 import skimage.transform
 
 from imaging_tl.models import WeightsFileError, build_backbone, get_spec
-from imaging_tl.models.weights.lite import lite_weights_source
+from imaging_tl.models.weights.lite import lite_weights_source, read_legacy_state_dict
 
 CAT_CLASSES = {281, 282, 285}  # tabby, tiger cat, Egyptian cat
 
@@ -69,13 +69,32 @@ def test_conversion_is_cached_atomically_and_reused(tmp_path, monkeypatch):
     second = build_backbone("efficientnet_lite0", input_shape=(32, 32, 3))
     for a, b in zip(first.weights, second.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # and both hold the published ImageNet arrays (two random builds saved and reloaded
+    # would agree with each other too): checked by hand against the PyTorch state dict
+    for model in (first, second):
+        assert_holds_imagenet_arrays(model)
+
+
+def assert_holds_imagenet_arrays(model) -> None:
+    """Stem conv (torch OIHW -> Keras HWIO), stem and head BatchNorm, head conv."""
+    sd = read_legacy_state_dict(lite_weights_source("efficientnet_lite0"))
+    np.testing.assert_array_equal(model.get_layer("stem_conv").get_weights()[0],
+                                  sd["_conv_stem.weight"].transpose(2, 3, 1, 0))
+    gamma, beta, mean, var = model.get_layer("stem_bn").get_weights()
+    for got, key in ((gamma, "weight"), (beta, "bias"), (mean, "running_mean"),
+                     (var, "running_var")):
+        np.testing.assert_array_equal(got, sd[f"_bn0.{key}"])
+    np.testing.assert_array_equal(model.get_layer("top_bn").get_weights()[2],
+                                  sd["_bn1.running_mean"])
+    np.testing.assert_array_equal(model.get_layer("top_conv").get_weights()[0],
+                                  sd["_conv_head.weight"].transpose(2, 3, 1, 0))
 
 
 def test_damaged_cache_file_is_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setenv("IMAGING_TL_CACHE_DIR", str(tmp_path))
     (tmp_path / "efficientnet_lite0-57934424-notop.weights.h5").write_bytes(b"garbage")
     model = build_backbone("efficientnet_lite0", input_shape=(32, 32, 3))
-    assert float(np.abs(model.get_layer("stem_conv").get_weights()[0]).sum()) > 0
+    assert_holds_imagenet_arrays(model)
     assert (tmp_path / "efficientnet_lite0-57934424-notop.weights.h5").stat().st_size > 1000
 
 
