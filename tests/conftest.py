@@ -42,6 +42,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["IMAGING_TL_CACHE_DIR"] = str(SESSION_HOME["cache"])
     os.environ["XDG_CACHE_HOME"] = str(base / "xdg")
     os.environ["KERAS_HOME"] = str(SESSION_HOME["keras"])
+    os.environ.setdefault("MPLCONFIGDIR", str(base / "matplotlib"))
     os.environ.pop("IMAGING_TL_PSEUDONYM_KEY_FILE", None)
 
 
