@@ -2,9 +2,11 @@
 above chance (a run that learned nothing, or paired images with the wrong labels, fails).
 
 The task: nodule vs normal radiographs with large, high-contrast nodules (80 px files, 64 px
-input), 14 patients, the head trained on cached Lite0 features for 40 epochs (well under a
-second each). Measured test ROC AUC (6 test images) with config seeds 0, 1, 2: see
-``MEASURED``; the bar leaves a wide margin below them and far above chance (0.5).
+input), 32 patients x 2 images, the head trained on cached Lite0 features for 40 epochs (well
+under a second each). Measured test ROC AUC (16 test images) for config seeds 0, 1, 2 in
+``MEASURED``: this small a run is seed-sensitive (0.62-0.84), so the test pins seed 0 (a
+deterministic run: the bar guards against a run that stops learning, 0.14 below the measured
+value, 0.2 above chance). With 14 patients the same setup measured 1.0 / 0.5 / 0.625.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import pytest
 
 from imaging_tl.pipeline import run
 
-MEASURED = {0: 1.0}  # config seed -> test ROC AUC, this exact setup on 2 CPU cores
-BAR = 0.75
+MEASURED = {0: 0.841, 1: 0.746, 2: 0.619}  # config seed -> test ROC AUC (2 CPU cores)
+BAR = 0.70
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +27,7 @@ def learnable_data(tmp_path_factory) -> Path:
     from imaging_tl.synthetic.findings import Difficulty
 
     root = tmp_path_factory.mktemp("learnable")
-    generate_dataset(root, n_patients=14, images_per_patient=2, seed=3, size=80,
+    generate_dataset(root, n_patients=32, images_per_patient=2, seed=3, size=80,
                      difficulty=Difficulty(nodule_radius_mm=(20.0, 30.0),
                                            nodule_contrast=(0.6, 0.9)))
     return root
@@ -45,4 +47,5 @@ def test_a_tiny_run_learns_an_easy_task(learnable_data, tmp_path):
     }
     result = run(cfg, out=tmp_path / "run", verbose=False)
     auc = result.metrics["roc_auc"]["value"]
-    assert auc >= BAR, f"test ROC AUC {auc:.3f} < {BAR}: the run did not learn"
+    assert result.metrics["n"] == 16
+    assert auc >= BAR, f"test ROC AUC {auc:.3f} < {BAR} (measured {MEASURED[0]}): no learning"
