@@ -69,7 +69,9 @@ def test_chest_xray_folder_template_runs_end_to_end(class_folders, tmp_path):
                       ("split.val=0.3", "split.test=0.3"))  # both classes in 4 val patients
     assert r.task == "binary" and sorted(r.class_names) == ["nodule", "normal"]
     pred = pd.read_csv(r.run_dir / "predictions.csv")
-    assert len(pred) == 28 and set(pred["label"]) == {"nodule", "normal"}
+    assert set(pred["split"]) == {"val", "test"} and set(pred["label"]) == {"nodule", "normal"}
+    splits = pd.read_csv(r.run_dir / "splits.csv")
+    assert len(splits) == 28  # every file of the class folders
     stored = yaml.safe_load((r.run_dir / "config.yaml").read_text())["evaluate"]
     assert (stored["patient_level"], stored["calibration"]) == ("max", "temperature")
 
