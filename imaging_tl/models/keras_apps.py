@@ -110,8 +110,12 @@ class WeightsUnavailableError(WeightsFileError):
     """
 
 
-def keras_weights_file(name: str, include_top: bool) -> tuple[str, Path]:
+def keras_weights_file(name: str, include_top: bool,
+                       input_size: int | None = None) -> tuple[str, Path]:
     """(URL, local path in Keras' cache) of an application's ImageNet weights file.
+
+    MobileNetV2 has one file per input size (96, 128, 160, 192, 224; others use 224), so
+    ``input_size`` picks the one Keras downloads for that model.
 
     Examples
     --------
@@ -121,6 +125,8 @@ def keras_weights_file(name: str, include_top: bool) -> tuple[str, Path]:
     """
     _, folder, top, notop = KERAS_APPLICATIONS[name]
     fname = top if include_top else notop
+    if name == "mobilenet_v2" and input_size in (96, 128, 160, 192):
+        fname = fname.replace("_1.0_224", f"_1.0_{input_size}")
     keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser()
     return _BASE + folder + fname, keras_home / "models" / fname
 
@@ -199,7 +205,9 @@ def build_keras_application(
 
 
 def _imagenet(builder: Any, name: str, kwargs: dict[str, Any]):
-    url, local = keras_weights_file(name, kwargs["include_top"])
+    shape = kwargs["input_shape"]
+    url, local = keras_weights_file(name, kwargs["include_top"],
+                                    input_size=shape[0] if shape else None)
     try:
         return builder(weights="imagenet", **kwargs)
     except Exception as exc:  # noqa: BLE001 - any download failure gets the same advice

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +117,56 @@ def test_kfold_training_folds(prepared: Prepared) -> None:
     assert val[0].shape == (5, 24, 24, 3)
     with pytest.raises(ValueError, match="training=True"):
         make_dataset(kp, split=[0, 1, 2], augment="light")
+
+
+@pytest.fixture(scope="module")
+def brightness_coded(tmp_path_factory, make_dicom) -> Prepared:
+    """24 uniform scans whose brightness encodes their row (HU -900 + 75 * row) and random
+    labels of 3 classes (not ordered by brightness): any image-label mix-up shows."""
+    d = tmp_path_factory.mktemp("brightness")
+    n = 24
+    rng = np.random.default_rng(5)
+    labels = list(rng.permutation(["a", "b", "c"] * (n // 3)))
+    paths = [str(make_dicom(d / f"s{i}.dcm", np.full((32, 32), 124 + 75 * i, np.int16),
+                            patient=f"P{i}")) for i in range(n)]
+    table = pd.DataFrame({"path": paths, "group": [f"P{i}" for i in range(n)],
+                          "label": labels, "split": ["train"] * 20 + ["val"] * 4})
+    table.attrs["label_columns"] = ["label"]
+    pipe = Pipeline([Window(center=0, width=2000), Resize(16), ToRGB()])
+    with warnings.catch_warnings():  # uniform scans all look alike to the leakage audit
+        warnings.simplefilter("ignore")
+        return prepare(table, pipe, cache=ArrayCache(d / "cache"), executor="serial")
+
+
+def _rows_from_pixels(images: np.ndarray) -> np.ndarray:
+    hu = images.reshape(len(images), -1).mean(axis=1) * 2000 - 1000
+    rows = (hu + 900) / 75
+    np.testing.assert_allclose(rows, np.round(rows), atol=0.05)  # uniform scans stay uniform
+    return np.round(rows).astype(int)
+
+
+@pytest.mark.parametrize("balanced", [False, True])
+def test_shuffled_training_batches_keep_images_and_labels_paired(brightness_coded, balanced):
+    table = brightness_coded.table
+    classes = sorted(set(table["label"]))
+    ds = make_dataset(brightness_coded, split="train", batch_size=6, seed=3,
+                      class_weight="balanced", balanced=balanced)
+    train = set(np.flatnonzero(table["split"] == "train"))
+    orders = []
+    for _ in range(2):  # two epochs: reshuffled each time
+        rows_seen = []
+        for images, y, w in collect(ds):
+            rows = _rows_from_pixels(images)
+            assert set(rows) <= train  # never a validation scan
+            got = np.argmax(y, axis=1) if y.ndim == 2 else y.astype(int)
+            want = [classes.index(table["label"][r]) for r in rows]
+            assert got.tolist() == want  # each label is the label of the image beside it
+            counts = table["label"][table["split"] == "train"].value_counts()
+            expected_w = [20 / (3 * counts[table["label"][r]]) for r in rows]
+            np.testing.assert_allclose(w, expected_w, rtol=1e-6)  # and so is each weight
+            rows_seen.extend(rows.tolist())
+        assert len(rows_seen) == 20
+        if not balanced:
+            assert sorted(rows_seen) == sorted(train)  # every training scan once per epoch
+        orders.append(rows_seen)
+    assert orders[0] != sorted(orders[0]) and orders[0] != orders[1]  # really shuffled

@@ -79,17 +79,19 @@ def _check_same(runs: dict[str, Path], mode: str) -> None:
     one, many = np.load(runs["none"]), np.load(runs[mode])
     assert int(one["replicas"]) == 1 and int(many["replicas"]) == 2
     for a, b in zip(_weights(runs["none"]), _weights(runs[mode]), strict=True):
-        np.testing.assert_allclose(b, a, atol=1e-5)
-    np.testing.assert_allclose(many["loss"], one["loss"], atol=1e-5)
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-7)  # measured: at most 3.0e-8
+    np.testing.assert_allclose(many["loss"], one["loss"], rtol=0, atol=1e-7)  # 6.0e-8
     assert one["loss"][-1] < one["loss"][0]  # it did learn
 
 
-# Both fixtures start two small training processes (~6 s each on 2 cores): the default run
-# keeps a real two-process MultiWorkerMirroredStrategy training.
+# Both fixtures start two small training processes (~6 s each on 2 cores). The default run
+# checks the product's multi-worker path through `run` (tests/distribute/
+# test_run_distributed.py); this step-level two-worker check is in the slow set.
 def test_mirrored_on_two_cpus_matches_one_device(runs):
     _check_same(runs, "mirrored")
 
 
+@pytest.mark.slow
 def test_two_workers_match_one_process_and_only_the_chief_writes(worker_runs):
     _check_same(worker_runs, "worker0")
     assert worker_runs["worker0"].is_file() and not worker_runs["worker1"].exists()
@@ -109,8 +111,11 @@ def test_cluster_info_follows_tf_config():
 
 
 def test_auto_mode_and_scaling_rules(monkeypatch):
+    import tensorflow as tf
+
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    assert resolve_mode("auto") == "none"  # no GPU, no cluster here
+    several_gpus = len(tf.config.list_physical_devices("GPU")) > 1
+    assert resolve_mode("auto") == ("mirrored" if several_gpus else "none")  # no cluster
     monkeypatch.setenv("TF_CONFIG", json.dumps(
         {"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}))
     assert resolve_mode("auto") == "multi_worker"

@@ -26,16 +26,27 @@ def _reference(kit, data: Path, tmp: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def mirrored_runs(kit, dist_data, tmp_path_factory) -> dict[str, dict]:
-    """The reference and a mirrored run (interrupted after its first epoch, resumed),
-    started together."""
-    tmp = tmp_path_factory.mktemp("run_mirrored")
+def dist_runs(kit, dist_data, tmp_path_factory) -> dict[str, dict]:
+    """Four ``run`` processes started together: the one-device reference, a mirrored run
+    (interrupted after its first epoch, resumed) and the two workers of a localhost
+    MultiWorkerMirroredStrategy cluster (``distribute: auto`` picks multi_worker from
+    TF_CONFIG; the same command on each worker). One reference serves both comparisons."""
+    tmp = tmp_path_factory.mktemp("run_dist")
     mirrored = kit.write_config(tmp / "mirrored.json", kit.tiny_run_config(
         dist_data, tmp / "cache_mirrored", distribute="mirrored"))
-    return kit.start_runs({
-        "none": ([_reference(kit, dist_data, tmp), str(tmp / "none"), "1"], kit.base_env()),
-        "mirrored": ([mirrored, str(tmp / "mirrored"), "2", "1"], kit.base_env()),
-    })
+    jobs = {"none": ([_reference(kit, dist_data, tmp), str(tmp / "none"), "1"],
+                     kit.base_env()),
+            "mirrored": ([mirrored, str(tmp / "mirrored"), "2", "1"], kit.base_env())}
+    cluster = {"worker": [f"localhost:{p}" for p in kit.free_ports(2)]}
+    for i in range(2):
+        cfg = kit.write_config(tmp / f"w{i}.json",
+                               kit.tiny_run_config(dist_data, tmp / f"cache{i}"))
+        env = {**kit.base_env(), "TF_CONFIG": json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": i}})}
+        jobs[f"worker{i}"] = ([cfg, str(tmp / f"out{i}"), "1"], env)
+    res = kit.start_runs(jobs)
+    res["tmp"] = {"path": str(tmp)}
+    return res
 
 
 def _same_predictions(a: dict, b: dict) -> None:
@@ -43,27 +54,28 @@ def _same_predictions(a: dict, b: dict) -> None:
     pb = pd.read_csv(Path(b["run_dir"]) / "predictions.csv")
     assert pa["path"].tolist() == pb["path"].tolist()
     assert pa["prob_nodule"].std() > 1e-4  # not a constant output
-    np.testing.assert_allclose(pb["prob_nodule"], pa["prob_nodule"], atol=1e-5)
+    # README: "the same predictions as one device ... (within 1e-7)"; measured 1.7e-9 on CPU
+    np.testing.assert_allclose(pb["prob_nodule"], pa["prob_nodule"], rtol=0, atol=1e-7)
     ha = pd.read_csv(Path(a["run_dir"]) / "history.csv")
     hb = pd.read_csv(Path(b["run_dir"]) / "history.csv")
     for col in ("loss", "val_loss", "val_auc", "lr"):
         np.testing.assert_allclose(hb[col], ha[col], rtol=1e-4, atol=1e-5, err_msg=col)
 
 
-def test_mirrored_run_on_two_cpus_matches_one_device(mirrored_runs):
-    _same_predictions(mirrored_runs["none"], mirrored_runs["mirrored"])
-    info = json.loads((Path(mirrored_runs["mirrored"]["run_dir"]) / "run.json").read_text())
+def test_mirrored_run_on_two_cpus_matches_one_device(dist_runs):
+    _same_predictions(dist_runs["none"], dist_runs["mirrored"])
+    info = json.loads((Path(dist_runs["mirrored"]["run_dir"]) / "run.json").read_text())
     d = info["distribute"]
     assert (d["mode"], d["strategy"], d["replicas"]) == ("mirrored", "MirroredStrategy", 2)
     assert (d["per_replica_batch"], d["global_batch"], d["learning_rate_factor"]) == (8, 16, 2)
     assert d["phase_learning_rates"] == pytest.approx([0.02, 0.002])
     assert d["mixed_precision"] == "float32"
-    ref = json.loads((Path(mirrored_runs["none"]["run_dir"]) / "run.json").read_text())
+    ref = json.loads((Path(dist_runs["none"]["run_dir"]) / "run.json").read_text())
     assert (ref["distribute"]["replicas"], ref["distribute"]["global_batch"]) == (1, 16)
 
 
-def test_resume_under_the_mirrored_strategy(mirrored_runs):
-    res = mirrored_runs["mirrored"]
+def test_resume_under_the_mirrored_strategy(dist_runs):
+    res = dist_runs["mirrored"]
     assert res["resumed_from"] == {"phase": 0, "epoch": 1}
     d = Path(res["run_dir"])
     h = pd.read_csv(d / "history.csv")
@@ -73,21 +85,8 @@ def test_resume_under_the_mirrored_strategy(mirrored_runs):
     assert (d / "model.keras").is_file() and not (d / "checkpoints").exists()
 
 
-@pytest.mark.slow
-def test_two_workers_match_one_device_and_only_the_chief_writes(kit, dist_data,
-                                                                 tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("run_workers")
-    cluster = {"worker": [f"localhost:{p}" for p in kit.free_ports(2)]}
-    jobs = {"none": ([_reference(kit, dist_data, tmp), str(tmp / "none"), "1"],
-                     kit.base_env())}
-    for i in range(2):
-        # distribute: auto picks multi_worker from TF_CONFIG; same command on each worker
-        cfg = kit.write_config(tmp / f"w{i}.json",
-                               kit.tiny_run_config(dist_data, tmp / f"cache{i}"))
-        env = {**kit.base_env(), "TF_CONFIG": json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": i}})}
-        jobs[f"worker{i}"] = ([cfg, str(tmp / f"out{i}"), "1"], env)
-    res = kit.start_runs(jobs)
+def test_two_workers_match_one_device_and_only_the_chief_writes(dist_runs):
+    res, tmp = dist_runs, Path(dist_runs["tmp"]["path"])
     assert res["worker0"]["role"] == "chief" and res["worker1"]["role"] == "worker 1"
     assert not (tmp / "out1").exists()  # the worker never wrote its --out
     assert not Path(res["worker1"]["run_dir"]).exists()  # its scratch folder is gone

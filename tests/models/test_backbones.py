@@ -8,7 +8,7 @@ import skimage.data
 import skimage.transform
 
 from imaging_tl.models import WeightsFileError, build_backbone, get_spec
-from imaging_tl.models.weights.lite import lite_weights_source
+from imaging_tl.models.weights.lite import lite_weights_source, read_legacy_state_dict
 
 CAT_CLASSES = {281, 282, 285}  # tabby, tiger cat, Egyptian cat
 
@@ -69,13 +69,32 @@ def test_conversion_is_cached_atomically_and_reused(tmp_path, monkeypatch):
     second = build_backbone("efficientnet_lite0", input_shape=(32, 32, 3))
     for a, b in zip(first.weights, second.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # and both hold the published ImageNet arrays (two random builds saved and reloaded
+    # would agree with each other too): checked by hand against the PyTorch state dict
+    for model in (first, second):
+        assert_holds_imagenet_arrays(model)
+
+
+def assert_holds_imagenet_arrays(model) -> None:
+    """Stem conv (torch OIHW -> Keras HWIO), stem and head BatchNorm, head conv."""
+    sd = read_legacy_state_dict(lite_weights_source("efficientnet_lite0"))
+    np.testing.assert_array_equal(model.get_layer("stem_conv").get_weights()[0],
+                                  sd["_conv_stem.weight"].transpose(2, 3, 1, 0))
+    gamma, beta, mean, var = model.get_layer("stem_bn").get_weights()
+    for got, key in ((gamma, "weight"), (beta, "bias"), (mean, "running_mean"),
+                     (var, "running_var")):
+        np.testing.assert_array_equal(got, sd[f"_bn0.{key}"])
+    np.testing.assert_array_equal(model.get_layer("top_bn").get_weights()[2],
+                                  sd["_bn1.running_mean"])
+    np.testing.assert_array_equal(model.get_layer("top_conv").get_weights()[0],
+                                  sd["_conv_head.weight"].transpose(2, 3, 1, 0))
 
 
 def test_damaged_cache_file_is_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setenv("IMAGING_TL_CACHE_DIR", str(tmp_path))
     (tmp_path / "efficientnet_lite0-57934424-notop.weights.h5").write_bytes(b"garbage")
     model = build_backbone("efficientnet_lite0", input_shape=(32, 32, 3))
-    assert float(np.abs(model.get_layer("stem_conv").get_weights()[0]).sum()) > 0
+    assert_holds_imagenet_arrays(model)
     assert (tmp_path / "efficientnet_lite0-57934424-notop.weights.h5").stat().st_size > 1000
 
 
@@ -104,19 +123,26 @@ def test_keras_application_random_and_local_weights(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
-def test_keras_application_offline_error_names_file_and_place(monkeypatch, tmp_path):
+def test_keras_application_offline_error_names_file_and_place(monkeypatch, isolated_homes):
+    from keras.src.utils import file_utils
+
     from imaging_tl.models.keras_apps import WeightsUnavailableError, keras_weights_file
 
-    url, local = keras_weights_file("mobilenet_v2", include_top=False)
-    if local.exists():
-        pytest.skip(f"{local} exists: Keras would not download")
-    try:
+    calls = []
+
+    def offline(*args, **kwargs):  # what urllib raises on a machine without network
+        calls.append(kwargs.get("origin", args[1] if len(args) > 1 else None))
+        raise OSError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    url, local = keras_weights_file("mobilenet_v2", include_top=False, input_size=96)
+    assert local.name.endswith("_1.0_96_no_top.h5")
+    assert not local.exists()  # the test's own, empty Keras home
+    with pytest.raises(WeightsUnavailableError) as info:
         build_backbone("mobilenet_v2", weights="imagenet", input_shape=(96, 96, 3))
-    except WeightsUnavailableError as exc:
-        msg = str(exc)
-        assert url in msg and str(local) in msg and "weights=" in msg
-    else:
-        pytest.skip("this machine has internet access; the offline error cannot be observed")
+    msg = str(info.value)
+    assert calls == [url]  # Keras asked for exactly the file the message names
+    assert url in msg and str(local) in msg and "weights=" in msg and "OSError" in msg
 
 
 @pytest.mark.slow

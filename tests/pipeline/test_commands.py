@@ -109,22 +109,6 @@ def test_export_mismatch_is_reported(finished_run, tmp_path):
         export_model(finished_run.run_dir / "model.keras", "keras", tmp_path, atol=-1.0)
 
 
-def test_cli_run_with_overrides_prints_the_summary(tiny_config, tmp_path, capsys):
-    import yaml
-
-    f = tmp_path / "tiny.yaml"
-    f.write_text(yaml.safe_dump(tiny_config))
-    out = tmp_path / "run"
-    code = main(["run", str(f), "--out", str(out), "--quiet", "--set",
-                 "train.phases.0.epochs=1", "--set", "evaluate.gradcam=0"])
-    assert code == 0
-    text = capsys.readouterr().out
-    assert "test roc_auc" in text and str(out / "report.html") in text
-    stored = yaml.safe_load((out / "config.yaml").read_text())
-    assert stored["train"]["phases"][0]["epochs"] == 1  # the override is in config.yaml
-    assert len(pd.read_csv(out / "history.csv")) == 1
-
-
 def test_evaluate_run_dir_honours_patient_level_and_calibration(finished_run, tmp_path):
     """A run evaluated per patient with temperature scaling is re-evaluated the same way."""
     import shutil

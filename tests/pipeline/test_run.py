@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -145,16 +147,8 @@ class _StopAfter(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
-class _Count(keras.callbacks.Callback):
-    def __init__(self) -> None:
-        super().__init__()
-        self.epochs: list[int] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epochs.append(epoch + 1)
-
-
 def test_resume_after_interrupt_continues_from_last_epoch(tiny_config, tmp_path):
+    # interrupted in this process, resumed through the command a user types
     cfg = copy.deepcopy(tiny_config)
     cfg["train"]["phases"][0]["epochs"] = 4
     cfg["evaluate"]["gradcam"] = 0
@@ -165,20 +159,40 @@ def test_resume_after_interrupt_continues_from_last_epoch(tiny_config, tmp_path)
     state = json.loads(next((run_dir / "checkpoints").glob("phase0-*/state.json")).read_text())
     assert state["epoch"] == 2 and not state["phase_done"]
 
-    counter = _Count()
-    result = run(None, resume=run_dir, verbose=False, callbacks=[counter])
-    assert counter.epochs == [3, 4]  # not started over
+    done = subprocess.run([sys.executable, "-m", "imaging_tl.cli", "run", "--resume",
+                           str(run_dir)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming phase 1 (head) after epoch 2" in done.stdout + done.stderr
+    assert "resumed from phase 1, epoch 2" in done.stdout  # the summary says so
     h = pd.read_csv(run_dir / "history.csv")
     assert h["epoch"].tolist() == [1, 2, 3, 4]
-    assert result.resumed_from == {"phase": 0, "epoch": 2}
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["resumed_from"] == {"phase": 0, "epoch": 2}
     assert (run_dir / "model.keras").is_file() and (run_dir / "metrics.json").is_file()
+    assert not (run_dir / "checkpoints").exists()
 
 
-def test_same_seed_same_splits_and_metrics(tiny_config, tmp_path):
+def test_same_seed_same_splits_and_metrics(tiny_config, tmp_path, capsys):
+    # run a: the command with --set overrides; run b: run() on the config they make
+    from types import SimpleNamespace
+
+    from imaging_tl.cli import main
+
+    f = tmp_path / "tiny.yaml"
+    f.write_text(yaml.safe_dump(tiny_config))
+    assert main(["run", str(f), "--out", str(tmp_path / "a"), "--quiet", "--set",
+                 "train.phases.0.epochs=1", "--set", "evaluate.gradcam=0"]) == 0
+    text = capsys.readouterr().out
+    assert "test roc_auc" in text and str(tmp_path / "a" / "report.html") in text
+    stored = yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())
+    assert stored["train"]["phases"][0]["epochs"] == 1  # the override is in config.yaml
+    a = SimpleNamespace(run_dir=tmp_path / "a", metrics=json.loads(
+        (tmp_path / "a" / "metrics.json").read_text()))
     cfg = copy.deepcopy(tiny_config)
     cfg["evaluate"]["gradcam"] = 0
-    a = run(cfg, out=tmp_path / "a", verbose=False)
+    cfg["train"]["phases"][0]["epochs"] = 1
     b = run(cfg, out=tmp_path / "b", verbose=False)
+    assert len(pd.read_csv(b.run_dir / "history.csv")) == 1
     sa = pd.read_csv(a.run_dir / "splits.csv")
     sb = pd.read_csv(b.run_dir / "splits.csv")
     pd.testing.assert_frame_equal(sa, sb)
@@ -198,44 +212,3 @@ def test_same_seed_same_splits_and_metrics(tiny_config, tmp_path):
     assert sorted(zip(sc["path"], sc["split"], strict=True)) != \
         sorted(zip(sa["path"], sa["split"], strict=True))
     assert yaml.safe_load((a.run_dir / "config.yaml").read_text())["seed"] == 0
-
-
-def test_multilabel_task_with_kfold_split(tiny_config, tmp_path):
-    cfg = copy.deepcopy(tiny_config)
-    cfg["data"] = {"csv": tiny_config["data"]["csv"], "label_columns": ["nodule", "effusion"],
-                   "group_column": "patient_id"}
-    cfg["task"] = {"type": "multilabel"}
-    cfg["split"] = {"method": "kfold", "folds": 4, "fold": 1}
-    cfg["train"] = {"batch_size": 8, "class_weights": "none",
-                    "phases": [{"name": "head", "epochs": 1}]}
-    r = run(cfg, out=tmp_path / "ml", verbose=False)
-    assert r.task == "multilabel" and r.class_names == ["nodule", "effusion"]
-    splits = pd.read_csv(r.run_dir / "splits.csv")
-    assert set(splits["fold"]) == {0, 1, 2, 3}
-    assert (splits.loc[splits["fold"] == 1, "split"] == "test").all()
-    pred = pd.read_csv(r.run_dir / "predictions.csv")
-    assert {"label_nodule", "label_effusion", "prob_nodule", "prob_effusion"} <= set(pred)
-    name, value, ci = r.headline()
-    assert "auc" in name and 0 <= value <= 1
-    assert len(list((r.run_dir / "gradcam").glob("*.png"))) == 2
-
-
-def test_multiclass_task_from_a_derived_label(tiny_config, tiny_data, tmp_path):
-    labels = pd.read_csv(tiny_data / "labels.csv")
-    labels["finding"] = np.where(labels["nodule"] == 1, "nodule",
-                                 np.where(labels["effusion"] == 1, "effusion", "clear"))
-    labels["path"] = [str(tiny_data / p) for p in labels["path"]]
-    csv = tmp_path / "three.csv"
-    labels.to_csv(csv, index=False)
-    cfg = copy.deepcopy(tiny_config)
-    cfg["data"] = {"csv": str(csv), "label_column": "finding", "group_column": "patient_id"}
-    cfg["task"] = {"type": "multiclass"}
-    cfg["split"] = {"val": 0.3, "test": 0.3}
-    cfg["train"]["phases"][0]["epochs"] = 1
-    r = run(cfg, out=tmp_path / "mc", verbose=False)
-    assert r.task == "multiclass" and sorted(r.class_names) == ["clear", "effusion", "nodule"]
-    pred = pd.read_csv(r.run_dir / "predictions.csv")
-    probs = pred[[f"prob_{c}" for c in r.class_names]].to_numpy()
-    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
-    assert (pred["predicted"] == np.array(r.class_names)[probs.argmax(1)]).all()
-    assert np.asarray(r.metrics["confusion_matrix"]).shape == (3, 3)
