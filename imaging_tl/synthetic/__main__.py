@@ -13,6 +13,7 @@ from pathlib import Path
 
 from imaging_tl.synthetic.dataset import generate_dataset
 from imaging_tl.synthetic.findings import DIFFICULTIES, Difficulty
+from imaging_tl.synthetic.sites import SITES
 
 #: Difficulty of the demo set: nodules (masses, really) large and dense enough that a
 #: pretrained model learns them from ~120 training images at 128 px in a few CPU minutes,
@@ -106,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--images-per-patient", type=int)
     p.add_argument("--size", type=int, help="image side in pixels")
     p.add_argument("--difficulty", choices=sorted(DIFFICULTIES))
+    p.add_argument("--site", choices=sorted(SITES), help="acquisition site (default: local)")
     p.add_argument("--kind", choices=["radiograph", "ct"])
     p.add_argument("--png-fraction", type=float)
     p.add_argument("--masks", type=Path, help="also write finding masks as PNG here")
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     settings = dict(PRESETS[args.preset])
-    for key in ("seed", "n_patients", "images_per_patient", "size", "difficulty", "kind"):
+    for key in ("seed", "n_patients", "images_per_patient", "size", "difficulty", "kind", "site"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     if args.png_fraction is not None:
