@@ -40,6 +40,8 @@ class Patient:
     neck_half: float
     shoulder_v: float
     tissue_density: float
+    arm_gap: float
+    arm_half: float
     thorax_half: float
     apex_v: float
     lung_height: float
@@ -114,7 +116,7 @@ def draw_patient(arng: np.random.Generator) -> Patient:
     >>> 0.38 <= a.ctr <= 0.56, a.ctr != b.ctr
     (True, True)
     """
-    body_half = arng.uniform(0.78, 0.96)
+    body_half = arng.uniform(0.7, 0.95)
     thorax_half = body_half * arng.uniform(0.8, 0.88)
     apex_v = arng.uniform(-0.8, -0.66)
     hilum_v = apex_v + arng.uniform(0.42, 0.52)
@@ -126,6 +128,8 @@ def draw_patient(arng: np.random.Generator) -> Patient:
         neck_half=arng.uniform(0.15, 0.22),
         shoulder_v=apex_v - arng.uniform(0.1, 0.22),
         tissue_density=arng.uniform(1.6, 2.2),
+        arm_gap=arng.uniform(0.0, 0.25),
+        arm_half=arng.uniform(0.1, 0.17),
         thorax_half=thorax_half,
         apex_v=apex_v,
         lung_height=lung_height,

@@ -113,7 +113,7 @@ def _draw_pose(rng: np.random.Generator, site: SiteProfile, view: str | None) ->
     return {
         "angle_deg": float(rng.normal(0, site.rotation_deg)),
         "scale": scale,
-        "shift": (float(rng.normal(0, 0.035)), float(rng.normal(0.03, 0.035))),
+        "shift": (float(rng.normal(0, 0.06)), float(rng.normal(0.03, 0.06))),
         "inspiration": float(rng.uniform(*site.inspiration)),
         "view": view,
     }
@@ -330,6 +330,10 @@ def _soft_tissue(
     half = pt.neck_half + (pt.body_half * (0.93 + 0.07 * np.clip((v + 0.6) / 1.1, 0, 1))
                            - pt.neck_half) * t
     body = np.sqrt(np.clip(1.0 - (u / half) ** 2, 0.0, None)).astype(np.float32)
+    # Arms beside the chest (apart by a patient-specific gap), from the shoulders down.
+    arm_u = pt.body_half + pt.arm_gap + pt.arm_half
+    arms = tube(np.abs(u) - arm_u, pt.arm_half) * np.clip((v - pt.shoulder_v - 0.1) / 0.2, 0, 1)
+    body = np.maximum(body, 0.8 * arms).astype(np.float32)
     soft = pt.tissue_density * body
     # Below the domes: liver (patient's right) and abdomen, denser than the chest.
     below = np.clip((v - np.where(u < 0, f.base_v[1], f.base_v[2]) + 0.12) / 0.15, 0, 1)

@@ -75,7 +75,7 @@ class SiteProfile:
     scatter: tuple[float, float] = (0.08, 0.18)
     grid_probability: float = 0.2
     collimation: tuple[float, float] = (0.0, 0.06)
-    rotation_deg: float = 2.5
+    rotation_deg: float = 3.5
     inspiration: tuple[float, float] = (0.9, 1.05)
     ap_fraction: float = 0.15
     marker_probability: float = 0.3
