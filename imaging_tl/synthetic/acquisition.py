@@ -10,18 +10,23 @@ curves (no histogram equalisation), so a finding changes the image only near its
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
-from imaging_tl.synthetic.noise import blur
+from imaging_tl.synthetic.noise import blur, gaussian, resize
 from imaging_tl.synthetic.sites import SiteProfile, get_site
 
-__all__ = ["DENSITY_SCALE", "burn_marker", "expose_radiograph", "processing_reach"]
+__all__ = [
+    "DENSITY_SCALE", "HEEL_MAX", "burn_marker", "expose_radiograph", "gaussian_noise", "processing_reach",
+]
 
 #: Density that maps to full brightness (1.0) before the site's contrast curve: display
 #: units times this are density units, so findings can be composited onto display images.
 DENSITY_SCALE = 3.2
 _K = 1.6  # attenuation per density unit
 _MID = 0.42  # centre of the sigmoid contrast curve, in display units
+#: Largest exposure difference across the film from the anode heel effect (fraction).
+HEEL_MAX = 0.3
 
 _GLYPHS = {
     "L": ["100", "100", "100", "100", "111"],
@@ -33,8 +38,9 @@ def _sigmoid_curve(x: np.ndarray, steep: float) -> np.ndarray:
     """A sigmoid contrast curve mapping [0, 1] onto [0, 1] (steeper = more contrast)."""
     lo = 1.0 / (1.0 + np.exp(steep * _MID))
     hi = 1.0 / (1.0 + np.exp(-steep * (1.0 - _MID)))
-    y = 1.0 / (1.0 + np.exp(-steep * (x - _MID)))
-    return np.clip((y - lo) / (hi - lo), 0.0, 1.0)
+    x = np.asarray(x, np.float32)
+    y = 1.0 / (1.0 + cv2.exp(x * np.float32(-steep) + np.float32(steep * _MID)))
+    return np.clip((y - np.float32(lo)) * np.float32(1.0 / (hi - lo)), 0.0, 1.0)
 
 
 def processing_reach(site: str | SiteProfile | None, pixel_spacing: float) -> int:
@@ -109,27 +115,64 @@ def expose_radiograph(
     amount = float(rng.uniform(*prof.unsharp_amount))
     grid = rng.random() < prof.grid_probability
     grid_pitch, grid_depth = float(rng.uniform(2.2, 3.6)), float(rng.uniform(0.01, 0.03))
-    dens = density.astype(np.float32)
-    primary = np.exp(-_K * dens)
-    source = primary if scatter_from is None else np.exp(-_K * scatter_from.astype(np.float32))
-    total = primary + scatter * blur(source, 30.0 / ps)
+    dens = np.ascontiguousarray(density, np.float32)
+    primary = cv2.exp(dens * np.float32(-_K))
+    total = primary + np.float32(scatter) * _scatter(
+        dens if scatter_from is None else scatter_from, 30.0 / ps
+    )
+    total *= _heel(rng, dens.shape)
     if grid:
         cols = np.arange(dens.shape[1], dtype=np.float32)
-        total *= 1.0 - grid_depth * np.cos(2 * np.pi * cols / grid_pitch)[None, :]
+        total *= (1.0 - grid_depth * np.cos(2 * np.pi * cols / grid_pitch)).astype(np.float32)
     if blur_px >= 0.3:
         total = blur(total, blur_px)
-    counts = total * d
-    counts += rng.standard_normal(dens.shape, dtype=np.float32) * np.sqrt(counts + 1.0)
-    signal = -np.log(np.clip(counts, 1.0, None) / (d * (1 + scatter))) / _K
-    out = _sigmoid_curve(np.clip(signal / DENSITY_SCALE, 0, 1), steep) ** gamma
+    counts = total * np.float32(d)
+    counts += gaussian_noise(rng, dens.shape) * cv2.sqrt(counts + np.float32(1.0))
+    signal = cv2.log(np.maximum(counts, np.float32(1.0)) * np.float32(1.0 / (d * (1 + scatter))))
+    x = np.clip(signal * np.float32(-1.0 / (_K * DENSITY_SCALE)), 0, 1)
+    out = cv2.pow(_sigmoid_curve(x, steep), gamma)
     sigma = prof.unsharp_mm / ps
-    out = out + amount * (out - blur(out, sigma))
+    out = out + np.float32(amount) * (out - blur(out, sigma))
     out = np.clip(out, 0, 1)
     if collimation is not None and collimation.any():
         out[collimation] = np.clip(
-            0.96 + 0.004 * rng.standard_normal(int(collimation.sum())), 0, 1
+            0.96 + 0.004 * rng.standard_normal(int(collimation.sum()), dtype=np.float32), 0, 1
         )
     return out.astype(np.float32)
+
+
+def _heel(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Exposure falling off across the film (anode heel effect, tube angle): a gentle ramp."""
+    h, w = shape
+    strength, ang = float(rng.uniform(0.0, HEEL_MAX)), float(rng.uniform(0, 2 * np.pi))
+    ys = np.linspace(-0.5, 0.5, h, dtype=np.float32)[:, None] * np.float32(np.sin(ang))
+    xs = np.linspace(-0.5, 0.5, w, dtype=np.float32)[None, :] * np.float32(np.cos(ang))
+    return np.float32(1.0) + np.float32(strength) * (xs + ys)
+
+
+def _scatter(density: np.ndarray, sigma: float) -> np.ndarray:
+    """The scatter field: the transmitted beam blurred by ``sigma`` pixels (computed small)."""
+    h, w = density.shape
+    f = max(1, int(sigma // 2))
+    small = resize(np.ascontiguousarray(density, np.float32),
+                   (max(1, -(-h // f)), max(1, -(-w // f))))
+    return resize(gaussian(cv2.exp(small * np.float32(-_K)), sigma / f), (h, w))
+
+
+def gaussian_noise(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Standard normal float32 noise, seeded from ``rng`` (OpenCV's generator: ~4x numpy's speed).
+
+    Examples
+    --------
+    >>> a = gaussian_noise(np.random.default_rng(0), (64, 64))
+    >>> b = gaussian_noise(np.random.default_rng(0), (64, 64))
+    >>> bool((a == b).all()), round(float(a.std()), 1)
+    (True, 1.0)
+    """
+    out = np.empty(shape, np.float32)
+    cv2.setRNGSeed(int(rng.integers(1, 2**31 - 1)))
+    cv2.randn(out, 0.0, 1.0)
+    return out
 
 
 def burn_marker(image: np.ndarray, rng: np.random.Generator, letter: str | None = None) -> str:

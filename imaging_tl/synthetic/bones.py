@@ -82,29 +82,33 @@ class Patient:
 
 
 def _vessel_tree(rng: np.random.Generator, hila: list[tuple[float, float]]) -> np.ndarray:
-    """Branching vessel segments from each hilum: 5 trunks, dichotomous splits."""
-    segs = []
+    """Branching vessel segments from each hilum: 5 trunks, dichotomous splits (vectorised)."""
+    trunks = []
     for hu, hv in hila:
-        sign = np.sign(hu)
-        stack = []
-        for a in np.linspace(-70, 80, 5) + rng.normal(0, 8, 5):
-            ang = np.deg2rad(a)
-            direction = np.array([sign * np.cos(ang), np.sin(ang) * (1.3 if a > 0 else 1.0)])
-            stack.append((hu, hv, direction / np.hypot(*direction),
-                          rng.uniform(0.12, 0.2), 0.028, 0))
-        while stack:
-            u0, v0, d, length, width, level = stack.pop()
-            u1, v1 = u0 + d[0] * length, v0 + d[1] * length
-            segs.append((u0, v0, u1, v1, width, level))
-            if level >= 5:
-                continue
-            for turn in (-1, 1):
-                ang = np.deg2rad(turn * rng.uniform(14, 38))
-                c, s = np.cos(ang), np.sin(ang)
-                nd = np.array([c * d[0] - s * d[1], s * d[0] + c * d[1]])
-                stack.append((u1, v1, nd, length * rng.uniform(0.62, 0.82),
-                              width * rng.uniform(0.62, 0.75), level + 1))
-    return np.asarray(segs, np.float32)
+        a = np.deg2rad(np.linspace(-70, 80, 5) + rng.normal(0, 8, 5))
+        d = np.stack([np.sign(hu) * np.cos(a), np.sin(a) * np.where(a > 0, 1.3, 1.0)], axis=1)
+        d /= np.hypot(d[:, 0], d[:, 1])[:, None]
+        trunks.append(np.column_stack([
+            np.full(5, hu), np.full(5, hv), d, rng.uniform(0.12, 0.2, 5), np.full(5, 0.028),
+        ]))
+    cur = np.concatenate(trunks)  # rows: u0, v0, du, dv, length, width
+    segs = []
+    for level in range(6):
+        end = cur[:, :2] + cur[:, 2:4] * cur[:, 4:5]
+        segs.append(np.column_stack([cur[:, :2], end, cur[:, 5], np.full(len(cur), level)]))
+        if level == 5:
+            break
+        n = len(cur)
+        ang = np.deg2rad(rng.uniform(14, 38, (n, 2)) * np.array([-1.0, 1.0]))
+        c, s = np.cos(ang), np.sin(ang)
+        du, dv = cur[:, 2:3], cur[:, 3:4]
+        cur = np.column_stack([
+            np.repeat(end, 2, axis=0),
+            (c * du - s * dv).ravel(), (s * du + c * dv).ravel(),
+            (cur[:, 4:5] * rng.uniform(0.62, 0.82, (n, 2))).ravel(),
+            (cur[:, 5:6] * rng.uniform(0.62, 0.75, (n, 2))).ravel(),
+        ])
+    return np.concatenate(segs).astype(np.float32)
 
 
 def draw_patient(arng: np.random.Generator) -> Patient:
@@ -116,7 +120,7 @@ def draw_patient(arng: np.random.Generator) -> Patient:
     >>> 0.38 <= a.ctr <= 0.56, a.ctr != b.ctr
     (True, True)
     """
-    body_half = arng.uniform(0.7, 0.95)
+    body_half = arng.uniform(0.66, 1.0)
     thorax_half = body_half * arng.uniform(0.8, 0.88)
     apex_v = arng.uniform(-0.8, -0.66)
     hilum_v = apex_v + arng.uniform(0.42, 0.52)

@@ -18,10 +18,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from imaging_tl.synthetic.bones import Patient, bone_density, draw_patient, tube
-from imaging_tl.synthetic.noise import power_law_noise, stamp_curves
+from imaging_tl.synthetic.noise import power_law_noise, resize, stamp_curves
 from imaging_tl.synthetic.sites import SiteProfile, get_site
 
-__all__ = ["ChestPhantom", "chest_radiograph", "pose_grid"]
+__all__ = ["ANATOMY_GRID", "ChestPhantom", "anatomy_shape", "chest_radiograph", "pose_grid"]
+
+#: Longest side (px) of the grid the smooth anatomy is drawn on; larger images upsample it.
+ANATOMY_GRID = 256
 
 
 @dataclass
@@ -105,17 +108,37 @@ def _to_pixels(pts: np.ndarray, shape: tuple[int, int], pose: dict) -> np.ndarra
     return np.stack([v * s + (h - 1) / 2.0, u * s + (w - 1) / 2.0], axis=1)
 
 
-def _draw_pose(rng: np.random.Generator, site: SiteProfile, view: str | None) -> dict:
-    """Rotation, magnification, shift, inspiration and view of one film."""
+def _draw_pose(
+    rng: np.random.Generator, site: SiteProfile, view: str | None, habit: dict
+) -> dict:
+    """Rotation, magnification, shift, inspiration and view of one film.
+
+    ``habit`` holds the patient's own framing (size on the detector, usual position): films
+    of one patient vary around it, films of different patients differ by it.
+    """
     if view is None:
         view = "AP" if rng.random() < site.ap_fraction else "PA"
-    scale = float(rng.uniform(0.86, 0.98)) * (1.06 if view == "AP" else 1.0)
+    scale = habit["scale"] * float(rng.uniform(0.97, 1.03)) * (1.06 if view == "AP" else 1.0)
     return {
         "angle_deg": float(rng.normal(0, site.rotation_deg)),
         "scale": scale,
-        "shift": (float(rng.normal(0, 0.06)), float(rng.normal(0.03, 0.06))),
+        "shift": (habit["shift"][0] + float(rng.normal(0, 0.04)),
+                  habit["shift"][1] + float(rng.normal(0, 0.05))),
         "inspiration": float(rng.uniform(*site.inspiration)),
         "view": view,
+    }
+
+
+def _draw_habit(arng: np.random.Generator, thorax_half: float) -> dict:
+    """The patient's framing on the detector: size (magnification) and usual position.
+
+    The thorax spans 0.56-0.8 of the half-field, so that its width stays in adult range
+    (about 210-375 mm on a 380-430 mm field).
+    """
+    scale = float(np.clip(arng.uniform(0.78, 1.0), 0.56 / thorax_half, 0.8 / thorax_half))
+    return {
+        "scale": scale,
+        "shift": (float(arng.normal(0, 0.09)), float(arng.normal(0.03, 0.11))),
     }
 
 
@@ -185,8 +208,9 @@ def _vessels(
             continue
         lengths = np.hypot(segs[:, 2] - segs[:, 0], segs[:, 3] - segs[:, 1]) * s_px
         n = np.maximum(2, np.ceil(lengths / 0.8).astype(int))
-        t = np.concatenate([np.linspace(0, 1, k, dtype=np.float32) for k in n])
         idx = np.repeat(np.arange(len(segs)), n)
+        first = np.repeat(np.cumsum(n) - n, n)
+        t = ((np.arange(len(idx)) - first) / (n[idx] - 1)).astype(np.float32)
         pts = np.stack([
             segs[idx, 0] + t * (segs[idx, 2] - segs[idx, 0]),
             segs[idx, 1] + t * (segs[idx, 3] - segs[idx, 1]),
@@ -286,20 +310,27 @@ def chest_radiograph(
     """
     prof = get_site(site)
     h, w = shape
-    pt = draw_patient(rng if anatomy_seed is None else np.random.default_rng(anatomy_seed))
+    arng = rng if anatomy_seed is None else np.random.default_rng(anatomy_seed)
+    pt = draw_patient(arng)
+    habit = _draw_habit(arng, pt.thorax_half)
     fov = float(field_of_view_mm) if field_of_view_mm else float(rng.uniform(380, 430))
-    pose = _draw_pose(rng, prof, view)
-    u, v = pose_grid(shape, pose["angle_deg"], pose["scale"], pose["shift"])
+    pose = _draw_pose(rng, prof, view, habit)
+    # The anatomy is smooth: draw it on a grid of at most ANATOMY_GRID px and upsample once.
+    work = anatomy_shape(shape)
+    u, v = pose_grid(work, pose["angle_deg"], pose["scale"], pose["shift"])
     f = _lung_fields(u, v, pt, pose)
     body, soft = _soft_tissue(u, v, pt, f)
-    texture = power_law_noise(rng, shape, float(rng.uniform(*prof.texture_beta)))
-    lung_air = (pt.lung_density * f.profile * (1 + 0.05 * texture)).astype(np.float32)
-    density = soft + 0.12 * f.heart - lung_air + 0.035 * texture * body
-    density += _vessels(shape, pt, pose, f.profile)
+    # Overlapping soft tissue is mostly the patient's own (same on each of their films);
+    # a smaller part changes from film to film.
+    beta = float(rng.uniform(*prof.texture_beta))
+    texture = 0.8 * power_law_noise(arng, work, beta) + 0.6 * power_law_noise(rng, work, beta)
+    lung_air = (pt.lung_density * f.profile * (1 + 0.1 * texture)).astype(np.float32)
+    density = soft + 0.12 * f.heart - lung_air + 0.15 * texture * body
+    density += _vessels(work, pt, pose, f.profile)
     density += bone_density(u, v, pt, pose, body)
     devices: list[str] = []
     if rng.random() < prof.device_probability:
-        dev, devices = _devices(rng, shape, pose, pt)
+        dev, devices = _devices(rng, work, pose, pt)
         density += dev
     spacing = fov / max(h, w)
     unit_mm = spacing * min(h, w) / 2.0 * pose["scale"]  # mm per body-coordinate unit
@@ -309,16 +340,44 @@ def chest_radiograph(
         "heart_width_mm": 2 * pt.ctr * pt.thorax_half * unit_mm * (1.1 if pose["view"] == "AP"
                                                                     else 1.0),
     }
+    side = resize(f.side.view(np.uint8), shape, nearest=True).view(np.int8)
     return ChestPhantom(
-        density=np.clip(density, 0, None).astype(np.float32),
-        lung_mask=f.side > 0,
-        lung_side=f.side,
-        lung_air=lung_air,
-        body_mask=body > 0,
+        density=np.clip(resize(density.astype(np.float32), shape), 0, None),
+        lung_mask=side > 0,
+        lung_side=side,
+        lung_air=resize(lung_air, shape),
+        body_mask=resize((body > 0).view(np.uint8), shape, nearest=True) > 0,
         collimation=_collimation(rng, shape, prof),
         pixel_spacing=spacing,
         params=params,
     )
+
+
+def anatomy_shape(shape: tuple[int, int], grid: int | None = None) -> tuple[int, int]:
+    """The grid the anatomy is drawn on: ``shape`` scaled so its longer side is <= ``grid``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Output (H, W).
+    grid : int, optional
+        Longest side of the anatomy grid; :data:`ANATOMY_GRID` when omitted.
+
+    Returns
+    -------
+    tuple of int
+
+    Examples
+    --------
+    >>> anatomy_shape((1024, 1024)), anatomy_shape((96, 96)), anatomy_shape((600, 300), 200)
+    ((256, 256), (96, 96), (200, 100))
+    """
+    g = ANATOMY_GRID if grid is None else int(grid)
+    h, w = shape
+    if max(h, w) <= g:
+        return (h, w)
+    f = g / max(h, w)
+    return (max(1, int(round(h * f))), max(1, int(round(w * f))))
 
 
 def _soft_tissue(

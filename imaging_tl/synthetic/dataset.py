@@ -89,12 +89,18 @@ class _Settings:
 
 def _patient(job: tuple[_Settings, int]) -> list[dict]:
     """Generate and write all images of one patient (runs in a worker process)."""
+    import cv2
     from threadpoolctl import threadpool_limits
 
-    # The small matrix products in smooth_noise run several times slower with OpenBLAS
+    # The small matrix products in smooth_noise and OpenCV's filters run slower with
     # threads competing for busy cores; one thread per worker is fastest.
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _patient_images(*job)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            return _patient_images(*job)
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def _patient_images(cfg: _Settings, p: int) -> list[dict]:

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
+import cv2
 import numpy as np
-from scipy import ndimage
 
 from imaging_tl.synthetic.lesions import contrast_for_cnr, finding_cnr, nodule_profile
 from imaging_tl.synthetic.noise import smooth_noise
@@ -172,11 +172,16 @@ class Finding:
 
 
 def _pick_point(rng: np.random.Generator, region: np.ndarray, what: str) -> tuple[int, int]:
-    ys, xs = np.nonzero(region)
-    if ys.size == 0:
+    # Uniform over the region's pixels without listing them all: a row by its pixel count,
+    # then a pixel of that row.
+    per_row = np.count_nonzero(region, axis=1)
+    total = int(per_row.sum())
+    if total == 0:
         raise ValueError(f"{what}: the allowed region is empty; nowhere to place the finding")
-    i = int(rng.integers(ys.size))
-    return int(ys[i]), int(xs[i])
+    i = int(rng.integers(total))
+    y = int(np.searchsorted(np.cumsum(per_row), i, side="right"))
+    xs = np.flatnonzero(region[y])
+    return y, int(xs[i - (int(per_row[:y].sum()))])
 
 
 def _draw_nodule(
@@ -189,6 +194,14 @@ def _draw_nodule(
         frac = np.clip(prof * 4.0, 0, 1)
         return image + frac * min(1.0, 3.0 * contrast) * (45.0 - image), frac > 0.5
     return image + contrast * prof, mask
+
+
+def _erode(region: np.ndarray, steps: int) -> np.ndarray:
+    """``region`` eroded ``steps`` times by a 3 x 3 cross (the image border counts as outside)."""
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    out = cv2.erode(region.astype(np.uint8), cross, iterations=steps,
+                    borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return out.astype(bool)
 
 
 def _pick_lung(
@@ -259,7 +272,7 @@ def add_nodule(
     r = max(r_mm / pixel_spacing, 1.0)
     if centre is None:
         # Keep the centre away from the region's edge so most of the nodule is inside.
-        inner = ndimage.binary_erosion(region, iterations=max(1, int(r * 0.6)))
+        inner = _erode(region, max(1, int(r * 0.6)))
         cy, cx = _pick_point(rng, inner if inner.any() else region, "add_nodule")
     else:
         cy, cx = centre
