@@ -17,7 +17,8 @@ from imaging_tl.synthetic.noise import blur, gaussian, resize
 from imaging_tl.synthetic.sites import SiteProfile, get_site
 
 __all__ = [
-    "DENSITY_SCALE", "HEEL_MAX", "burn_marker", "expose_radiograph", "gaussian_noise", "processing_reach",
+    "DENSITY_SCALE", "HEEL_MAX", "burn_marker", "expose_radiograph", "gaussian_noise",
+    "processing_reach",
 ]
 
 #: Density that maps to full brightness (1.0) before the site's contrast curve: display

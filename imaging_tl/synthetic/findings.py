@@ -204,6 +204,12 @@ def _erode(region: np.ndarray, steps: int) -> np.ndarray:
     return out.astype(bool)
 
 
+def _extent(mask: np.ndarray, axis: int) -> tuple[int, int]:
+    """First and last index where ``mask`` has a True pixel, along the other axis's rows."""
+    idx = np.flatnonzero(mask.any(axis=axis))
+    return int(idx[0]), int(idx[-1])
+
+
 def _pick_lung(
     lung_side: np.ndarray, side: int | None, rng: np.random.Generator, what: str
 ) -> tuple[int, np.ndarray]:
@@ -334,23 +340,30 @@ def add_consolidation(
     d = get_difficulty(difficulty)
     s, lung = _pick_lung(lung_side, side, rng, "add_consolidation")
     c = float(rng.uniform(*d.consolidation_contrast))
-    ys, xs = np.nonzero(lung)
+    (top, bottom), (left, right) = _extent(lung, 1), _extent(lung, 0)
     cy, cx = _pick_point(rng, lung, "add_consolidation")
-    ry = max(3.0, (ys.max() - ys.min()) * rng.uniform(0.18, 0.32))
-    rx = max(3.0, (xs.max() - xs.min()) * rng.uniform(0.3, 0.5))
-    yy, xx = np.mgrid[0 : image.shape[0], 0 : image.shape[1]].astype(np.float32)
-    ell = 1.0 - ((yy - cy) / ry) ** 2 - ((xx - cx) / rx) ** 2
-    patch = smooth_noise(rng, image.shape, max(3.0, min(rx, ry) / 2.5))
-    amount = np.clip(ell * 2.5 + 0.6 * patch, 0, 1) * lung
+    ry = max(3.0, (bottom - top) * rng.uniform(0.18, 0.32))
+    rx = max(3.0, (right - left) * rng.uniform(0.3, 0.5))
+    # Work in a box around the ellipse: beyond 1.8 radii the opacity is 0 for any patch.
+    y0, y1 = max(0, int(cy - 1.8 * ry)), min(image.shape[0], int(cy + 1.8 * ry) + 2)
+    x0, x1 = max(0, int(cx - 1.8 * rx)), min(image.shape[1], int(cx + 1.8 * rx) + 2)
+    box = (slice(y0, y1), slice(x0, x1))
+    yy = np.arange(y0, y1, dtype=np.float32)[:, None] - cy
+    xx = np.arange(x0, x1, dtype=np.float32)[None, :] - cx
+    ell = 1.0 - (yy / ry) ** 2 - (xx / rx) ** 2
+    patch = smooth_noise(rng, ell.shape, max(3.0, min(rx, ry) / 2.5))
+    part = np.clip(ell * 2.5 + 0.6 * patch, 0, 1) * lung[box]
     # Air bronchograms: thin spared lines inside the densest part.
-    bronch = np.abs(smooth_noise(rng, image.shape, max(2.0, min(rx, ry) / 2))) < 0.04
-    amount = np.where(bronch & (amount > 0.7), amount * 0.75, amount).astype(np.float32)
+    bronch = np.abs(smooth_noise(rng, ell.shape, max(2.0, min(rx, ry) / 2))) < 0.04
+    part = np.where(bronch & (part > 0.7), part * 0.75, part).astype(np.float32)
     # Lobar boundary: most consolidations stop sharply at a fissure through the lung.
     lobar = bool(rng.random() < 0.6)
     fissure = float(rng.uniform(-0.5, 0.5))
     if lobar:
-        normal = (np.cos(fissure) * (yy - cy) + np.sin(fissure) * (xx - cx)) / max(1.0, ry * 0.3)
-        amount = (amount * np.clip(1.5 - normal * 3.0, 0, 1)).astype(np.float32)
+        normal = (np.cos(fissure) * yy + np.sin(fissure) * xx) / max(1.0, ry * 0.3)
+        part = (part * np.clip(1.5 - normal * 3.0, 0, 1)).astype(np.float32)
+    amount = np.zeros(image.shape, np.float32)
+    amount[box] = part
     target = float(rng.uniform(*d.cnr)) if d.cnr is not None else None
     mask = amount > 0.35
     if not mask.any():
@@ -416,12 +429,11 @@ def add_effusion(
     """
     d = get_difficulty(difficulty)
     s, lung = _pick_lung(lung_side, side, rng, "add_effusion")
-    ys, xs = np.nonzero(lung)
-    top, bottom = ys.min(), ys.max()
-    left, right = xs.min(), xs.max()
+    (top, bottom), (left, right) = _extent(lung, 1), _extent(lung, 0)
     frac = float(rng.uniform(*d.effusion_height))
     height = max(2.0, (bottom - top) * frac)
-    yy, xx = np.mgrid[0 : image.shape[0], 0 : image.shape[1]].astype(np.float32)
+    yy = np.arange(image.shape[0], dtype=np.float32)[:, None]
+    xx = np.arange(image.shape[1], dtype=np.float32)[None, :]
     if ct:
         # Dependent fluid lies posteriorly (image bottom for a supine patient).
         level = bottom - height

@@ -9,6 +9,7 @@ texture) in a ring around it. The difficulty presets are defined by this ratio, 
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from scipy import ndimage
 
@@ -19,15 +20,22 @@ __all__ = ["NODULE_VARIANTS", "background_sd", "contrast_for_cnr", "finding_cnr"
 NODULE_VARIANTS = {"round": 0.35, "lobulated": 0.3, "spiculated": 0.2, "calcified": 0.15}
 
 
+def _bbox(mask: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(first, last) row and (first, last) column of a non-empty mask."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return (int(rows[0]), int(rows[-1])), (int(cols[0]), int(cols[-1]))
+
+
 def _ring(mask: np.ndarray, region: np.ndarray | None) -> tuple[tuple[slice, slice], np.ndarray]:
     """A crop around ``mask`` and the ring of background around the mask inside it."""
-    ys, xs = np.nonzero(mask)
-    pad = int(max(3, np.sqrt(mask.sum()) / 2))
-    y0, y1 = max(0, ys.min() - pad - 1), min(mask.shape[0], ys.max() + pad + 2)
-    x0, x1 = max(0, xs.min() - pad - 1), min(mask.shape[1], xs.max() + pad + 2)
+    (ya, yb), (xa, xb) = _bbox(mask)
+    pad = int(max(3, np.sqrt(np.count_nonzero(mask)) / 2))
+    y0, y1 = max(0, ya - pad - 1), min(mask.shape[0], yb + pad + 2)
+    x0, x1 = max(0, xa - pad - 1), min(mask.shape[1], xb + pad + 2)
     crop = (slice(y0, y1), slice(x0, x1))
     m = mask[crop]
-    ring = ndimage.binary_dilation(m, iterations=pad) & ~m
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    ring = cv2.dilate(np.ascontiguousarray(m, np.uint8), cross, iterations=pad).astype(bool) & ~m
     if region is not None and (ring & region[crop]).sum() >= 8:
         ring &= region[crop]
     return crop, ring
@@ -80,8 +88,12 @@ def finding_cnr(
     >>> round(finding_cnr(bg + 0.3 * m, bg, m), 0)
     3.0
     """
-    delta = np.asarray(with_finding, np.float64) - np.asarray(without, np.float64)
-    return float(delta[mask].mean()) / background_sd(without, mask, region)
+    if not mask.any():
+        raise ValueError("finding_cnr: the mask is empty")
+    (y0, y1), (x0, x1) = _bbox(mask)
+    box = (slice(y0, y1 + 1), slice(x0, x1 + 1))
+    delta = np.asarray(with_finding[box], np.float64) - np.asarray(without[box], np.float64)
+    return float(delta[mask[box]].mean()) / background_sd(without, mask, region)
 
 
 def contrast_for_cnr(
@@ -98,7 +110,7 @@ def contrast_for_cnr(
     >>> round(finding_cnr(bg + c * m, bg, m), 6)
     2.0
     """
-    mean_shape = float(np.asarray(shape, np.float64)[mask].mean())
+    mean_shape = float(np.asarray(shape)[mask].astype(np.float64).mean())
     if mean_shape <= 0:
         raise ValueError("contrast_for_cnr: the shape adds nothing over its mask")
     return target * background_sd(background, mask, region) / mean_shape
