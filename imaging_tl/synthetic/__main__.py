@@ -15,16 +15,16 @@ from imaging_tl.synthetic.dataset import generate_dataset
 from imaging_tl.synthetic.findings import DIFFICULTIES, Difficulty
 from imaging_tl.synthetic.sites import SITES
 
-#: Difficulty of the demo set: nodules 10-25 mm in radius whose contrast-to-noise ratio
-#: against the local anatomy is 2-4 (see ``imaging_tl.synthetic.lesions.finding_cnr``):
+#: Difficulty of the demo set: nodules 12-25 mm in radius whose contrast-to-noise ratio
+#: against the local anatomy is 5-9 (see ``imaging_tl.synthetic.lesions.finding_cnr``):
 #: visible to a reader, learnable by a pretrained model from ~120 training images at 128 px
 #: in a few CPU minutes, not trivial.
 DEMO_DIFFICULTY = Difficulty(
-    nodule_radius_mm=(10.0, 25.0),
+    nodule_radius_mm=(12.0, 25.0),
     nodule_contrast=(0.6, 1.0),
     consolidation_contrast=(0.3, 0.7),
     effusion_height=(0.12, 0.3),
-    cnr=(2.0, 4.0),
+    cnr=(5.0, 9.0),
 )
 
 PRESETS: dict[str, dict] = {
@@ -85,7 +85,7 @@ imaging_tl, numpy, scipy, pydicom, pylibjpeg-openjpeg and Pillow). Preset: {pres
 
 Anatomy varies per patient (lungs, heart size, ribs, habitus, positioning, devices,
 burned-in side markers on some films: those files say BurnedInAnnotation `YES`). Nodules
-are 10-25 mm in radius with a contrast-to-noise ratio of 2-4 against the surrounding
+are 12-25 mm in radius with a contrast-to-noise ratio of 5-9 against the surrounding
 anatomy (see `imaging_tl.synthetic.__main__.DEMO_DIFFICULTY`; `visibility_cnr` in
 `labels.csv` gives each image's): learnable, not trivial.
 
