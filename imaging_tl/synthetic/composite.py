@@ -35,7 +35,8 @@ def estimate_lung_fields(image: np.ndarray) -> np.ndarray:
     """Rough lung-field estimate on a PA chest radiograph, for placing findings.
 
     On a heavily smoothed copy, each lung is the largest dark region (the darkest 40%, air
-    outside the body excluded) inside an ellipse where lungs sit on a PA film; where that finds too little, the
+    outside the body excluded) inside an ellipse where lungs sit on a PA film; where that
+    finds too little, the
     ellipse itself is returned. Good enough to keep findings inside the chest, not a
     segmentation.
 
