@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian, generate_uid
@@ -98,6 +99,7 @@ def main() -> None:
 
         def synth_only() -> None:
             # One BLAS thread, as generate_dataset uses (see imaging_tl.synthetic.dataset).
+            cv2.setNumThreads(1)
             with threadpool_limits(limits=1, user_api="blas"):
                 for i in range(n):
                     make_radiograph(i, ["nodule"] if i % 2 else [], size=args.size)

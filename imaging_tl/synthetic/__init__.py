@@ -12,6 +12,8 @@ Examples
 >>> img = make_radiograph(seed=0, findings=["nodule"], size=128, difficulty="easy")
 >>> img.labels["nodule"], img.pixels.dtype
 (1, dtype('float32'))
+>>> sorted(SITES)  # named acquisition sites: make_radiograph(..., site="public")
+['local', 'public']
 
 Regenerate the demo set: ``python -m imaging_tl.synthetic --preset demo --out sample_dicoms``.
 """
@@ -32,19 +34,23 @@ from imaging_tl.synthetic.findings import (
     add_consolidation,
     add_effusion,
     add_nodule,
+    finding_cnr,
     get_difficulty,
 )
 from imaging_tl.synthetic.images import SyntheticImage, make_ct, make_radiograph
 from imaging_tl.synthetic.phantom import chest_radiograph, ct_slice, expose_radiograph
 from imaging_tl.synthetic.png_writer import write_png
+from imaging_tl.synthetic.sites import SITES, SiteProfile, get_site
 
 __all__ = [
     "DIFFICULTIES",
     "FINDINGS",
     "LABEL_COLUMNS",
+    "SITES",
     "SYNTHETIC_COMMENT",
     "DicomIdentity",
     "Difficulty",
+    "SiteProfile",
     "SyntheticImage",
     "add_consolidation",
     "add_effusion",
@@ -54,8 +60,10 @@ __all__ = [
     "ct_slice",
     "estimate_lung_fields",
     "expose_radiograph",
+    "finding_cnr",
     "generate_dataset",
     "get_difficulty",
+    "get_site",
     "make_ct",
     "make_radiograph",
     "synthetic_uid",

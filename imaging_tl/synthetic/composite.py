@@ -34,8 +34,9 @@ __all__ = ["composite_radiograph", "estimate_lung_fields"]
 def estimate_lung_fields(image: np.ndarray) -> np.ndarray:
     """Rough lung-field estimate on a PA chest radiograph, for placing findings.
 
-    On a heavily smoothed copy, each lung is the largest dark region (below the median)
-    inside an ellipse where lungs sit on a PA film; where that finds too little, the
+    On a heavily smoothed copy, each lung is the largest dark region (the darkest 40%, air
+    outside the body excluded) inside an ellipse where lungs sit on a PA film; where that
+    finds too little, the
     ellipse itself is returned. Good enough to keep findings inside the chest, not a
     segmentation.
 
@@ -68,9 +69,11 @@ def estimate_lung_fields(image: np.ndarray) -> np.ndarray:
     # Prior: where lungs sit on a PA chest film; inside it, the darker half is lung.
     yy, xx = np.mgrid[0:sh, 0:sw]
     sides_small = np.zeros((sh, sw), np.int8)
+    air = _air_outside_body(small, sm)
     for side, cx in ((1, 0.3 * sw), (2, 0.7 * sw)):
         prior = ((yy - 0.42 * sh) / (0.32 * sh)) ** 2 + ((xx - cx) / (0.17 * sw)) ** 2 < 1
-        dark = prior & (sm < np.median(sm[prior]))
+        cand = prior & ~air if (prior & ~air).sum() > 0.25 * prior.sum() else prior
+        dark = cand & (sm < np.percentile(sm[cand], 40))
         dark = ndimage.binary_fill_holes(ndimage.binary_opening(dark, iterations=1))
         lab, n = ndimage.label(dark)
         if n:
@@ -81,6 +84,14 @@ def estimate_lung_fields(image: np.ndarray) -> np.ndarray:
     rows = np.minimum(np.arange(h) * sh // h, sh - 1)
     cols = np.minimum(np.arange(w) * sw // w, sw - 1)
     return sides_small[np.ix_(rows, cols)]
+
+
+def _air_outside_body(small: np.ndarray, smooth: np.ndarray) -> np.ndarray:
+    """The air beside the body and above the shoulders: far darker than the lungs."""
+    lightly = ndimage.gaussian_filter(small, 1.0)
+    lo = np.percentile(lightly, 2)
+    air = lightly < lo + 0.1 * (np.median(smooth) - lo)
+    return ndimage.binary_dilation(air, iterations=3)
 
 
 def _block_mean(img: np.ndarray, f: int) -> np.ndarray:

@@ -41,11 +41,13 @@ from imaging_tl.synthetic.dicom_writer import (
 from imaging_tl.synthetic.findings import FINDINGS, Difficulty, get_difficulty
 from imaging_tl.synthetic.images import SyntheticImage, make_ct, make_radiograph
 from imaging_tl.synthetic.png_writer import write_png
+from imaging_tl.synthetic.sites import SiteProfile, get_site
 
 __all__ = ["LABEL_COLUMNS", "generate_dataset"]
 
-#: The columns of ``labels.csv``, in order.
-LABEL_COLUMNS = ["path", "patient_id", "study_uid", "label", *FINDINGS]
+#: The columns of ``labels.csv``, in order (``visibility_cnr``: the contrast-to-noise ratio
+#: of the least visible finding on the image, empty for normal images).
+LABEL_COLUMNS = ["path", "patient_id", "study_uid", "label", *FINDINGS, "visibility_cnr"]
 
 _DEFAULT_PREVALENCE = {"nodule": 0.5, "consolidation": 0.2, "effusion": 0.2}
 _DEFAULT_SYNTAXES = {"jpeg2000": 0.55, "rle": 0.15, "explicit": 0.2, "implicit": 0.1}
@@ -83,16 +85,23 @@ class _Settings:
     bit_depths: dict
     backgrounds: Sequence[np.ndarray] | None
     mask_dir: Path | None
+    site: SiteProfile
 
 
 def _patient(job: tuple[_Settings, int]) -> list[dict]:
     """Generate and write all images of one patient (runs in a worker process)."""
+    import cv2
     from threadpoolctl import threadpool_limits
 
-    # The small matrix products in smooth_noise run several times slower with OpenBLAS
+    # The small matrix products in smooth_noise and OpenCV's filters run slower with
     # threads competing for busy cores; one thread per worker is fastest.
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _patient_images(*job)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            return _patient_images(*job)
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def _patient_images(cfg: _Settings, p: int) -> list[dict]:
@@ -108,7 +117,8 @@ def _patient_images(cfg: _Settings, p: int) -> list[dict]:
     rows = []
     for i in range(cfg.n_images):
         s = i * n_studies // cfg.n_images
-        img = _draw_image(cfg, p, i, _present_findings(cfg, p, i, conditions), background)
+        present = _present_findings(cfg, p, i, conditions)
+        img = _draw_image(cfg, p, i, present, background, studies[s]["view"])
         ident = DicomIdentity(
             patient_number=p + 1,
             study_uid=studies[s]["uid"],
@@ -153,7 +163,7 @@ def _draw_studies(
                 if prng.random() < cfg.png_fraction
                 else 0,
                 "extra_windows": int(prng.integers(0, 3)),
-                "view": "PA" if prng.random() < 0.8 else "AP",
+                "view": "AP" if prng.random() < cfg.site.ap_fraction else "PA",
             }
         )
     return studies
@@ -166,7 +176,8 @@ def _present_findings(cfg: _Settings, p: int, i: int, conditions: dict[str, bool
 
 
 def _draw_image(
-    cfg: _Settings, p: int, i: int, present: list[str], background: np.ndarray | None
+    cfg: _Settings, p: int, i: int, present: list[str], background: np.ndarray | None,
+    view: str = "PA",
 ) -> SyntheticImage:
     """Image ``i`` of patient ``p``: a CT slice, a composite or a radiograph phantom."""
     img_seed = np.random.SeedSequence([cfg.seed, p, i])
@@ -176,7 +187,8 @@ def _draw_image(
         return make_ct(img_seed, present, size=size, difficulty=diff, anatomy_seed=anatomy)
     if background is not None:
         return composite_radiograph(img_seed, background, present, size=size, difficulty=diff)
-    return make_radiograph(img_seed, present, size=size, difficulty=diff, anatomy_seed=anatomy)
+    return make_radiograph(img_seed, present, size=size, difficulty=diff, anatomy_seed=anatomy,
+                           site=cfg.site, view=view)
 
 
 def _write_image(
@@ -189,6 +201,7 @@ def _write_image(
         _write_mask_pngs(cfg.mask_dir, rel, img.masks)
     labels = img.labels
     nod = img.params.get("nodule", {})
+    vis = img.visibility
     return {
         "path": rel,
         "patient_id": ident.patient_id,
@@ -201,6 +214,10 @@ def _write_image(
         "pixel_spacing_mm": spacing,
         "nodule_radius_mm": nod.get("radius_mm", np.nan),
         "nodule_contrast": nod.get("contrast", np.nan),
+        **{f"{k}_cnr": vis.get(k, np.nan) for k in FINDINGS},
+        "visibility_cnr": min(vis.values()) if vis else np.nan,
+        "site": cfg.site.name,
+        "marker": img.marker or "",
     }
 
 
@@ -240,6 +257,7 @@ def _write_file(
         transfer_syntax=st["syntax"],
         view_position=st["view"],
         extra_windows=st["extra_windows"],
+        burned_in_annotation=img.marker is not None,
     )
     return f"{stem}.dcm", _encoding(
         "dicom", st["modality"], st["photometric"], st["bits"], st["syntax"]
@@ -283,6 +301,7 @@ def generate_dataset(
     mask_dir: str | os.PathLike | None = None,
     workers: int = 1,
     overwrite: bool = False,
+    site: str | SiteProfile | None = None,
 ) -> pd.DataFrame:
     """Generate a labelled synthetic dataset and write it with its ``labels.csv``.
 
@@ -319,6 +338,9 @@ def generate_dataset(
         Processes generating patients in parallel (results do not depend on it).
     overwrite : bool
         Replace an earlier generated set (patient folders, labels.csv; other files stay).
+    site : str or SiteProfile, optional
+        Acquisition site of every image (see :data:`~imaging_tl.synthetic.sites.SITES`);
+        ``"local"`` when omitted.
 
     Returns
     -------
@@ -333,12 +355,13 @@ def generate_dataset(
     ...     df = generate_dataset(d, n_patients=2, images_per_patient=2, seed=1, size=64)
     ...     sorted(os.listdir(d))
     ['SYN0001', 'SYN0002', 'labels.csv']
-    >>> list(df.columns[:7])
-    ['path', 'patient_id', 'study_uid', 'label', 'nodule', 'consolidation', 'effusion']
+    >>> list(df.columns[:8])  # doctest: +NORMALIZE_WHITESPACE
+    ['path', 'patient_id', 'study_uid', 'label', 'nodule', 'consolidation', 'effusion',
+     'visibility_cnr']
     """
     cfg = _settings(
         out_dir, n_patients, images_per_patient, seed, difficulty, size, kind, prevalence,
-        persistence, png_fraction, transfer_syntaxes, bit_depths, backgrounds, mask_dir,
+        persistence, png_fraction, transfer_syntaxes, bit_depths, backgrounds, mask_dir, site,
     )
     _prepare_out_dir(cfg.out_dir, overwrite)
     df = _generate_patients(cfg, n_patients, workers)
@@ -355,6 +378,7 @@ def _generate_patients(cfg: _Settings, n_patients: int, workers: int) -> pd.Data
     else:
         per_patient = [_patient(j) for j in jobs]
     df = pd.DataFrame([r for rows in per_patient for r in rows])
+    df = df[LABEL_COLUMNS + [c for c in df.columns if c not in LABEL_COLUMNS]]
     return df.sort_values("path", kind="stable").reset_index(drop=True)
 
 
@@ -373,6 +397,7 @@ def _settings(
     bit_depths: Mapping[int, float] | None,
     backgrounds: Sequence[np.ndarray] | None,
     mask_dir: str | os.PathLike | None,
+    site: str | SiteProfile | None = None,
 ) -> _Settings:
     """Check the options of :func:`generate_dataset` and fill in the defaults."""
     if n_patients < 1 or images_per_patient < 1:
@@ -409,6 +434,7 @@ def _settings(
         bit_depths=bits,
         backgrounds=backgrounds,
         mask_dir=Path(mask_dir) if mask_dir is not None else None,
+        site=get_site(site),
     )
 
 

@@ -346,6 +346,7 @@ def write_radiograph(
     transfer_syntax: str = "explicit",
     view_position: str = "PA",
     extra_windows: int = 0,
+    burned_in_annotation: bool = False,
 ) -> Path:
     """Write a chest radiograph (display image in [0, 1], dense = bright) as CR or DX.
 
@@ -380,6 +381,8 @@ def write_radiograph(
         ``"PA"`` or ``"AP"``.
     extra_windows : int
         0-2 additional windows.
+    burned_in_annotation : bool
+        The pixels carry burned-in text (a side marker): BurnedInAnnotation ``YES``.
 
     Returns
     -------
@@ -406,6 +409,7 @@ def write_radiograph(
     stored = display_to_stored(image, bits_stored=bits_stored, photometric=photometric)
     ds = _base_dataset(ident, modality, *image.shape)
     _set_radiograph_tags(ds, modality, photometric, view_position, pixel_spacing_mm)
+    ds.BurnedInAnnotation = "YES" if burned_in_annotation else "NO"
     _set_windows(ds, _radiograph_windows(image, stored, extra_windows))
     ds.VOILUTFunction = "LINEAR"
     return _finish(

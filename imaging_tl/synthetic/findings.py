@@ -16,10 +16,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
+import cv2
 import numpy as np
-from scipy import ndimage
 
-from imaging_tl.synthetic.phantom import smooth_noise
+from imaging_tl.synthetic.lesions import contrast_for_cnr, finding_cnr, nodule_profile
+from imaging_tl.synthetic.noise import smooth_noise
 
 __all__ = [
     "DIFFICULTIES",
@@ -31,6 +32,7 @@ __all__ = [
     "add_findings",
     "add_nodule",
     "check_findings",
+    "finding_cnr",
     "get_difficulty",
 ]
 
@@ -55,6 +57,11 @@ class Difficulty:
         Fraction of the lung air replaced in a consolidation.
     effusion_height : tuple of float
         Fluid height as a fraction of the lung height.
+    cnr : tuple of float, optional
+        Visibility range: when set, each finding's contrast is chosen so that its
+        contrast-to-noise ratio (mean added density over the finding's mask divided by the
+        standard deviation of the background in a ring around it, see :func:`finding_cnr`)
+        is drawn uniformly from this range; the contrast ranges above are then unused.
 
     Examples
     --------
@@ -66,17 +73,22 @@ class Difficulty:
     nodule_contrast: tuple[float, float] = (0.12, 0.3)
     consolidation_contrast: tuple[float, float] = (0.25, 0.6)
     effusion_height: tuple[float, float] = (0.12, 0.3)
+    cnr: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
-        for name, (lo, hi) in asdict(self).items():
+        for name, rng in asdict(self).items():
+            if rng is None:
+                continue
+            lo, hi = rng
             if not (0 <= lo <= hi):
                 raise ValueError(f"Difficulty.{name}: need 0 <= low <= high, got ({lo}, {hi})")
 
 
+#: The presets, defined by visibility (CNR ranges); sizes in mm through PixelSpacing.
 DIFFICULTIES: dict[str, Difficulty] = {
-    "easy": Difficulty((8.0, 16.0), (0.3, 0.5), (0.45, 0.8), (0.2, 0.35)),
-    "medium": Difficulty((5.0, 12.0), (0.12, 0.3), (0.25, 0.6), (0.12, 0.3)),
-    "hard": Difficulty((3.0, 8.0), (0.05, 0.15), (0.12, 0.35), (0.06, 0.18)),
+    "easy": Difficulty((8.0, 16.0), (0.3, 0.5), (0.45, 0.8), (0.2, 0.35), cnr=(4.0, 8.0)),
+    "medium": Difficulty((5.0, 12.0), (0.12, 0.3), (0.25, 0.6), (0.12, 0.3), cnr=(1.5, 3.0)),
+    "hard": Difficulty((3.0, 8.0), (0.05, 0.15), (0.12, 0.35), (0.06, 0.18), cnr=(0.6, 1.4)),
 }
 
 
@@ -160,45 +172,20 @@ class Finding:
 
 
 def _pick_point(rng: np.random.Generator, region: np.ndarray, what: str) -> tuple[int, int]:
-    ys, xs = np.nonzero(region)
-    if ys.size == 0:
+    # Uniform over the region's pixels without listing them all: a row by its pixel count,
+    # then a pixel of that row.
+    per_row = np.count_nonzero(region, axis=1)
+    total = int(per_row.sum())
+    if total == 0:
         raise ValueError(f"{what}: the allowed region is empty; nowhere to place the finding")
-    i = int(rng.integers(ys.size))
-    return int(ys[i]), int(xs[i])
-
-
-def _sphere_profile(shape, cy, cx, r):
-    """Projected thickness of a sphere (1 at the centre, 0 at and beyond radius ``r``)."""
-    h, w = shape
-    pad = int(np.ceil(r)) + 2
-    y0, y1 = max(0, int(cy) - pad), min(h, int(cy) + pad + 1)
-    x0, x1 = max(0, int(cx) - pad), min(w, int(cx) + pad + 1)
-    prof = np.zeros(shape, np.float32)
-    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-    d2 = ((yy - cy) ** 2 + (xx - cx) ** 2) / (r * r)
-    prof[y0:y1, x0:x1] = np.sqrt(np.clip(1.0 - d2, 0.0, None))
-    return prof
-
-
-def _lobulated_profile(
-    rng: np.random.Generator, shape: tuple[int, ...], cy: float, cx: float, r: float
-) -> tuple[np.ndarray, list[tuple[float, float, float]]]:
-    """Projected thickness of one to three overlapping spheres, and the extra lobes drawn."""
-    n_lobes = int(rng.choice([1, 1, 2, 3]))
-    prof = _sphere_profile(shape, cy, cx, r)
-    lobes = []
-    for _ in range(n_lobes - 1):
-        a = rng.uniform(0, 2 * np.pi)
-        off = rng.uniform(0.4, 0.7) * r
-        rr = r * rng.uniform(0.55, 0.8)
-        ly, lx = cy + off * np.sin(a), cx + off * np.cos(a)
-        prof = np.maximum(prof, _sphere_profile(shape, ly, lx, rr))
-        lobes.append((float(ly), float(lx), float(rr)))
-    return prof, lobes
+    i = int(rng.integers(total))
+    y = int(np.searchsorted(np.cumsum(per_row), i, side="right"))
+    xs = np.flatnonzero(region[y])
+    return y, int(xs[i - (int(per_row[:y].sum()))])
 
 
 def _draw_nodule(
-    image: np.ndarray, prof: np.ndarray, contrast: float, *, ct: bool
+    image: np.ndarray, prof: np.ndarray, mask: np.ndarray, contrast: float, *, ct: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """The image with the nodule of thickness ``prof`` added, and the nodule's mask."""
     if ct:
@@ -206,7 +193,21 @@ def _draw_nodule(
         # ground-glass (faint) to solid nodules.
         frac = np.clip(prof * 4.0, 0, 1)
         return image + frac * min(1.0, 3.0 * contrast) * (45.0 - image), frac > 0.5
-    return image + contrast * prof, prof > 0.3
+    return image + contrast * prof, mask
+
+
+def _erode(region: np.ndarray, steps: int) -> np.ndarray:
+    """``region`` eroded ``steps`` times by a 3 x 3 cross (the image border counts as outside)."""
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    out = cv2.erode(region.astype(np.uint8), cross, iterations=steps,
+                    borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return out.astype(bool)
+
+
+def _extent(mask: np.ndarray, axis: int) -> tuple[int, int]:
+    """First and last index where ``mask`` has a True pixel, along the other axis's rows."""
+    idx = np.flatnonzero(mask.any(axis=axis))
+    return int(idx[0]), int(idx[-1])
 
 
 def _pick_lung(
@@ -273,18 +274,21 @@ def add_nodule(
         raise ValueError(f"pixel_spacing must be > 0, got {pixel_spacing}")
     r_mm = float(radius_mm) if radius_mm is not None else float(rng.uniform(*d.nodule_radius_mm))
     c = float(contrast) if contrast is not None else float(rng.uniform(*d.nodule_contrast))
+    target = float(rng.uniform(*d.cnr)) if d.cnr is not None else None
     r = max(r_mm / pixel_spacing, 1.0)
     if centre is None:
         # Keep the centre away from the region's edge so most of the nodule is inside.
-        inner = ndimage.binary_erosion(region, iterations=max(1, int(r * 0.6)))
+        inner = _erode(region, max(1, int(r * 0.6)))
         cy, cx = _pick_point(rng, inner if inner.any() else region, "add_nodule")
     else:
         cy, cx = centre
-    prof, lobes = _lobulated_profile(rng, image.shape, cy, cx, r)
-    out, mask = _draw_nodule(image, prof, c, ct=ct)
-    if not mask.any():  # sub-pixel nodule: the centre pixel still carries it
-        mask[int(round(cy)), int(round(cx))] = True
-    params = {"centre": (float(cy), float(cx)), "radius_mm": r_mm, "contrast": c, "lobes": lobes}
+    prof, mask, info = nodule_profile(rng, image.shape, cy, cx, r)
+    if target is not None and contrast is None and not ct:
+        c = contrast_for_cnr(image, prof, mask, target, region)
+    out, mask = _draw_nodule(image, prof, mask, c, ct=ct)
+    params = {"centre": (float(cy), float(cx)), "radius_mm": r_mm, "contrast": c, **info}
+    if not ct:
+        params["cnr"] = finding_cnr(out, image, mask, region)
     return Finding("nodule", out.astype(image.dtype), mask, params)
 
 
@@ -336,27 +340,45 @@ def add_consolidation(
     d = get_difficulty(difficulty)
     s, lung = _pick_lung(lung_side, side, rng, "add_consolidation")
     c = float(rng.uniform(*d.consolidation_contrast))
-    ys, xs = np.nonzero(lung)
+    (top, bottom), (left, right) = _extent(lung, 1), _extent(lung, 0)
     cy, cx = _pick_point(rng, lung, "add_consolidation")
-    ry = max(3.0, (ys.max() - ys.min()) * rng.uniform(0.18, 0.32))
-    rx = max(3.0, (xs.max() - xs.min()) * rng.uniform(0.3, 0.5))
-    yy, xx = np.mgrid[0 : image.shape[0], 0 : image.shape[1]].astype(np.float32)
-    ell = 1.0 - ((yy - cy) / ry) ** 2 - ((xx - cx) / rx) ** 2
-    patch = smooth_noise(rng, image.shape, max(3.0, min(rx, ry) / 2.5))
-    amount = np.clip(ell * 2.5 + 0.6 * patch, 0, 1) * lung
+    ry = max(3.0, (bottom - top) * rng.uniform(0.18, 0.32))
+    rx = max(3.0, (right - left) * rng.uniform(0.3, 0.5))
+    # Work in a box around the ellipse: beyond 1.8 radii the opacity is 0 for any patch.
+    y0, y1 = max(0, int(cy - 1.8 * ry)), min(image.shape[0], int(cy + 1.8 * ry) + 2)
+    x0, x1 = max(0, int(cx - 1.8 * rx)), min(image.shape[1], int(cx + 1.8 * rx) + 2)
+    box = (slice(y0, y1), slice(x0, x1))
+    yy = np.arange(y0, y1, dtype=np.float32)[:, None] - cy
+    xx = np.arange(x0, x1, dtype=np.float32)[None, :] - cx
+    ell = 1.0 - (yy / ry) ** 2 - (xx / rx) ** 2
+    patch = smooth_noise(rng, ell.shape, max(3.0, min(rx, ry) / 2.5))
+    part = np.clip(ell * 2.5 + 0.6 * patch, 0, 1) * lung[box]
     # Air bronchograms: thin spared lines inside the densest part.
-    bronch = np.abs(smooth_noise(rng, image.shape, max(2.0, min(rx, ry) / 2))) < 0.04
-    amount = np.where(bronch & (amount > 0.7), amount * 0.75, amount).astype(np.float32)
+    bronch = np.abs(smooth_noise(rng, ell.shape, max(2.0, min(rx, ry) / 2))) < 0.04
+    part = np.where(bronch & (part > 0.7), part * 0.75, part).astype(np.float32)
+    # Lobar boundary: most consolidations stop sharply at a fissure through the lung.
+    lobar = bool(rng.random() < 0.6)
+    fissure = float(rng.uniform(-0.5, 0.5))
+    if lobar:
+        normal = (np.cos(fissure) * yy + np.sin(fissure) * xx) / max(1.0, ry * 0.3)
+        part = (part * np.clip(1.5 - normal * 3.0, 0, 1)).astype(np.float32)
+    amount = np.zeros(image.shape, np.float32)
+    amount[box] = part
+    target = float(rng.uniform(*d.cnr)) if d.cnr is not None else None
     mask = amount > 0.35
     if not mask.any():
         mask[cy, cx] = True
         amount[cy, cx] = max(float(amount[cy, cx]), 1.0)
+    params = {"side": s, "centre": (cy, cx), "radii": (float(ry), float(rx)), "lobar": lobar}
     if ct:
         out = image + amount * c * (30.0 - image)
     else:
         air_map = air if air is not None else 0.7 * lung
+        if target is not None:
+            c = min(1.5, contrast_for_cnr(image, amount * air_map, mask, target, lung))
         out = image + amount * c * air_map
-    params = {"side": s, "centre": (cy, cx), "radii": (float(ry), float(rx)), "contrast": c}
+        params["cnr"] = finding_cnr(out, image, mask, lung)
+    params["contrast"] = c
     return Finding("consolidation", out.astype(image.dtype), mask, params)
 
 
@@ -407,12 +429,11 @@ def add_effusion(
     """
     d = get_difficulty(difficulty)
     s, lung = _pick_lung(lung_side, side, rng, "add_effusion")
-    ys, xs = np.nonzero(lung)
-    top, bottom = ys.min(), ys.max()
-    left, right = xs.min(), xs.max()
+    (top, bottom), (left, right) = _extent(lung, 1), _extent(lung, 0)
     frac = float(rng.uniform(*d.effusion_height))
     height = max(2.0, (bottom - top) * frac)
-    yy, xx = np.mgrid[0 : image.shape[0], 0 : image.shape[1]].astype(np.float32)
+    yy = np.arange(image.shape[0], dtype=np.float32)[:, None]
+    xx = np.arange(image.shape[1], dtype=np.float32)[None, :]
     if ct:
         # Dependent fluid lies posteriorly (image bottom for a supine patient).
         level = bottom - height
@@ -427,11 +448,17 @@ def add_effusion(
         level = bottom - height * (0.6 + 0.8 * np.clip(lateral, 0, 1) ** 3)
         amount = np.clip((yy - level) / 3.0, 0, 1) * lung
         air_map = air if air is not None else 0.7 * lung
-        out = image + amount * air_map  # fluid replaces the air of the lung base
     mask = amount > 0.5
     if not mask.any():
         mask[bottom, (left + right) // 2] = True
-    params = {"side": s, "height_fraction": frac}
+    params: dict = {"side": s, "height_fraction": frac}
+    if not ct:
+        fill = 1.0  # fluid replaces the air of the lung base
+        if d.cnr is not None:
+            target = float(rng.uniform(*d.cnr))
+            fill = min(1.5, contrast_for_cnr(image, amount * air_map, mask, target, lung))
+        out = image + fill * amount * air_map
+        params.update(fill=fill, cnr=finding_cnr(out, image, mask, lung))
     return Finding("effusion", out.astype(image.dtype), mask, params)
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from imaging_tl.synthetic.acquisition import burn_marker, expose_radiograph
+from imaging_tl.synthetic.chest import chest_radiograph
 from imaging_tl.synthetic.findings import (
     FINDINGS,
     Difficulty,
@@ -20,7 +22,8 @@ from imaging_tl.synthetic.findings import (
     check_findings,
     get_difficulty,
 )
-from imaging_tl.synthetic.phantom import chest_radiograph, ct_slice, expose_radiograph
+from imaging_tl.synthetic.phantom import ct_slice
+from imaging_tl.synthetic.sites import SiteProfile, get_site
 
 __all__ = ["SeedLike", "SyntheticImage", "make_ct", "make_radiograph", "random_streams"]
 
@@ -47,6 +50,9 @@ class SyntheticImage:
     lung_side : numpy.ndarray or None
         int8 H x W lung fields: 0 outside, 1 the region on the image left, 2 on the right
         (estimated for composites). Useful to check where a model looks.
+    marker : str or None
+        The burned-in side marker (``"L"`` or ``"R"``) drawn into the pixels, if any: the
+        DICOM writer then sets BurnedInAnnotation ``YES``.
     """
 
     pixels: np.ndarray
@@ -55,6 +61,13 @@ class SyntheticImage:
     pixel_spacing: float = 1.0
     params: dict = field(default_factory=dict)
     lung_side: np.ndarray | None = None
+    marker: str | None = None
+
+    @property
+    def visibility(self) -> dict[str, float]:
+        """Contrast-to-noise ratio of each finding drawn (radiographs; see ``finding_cnr``)."""
+        return {k: float(self.params[k]["cnr"]) for k in FINDINGS
+                if k in self.params and "cnr" in self.params[k]}
 
     @property
     def labels(self) -> dict[str, int]:
@@ -103,6 +116,8 @@ def make_radiograph(
     size: int | tuple[int, int] = 256,
     difficulty: str | Difficulty = "medium",
     anatomy_seed: int | list[int] | None = None,
+    site: str | SiteProfile | None = None,
+    view: str | None = None,
 ) -> SyntheticImage:
     """Generate one chest radiograph with the requested findings.
 
@@ -118,6 +133,12 @@ def make_radiograph(
         Size/contrast ranges of the findings.
     anatomy_seed : int or list of int, optional
         The patient's anatomy (shared by all images of one patient).
+    site : str or SiteProfile, optional
+        Acquisition site (a name in :data:`~imaging_tl.synthetic.sites.SITES` or a
+        profile): exposure, noise, positioning, collimation, markers, devices, processing.
+        ``"local"`` when omitted.
+    view : {"PA", "AP"}, optional
+        Drawn from the site's AP share when omitted.
 
     Returns
     -------
@@ -128,19 +149,28 @@ def make_radiograph(
     >>> img = make_radiograph(3, ["nodule"], size=128)
     >>> img.pixels.shape, img.labels
     ((128, 128), {'nodule': 1, 'consolidation': 0, 'effusion': 0})
+    >>> make_radiograph(3, size=64, site="public").params["phantom"]["site"]
+    'public'
     """
     wanted = check_findings(findings)
     diff = get_difficulty(difficulty)
+    prof = get_site(site)
     shape = (size, size) if isinstance(size, int) else tuple(size)
     base, frngs, noise = random_streams(seed)
-    ph = chest_radiograph(base, shape, anatomy_seed=anatomy_seed)
+    ph = chest_radiograph(base, shape, anatomy_seed=anatomy_seed, site=prof, view=view)
     density, masks, params = add_findings(
         ph.density, wanted, frngs, lung_side=ph.lung_side, pixel_spacing=ph.pixel_spacing,
         difficulty=diff, air=ph.lung_air,
     )
     params = {"phantom": ph.params, **params}
-    pixels = expose_radiograph(density, noise, collimation=ph.collimation)
-    return SyntheticImage(pixels, "radiograph", masks, ph.pixel_spacing, params, ph.lung_side)
+    pixels = expose_radiograph(
+        density, noise, collimation=ph.collimation, site=prof, pixel_spacing=ph.pixel_spacing,
+        scatter_from=ph.density,
+    )
+    marker = burn_marker(pixels, base) if base.random() < prof.marker_probability else None
+    return SyntheticImage(
+        pixels, "radiograph", masks, ph.pixel_spacing, params, ph.lung_side, marker
+    )
 
 
 def make_ct(

@@ -16,6 +16,7 @@ from imaging_tl.synthetic import (
     make_ct,
     make_radiograph,
 )
+from imaging_tl.synthetic.acquisition import processing_reach
 from imaging_tl.synthetic.phantom import smooth_noise
 
 
@@ -78,13 +79,16 @@ def test_a_finding_changes_only_its_own_region(kind):
     # Same seed with and without the finding: a counterfactual pair.
     base = make_radiograph(21, [], size=128)
     with_f = make_radiograph(21, [kind], size=128)
-    changed = with_f.pixels != base.pixels
+    # (float32 rounding in the filters leaves differences of ~1e-7 elsewhere)
+    changed = np.abs(with_f.pixels - base.pixels) > 1e-5
     assert changed.any()
     if kind == "nodule":
-        allowed = ndimage.binary_dilation(with_f.masks[kind], iterations=3)
+        region = with_f.masks[kind]
     else:  # diffuse findings fade out beyond their mask, but stay in their lung
-        side = with_f.params[kind]["side"]
-        allowed = with_f.lung_side == side
+        region = with_f.lung_side == with_f.params[kind]["side"]
+    # The detector blur and the site's unsharp mask carry a change this far, no further.
+    reach = processing_reach("local", with_f.pixel_spacing)
+    allowed = ndimage.binary_dilation(region, iterations=reach)
     assert not (changed & ~allowed).any()
     # It is an opacity: brighter (denser) where it is.
     m = with_f.masks[kind]
