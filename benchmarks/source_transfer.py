@@ -21,8 +21,8 @@ target task, the difficulty tuning, the paired bootstrap and the CSV format are 
 ``transfer_vs_scratch.py`` (imported, not copied): same input size (48 px) and epoch budget.
 Paired bootstrap CIs over test patients are printed against arm 1 and against arm 6.
 
-Everything site-specific is in :func:`site_kwargs` (today's generator knobs: difficulty
-shift, exposure gamma, noise, collimation border).
+Everything site-specific is in :func:`site_kwargs`: the generator's named sites
+(``public`` for the source, ``local`` for the target).
 
 Settings::
 
@@ -83,33 +83,20 @@ SETTINGS: dict[str, dict] = {
 
 
 def site_kwargs(site: str) -> dict:
-    """The knobs of one site: everything site-specific of this benchmark is here.
+    """The generator's keywords for one site: everything site-specific of this benchmark.
 
-    ``local`` is the target's site (the generator's defaults); ``public`` the source's
-    other hospitals: other exposure (gamma), more noise, a collimation border and a
-    shifted difficulty.
+    ``local`` is the target's hospital, ``public`` the source's other hospitals: the
+    generator's named acquisition sites (:data:`imaging_tl.synthetic.SITES`: other dose,
+    blur, scatter, collimation, positioning, AP/PA mix, devices and processing curve).
 
     Examples
     --------
-    >>> site_kwargs("local")["gamma"]
-    1.0
+    >>> site_kwargs("public")["site"].name
+    'public'
     """
-    if site == "local":
-        return {"t_shift": 0.0, "gamma": 1.0, "noise": 0.0, "border": 0.0}
-    if site == "public":
-        return {"t_shift": -0.15, "gamma": 1.3, "noise": 0.03, "border": 0.06}
-    raise ValueError(f"site={site!r}: expected 'local' or 'public'")
+    from imaging_tl.synthetic import get_site
 
-
-def _site_pixels(px: np.ndarray, site: dict, rng: np.random.Generator) -> np.ndarray:
-    px = np.clip(px, 0, 1) ** site["gamma"]
-    if site["noise"]:
-        px = px + rng.normal(0, site["noise"], px.shape)
-    b = int(round(site["border"] * px.shape[0]))
-    if b:
-        px = px.copy()
-        px[:b], px[-b:], px[:, :b], px[:, -b:] = 0, 0, 0, 0
-    return np.clip(px, 0, 1).astype(np.float32)
+    return {"site": get_site(site)}
 
 
 def source_split(n: int, *, base_seed: int, t: float, gen_size: int, image_size: int,
@@ -125,14 +112,14 @@ def source_split(n: int, *, base_seed: int, t: float, gen_size: int, image_size:
     rng = np.random.default_rng([base_seed, _SOURCE_ROLE, 99])
     y = (rng.random((n, len(FINDINGS))) < np.array([0.3, 0.3, 0.5])).astype(np.float32)
     pipe = Pipeline([Resize(image_size), ToRGB()])
-    diff = tvs.difficulty_at(float(np.clip(t + kw["t_shift"], -1, 1)))
+    diff = tvs.difficulty_at(float(np.clip(t, -1, 1)))
     xs = []
     for i in range(n):
         findings = [f for f, on in zip(FINDINGS, y[i], strict=True) if on]
         img = make_radiograph([base_seed, _SOURCE_ROLE, i // 2, i % 2], findings,
                               size=gen_size, difficulty=diff,
-                              anatomy_seed=[base_seed, _SOURCE_ROLE, i // 2])
-        xs.append(pipe(_site_pixels(img.pixels, kw, rng)))
+                              anatomy_seed=[base_seed, _SOURCE_ROLE, i // 2], **kw)
+        xs.append(pipe(np.clip(img.pixels, 0, 1).astype(np.float32)))
     return np.clip(np.stack(xs), 0, 1).astype(np.float32), y
 
 
