@@ -61,6 +61,9 @@ class DataConfig(Section):
     group_column: str | None = None
     frames: Literal["middle", "first", "all"] = "middle"
     strict: bool = False
+    # auto: JPEG 2000 / baseline JPEG decoded at the reduced resolution the first resize
+    # needs (the cold cache build's speed-up); full: every image decoded in full.
+    decode: Literal["auto", "full"] = "auto"
 
 
 class TaskConfig(Section):
