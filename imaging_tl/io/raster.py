@@ -353,11 +353,11 @@ def read_jpeg_planned(
     >>> import io, numpy as np
     >>> from PIL import Image
     >>> from imaging_tl.io.decode_plan import DecodeTarget
-    >>> buf = io.BytesIO(); Image.fromarray(np.zeros((1000, 1000), np.uint8)).save(buf, "JPEG")
-    >>> arr, steps = read_jpeg_planned(buf.getvalue(), {"Rows": 1000, "Columns": 1000},
+    >>> buf = io.BytesIO(); Image.fromarray(np.zeros((2400, 2400), np.uint8)).save(buf, "JPEG")
+    >>> arr, steps = read_jpeg_planned(buf.getvalue(), {"Rows": 2400, "Columns": 2400},
     ...                                DecodeTarget((224, 224)))
     >>> arr.shape, steps[0]
-    ((250, 250), 'decode: reduced 1/4 (JPEG DCT scaling) from 1000 x 1000 to 250 x 250')
+    ((600, 600), 'decode: reduced 1/4 (JPEG DCT scaling) from 2400 x 2400 to 600 x 600')
     """
     if target is None:
         return None
