@@ -187,6 +187,24 @@ def decode_plan(pipeline: Callable | None, decode: str = "auto") -> Any:
     return decode_target(stages) if stages is not None else None
 
 
+def decode_counts(records: Iterable[dict[str, Any] | None]) -> dict[str, int]:
+    """How many decoded samples the decode plan reduced, and how many fell back to a
+    full decode after a reduced one failed (from each record's provenance).
+
+    Examples
+    --------
+    >>> decode_counts([{"provenance": ["decode: reduced 1/4 (x) from 8 x 8 to 2 x 2"]},
+    ...                {"provenance": ["decode: full (reduced JPEG decode failed)"]}, None])
+    {'decode_reduced': 1, 'decode_fallback': 1}
+    """
+    reduced = fallback = 0
+    for rec in records:
+        steps = (rec or {}).get("provenance") or []
+        reduced += any(str(s).startswith("decode: reduced") for s in steps)
+        fallback += any(str(s).startswith("decode: full (") for s in steps)
+    return {"decode_reduced": reduced, "decode_fallback": fallback}
+
+
 def failure_reason(exc: BaseException) -> str:
     """Why a sample could not be prepared, as recorded in quarantine: ``"<Error>: <why>"``.
 
@@ -316,7 +334,8 @@ def prepare(
     out, quarantined = _tables(df, frames, plan)
     out.attrs = dict(table.attrs)
     stats = {"samples": len(df), "hits": hits, "decoded": len(plan.tasks),
-             "quarantined": len(quarantined), "seconds": time.perf_counter() - t0}
+             "quarantined": len(quarantined), "seconds": time.perf_counter() - t0,
+             **decode_counts(plan.metas[rows[0]] for rows in plan.todo.values())}
     prepared = Prepared(out, quarantined, namespace, cache, stats)
     if audit:
         _audit(prepared)
