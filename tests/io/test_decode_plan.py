@@ -113,12 +113,11 @@ def test_decode_target_only_for_pixelwise_stages_before_the_resize():
     assert decode_target([Window.from_header(), ToRGB()]) is None
 
 
-@pytest.mark.parametrize("name", [
-    "RG1_J2KR.dcm", "RG1_J2KI.dcm", "RG3_J2KR.dcm", "RG3_J2KI.dcm", "MR2_J2KR.dcm",
-    "MR2_J2KI.dcm", "JPEG2000.dcm",
-])
+@pytest.mark.parametrize("name", ["RG1_J2KR.dcm", "RG1_J2KI.dcm", "RG3_J2KR.dcm",
+                                  "RG3_J2KI.dcm"])
 def test_agreement_with_full_decode_after_the_pipeline(name):
-    """pydicom's and pydicom-data's compressed files large enough to be reduced."""
+    """pydicom's and pydicom-data's compressed files large enough to be reduced for 224
+    (the others, e.g. MR2_J2KR at 1024 px, are decoded in full: see the next tests)."""
     full = read_scan(_file(name))
     auto = read_scan(_file(name), target=TARGET)
     step = [s for s in auto.provenance if s.startswith("decode:")]
@@ -161,7 +160,7 @@ def test_failed_reduced_decode_falls_back_to_full(tmp_path):
 
 
 def test_files_the_plan_does_not_apply_to_are_unchanged():
-    for name in ("CT_small.dcm", "693_J2KR.dcm", "RG1_UNCR.dcm"):
+    for name in ("CT_small.dcm", "693_J2KR.dcm", "RG1_UNCR.dcm", "MR2_J2KR.dcm"):
         full, auto = read_scan(_file(name)), read_scan(_file(name), target=TARGET)
         assert auto.provenance == full.provenance
         np.testing.assert_array_equal(auto.pixels, full.pixels)
