@@ -1,8 +1,8 @@
 """Compressed radiographs for the decode-plan benchmark (``input_pipeline.py --radiographs``).
 
 Sources: pydicom-data's real radiographs (RG1 1955 x 1841, 15 bits; RG3 1760 x 1760,
-10 bits) and a few synthetic chest radiographs from :func:`imaging_tl.synthetic.generate_dataset`
-at 1,280 px. Each sample is a distinct crop (90-100 % of the side, at least 1,000 px), flip
+10 bits) and three synthetic chest radiographs from
+:func:`imaging_tl.synthetic.generate_dataset` at 2,048 px (12 bits). Each sample is a distinct crop (90-100 % of the side, at least 1,000 px), flip
 and noise of one source, re-encoded as JPEG 2000 lossless (pydicom's OpenJPEG encoder,
 precision = BitsStored as archives write it) or baseline JPEG (8 bits, quality 90, Pillow),
 plus the same pixels uncompressed for the no-regression check.
@@ -32,7 +32,7 @@ def sources(tmp: Path) -> list[tuple[str, np.ndarray, int]]:
     from imaging_tl.synthetic import generate_dataset
 
     table = generate_dataset(tmp / "synthetic", n_patients=3, images_per_patient=1, seed=0,
-                             size=1280, png_fraction=0.0,
+                             size=2048, png_fraction=0.0,
                              transfer_syntaxes={"explicit": 1.0}, bit_depths={12: 1.0})
     for i, p in enumerate(table["path"]):
         ds = pydicom.dcmread(p if os.path.isabs(p) else tmp / "synthetic" / p)

@@ -431,7 +431,8 @@ def reduced_dicom_pixels(
     grey = photometric in ("MONOCHROME1", "MONOCHROME2")
     rows, cols = int(ds.Rows), int(ds.Columns)
     needed = target.needed(rows, cols)
-    if choose_reduction(rows, cols, needed, oversample=J2K_OVERSAMPLE) == 0:
+    if choose_reduction(rows, cols, needed,
+                        oversample=min(J2K_OVERSAMPLE, JPEG_OVERSAMPLE)) == 0:
         return None, None
     if ts in _J2K_GREY and grey:
         return _dicom_j2k(ds, _frame_bytes(ds, frame, n_frames), needed)
