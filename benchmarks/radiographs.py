@@ -2,10 +2,11 @@
 
 Sources: pydicom-data's real radiographs (RG1 1955 x 1841, 15 bits; RG3 1760 x 1760,
 10 bits) and three synthetic chest radiographs from
-:func:`imaging_tl.synthetic.generate_dataset` at 2,048 px (12 bits). Each sample is a distinct crop (90-100 % of the side, at least 1,000 px), flip
-and noise of one source, re-encoded as JPEG 2000 lossless (pydicom's OpenJPEG encoder,
-precision = BitsStored as archives write it) or baseline JPEG (8 bits, quality 90, Pillow),
-plus the same pixels uncompressed for the no-regression check.
+:func:`imaging_tl.synthetic.generate_dataset` at 2,048 px (12 bits). Each sample is a
+distinct crop (90-100 % of the side, at least 1,000 px), flip and noise of one source,
+re-encoded as JPEG 2000 lossless (pydicom's OpenJPEG encoder, precision = BitsStored as
+archives write it) or baseline JPEG (8 bits, quality 90, Pillow), plus the same pixels
+uncompressed for the no-regression check.
 """
 
 from __future__ import annotations
