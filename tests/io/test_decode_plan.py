@@ -150,12 +150,13 @@ def test_failed_reduced_decode_falls_back_to_full(tmp_path):
     # Pillow refuses every reduction of this tiled codestream; pydicom decodes it in full.
     arr = np.random.default_rng(0).integers(0, 4000, (1000, 1000)).astype(np.uint16)
     path = _dicom(tmp_path / "tiled.dcm", arr, "j2k", tile_size=(333, 333))
-    scan = read_scan(path, target=TARGET)
+    pipe = Pipeline([Window.from_header(), Resize(100)])  # 1/2 would do for 1000 px
+    scan = read_scan(path, target=decode_target(pipe))
     assert "decode: full (reduced JPEG 2000 decode failed at 1/2)" in scan.provenance
     np.testing.assert_array_equal(scan.pixels, read_scan(path).pixels)
     assert scan.meta["Rows"] == 1000
     table = pd.DataFrame({"path": [path]})
-    stats = prepare(table, PIPE, cache=tmp_path / "c", executor="serial").stats
+    stats = prepare(table, pipe, cache=tmp_path / "c", executor="serial").stats
     assert (stats["decode_reduced"], stats["decode_fallback"], stats["quarantined"]) == (0, 1, 0)
 
 
