@@ -27,6 +27,13 @@ limit), MONAI's CacheDataset holding every transformed sample in memory.
 ``--profile`` prints instead where the time goes per sample: each cold step (decode, LUTs,
 audit hashes, stages, cache write, parent look-ups) and the warm re-run's parts.
 
+``--radiographs`` measures the decode plan instead (``data.decode: auto | full``): ``--n``
+compressed radiographs >= 1,000 px a side (JPEG 2000 lossless and baseline JPEG, re-encoded
+from pydicom-data's RG1/RG3 and synthetic ones, see ``radiographs.py``), cold cache build
+(``prepare()``, 2 worker processes, header window -> resize 224 -> RGB) with ``auto`` and
+``full`` against ``dcmread().pixel_array`` in 2 processes, the same on uncompressed copies
+(no regression), and the agreement of every file's ``auto`` array with its ``full`` one.
+
 Run: ``.venv/bin/python benchmarks/input_pipeline.py`` (about 5 minutes on 2 cores);
 ``--n``, ``--rounds``, ``--rss``, ``--monai-rss``, ``--skip-monai``, ``--json FILE``,
 ``--profile``.
@@ -408,7 +415,24 @@ def print_profile(res: dict) -> None:
         print(f"  {k:45s} {v:7.3f}")
 
 
+def _rg_prepare(paths: list[str], tmp: Path, decode: str) -> dict:
+    import pandas as pd
+    from radiographs import radiograph_pipeline, rg_cache
+
+    from imaging_tl.data import ArrayCache, prepare
+
+    t = time.perf_counter()
+    prepared = prepare(pd.DataFrame({"path": paths}), radiograph_pipeline(),
+                       cache=ArrayCache(rg_cache(tmp, decode, paths)), workers=2, audit=False,
+                       decode=decode)  # type: ignore[arg-type]
+    assert prepared.stats["decoded"] == len(paths), prepared.summary()
+    return {"seconds": time.perf_counter() - t,
+            **{k: v for k, v in prepared.stats.items() if k.startswith("decode_")}}
+
+
 CONFIGS = {
+    "rg-auto": lambda paths, tmp: _rg_prepare(paths, tmp, "auto"),
+    "rg-full": lambda paths, tmp: _rg_prepare(paths, tmp, "full"),
     "ceiling": run_ceiling, "naive": run_naive, "ours-cold": run_ours_cold,
     "ours-warm": run_ours_warm, "ours-thread": run_ours_thread, "monai-cold": run_monai_cold,
     "monai-persistent": run_monai_persistent, "monai-cache": run_monai_cache,
@@ -428,7 +452,8 @@ def in_subprocess(config: str, list_file: Path, tmp: Path, n: int | None = None)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=510, help="samples (default %(default)s)")
+    ap.add_argument("--n", type=int, default=None,
+                    help="samples (default 510; 300 compressed with --radiographs)")
     ap.add_argument("--rss", default="2000,5000,20000", help="dataset sizes for ours' RSS")
     ap.add_argument("--monai-rss", default="2000,5000,10000",
                     help="dataset sizes for MONAI CacheDataset's RSS (it holds all in memory)")
@@ -438,11 +463,14 @@ def main() -> None:
     ap.add_argument("--json", help="write all results to this file")
     ap.add_argument("--profile", action="store_true",
                     help="only print where the time goes per sample (cold steps, warm parts)")
+    ap.add_argument("--radiographs", action="store_true",
+                    help="measure the decode plan on compressed radiographs (see above)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--list", help=argparse.SUPPRESS)
     ap.add_argument("--tmp", help=argparse.SUPPRESS)
     ap.add_argument("--rss-n", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    args.n = args.n or (300 if args.radiographs else 510)
 
     if args.worker:  # one configuration in this fresh process
         paths = Path(args.list).read_text().split("\n")
@@ -467,6 +495,11 @@ def main() -> None:
         except ImportError:
             have_monai = False
             print("MONAI not installed (pip install -e '.[bench]'): MONAI figures skipped")
+    if args.radiographs:
+        from radiographs import main_radiographs
+
+        main_radiographs(args, in_subprocess, have_monai)
+        return
     with tempfile.TemporaryDirectory(prefix="bench-input-") as d:
         tmp = Path(d)
         paths = build_set(tmp / "data", args.n)

@@ -135,7 +135,7 @@ def _cache_build(args: argparse.Namespace) -> int:
         else:
             prepared = prepare(table, pipe, cache=cfg.cache_dir, workers=cfg.workers,
                                strict=cfg.data.strict, retry_quarantined=args.retry_quarantined,
-                               progress=progress)
+                               progress=progress, decode=cfg.data.decode)
     except (ConfigError, InputError, ImportError, ValueError, ConnectionError) as exc:
         raise UsageError(str(exc)) from exc
     except BadFileError as exc:

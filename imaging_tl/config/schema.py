@@ -65,6 +65,9 @@ class DataConfig(Section):
     # makes 3-channel images whose channels agree grey; null: auto with the default
     # preprocessing, nothing added to a preprocessing list of one's own
     color: Literal["auto", "grey", "rgb"] | None = None
+    # auto: JPEG 2000 / baseline JPEG decoded at the reduced resolution the first resize
+    # needs (the cold cache build's speed-up); full: every image decoded in full.
+    decode: Literal["auto", "full"] = "auto"
 
 
 class TaskConfig(Section):

@@ -148,7 +148,8 @@ def quarantine_verdict(prepared: Prepared, share: float = 0.5) -> str | None:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(pipeline: Callable | None, cache: ArrayCache, namespace: str) -> None:
+def _init_worker(pipeline: Callable | None, cache: ArrayCache, namespace: str,
+                 decode: str = "auto") -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # one process per core, not threads within
     try:
         import cv2  # Resize's backend: its own thread pool would oversubscribe the cores
@@ -156,16 +157,18 @@ def _init_worker(pipeline: Callable | None, cache: ArrayCache, namespace: str) -
         cv2.setNumThreads(1)
     except ImportError:
         pass
-    _WORKER.update(pipeline=pipeline, cache=cache, namespace=namespace)
+    _WORKER.update(pipeline=pipeline, cache=cache, namespace=namespace, decode=decode)
 
 
 def process_one(
-    path: str, frame: int | None, pipeline: Callable | None
+    path: str, frame: int | None, pipeline: Callable | None, decode: str = "full"
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Read one sample and run the pipeline: ``(array, record)``.
 
     The record holds ``content_hash`` and ``dhash`` of the pixels *as read* (for the leakage
     audit) and the provenance. Errors propagate (the caller quarantines them).
+    ``decode="auto"`` lets the reader decode a compressed image at the reduced resolution
+    the pipeline's first resize needs (:func:`decode_plan`); ``"full"`` never does.
 
     Examples
     --------
@@ -177,7 +180,7 @@ def process_one(
     """
     from imaging_tl.io.reader import read_scan
 
-    scan = read_scan(path, frame=frame)
+    scan = read_scan(path, frame=frame, target=decode_plan(pipeline, decode))
     px = scan.pixels
     hash_px = px
     if px.ndim == 4 or (px.ndim == 3 and not scan.is_colour):
@@ -191,6 +194,48 @@ def process_one(
         raise ValueError("the pipeline produced NaN or infinite values")
     record["provenance"] = list(scan.provenance)
     return out, record
+
+
+def decode_plan(pipeline: Callable | None, decode: str = "auto") -> Any:
+    """The reader's target for ``pipeline`` under ``decode`` (``"auto"`` or ``"full"``).
+
+    None (decode in full) for ``"full"``, without a pipeline, or when the pipeline's
+    stages see the stored pixels before a resize (:func:`imaging_tl.stages.decode_target`).
+
+    Examples
+    --------
+    >>> from imaging_tl.stages import Pipeline, Resize, Window
+    >>> decode_plan(Pipeline([Window.from_header(), Resize(224)])).describe()
+    '224x224 pad'
+    >>> decode_plan(Pipeline([Resize(224)]), "full") is None
+    True
+    """
+    if decode not in ("auto", "full"):
+        raise ValueError(f"decode={decode!r}: expected 'auto' or 'full'")
+    if decode == "full" or pipeline is None:
+        return None
+    from imaging_tl.stages.geometry import decode_target
+
+    stages = getattr(pipeline, "stages", None)
+    return decode_target(stages) if stages is not None else None
+
+
+def decode_counts(records: Iterable[dict[str, Any] | None]) -> dict[str, int]:
+    """How many decoded samples the decode plan reduced, and how many fell back to a
+    full decode after a reduced one failed (from each record's provenance).
+
+    Examples
+    --------
+    >>> decode_counts([{"provenance": ["decode: reduced 1/4 (x) from 8 x 8 to 2 x 2"]},
+    ...                {"provenance": ["decode: full (reduced JPEG decode failed)"]}, None])
+    {'decode_reduced': 1, 'decode_fallback': 1}
+    """
+    reduced = fallback = 0
+    for rec in records:
+        steps = (rec or {}).get("provenance") or []
+        reduced += any(str(s).startswith("decode: reduced") for s in steps)
+        fallback += any(str(s).startswith("decode: full (") for s in steps)
+    return {"decode_reduced": reduced, "decode_fallback": fallback}
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -213,7 +258,7 @@ def failure_reason(exc: BaseException) -> str:
 def _work(task: tuple[str, int | None, str]) -> tuple[str, dict[str, Any] | None, str | None]:
     path, frame, key = task
     try:
-        arr, record = process_one(path, frame, _WORKER["pipeline"])
+        arr, record = process_one(path, frame, _WORKER["pipeline"], _WORKER["decode"])
     except Exception as exc:  # noqa: BLE001 - a bad file is reported, the batch goes on
         return key, None, failure_reason(exc)
     try:
@@ -251,6 +296,7 @@ def prepare(
     audit: bool = True,
     progress: bool = False,
     index: bool = True,
+    decode: Literal["auto", "full"] = "auto",
 ) -> Prepared:
     """Decode and preprocess every sample once, into the cache; reuse what is there.
 
@@ -281,6 +327,11 @@ def prepare(
         :mod:`imaging_tl.data.cache`): a warm re-run then stats each input instead of
         hashing it and reading its entry's JSON. ``False`` for many concurrent small runs
         on one cache (e.g. a cluster's workers), where each save would rewrite the index.
+    decode : {"auto", "full"}
+        ``"auto"``: a JPEG 2000 or baseline JPEG image at least twice the size of the
+        pipeline's first resize is decoded at a reduced resolution (:func:`decode_plan`);
+        ``"full"`` decodes every image in full. The plan is part of the cache namespace,
+        so arrays of the two modes never mix.
 
     Returns
     -------
@@ -296,7 +347,7 @@ def prepare(
     """
     t0 = time.perf_counter()
     cache = cache if isinstance(cache, ArrayCache) else ArrayCache(cache)
-    namespace = _namespace(cache, pipeline)
+    namespace = _namespace(cache, pipeline, decode_plan(pipeline, decode))
     df = table.reset_index(drop=True)
     frames = [None if pd.isna(f) else int(f)
               for f in (df["frame"] if "frame" in df.columns else [pd.NA] * len(df))]
@@ -306,8 +357,8 @@ def prepare(
     hits = sum(m is not None for m in plan.metas)
     if plan.tasks:
         workers = max(1, min(workers or os.cpu_count() or 1, len(plan.tasks)))
-        _build(plan, df, pipeline, cache, namespace, executor=executor, workers=workers,
-               strict=strict, progress=progress, index=index)
+        _build(plan, df, (pipeline, cache, namespace, decode), executor=executor,
+               workers=workers, strict=strict, progress=progress, index=index)
     elif index:
         cache.save_index(namespace)
     bad = [(p, r) for p, r in zip(df["path"], plan.reasons, strict=True) if r is not None]
@@ -316,7 +367,8 @@ def prepare(
     out, quarantined = _tables(df, frames, plan)
     out.attrs = dict(table.attrs)
     stats = {"samples": len(df), "hits": hits, "decoded": len(plan.tasks),
-             "quarantined": len(quarantined), "seconds": time.perf_counter() - t0}
+             "quarantined": len(quarantined), "seconds": time.perf_counter() - t0,
+             **decode_counts(plan.metas[rows[0]] for rows in plan.todo.values())}
     prepared = Prepared(out, quarantined, namespace, cache, stats)
     if audit:
         _audit(prepared)
@@ -333,8 +385,9 @@ def _audit(prepared: Prepared) -> None:
         prepared.stats["audit"] = audit_splits(out, split_column=split_col)
 
 
-def _namespace(cache: ArrayCache, pipeline: Callable | None) -> str:
-    """The cache namespace of a pipeline (``"raw"`` pixels without one)."""
+def _namespace(cache: ArrayCache, pipeline: Callable | None, target: Any = None) -> str:
+    """The cache namespace of a pipeline (``"raw"`` pixels without one); a reduced-decode
+    plan (``target``) joins the fingerprint, so ``auto`` and ``full`` arrays never mix."""
     if pipeline is None:
         return cache.namespace("raw", None)
     fingerprint = getattr(pipeline, "fingerprint", None)
@@ -343,7 +396,8 @@ def _namespace(cache: ArrayCache, pipeline: Callable | None) -> str:
                         "imaging_tl.stages.Pipeline) so the cache can tell versions apart")
     to_config = getattr(pipeline, "to_config", None)
     config = to_config() if to_config is not None else repr(pipeline)
-    return cache.namespace(str(fingerprint()), config)
+    plan = f"|decode=auto {target.describe()}" if target is not None else ""
+    return cache.namespace(str(fingerprint()) + plan, config)
 
 
 @dataclass
@@ -397,11 +451,13 @@ def _look_up(
 
 
 def _build(
-    plan: _Plan, df: pd.DataFrame, pipeline: Callable | None, cache: ArrayCache,
-    namespace: str, *, executor: str, workers: int, strict: bool, progress: bool, index: bool,
+    plan: _Plan, df: pd.DataFrame, init: tuple[Callable | None, ArrayCache, str, str], *,
+    executor: str, workers: int, strict: bool, progress: bool, index: bool,
 ) -> None:
-    """Run the plan's tasks in the pool; record each entry, or quarantine its file."""
-    pool = _executor(executor, workers, (pipeline, cache, namespace))
+    """Run the plan's tasks in the pool; record each entry, or quarantine its file.
+    ``init``: the workers' ``(pipeline, cache, namespace, decode)``."""
+    _, cache, namespace, _ = init
+    pool = _executor(executor, workers, init)
     results: Iterable
     if pool is None:
         results = map(_work, plan.tasks)

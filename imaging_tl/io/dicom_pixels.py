@@ -26,6 +26,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from imaging_tl.io.decode_plan import DecodeTarget, reduced_dicom_pixels, scaled_meta
 from imaging_tl.io.dicom_checks import check_codestream_size, check_header
 from imaging_tl.io.dicom_header import (
     HeaderValueError,
@@ -394,6 +395,7 @@ def read_dicom(
     has_preamble: bool = True,
     provenance: list[str] | None = None,
     max_pixels: int | None = None,
+    target: DecodeTarget | None = None,
 ) -> Scan:
     """Read a DICOM file into a :class:`Scan` (float32 pixels, meta, provenance).
 
@@ -413,6 +415,9 @@ def read_dicom(
         Steps already applied (e.g. ``"gunzip"``).
     max_pixels : int, optional
         The most values to decode (:func:`imaging_tl.io.limits.max_pixels` by default).
+    target : imaging_tl.io.decode_plan.DecodeTarget, optional
+        What the stages need: a compressed frame may be decoded at a reduced resolution
+        (:mod:`imaging_tl.io.decode_plan`); None decodes in full.
 
     Returns
     -------
@@ -429,7 +434,7 @@ def read_dicom(
     prov = list(provenance or [])
     ds = read_dataset(source, path, has_preamble=has_preamble)
     with damaged_header_errors(path):
-        return _read_pixels(ds, path, frame, prov, max_pixels)
+        return _read_pixels(ds, path, frame, prov, max_pixels, target)
 
 
 @contextmanager
@@ -506,8 +511,24 @@ def require_pixel_data(ds: Dataset, path: str) -> None:
     )
 
 
+def _reduced(
+    ds: Dataset, ts: str, frame: int | None, n_frames: int, target: DecodeTarget | None
+) -> tuple[np.ndarray | None, str | None]:
+    """The decode plan's reduced decode; any failure of it means a full decode (the full
+    path then reports a damaged file with its own typed error)."""
+    if target is None:
+        return None, None
+    try:
+        return reduced_dicom_pixels(ds, ts, frame, n_frames, target)
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the fallback is the full decode
+        return None, f"decode: full (reduced decode failed: {type(exc).__name__})"
+
+
 def _read_pixels(
-    ds: Dataset, path: str, frame: int | None, prov: list[str], max_pixels: int | None
+    ds: Dataset, path: str, frame: int | None, prov: list[str], max_pixels: int | None,
+    target: DecodeTarget | None = None,
 ) -> Scan:
     require_pixel_data(ds, path)
     ts = ensure_transfer_syntax(ds, path, prov)
@@ -522,8 +543,12 @@ def _read_pixels(
             )
         frame = int(frame)
 
-    arr = _decode(ds, path, frame, ts)
-    _check_shape(arr, ds, path, n_frames if frame is None else 1)
+    reduced, step = _reduced(ds, ts, frame, n_frames, target)
+    if reduced is None:
+        arr = _decode(ds, path, frame, ts)
+        _check_shape(arr, ds, path, n_frames if frame is None else 1)
+    else:
+        arr = reduced
     try:
         meta: dict[str, Any] = header_meta(ds, frame=frame)
     except HeaderValueError:
@@ -531,6 +556,10 @@ def _read_pixels(
     except (TypeError, ValueError, AttributeError) as exc:
         raise InconsistentHeaderError(path, f"a header element is malformed: {exc}") from exc
     prov.append(f"read: dicom {UID(ts).name}" + (f" frame={frame}" if frame is not None else ""))
+    if step:
+        prov.append(step)
+    if reduced is not None:
+        meta = scaled_meta(meta, arr.shape[0], arr.shape[1])
 
     photometric = str(ds.PhotometricInterpretation).upper()
     if photometric == "PALETTE COLOR":

@@ -28,6 +28,8 @@ from imaging_tl.io.scan import Scan
 if TYPE_CHECKING:
     import tifffile
 
+    from imaging_tl.io.decode_plan import DecodeTarget
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
 TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -175,6 +177,7 @@ def read_raster(
     frame: int | None = None,
     provenance: list[str] | None = None,
     max_pixels: int | None = None,
+    target: DecodeTarget | None = None,
 ) -> Scan:
     """Read a PNG, JPEG or TIFF image into a :class:`Scan`.
 
@@ -195,6 +198,9 @@ def read_raster(
     max_pixels : int, optional
         The most values to decode, checked from the image header before decoding
         (:func:`imaging_tl.io.limits.max_pixels` by default).
+    target : imaging_tl.io.decode_plan.DecodeTarget, optional
+        What the stages need: a baseline JPEG at least twice as large is decoded by DCT
+        scaling (:func:`read_jpeg_planned`); None decodes in full.
 
     Returns
     -------
@@ -229,7 +235,8 @@ def read_raster(
     elif fmt == "png" and _png_is_16bit_colour(data):
         arr, extra = _read_png16(data, path)
     else:
-        arr, extra = _read_pillow(data, path, fmt)
+        planned = read_jpeg_planned(data, head, target) if fmt == "jpeg" else None
+        arr, extra = planned or _read_pillow(data, path, fmt)
     if arr.dtype not in (np.uint8, np.uint16):
         raise UnsupportedImageError(
             path, f"{arr.dtype} samples are not read (only 8- and 16-bit images)"
@@ -353,3 +360,37 @@ def channels_agree(image: np.ndarray, value_range: Any = None,
         span = float(x.max() - x.min()) or 1.0
     spread = x.max(axis=-1) - x.min(axis=-1)
     return bool(np.count_nonzero(spread > tolerance * span) <= max_fraction * spread.size)
+
+
+def read_jpeg_planned(
+    data: bytes, head: dict[str, Any], target: DecodeTarget | None
+) -> tuple[np.ndarray, list[str]] | None:
+    """A JPEG file decoded by DCT scaling to what ``target`` needs, or None (full decode).
+
+    Only 8-bit grey or RGB baseline JPEG qualifies; any failure means None, and the
+    full decode then reports a damaged file with its own error.
+
+    Examples
+    --------
+    >>> import io, numpy as np
+    >>> from PIL import Image
+    >>> from imaging_tl.io.decode_plan import DecodeTarget
+    >>> buf = io.BytesIO(); Image.fromarray(np.zeros((2400, 2400), np.uint8)).save(buf, "JPEG")
+    >>> arr, steps = read_jpeg_planned(buf.getvalue(), {"Rows": 2400, "Columns": 2400},
+    ...                                DecodeTarget((224, 224)))
+    >>> arr.shape, steps[0]
+    ((600, 600), 'decode: reduced 1/4 (JPEG DCT scaling) from 2400 x 2400 to 600 x 600')
+    """
+    if target is None:
+        return None
+    from imaging_tl.io.decode_plan import decode_jpeg_reduced, describe_reduction
+
+    rows, cols = int(head["Rows"]), int(head["Columns"])
+    try:
+        got = decode_jpeg_reduced(data, target.needed(rows, cols))
+    except (OSError, ValueError, SyntaxError):
+        return None
+    if got is None:
+        return None
+    arr, level = got
+    return arr, [describe_reduction(level, rows, cols, "JPEG DCT scaling")]

@@ -9,7 +9,7 @@ import stat
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from imaging_tl.io.errors import (
     CorruptPixelDataError,
@@ -29,6 +29,9 @@ from imaging_tl.io.limits import (
 )
 from imaging_tl.io.limits import max_pixels as default_max_pixels
 from imaging_tl.io.scan import Scan
+
+if TYPE_CHECKING:
+    from imaging_tl.io.decode_plan import DecodeTarget
 
 #: bytes read to tell formats apart (DICOM's ``DICM`` marker sits at 128..131).
 HEAD_SIZE = 132
@@ -224,7 +227,8 @@ def typed_errors(path: str) -> Iterator[None]:
 
 
 def read_scan(
-    path: str | os.PathLike, *, frame: int | None = None, max_pixels: int | None = None
+    path: str | os.PathLike, *, frame: int | None = None, max_pixels: int | None = None,
+    target: DecodeTarget | None = None,
 ) -> Scan:
     """Read one scan: DICOM (detected by content), PNG, JPEG or TIFF; gzipped DICOM too.
 
@@ -239,6 +243,13 @@ def read_scan(
         The most values (frames x rows x columns x samples) the read may decode, checked
         from the header before decoding; default :func:`imaging_tl.io.limits.max_pixels`
         (``IMAGING_TL_MAX_PIXELS``, else 2**29).
+    target : imaging_tl.io.decode_plan.DecodeTarget, optional
+        The size the stages after reading need (the decode plan, built from a pipeline
+        by :func:`imaging_tl.stages.decode_target`). A JPEG 2000 or baseline JPEG image
+        (DICOM frame or JPEG file) that is at least twice as large is decoded at the
+        coarsest resolution still at least that size; ``meta`` Rows, Columns and
+        PixelSpacing follow, and ``provenance`` records the scale. None (default)
+        decodes in full.
 
     Returns
     -------
@@ -277,13 +288,14 @@ def read_scan(
 
             return read_dicom(
                 source, path, frame=frame, has_preamble=kind == "dicom",
-                provenance=provenance, max_pixels=limit,
+                provenance=provenance, max_pixels=limit, target=target,
             )
         if kind in ("png", "jpeg", "tiff"):
             from imaging_tl.io.raster import read_raster
 
             return read_raster(
-                source, path, kind, frame=frame, provenance=provenance, max_pixels=limit
+                source, path, kind, frame=frame, provenance=provenance, max_pixels=limit,
+                target=target,
             )
     raise NotAnImageError(
         path, "not a DICOM, PNG, JPEG or TIFF file (the content matches none of them)"

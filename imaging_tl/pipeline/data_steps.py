@@ -81,7 +81,8 @@ def prepare_step(state: RunState) -> None:
     state.pipe = Pipeline.from_config(cfg.preprocessing)
     try:
         prepared = prepare(state.table, state.pipe, cache=cfg.cache_dir, workers=cfg.workers,
-                           strict=cfg.data.strict, progress=state.log.tty and state.log.verbose)
+                           strict=cfg.data.strict, progress=state.log.tty and state.log.verbose,
+                           decode=cfg.data.decode)
     except BadFileError as exc:
         raise InputError(f"data.strict is on and a file is bad: {exc}") from None
     state.log(prepared.summary())

@@ -24,7 +24,13 @@ from imaging_tl.stages.base import (
     stage_from_config,
 )
 from imaging_tl.stages.channels import Color, ToGrey, ToRGB
-from imaging_tl.stages.geometry import CenterCrop, CropForeground, PadToSquare, Resize
+from imaging_tl.stages.geometry import (
+    CenterCrop,
+    CropForeground,
+    PadToSquare,
+    Resize,
+    decode_target,
+)
 from imaging_tl.stages.intensity import CLAHE
 from imaging_tl.stages.normalize import (
     SCHEMES,
@@ -53,6 +59,7 @@ __all__ = [
     "ToRGB",
     "Window",
     "apply_window",
+    "decode_target",
     "get_scheme",
     "get_stage_class",
     "list_schemes",

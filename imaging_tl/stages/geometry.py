@@ -10,11 +10,12 @@ noise level. Float32 stays float32 (no trip through uint8).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from imaging_tl.io.decode_plan import DecodeTarget
 from imaging_tl.stages.base import (
     Stage,
     check_choice,
@@ -23,7 +24,9 @@ from imaging_tl.stages.base import (
     register_stage,
 )
 
-__all__ = ["CenterCrop", "CropForeground", "PadToSquare", "Resize", "resize_image"]
+__all__ = [
+    "CenterCrop", "CropForeground", "PadToSquare", "Resize", "decode_target", "resize_image",
+]
 
 INTERPOLATIONS = ("auto", "area", "linear", "cubic", "nearest")
 
@@ -362,3 +365,44 @@ class CropForeground(Stage):
 
     def _meta_updates(self, out: np.ndarray, meta: Mapping[str, Any]) -> dict[str, Any]:
         return geometry_updates(out, meta)
+
+
+#: Stages that map each pixel on its own (or see the whole image's histogram): they may
+#: run on a reduced decode before the resize with the same result, up to resampling.
+_PIXELWISE = frozenset({"window", "multi_window", "to_rgb", "to_grey", "color", "normalize"})
+
+
+def decode_target(stages: Iterable[Any]) -> DecodeTarget | None:
+    """What a pipeline needs of the decoder: the size of its first resize, or None.
+
+    The stages before the first :class:`Resize` must be pixel-wise (windowing, channel
+    and normalisation stages) or :class:`PadToSquare`; a crop, CLAHE or any other stage
+    first sees the stored pixels, so the pipeline then gets None (decode in full).
+
+    Parameters
+    ----------
+    stages : Pipeline or iterable of Stage
+        The stages after reading.
+
+    Returns
+    -------
+    imaging_tl.io.decode_plan.DecodeTarget or None
+
+    Examples
+    --------
+    >>> from imaging_tl.stages import Pipeline, Window, ToRGB, CenterCrop
+    >>> decode_target(Pipeline([Window.from_header(), Resize(224), ToRGB()]))
+    DecodeTarget(size=(224, 224), mode='pad', square=False)
+    >>> decode_target([CenterCrop(300), Resize(224)]) is None
+    True
+    """
+    square = False
+    for stage in stages:
+        if isinstance(stage, Resize):
+            return DecodeTarget(stage.size, "stretch" if stage.mode == "stretch" else "pad",
+                                square)
+        if isinstance(stage, PadToSquare):
+            square = True
+        elif getattr(stage, "name", None) not in _PIXELWISE:
+            return None
+    return None
