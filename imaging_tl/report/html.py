@@ -26,6 +26,7 @@ from imaging_tl.evaluate.domain import gate_summary
 from imaging_tl.report import plots
 from imaging_tl.report.chain import chain_section
 from imaging_tl.report.gallery import gallery_from_dir, gallery_items
+from imaging_tl.report.labels import label_reading_section
 
 # Header fields that must never reach the page (DICOM keywords and their snake_case forms).
 _IDENTIFYING = {
@@ -200,22 +201,7 @@ def _splits_section(audit: Mapping[str, Any] | None) -> str:
         note = (f'<p class="warn">{leak} patient(s) appear in more than one split: '
                 "test figures are optimistic.</p>")
     return f'<table class="grid">{head}{"".join(rows)}</table>{note}' + \
-        _label_reading(audit.get("labels"))
-
-
-def _label_reading(summary: Mapping[str, Any] | None) -> str:
-    """Per label: the CSV columns read and the positive/negative/uncertain/blank counts."""
-    if not summary or not summary.get("labels"):
-        return ""
-    keys = ("positive", "negative", "uncertain", "blank", "missing", "conflicting")
-    head = "<tr><th>label</th><th>columns</th>" + "".join(f"<th>{k}</th>" for k in keys)
-    rows = "".join(
-        f"<tr><td>{_esc(name)}</td><td>{_esc(', '.join(e.get('columns', [])))}</td>"
-        + "".join(f"<td>{e.get(k, '')}</td>" for k in keys) + "</tr>"
-        for name, e in summary["labels"].items())
-    policy = summary.get("uncertain_policy") or "none (no uncertain cells)"
-    return (f"<h4>Labels as read (uncertain policy: {_esc(policy)}; missing = masked in "
-            f'training and evaluation)</h4><table class="grid">{head}</tr>{rows}</table>')
+        label_reading_section(audit.get("labels"))
 
 
 _BINARY_ROWS = (
