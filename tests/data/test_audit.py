@@ -112,7 +112,11 @@ def test_data_index_keeps_no_raw_identifier_and_finds_cross_task_overlap():
     assert tuple(index.columns) == INDEX_COLUMNS
     text = index.to_csv()
     assert "1CT1" not in text and "P2" not in text and "/nope" not in text
-    assert index["patient"][0] == "pid:1c3ee9adf6f95ec4" and index["sop"][0].startswith("sop:")
+    from imaging_tl.io.census import pseudonymize_patient_id
+
+    # the header's PatientID (1CT1), pseudonymised with this machine's key
+    assert index["patient"][0] == pseudonymize_patient_id("1CT1")
+    assert index["sop"][0].startswith("sop:")
     tgt = pd.DataFrame({"path": ["/t/1.png", "/t/2.png", "/t/3.png", "/t/4.png"],
                         "split": ["test", "val", "train", "test"],
                         "group": ["P2", "Q1", "P2", "P3"],
