@@ -141,13 +141,15 @@ def test_config_keys_of_distribution(tmp_path):
     assert "train.distributed: unknown key; did you mean 'distribute'?" in text
 
 
-def test_run_refuses_what_this_machine_cannot_do(tmp_path, monkeypatch):
+def test_run_refuses_what_this_machine_cannot_do(dist_data, tmp_path, monkeypatch):
     import tensorflow as tf
 
     from imaging_tl.pipeline import run
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    base = {"data": {"folder": str(tmp_path)}, "output": str(tmp_path / "runs")}
+    # usable data: the table-only early checks pass, so the device refusals are reached
+    base = {"data": {"csv": str(dist_data / "labels.csv"), "label_column": "label"},
+            "output": str(tmp_path / "runs")}
     with pytest.raises(ConfigError, match="train.distribute: .*needs the TF_CONFIG"):
         run({**base, "train": {"distribute": "multi_worker"}}, verbose=False)
     if not tf.config.list_physical_devices("GPU"):
