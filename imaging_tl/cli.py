@@ -441,7 +441,7 @@ def _backbones(args: argparse.Namespace) -> int:
         rows.append((name, f"{spec.input_size}", f"{_param_count(name)}",
                      spec.normalization, _weights_offline(spec),
                      str(len(spec.freeze_points))))
-    head = ("backbone", "input", "parameters", "normalisation", "ImageNet weights offline",
+    head = ("backbone", "input", "parameters", "normalisation", "weights offline",
             "freeze points (--verbose)")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     for r in [head, *rows]:
@@ -474,23 +474,32 @@ def _source_runs(folder: str) -> None:
 
 # Parameter counts without the 1000-class top, from build_backbone(name, weights=None,
 # include_top=False).count_params() (tests/cli checks Lite0); building every backbone at
-# each call would take a minute on 2 cores.
+# each call would take a minute on 2 cores. A domain backbone counts as its architecture.
 PARAMS = {"efficientnet_lite0": 3_413_024, "efficientnet_lite1": 4_189_344,
           "efficientnet_lite2": 4_869_168, "efficientnet_b0": 4_049_571,
-          "resnet50": 23_587_712, "densenet121": 7_037_504, "mobilenet_v2": 2_257_984}
+          "resnet50": 23_587_712, "densenet121": 7_037_504, "mobilenet_v2": 2_257_984,
+          "inception_v3": 21_802_784, "inception_resnet_v2": 54_336_736}
 
 
 def _param_count(name: str) -> str:
-    n = PARAMS.get(name)
+    from imaging_tl.models.weights.domain import DOMAIN_WEIGHTS
+
+    n = PARAMS.get(DOMAIN_WEIGHTS[name].architecture if name in DOMAIN_WEIGHTS else name)
     return f"{n / 1e6:.2f} M" if n else "?"
 
 
 def _weights_offline(spec) -> str:
-    if spec.family != "efficientnet_lite":
-        return "no (Keras download; or a local file)"
     from imaging_tl.models import WeightsFileError
     from imaging_tl.models.weights import lite_weights_source
+    from imaging_tl.models.weights.domain import DOMAIN_WEIGHTS, domain_weights_file
 
+    if spec.name in DOMAIN_WEIGHTS:
+        try:
+            return f"yes ({domain_weights_file(spec.name).name})"
+        except WeightsFileError:
+            return f"no (user-supplied {DOMAIN_WEIGHTS[spec.name].filename}; see README)"
+    if spec.family != "efficientnet_lite":
+        return "no (Keras download; or a local file)"
     try:
         lite_weights_source(spec.name)
     except WeightsFileError as exc:
@@ -530,20 +539,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def quiet_logging(argv: Sequence[str]) -> bool:
     """Silence TensorFlow's C++/absl start-up lines unless ``--verbose`` is among ``argv``
-    or the user set ``TF_CPP_MIN_LOG_LEVEL`` themselves; returns whether it silenced them.
+    or the user asked for them (``TF_CPP_MIN_LOG_LEVEL=0``); returns whether it did.
 
-    Must run before TensorFlow is imported (the C++ side reads the variable once).
+    Must run before TensorFlow is imported (the C++ side reads the variable once, and the
+    notices are written during the import: :mod:`imaging_tl._tf_quiet`).
 
     Examples
     --------
     >>> quiet_logging(["run", "x.yaml", "--verbose"])
     False
     """
-    if "--verbose" in argv or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+    if "--verbose" in argv or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
         return False
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"  # hides the oneDNN and absl start-up notices
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's own INFO and WARNING lines
     import logging
 
+    from imaging_tl._tf_quiet import hide_tensorflow_start_up
+
+    hide_tensorflow_start_up()  # the import-time notices the variable no longer hides
     logging.getLogger("absl").setLevel(logging.ERROR)  # absl's Python warnings (keras saving)
     return True
 

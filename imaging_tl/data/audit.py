@@ -349,8 +349,9 @@ def data_index(table: pd.DataFrame) -> pd.DataFrame:
     --------
     >>> t = pd.DataFrame({"path": ["/nope/a.png"], "split": ["train"], "group": ["P1"],
     ...                   "content_hash": ["abc"]})
-    >>> data_index(t).iloc[0].to_dict()["group"]
-    'pid:fbeae7c18667b698'
+    >>> from imaging_tl.io.census import pseudonymize_patient_id
+    >>> data_index(t).iloc[0]["group"] == pseudonymize_patient_id("P1")
+    True
     """
     headers = {p: (read_header(p) if os.path.isfile(p) and file_kind(Path(p)) == "dicom"
                    else {}) for p in dict.fromkeys(table["path"])}

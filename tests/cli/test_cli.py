@@ -114,6 +114,20 @@ def test_backbones_lists_the_registry(capsys):
     assert "224" in lite0 and "3.41 M" in lite0 and " yes" in lite0
     resnet = next(line for line in lines if line.startswith("resnet50 "))
     assert "no (Keras download" in resnet
+    assert "?" not in out  # every backbone has its parameter count
+    domain = next(line for line in lines if line.startswith("radimagenet_resnet50 "))
+    assert "23.59 M" in domain and "RadImageNet-ResNet50_notop.h5" in domain
+
+
+def test_backbones_finds_an_installed_domain_file(tmp_path, monkeypatch, capsys):
+    from imaging_tl.models.weights import domain
+
+    monkeypatch.setattr(domain, "domain_weights_dir", lambda: tmp_path)
+    (tmp_path / "RadImageNet-DenseNet121_notop.h5").write_bytes(b"h5 stand-in")
+    assert main(["backbones"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines()
+                if x.startswith("radimagenet_densenet121 "))
+    assert "yes (RadImageNet-DenseNet121_notop.h5)" in line
 
 
 def test_backbone_parameter_table_matches_a_real_build():

@@ -1,6 +1,6 @@
 """A quiet, early-failing command line: table-only checks refuse a bad run before
 TensorFlow is imported and before a run directory exists; TensorFlow's start-up lines are
-hidden unless --verbose (or the user's own TF_CPP_MIN_LOG_LEVEL)."""
+hidden unless --verbose (or TF_CPP_MIN_LOG_LEVEL=0)."""
 
 from __future__ import annotations
 
@@ -89,3 +89,27 @@ def test_tensorflow_start_up_lines_are_hidden_unless_verbose(tmp_path):
                 if any(s in line for s in START_UP)], quiet.stderr
     loud = _cli(*args, "--verbose")  # the control: the lines exist to be hidden
     assert any(s in loud.stderr for s in START_UP), loud.stderr
+
+
+def test_start_up_filter_keeps_every_other_line(capfd):
+    from imaging_tl._tf_quiet import start_up_lines_hidden
+
+    with start_up_lines_hidden():
+        os.write(2, b"I0000 port.cc:153] oneDNN custom operations are on.\n")
+        os.write(2, b"E0000 a real error during the import\n")
+    err = capfd.readouterr().err
+    assert err == "E0000 a real error during the import\n"
+
+
+def test_asking_for_the_lines_shows_them(tmp_path):
+    code = ("from imaging_tl.cli import quiet_logging; import sys; "
+            "print(quiet_logging([]), file=sys.stderr); import tensorflow")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "0"}
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=env, timeout=300)
+    assert shown.stderr.startswith("False") and any(s in shown.stderr for s in START_UP)
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"  # make's setting: still quiet
+    hidden = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert hidden.stderr.startswith("True")
+    assert not any(s in hidden.stderr for s in START_UP), hidden.stderr

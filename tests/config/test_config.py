@@ -111,8 +111,9 @@ def test_config_module_is_tf_free_in_a_fresh_process(csv):
     assert done.returncode == 0 and "heavy: []" in done.stdout, done.stdout + done.stderr
 
 
+# (target_task inherits its preprocessing from its source: run in tests/pipeline)
 @pytest.mark.parametrize("name", ["chest_xray_folder", "head_ct_multiwindow", "multilabel_csv",
-                                  "demo"])
+                                  "demo", "colour_example", "source_task"])
 def test_pipeline_templates_are_valid_apart_from_their_data(name, csv, tmp_path):
     raw = yaml.safe_load((PIPELINES / f"{name}.yaml").read_text())
     assert raw["data"]  # documented templates carry a data section

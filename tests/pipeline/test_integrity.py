@@ -59,16 +59,30 @@ def test_failed_run_leaves_run_json_with_the_reason(tiny_config, tiny_data, tmp_
 
     cfg = copy.deepcopy(tiny_config)
     rows = pd.read_csv(tiny_data / "labels.csv")
-    rows.head(3).to_csv(tmp_path / "few.csv", index=False)  # too few to split
-    for p in rows["path"].head(3):
-        if not (tmp_path / p).exists():
-            (tmp_path / p).parent.mkdir(parents=True, exist_ok=True)
-            (tmp_path / p).symlink_to(tiny_data / p)
-    cfg["data"]["csv"] = str(tmp_path / "few.csv")
+    for p in rows["path"]:  # a table that passes the early checks, of files none can read
+        (tmp_path / p).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / p).write_bytes(b"not a scan")
+    rows.to_csv(tmp_path / "junk.csv", index=False)
+    cfg["data"]["csv"] = str(tmp_path / "junk.csv")
+    cfg["cache_dir"] = str(tmp_path / "cache")
     with pytest.raises(InputError) as exc:
         run(cfg, out=tmp_path / "run", verbose=False)
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["status"] == "failed" and str(exc.value)[:40] in record["error"]
+
+
+def test_a_run_refused_by_the_early_checks_leaves_no_run_directory(tiny_config, tiny_data,
+                                                                   tmp_path):
+    from imaging_tl.pipeline import InputError, run
+
+    cfg = copy.deepcopy(tiny_config)
+    rows = pd.read_csv(tiny_data / "labels.csv").head(3)  # too few to split
+    rows["path"] = [str(tiny_data / p) for p in rows["path"]]
+    rows.to_csv(tmp_path / "few.csv", index=False)
+    cfg["data"]["csv"] = str(tmp_path / "few.csv")
+    with pytest.raises(InputError):
+        run(cfg, out=tmp_path / "run", verbose=False)
+    assert not (tmp_path / "run").exists()
 
 
 def test_clean_staging_removes_what_a_kill_left(tmp_path):

@@ -110,7 +110,8 @@ def test_contract_carries_preprocessing_threshold_labels(finished_run):
     c = json.loads((finished_run.run_dir / "contract.json").read_text())
     assert c["label_names"] == ["normal", "nodule"]
     assert c["input_size"] == [64, 64] and c["normalization"] == "efficientnet_lite"
-    assert c["preprocessing"]["stages"][0]["name"] == "window"
+    # the default preprocessing: the colour policy first, then the window
+    assert [s["name"] for s in c["preprocessing"]["stages"][:2]] == ["color", "window"]
     assert 0 <= c["threshold"] <= 1
 
 

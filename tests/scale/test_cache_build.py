@@ -100,6 +100,7 @@ def test_a_dying_worker_batch_is_retried(archive_table, pipe, tmp_path, dask_clu
 
         def __init__(self, inner: Pipeline) -> None:
             self.inner = inner
+            self.stages = inner.stages  # the same decode plan (and cache keys) as inner
 
         def fingerprint(self) -> str:
             return self.inner.fingerprint()
