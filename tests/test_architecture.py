@@ -19,6 +19,7 @@ MAX_FUNCTION_LINES = 80
 LAYERS = {
     "imaging_tl._version": 0,
     "imaging_tl._atomic": 0,
+    "imaging_tl._tf_quiet": 0,
     "imaging_tl.io": 1,
     "imaging_tl.synthetic": 2,
     "imaging_tl.stages": 2,
