@@ -262,7 +262,8 @@ def _predict(args: argparse.Namespace) -> int:
                 raise UsageError("--gradcam is not available with --workers/--scheduler")
             df = predict_dask(args.model, args.inputs, workers=args.workers,
                               scheduler=args.scheduler, engine=args.engine,
-                              batch_size=args.batch_size, num_threads=args.threads or 1)
+                              batch_size=args.batch_size, num_threads=args.threads or 1,
+                              domain=args.domain)
         else:
             df = predict_files(args.model, args.inputs, batch_size=args.batch_size,
                                gradcam_dir=args.gradcam, engine=args.engine,

@@ -121,19 +121,19 @@ def census_dask(directory: str | os.PathLike, out: str | os.PathLike | None = "c
 
 
 def _predict_batch(paths: list[str], model: str, engine: str, batch_size: int,
-                   num_threads: int | None) -> list[dict[str, Any]]:
+                   num_threads: int | None, domain: str) -> list[dict[str, Any]]:
     from imaging_tl.pipeline.predict import predict_files
 
     with quiet_readers():
         df = predict_files(model, paths, batch_size=batch_size, engine=engine,
-                           num_threads=num_threads)
+                           num_threads=num_threads, domain=domain)
     return df.to_dict("records")
 
 
 def predict_dask(model_path: str | os.PathLike, inputs: Sequence[str | os.PathLike], *,
                  workers: int | None = None, scheduler: str | None = None,
                  engine: str = "auto", batch_size: int = 16, files_per_task: int = 128,
-                 num_threads: int | None = 1, retries: int = 2,
+                 num_threads: int | None = 1, domain: str = "flag", retries: int = 2,
                  progress: bool = True, client: Any = None) -> Any:
     """:func:`imaging_tl.pipeline.predict_files` with the files spread over a Dask cluster.
 
@@ -154,6 +154,8 @@ def predict_dask(model_path: str | os.PathLike, inputs: Sequence[str | os.PathLi
     files_per_task : int
     num_threads : int, optional
         Threads per worker's engine (default 1: the workers are the parallelism).
+    domain : {"flag", "strict", "off"}
+        The domain gate, as for ``predict_files`` (each worker applies it to its files).
 
     Returns
     -------
@@ -183,8 +185,10 @@ def predict_dask(model_path: str | os.PathLike, inputs: Sequence[str | os.PathLi
         engine = default_engine()
     if engine != "keras":
         exported_model(mp, engine)  # convert once, before the workers need it
+    if domain not in ("flag", "strict", "off"):
+        raise InputError(f"domain: {domain!r} is not one of flag, strict, off")
     fn = partial(_predict_batch, model=str(mp.resolve()), engine=engine,
-                 batch_size=batch_size, num_threads=num_threads)
+                 batch_size=batch_size, num_threads=num_threads, domain=domain)
     ctx = contextlib.nullcontext(client) if client is not None else \
         dask_client(workers, scheduler)
     with ctx as client:

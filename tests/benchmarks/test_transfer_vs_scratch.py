@@ -155,6 +155,7 @@ def _pool_matches_fresh(tvs, arms):
             assert pool._models[key].train_function is fn
 
 
+@pytest.mark.slow  # a check of the benchmark's speed-up, not of the product
 def test_pooled_model_trains_exactly_like_a_fresh_one(tvs, lite0_backbone):
     _pool_matches_fresh(tvs, ("tl_frozen", "small_cnn"))
 

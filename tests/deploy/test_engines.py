@@ -90,7 +90,8 @@ def _constant_tflite(value: float) -> bytes:
     return conv.convert()
 
 
-@pytest.mark.parametrize("where", ["beside", "cache"])
+# the cache entry is checked by the same code as the file beside the model: slow target
+@pytest.mark.parametrize("where", ["beside", pytest.param("cache", marks=pytest.mark.slow)])
 def test_planted_export_is_detected_and_not_used(where, saved_model, real_batch,
                                                  keras_reference, engine_cache, tmp_path,
                                                  capsys):

@@ -82,9 +82,11 @@ def test_predict_on_a_scheduler_equals_the_run_predictions(finished_run, test_ro
                        .read_bytes()[:300])
     out = tmp_path / "pred.csv"
     done = imaging_tl("predict", str(finished_run.run_dir), *files, str(broken), "--engine",
-                      "keras", "--scheduler", cluster_address, "--out", str(out))
+                      "keras", "--scheduler", cluster_address, "--out", str(out),
+                      "--domain", "off")
     assert done.returncode == 0, done.stderr[-3000:]
     df = pd.read_csv(out, keep_default_na=False)
+    assert (df["domain"] == "").all()  # the workers got --domain off (flag fills "ok")
     assert list(df["path"]) == [*files, str(broken)]  # input order, the bad file a row
     assert list(df["status"]) == ["ok"] * 4 + ["error"] and df["reason"].iloc[-1]
     np.testing.assert_allclose(df["prob_nodule"][:4].astype(float),

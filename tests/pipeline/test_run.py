@@ -148,6 +148,7 @@ class _StopAfter(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow  # the default run resumes a killed run in test_integrity.py
 def test_resume_after_interrupt_continues_from_last_epoch(tiny_config, tmp_path):
     # interrupted in this process, resumed through the command a user types
     cfg = copy.deepcopy(tiny_config)
