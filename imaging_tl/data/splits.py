@@ -14,7 +14,7 @@ Nothing here imports TensorFlow.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -107,8 +107,8 @@ def iterative_group_stratify(
     ([0, 1], [0, 1])
     """
     rng = np.random.default_rng(seed)
-    codes, uniques = pd.factorize(pd.Series(list(groups), dtype=object), sort=True)
-    n_groups = len(uniques)
+    codes = group_order(groups)
+    n_groups = int(codes.max()) + 1 if len(codes) else 0
     y = np.asarray(y, dtype=np.float64).reshape(len(codes), -1)
     counts = np.zeros((n_groups, y.shape[1]))
     np.add.at(counts, codes, y)
@@ -146,6 +146,23 @@ def iterative_group_stratify(
     return part[codes]
 
 
+def group_order(groups: Iterable[object]) -> np.ndarray:
+    """Group codes numbered in order of first appearance in the table.
+
+    The split sees these codes, not the group names: names read from DICOM headers are
+    keyed pseudonyms, which differ between machines with different keys, and sorting them
+    would make the same seed give another split elsewhere. The table's order (sorted by
+    label and path, or the CSV's own) is the same everywhere.
+
+    Examples
+    --------
+    >>> group_order(["pid:ff", "pid:00", "pid:ff"]).tolist()
+    [0, 1, 0]
+    """
+    codes, _ = pd.factorize(pd.Series([str(g) for g in groups], dtype=object), sort=False)
+    return codes
+
+
 def _sgkf_parts(df: pd.DataFrame, n_splits: int, seed: int) -> np.ndarray:
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -155,7 +172,7 @@ def _sgkf_parts(df: pd.DataFrame, n_splits: int, seed: int) -> np.ndarray:
         # Too-small classes are reported by _check_enough with a clearer message.
         warnings.simplefilter("ignore", UserWarning)
         for i, (_, test_idx) in enumerate(cv.split(np.zeros(len(df)), df["label"].astype(str),
-                                                   df["group"].astype(str))):
+                                                   group_order(df["group"]))):
             fold[test_idx] = i
     return fold
 

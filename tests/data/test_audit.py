@@ -61,7 +61,8 @@ def test_pixel_identical_image_under_new_identifiers(tmp_path: Path, make_dicom)
 
 
 def test_same_file_in_two_splits(clean_split: pd.DataFrame) -> None:
-    df = pd.concat([clean_split, clean_split.iloc[[0]].assign(split="test")], ignore_index=True)
+    train_row = clean_split[clean_split["split"] == "train"].iloc[[0]]
+    df = pd.concat([clean_split, train_row.assign(split="test")], ignore_index=True)
     df.loc[len(df) - 1, "group"] = "someone-else"
     report = audit_splits(df, pixels=False, near_duplicates=False, raise_on_leak=False)
     assert any(x.startswith("file ") for x in report.leaks)

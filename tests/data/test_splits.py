@@ -127,3 +127,26 @@ def test_grouped_kfold_never_shares_a_patient_thorough(seed, n_groups, n_classes
         return
     assert groups_disjoint(folds, "fold")
     assert set(folds["fold"]) == set(range(k))
+
+
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_the_split_does_not_depend_on_the_pseudonym_key(multilabel: bool) -> None:
+    # folder tables hold keyed pseudonyms as groups; another key (another machine) renames
+    # every group but must not move any file to another split
+    from imaging_tl.io.pseudonyms import pseudonym
+
+    rng = np.random.default_rng(5)
+    ids = [f"MRN{i // 2:04d}" for i in range(60)]
+    base = {"path": [f"/d/{i:03d}.dcm" for i in range(60)]}
+    if multilabel:
+        labels = {f"f{j}": rng.integers(0, 2, 60) for j in range(3)}
+    else:
+        labels = {"label": rng.choice(["a", "b"], 60)}
+    parts = []
+    for salt in ("site-key-1", "site-key-2"):
+        groups = [pseudonym(salt + i, "pid") for i in ids]  # as if under another key
+        df = pd.DataFrame({**base, **labels, "group": groups})
+        parts.append(split_table(df, val=0.2, test=0.2, seed=3, audit=False)["split"].tolist())
+        kf = kfold_table(df, 4, seed=3, audit=False)["fold"].tolist()
+        parts.append(kf)
+    assert parts[0] == parts[2] and parts[1] == parts[3]
