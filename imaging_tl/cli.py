@@ -131,7 +131,7 @@ def _cache_build(args: argparse.Namespace) -> int:
                 table, pipe, cache=cfg.cache_dir, workers=args.workers,
                 scheduler=args.scheduler, files_per_task=args.files_per_task,
                 strict=cfg.data.strict, retry_quarantined=args.retry_quarantined,
-                progress=progress)
+                progress=progress, decode=cfg.data.decode)
         else:
             prepared = prepare(table, pipe, cache=cfg.cache_dir, workers=cfg.workers,
                                strict=cfg.data.strict, retry_quarantined=args.retry_quarantined,

@@ -207,8 +207,55 @@ def codestream_size(data: bytes) -> tuple[int, int, int] | None:
     return max(y - y0, 0), max(x - x0, 0), comps
 
 
+_JPEG_SYNTAXES = ("1.2.840.10008.1.2.4.5", "1.2.840.10008.1.2.4.70",  # JPEG, lossless
+                  "1.2.840.10008.1.2.4.8")  # JPEG-LS
+# start-of-frame markers (baseline, extended, progressive, lossless, arithmetic; JPEG-LS)
+_JPEG_SOF = {*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0),
+             0xF7}
+
+
+def jpeg_frame_size(data: bytes) -> tuple[int, int, int] | None:
+    """(rows, columns, components) a JPEG or JPEG-LS frame header declares, or None.
+
+    Walks the marker segments from the start of the image to the first start-of-frame
+    (within ``data``), as a decoder would before allocating the image.
+
+    Examples
+    --------
+    >>> sof = bytes.fromhex("ffd8ffc0000b08") + (300).to_bytes(2, "big")
+    >>> jpeg_frame_size(sof + (200).to_bytes(2, "big") + bytes([1]))
+    (300, 200, 1)
+    """
+    at = data.find(b"\xff\xd8\xff", 0, 1 << 16)  # SOI, after the encapsulation's items
+    if at < 0:
+        return None
+    at += 2
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # segments without a length
+            at += 2
+            continue
+        length = int.from_bytes(data[at + 2: at + 4], "big")
+        if marker in _JPEG_SOF:
+            if len(data) < at + 10:
+                return None
+            rows = int.from_bytes(data[at + 5: at + 7], "big")
+            cols = int.from_bytes(data[at + 7: at + 9], "big")
+            return rows, cols, data[at + 9]
+        if length < 2:
+            return None
+        at += 2 + length
+    return None
+
+
 def check_codestream_size(ds: Dataset, path: str, ts: str, head: bytes | None = None) -> None:
-    """Refuse JPEG 2000 pixel data whose codestream declares more than the header.
+    """Refuse JPEG 2000, JPEG or JPEG-LS pixel data whose codestream declares more than the
+    header (the decoder allocates what the codestream says).
 
     ``head``: the first bytes of the pixel data when they are not loaded (the census).
 
@@ -219,11 +266,12 @@ def check_codestream_size(ds: Dataset, path: str, ts: str, head: bytes | None = 
     >>> p = get_testdata_file("MR_small_jp2klossless.dcm", download=False)
     >>> check_codestream_size(dcmread(p), p, "1.2.840.10008.1.2.4.90")
     """
-    if not ts.startswith(_J2K_SYNTAXES) or "PixelData" not in ds:
+    if not ts.startswith((*_J2K_SYNTAXES, *_JPEG_SYNTAXES)) or "PixelData" not in ds:
         return
     if head is None:
         head = bytes(ds.PixelData[: 1 << 16])
-    declared = codestream_size(head)
+    j2k = ts.startswith(_J2K_SYNTAXES)
+    declared = codestream_size(head) if j2k else jpeg_frame_size(head)
     if declared is None:
         return
     rows, cols, comps = declared
@@ -231,7 +279,8 @@ def check_codestream_size(ds: Dataset, path: str, ts: str, head: bytes | None = 
     h_samples = header_int(ds, "SamplesPerPixel", 1) or 1
     if rows * cols * max(comps, 1) > h_rows * h_cols * h_samples:
         raise CorruptPixelDataError(
-            path, f"the JPEG 2000 codestream declares {rows} x {cols} x {comps}, more than "
+            path, f"the {'JPEG 2000 codestream' if j2k else 'JPEG frame header'} declares "
+            f"{rows} x {cols} x {comps}, more than "
             f"the header's {h_rows} x {h_cols} x {h_samples}: not decoded (a decompression "
             "bomb or a damaged file)"
         )

@@ -202,7 +202,7 @@ def predict_dask(model_path: str | os.PathLike, inputs: Sequence[str | os.PathLi
 
 
 def _cache_batch(files: list[tuple[str, list[int | None]]], pipeline: Any, cache: Any,
-                 retry_quarantined: bool) -> dict[str, Any]:
+                 retry_quarantined: bool, decode: str) -> dict[str, Any]:
     """Worker side of :func:`build_cache_dask`: the public ``prepare()`` on one batch of files.
 
     Reusing ``prepare`` (serial, in this worker) writes entries and quarantine records exactly
@@ -220,7 +220,7 @@ def _cache_batch(files: list[tuple[str, list[int | None]]], pipeline: Any, cache
         # instead of every task rewriting it
         done = prepare(table, pipeline, cache=cache, workers=1, executor="serial",
                        retry_quarantined=retry_quarantined, audit=False, progress=False,
-                       index=False)
+                       index=False, decode=decode)
     stats = {k: done.stats[k] for k in ("samples", "hits", "decoded", "quarantined")}
     # one written file per batch: lets the caller check that it sees what the workers wrote
     stats["probe"] = str(done.table["cache_file"].iloc[0]) if "cache_file" in done.table \
@@ -242,6 +242,7 @@ def build_cache_dask(
     retry_quarantined: bool = False,
     audit: bool = True,
     progress: bool = True,
+    decode: str = "auto",
 ) -> Any:
     """:func:`imaging_tl.data.prepare` with the decoding spread over a Dask cluster.
 
@@ -278,6 +279,10 @@ def build_cache_dask(
         Run the leakage audit when the table has a split column.
     progress : bool
         A progress bar on the terminal (stderr).
+    decode : {"auto", "full"}
+        ``data.decode``: the workers decode compressed files at the reduced resolution the
+        pipeline needs (``auto``) or in full; the plan is part of the cache namespace, so
+        it must be the one the run will use.
 
     Returns
     -------
@@ -317,7 +322,7 @@ def build_cache_dask(
     files = _frames_by_file(table)
     batches = file_batches(files, files_per_task)
     fn = partial(_cache_batch, pipeline=pipeline, cache=cache,
-                 retry_quarantined=retry_quarantined)
+                 retry_quarantined=retry_quarantined, decode=decode)
     ctx = contextlib.nullcontext(client) if client is not None else \
         dask_client(workers, scheduler)
     with ctx as client:
@@ -329,7 +334,7 @@ def build_cache_dask(
     # look-up index that spares the next run the hashing).
     t_collect = time.perf_counter()
     prepared = prepare(table, pipeline, cache=cache, workers=1, executor="serial",
-                       strict=strict, audit=audit, progress=False)
+                       strict=strict, audit=audit, progress=False, decode=decode)
     prepared.stats.update(
         hits=sum(d["hits"] for d in done), decoded=sum(d["decoded"] for d in done) +
         prepared.stats["decoded"], seconds=time.perf_counter() - t0, tasks=len(batches),

@@ -203,6 +203,23 @@ def test_jpeg2000_codestream_larger_than_header_is_refused(tmp_path):
     assert census_row(out)["error"] == "CorruptPixelDataError"  # header-only agrees
 
 
+@pytest.mark.parametrize("name", ["JPEG-lossy.dcm", "JPEG-LL.dcm",
+                                  "emri_small_jpeg_ls_lossless.dcm"])
+def test_jpeg_frame_larger_than_header_is_refused(tmp_path, name):
+    # baseline, lossless and JPEG-LS: the frame header (SOF) is read before decoding
+    ds = pydicom.dcmread(get_testdata_file(name, download=False))
+    data = bytearray(ds.PixelData)
+    at = next(i for i in range(len(data) - 1)
+              if data[i] == 0xFF and data[i + 1] in (0xC0, 0xC1, 0xC3, 0xF7))
+    data[at + 5: at + 9] = struct.pack(">HH", 20000, 20000)  # Y, X
+    ds.PixelData = bytes(data)
+    out = tmp_path / "jpeg.dcm"
+    ds.save_as(out)
+    with pytest.raises(CorruptPixelDataError, match="JPEG frame header declares 20000 x 20000"):
+        read_scan(out)
+    assert census_row(out)["error"] == "CorruptPixelDataError"  # header-only agrees
+
+
 def _png(path: Path, width: int, height: int, depth: int = 8, colour: int = 0) -> Path:
     import zlib
 

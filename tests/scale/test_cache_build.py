@@ -263,3 +263,16 @@ def test_every_real_dicom_file_builds_identically(pydicom_test_dir, pydicom_data
     assert len(local.table) > 100
     assert tree(tmp_path / "local") == tree(tmp_path / "dask")
     pd.testing.assert_frame_equal(dist.quarantined, local.quarantined)
+
+
+def test_cli_cache_build_on_a_scheduler_follows_data_decode(tiny_config_file, tmp_path, capsys,
+                                                            dask_cluster_client):
+    from imaging_tl.cli import main
+
+    address = dask_cluster_client.scheduler.address
+    args = ["cache", "build", str(tiny_config_file), "--quiet", "--set",
+            f"cache_dir={tmp_path / 'c'}", "--set", "data.decode=full"]
+    assert main([*args, "--scheduler", address]) == 0
+    capsys.readouterr()
+    assert main(args) == 0  # the local build with the same plan finds every entry
+    assert "24 from cache, 0 decoded" in capsys.readouterr().out
