@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from imaging_tl._atomic import write_csv, write_text
+from imaging_tl._atomic import readable_text, write_csv, write_text
 from imaging_tl.data import BadFileError, encode_labels, prepare, write_splits
 from imaging_tl.data.prepare import quarantine_verdict
 from imaging_tl.pipeline.inputs import (
@@ -63,7 +63,8 @@ def splits_step(state: RunState) -> None:
         before = pd.read_csv(splits_csv, dtype=str, keep_default_na=False)
         now = table.assign(frame=table["frame"].astype(str).replace("<NA>", ""))
         a = sorted(zip(before["path"], before["split"], strict=True))
-        b = sorted(zip(now["path"], now["split"], strict=True))
+        # splits.csv holds undecodable file names escaped (readable_text): compare so
+        b = sorted(zip(now["path"].map(readable_text), now["split"], strict=True))
         if a != b:
             raise InputError(f"--resume {state.run_dir}: the data or its splits changed since "
                              "the run started; start a new run")

@@ -129,3 +129,39 @@ def test_resume_after_a_kill_gives_the_uninterrupted_run(tiny_config, tmp_path):
         [(x["phase"], x["epoch"]) for x in ra["best_epochs"]]
     assert resumed.metrics["roc_auc"]["value"] == pytest.approx(
         whole.metrics["roc_auc"]["value"], abs=1e-6)
+
+
+def test_resume_with_an_undecodable_file_name(tiny_config, tiny_data, tmp_path):
+    # splits.csv holds such a name escaped ("odd\xff.dcm"); the resume must still find
+    # the same splits
+    import os
+
+    import keras
+
+    from imaging_tl.pipeline import run
+
+    labels = pd.read_csv(tiny_data / "labels.csv")
+    root = tmp_path / "data"
+    for k, row in labels.iterrows():
+        src = tiny_data / row["path"]
+        folder = root / row["label"] / row["patient_id"]
+        folder.mkdir(parents=True, exist_ok=True)
+        name = os.fsdecode(b"odd\xff" + src.suffix.encode()) if k == 0 else src.name
+        try:
+            with open(os.path.join(folder, name), "wb") as f:
+                f.write(src.read_bytes())
+        except (OSError, UnicodeEncodeError):
+            pytest.skip("this file system refuses non-UTF-8 names")
+
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    cfg = copy.deepcopy(tiny_config)
+    cfg["data"] = {"folder": str(root)}
+    cfg["evaluate"] = {"bootstrap": 0, "gradcam": 0}
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, out=tmp_path / "run", verbose=False, callbacks=[Kill()])
+    assert "odd\\xff" in (tmp_path / "run" / "splits.csv").read_text()
+    resumed = run(None, resume=tmp_path / "run", verbose=False)
+    assert json.loads((resumed.run_dir / "run.json").read_text())["status"] == "finished"
