@@ -41,6 +41,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -55,7 +56,7 @@ from imaging_tl.io.pseudonyms import cache_home
 
 __all__ = [
     "CACHE_FORMAT", "ArrayCache", "CacheInfo", "CacheIntegrityError", "default_cache_dir",
-    "file_key", "file_mode", "load_entry",
+    "file_key", "file_mode", "load_entry", "open_entry",
 ]
 
 CACHE_FORMAT = 4  # 3: content_hash records are XXH3-128 (were SHA-256); 4: entry checksums
@@ -393,9 +394,9 @@ class ArrayCache:
                   meta: dict[str, Any]) -> dict[str, Any] | None:
         """``meta`` when its array matches its checksum; else the entry is evicted."""
         try:
-            ok = _array_checksum(np.load(meta["file"], allow_pickle=False)) == meta.get(
-                "checksum")
-        except (OSError, ValueError, EOFError):
+            with open_entry(meta["file"]) as f:  # a FIFO in its place: evicted, not a hang
+                ok = _array_checksum(np.load(f, allow_pickle=False)) == meta.get("checksum")
+        except (OSError, ValueError, EOFError, CacheIntegrityError):
             ok = False
         if ok:
             return meta
@@ -535,6 +536,29 @@ def _array_checksum(a: np.ndarray) -> str:
     return content_hash(a)
 
 
+def open_entry(file: str | os.PathLike) -> Any:
+    """Open a cache entry for binary reading; a FIFO, device or folder in its place is a
+    :class:`CacheIntegrityError` naming it, never a hang.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "entry.npy")
+    >>> np.save(path, np.zeros(3, np.float32))
+    >>> with open_entry(path) as f:
+    ...     np.load(f).shape
+    (3,)
+    """
+    # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever (no
+    # effect on a regular file)
+    fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CacheIntegrityError(f"{file}: cache entry is not a regular file; run "
+                                  "`imaging-tl cache clear` or run again")
+    return os.fdopen(fd, "rb")
+
+
 def load_entry(file: str | os.PathLike, tiled: int = 0,
                checksum: str | None = None) -> np.ndarray:
     """Read a cached array; ``tiled`` channels stored once are repeated back.
@@ -551,7 +575,8 @@ def load_entry(file: str | os.PathLike, tiled: int = 0,
     (8, 8, 3)
     """
     try:
-        a = np.load(file, allow_pickle=False)
+        with open_entry(file) as f:
+            a = np.load(f, allow_pickle=False)
     except ValueError as exc:
         raise CacheIntegrityError(f"{file}: cache entry unreadable ({exc}); run "
                                   "`imaging-tl cache clear` or run again") from None

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from imaging_tl.data.cache import load_entry, open_entry
 from imaging_tl.data.labels import encode_labels, label_columns, sample_weights
 from imaging_tl.data.prepare import Prepared
 
@@ -91,7 +92,7 @@ def resolve_augment(augment: Any) -> Callable[[np.ndarray, int], np.ndarray] | N
 
 def _check_range(prepared: Prepared, table: pd.DataFrame, n: int = 4) -> None:
     for i in np.linspace(0, len(table) - 1, min(n, len(table))).astype(int):
-        a = np.load(table["cache_file"].iloc[i], allow_pickle=False)  # range: tiling moot
+        a = load_entry(table["cache_file"].iloc[i])  # range: tiling moot
         if a.min() < -1e-3 or a.max() > 1 + 1e-3:
             raise ValueError(
                 f"{table['path'].iloc[i]}: cached values span [{a.min():.3g}, {a.max():.3g}], "
@@ -142,12 +143,9 @@ class _BatchReader:
         return out
 
     def _read(self, i: int, dest: np.ndarray) -> None:
-        fd = os.open(self.files[i], os.O_RDONLY)
-        try:
+        with open_entry(self.files[i]) as f:  # a FIFO in its place: an error, not a hang
             got = os.preadv(  # numpy's stubs declare the buffer protocol for Python >= 3.12 only
-                fd, [dest.reshape(-1).view(np.uint8)], int(self.offsets[i]))  # type: ignore[list-item]
-        finally:
-            os.close(fd)
+                f.fileno(), [dest.reshape(-1).view(np.uint8)], int(self.offsets[i]))  # type: ignore[list-item]
         if got != dest.nbytes:
             raise OSError(f"{self.files[i]}: cache entry truncated ({got} of {dest.nbytes} "
                           "bytes); run prepare() again to rebuild it")

@@ -170,3 +170,22 @@ def test_shuffled_training_batches_keep_images_and_labels_paired(brightness_code
             assert sorted(rows_seen) == sorted(train)  # every training scan once per epoch
         orders.append(rows_seen)
     assert orders[0] != sorted(orders[0]) and orders[0] != orders[1]  # really shuffled
+
+
+def test_a_fifo_in_place_of_a_cache_entry_is_an_error_not_a_hang(prepared: Prepared,
+                                                                  tmp_path: Path) -> None:
+    import copy
+    import os
+
+    fifo = tmp_path / "entry.npy"
+    os.mkfifo(fifo)
+    hostile = copy.copy(prepared)
+    hostile.table = prepared.table.copy()
+    hostile.table.loc[hostile.table.index[0], "cache_file"] = str(fifo)
+    from imaging_tl.data.cache import CacheIntegrityError
+
+    with pytest.raises(CacheIntegrityError, match="entry.npy: cache entry is not a regular"):
+        make_dataset(hostile, split="train", shuffle=False, batch_size=4)  # its range check
+    ds = make_dataset(hostile, split="train", shuffle=False, batch_size=4, check_range=False)
+    with pytest.raises(tf.errors.OpError, match="not a regular file"):
+        collect(ds)  # the batched reader
