@@ -343,8 +343,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"{m['evaluated_on']}: {m.get('n_images')} images, {name} "
           f"{value:.3f}{ci_text}" if value is not None else f"{m['evaluated_on']}: no AUC")
     if m.get("n_unreadable"):
-        print(f"  {m['n_unreadable']} file(s) could not be read and were left out",
+        print(f"  {m['n_unreadable']} file(s) could not be read and were left out:",
               file=sys.stderr)
+        for bad in m.get("unreadable", [])[:5]:
+            print(f"    {bad['path']}: {bad['reason']}", file=sys.stderr)
     print(f"metrics -> {m['written']}")
     return 0
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from imaging_tl._atomic import read_csv
+from imaging_tl._atomic import read_csv, readable_text
 from imaging_tl.config import RunConfig, load_config
 from imaging_tl.data import DatasetError, from_csv, from_folder
 from imaging_tl.pipeline.inputs import InputError
@@ -49,8 +49,9 @@ def reevaluate(run_dir: str | os.PathLike, *, data: str | os.PathLike | None = N
     Returns
     -------
     dict
-        The metrics (as ``metrics.json``), with ``"evaluated_on"``, ``"n_unreadable"`` and
-        the ``"written"`` path.
+        The metrics (as ``metrics.json``), with ``"evaluated_on"``, ``"n_unreadable"``,
+        ``"unreadable"`` (each left-out file's ``path`` and ``reason``) and the ``"written"``
+        path.
 
     Examples
     --------
@@ -66,7 +67,7 @@ def reevaluate(run_dir: str | os.PathLike, *, data: str | os.PathLike | None = N
         table, name = splits[splits["split"] == "test"].copy(), "test"
     else:
         table, name = _external_table(Path(data), cfg, task, classes, label_column)
-    y, s, groups, n_bad = _labelled_scores(run_dir, table, task, classes)
+    y, s, groups, bad = _labelled_scores(run_dir, table, task, classes)
     kw = evaluation_options(cfg) | {
         "operating_point": "fixed", "threshold": float(contract.get("threshold", 0.5))}
     if n_bootstraps is not None:
@@ -78,7 +79,8 @@ def reevaluate(run_dir: str | os.PathLike, *, data: str | os.PathLike | None = N
         kw |= {"val_true": vy, "val_score": vs, "val_groups": vg}
     metrics = evaluate(y, s, task=task, groups=groups, class_names=classes, **kw)
     metrics["evaluated_on"] = str(data) if data is not None else "test split of the run"
-    metrics["n_unreadable"] = n_bad
+    metrics["n_unreadable"] = len(bad)
+    metrics["unreadable"] = bad
     target = Path(out) if out is not None else run_dir / f"evaluation-{name}.json"
     write_plain_json(target, metrics)
     metrics["written"] = str(target)
@@ -113,25 +115,27 @@ def _external_table(dp: Path, cfg: RunConfig, task: str, classes: list[str],
 
 
 def _labelled_scores(run_dir: Path, table: pd.DataFrame, task: str,
-                     classes: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Labels, model scores and patient keys of the readable files of ``table``, and how
-    many were unreadable."""
+                     classes: list[str]
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, str]]]:
+    """Labels, model scores and patient keys of the readable files of ``table``, and the
+    unreadable ones (``path``, ``reason``)."""
     pred = predict_files(run_dir / "model.keras", list(dict.fromkeys(table["path"])))
     pred = pred.set_index("path")
     ok = table["path"].map(pred["status"]) == "ok"
-    n_bad = int((~ok).sum())
+    bad = [{"path": readable_text(str(p)), "reason": str(pred.at[p, "reason"])}
+           for p in dict.fromkeys(table.loc[~ok, "path"])]
     table = table[ok].reset_index(drop=True)
     if table.empty:
         raise InputError("no readable labelled file to evaluate")
     probs = pred.loc[table["path"], [f"prob_{c}" for c in classes]].to_numpy(np.float32)
     groups = table["group"].astype(str).to_numpy()
     if task == "multilabel":
-        return table[classes].to_numpy(np.float32), probs, groups, n_bad
+        return table[classes].to_numpy(np.float32), probs, groups, bad
     labels = table["label"].astype(str)
     unknown = sorted(set(labels) - set(classes))
     if unknown:
         raise InputError(f"labels {unknown} are not classes of the model ({classes})")
     if task == "binary":
-        return (labels == classes[1]).to_numpy(np.float32), probs[:, 1], groups, n_bad
+        return (labels == classes[1]).to_numpy(np.float32), probs[:, 1], groups, bad
     index = {c: i for i, c in enumerate(classes)}
-    return labels.map(index).to_numpy(), probs, groups, n_bad
+    return labels.map(index).to_numpy(), probs, groups, bad

@@ -69,12 +69,24 @@ def test_evaluate_run_dir_reproduces_the_test_auc(finished_run, capsys):
 
 
 def test_evaluate_on_external_labelled_data(finished_run, tiny_data, tmp_path):
+    import pydicom
+
     from imaging_tl.pipeline import reevaluate
 
-    m = reevaluate(finished_run.run_dir, data=tiny_data / "labels.csv", n_bootstraps=20,
+    labels = pd.read_csv(tiny_data / "labels.csv")
+    labels["path"] = [str(tiny_data / p) for p in labels["path"]]
+    dcm = next(p for p in labels["path"] if p.endswith(".dcm"))
+    ds = pydicom.dcmread(dcm)
+    ds.RescaleSlope = "NaN"  # a hostile header: left out, named, the rest evaluated
+    ds.save_as(tmp_path / "nan.dcm")
+    extra = labels.iloc[[0]].assign(path=str(tmp_path / "nan.dcm"))
+    pd.concat([labels, extra]).to_csv(tmp_path / "ext.csv", index=False)
+    m = reevaluate(finished_run.run_dir, data=tmp_path / "ext.csv", n_bootstraps=20,
                    out=tmp_path / "ext.json")
-    assert m["n_images"] == len(pd.read_csv(tiny_data / "labels.csv"))
-    assert m["evaluated_on"].endswith("labels.csv") and (tmp_path / "ext.json").is_file()
+    assert m["n_images"] == len(labels) and m["n_unreadable"] == 1
+    assert m["unreadable"][0]["path"].endswith("nan.dcm")
+    assert "RescaleSlope" in m["unreadable"][0]["reason"]
+    assert m["evaluated_on"].endswith("ext.csv") and (tmp_path / "ext.json").is_file()
     assert m["operating_point"]["threshold"] == pytest.approx(
         json.loads((finished_run.run_dir / "contract.json").read_text())["threshold"])
 
