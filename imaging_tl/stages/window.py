@@ -376,7 +376,10 @@ class Window(Stage):
         details = {"low": lo, "high": hi}
         if self.mode == "header":
             details["source"] = f"no header window; percentiles {list(self.percentiles)}"
-        if hi <= lo:  # a constant image: nothing to stretch, map it to 0
+        # a constant image: nothing to stretch, map it to 0. A width below float32's
+        # smallest normal number counts as none: with denormals flushed to zero (as
+        # TensorFlow sets the CPU) it would divide by zero
+        if not hi - lo >= np.finfo(np.float32).tiny:
             return lo + 1.0, 1.0, "LINEAR_EXACT", None, details
         return (lo + hi) / 2, hi - lo, self.function or "LINEAR_EXACT", None, details
 

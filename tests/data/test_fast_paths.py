@@ -58,14 +58,15 @@ def test_rewrite_with_restored_mtime_is_seen_through_the_index(
 ) -> None:
     table = settled.copy()
     target = tmp_path / "moving.dcm"
-    make_dicom(target, 300, patient="M")
+    ids = {"patient": "M", "sop": "1.2.826.0.1.3680043.8.498.1", "study": "1.2.3"}  # one size
+    make_dicom(target, 300, **ids)
     time.sleep(1.1)
     table.loc[0, "path"] = str(target)
     cache = ArrayCache(tmp_path / "cache")
     before = prepare(table, pipe(), cache=cache, executor="serial")
     assert str(target) in index_of(cache, before.namespace)["files"]
     st = target.stat()
-    make_dicom(target, 301, patient="M")  # same size, new pixels, the old mtime put back:
+    make_dicom(target, 301, **ids)  # same size, new pixels, the old mtime put back:
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # only the ctime tells
     assert (target.stat().st_size, target.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
     after = prepare(table, pipe(), cache=ArrayCache(tmp_path / "cache"), executor="serial")
