@@ -165,3 +165,35 @@ def test_resume_with_an_undecodable_file_name(tiny_config, tiny_data, tmp_path):
     assert "odd\\xff" in (tmp_path / "run" / "splits.csv").read_text()
     resumed = run(None, resume=tmp_path / "run", verbose=False)
     assert json.loads((resumed.run_dir / "run.json").read_text())["status"] == "finished"
+
+
+@pytest.mark.slow  # the default run resumes inside the head phase (above)
+def test_resume_inside_an_augmented_finetune_phase_gives_the_uninterrupted_run(tiny_config,
+                                                                               tmp_path):
+    import keras
+
+    from imaging_tl.pipeline import run
+
+    cfg = copy.deepcopy(tiny_config)
+    cfg["evaluate"] = {"bootstrap": 0, "gradcam": 0}
+    cfg["train"]["phases"] = [
+        {"name": "head", "epochs": 1, "learning_rate": 0.003},
+        {"name": "finetune", "epochs": 3, "learning_rate": 0.0005, "freeze": "block6d_add"}]
+
+    class Kill(keras.callbacks.Callback):  # after the second fine-tune epoch
+        seen = 0
+
+        def on_epoch_end(self, epoch, logs=None):
+            Kill.seen += 1
+            if Kill.seen == 3:
+                raise KeyboardInterrupt
+
+    whole = run(cfg, out=tmp_path / "whole", verbose=False)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, out=tmp_path / "killed", verbose=False, callbacks=[Kill()])
+    run(None, resume=tmp_path / "killed", verbose=False)
+    a = pd.read_csv(whole.run_dir / "predictions.csv")
+    b = pd.read_csv(tmp_path / "killed" / "predictions.csv")
+    np.testing.assert_allclose(b["prob_nodule"], a["prob_nodule"], atol=1e-6)
+    info = json.loads((tmp_path / "killed" / "run.json").read_text())
+    assert info["resumed_from"] == {"phase": 1, "epoch": 2}
