@@ -248,7 +248,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 def _add_verbose(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbose", action="store_true",
                    help="keep TensorFlow's own start-up and log lines (hidden by default "
-                        "unless TF_CPP_MIN_LOG_LEVEL is set)")
+                        "unless TF_CPP_MIN_LOG_LEVEL=0)")
 
 
 def _predict(args: argparse.Namespace) -> int:
