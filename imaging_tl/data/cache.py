@@ -396,7 +396,7 @@ class ArrayCache:
         try:
             with open_entry(meta["file"]) as f:  # a FIFO in its place: evicted, not a hang
                 ok = _array_checksum(np.load(f, allow_pickle=False)) == meta.get("checksum")
-        except (OSError, ValueError, EOFError, CacheIntegrityError):
+        except (OSError, ValueError, EOFError):  # CacheIntegrityError is an OSError
             ok = False
         if ok:
             return meta

@@ -233,10 +233,20 @@ def predict_files(
     return out
 
 
-def _gate(predictor: _Predictor, model_path: str | os.PathLike, mode: str) -> Any:
-    """The model's domain gate (None with ``mode`` off)."""
+def check_domain_mode(mode: str) -> None:
+    """Refuse a ``domain`` setting other than ``flag``, ``strict`` or ``off``.
+
+    Examples
+    --------
+    >>> check_domain_mode("strict")
+    """
     if mode not in ("flag", "strict", "off"):
         raise InputError(f"domain: {mode!r} is not one of flag, strict, off")
+
+
+def _gate(predictor: _Predictor, model_path: str | os.PathLike, mode: str) -> Any:
+    """The model's domain gate (None with ``mode`` off)."""
+    check_domain_mode(mode)
     if mode == "off":
         return None
     from imaging_tl.models import model_file

@@ -173,6 +173,7 @@ def predict_dask(model_path: str | os.PathLike, inputs: Sequence[str | os.PathLi
     from imaging_tl.deploy.engines import default_engine, exported_model
     from imaging_tl.models import model_file
     from imaging_tl.pipeline.inputs import InputError, expand_inputs
+    from imaging_tl.pipeline.predict import check_domain_mode
 
     try:
         mp = model_file(model_path)
@@ -185,8 +186,7 @@ def predict_dask(model_path: str | os.PathLike, inputs: Sequence[str | os.PathLi
         engine = default_engine()
     if engine != "keras":
         exported_model(mp, engine)  # convert once, before the workers need it
-    if domain not in ("flag", "strict", "off"):
-        raise InputError(f"domain: {domain!r} is not one of flag, strict, off")
+    check_domain_mode(domain)  # before the cluster starts
     fn = partial(_predict_batch, model=str(mp.resolve()), engine=engine,
                  batch_size=batch_size, num_threads=num_threads, domain=domain)
     ctx = contextlib.nullcontext(client) if client is not None else \

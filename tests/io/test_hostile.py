@@ -190,14 +190,20 @@ def test_max_pixels_is_configurable(tmp_path, monkeypatch):
     assert census_row(CT)["error"] == "ImageTooLargeError"
 
 
-def test_jpeg2000_codestream_larger_than_header_is_refused(tmp_path):
-    ds = pydicom.dcmread(J2K)
+def _with_declared_size(src, out: Path, at: int, packed: bytes) -> Path:
+    """``src`` saved to ``out`` with ``packed`` written into its pixel data at ``at``."""
+    ds = pydicom.dcmread(src)
     data = bytearray(ds.PixelData)
-    at = data.find(b"\xff\x4f\xff\x51")
-    data[at + 8: at + 16] = struct.pack(">II", 20000, 20000)  # Xsiz, Ysiz
+    data[at: at + len(packed)] = packed
     ds.PixelData = bytes(data)
-    out = tmp_path / "j2k.dcm"
     ds.save_as(out)
+    return out
+
+
+def test_jpeg2000_codestream_larger_than_header_is_refused(tmp_path):
+    at = pydicom.dcmread(J2K).PixelData.find(b"\xff\x4f\xff\x51")
+    out = _with_declared_size(J2K, tmp_path / "j2k.dcm", at + 8,
+                              struct.pack(">II", 20000, 20000))  # Xsiz, Ysiz
     with pytest.raises(CorruptPixelDataError, match="20000 x 20000"):
         read_scan(out)
     assert census_row(out)["error"] == "CorruptPixelDataError"  # header-only agrees
@@ -207,14 +213,12 @@ def test_jpeg2000_codestream_larger_than_header_is_refused(tmp_path):
                                   "emri_small_jpeg_ls_lossless.dcm"])
 def test_jpeg_frame_larger_than_header_is_refused(tmp_path, name):
     # baseline, lossless and JPEG-LS: the frame header (SOF) is read before decoding
-    ds = pydicom.dcmread(get_testdata_file(name, download=False))
-    data = bytearray(ds.PixelData)
+    src = get_testdata_file(name, download=False)
+    data = pydicom.dcmread(src).PixelData
     at = next(i for i in range(len(data) - 1)
               if data[i] == 0xFF and data[i + 1] in (0xC0, 0xC1, 0xC3, 0xF7))
-    data[at + 5: at + 9] = struct.pack(">HH", 20000, 20000)  # Y, X
-    ds.PixelData = bytes(data)
-    out = tmp_path / "jpeg.dcm"
-    ds.save_as(out)
+    out = _with_declared_size(src, tmp_path / "jpeg.dcm", at + 5,
+                              struct.pack(">HH", 20000, 20000))  # Y, X
     with pytest.raises(CorruptPixelDataError, match="JPEG frame header declares 20000 x 20000"):
         read_scan(out)
     assert census_row(out)["error"] == "CorruptPixelDataError"  # header-only agrees
