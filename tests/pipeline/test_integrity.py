@@ -97,9 +97,10 @@ def test_clean_staging_removes_what_a_kill_left(tmp_path):
                                                                             "plots"]
 
 
-def test_resume_after_a_kill_gives_the_uninterrupted_run(tiny_config, tmp_path):
+def test_resume_after_a_kill_gives_the_uninterrupted_run(tiny_config, tmp_path, capsys):
     import keras
 
+    from imaging_tl.cli import main
     from imaging_tl.pipeline import run
 
     cfg = copy.deepcopy(tiny_config)
@@ -116,7 +117,10 @@ def test_resume_after_a_kill_gives_the_uninterrupted_run(tiny_config, tmp_path):
     killed = tmp_path / "killed"
     assert not (killed / "run.json").exists()  # interrupted, not failed: resumable
     (killed / ".report-left").mkdir()
-    resumed = run(None, resume=killed, verbose=False)
+    capsys.readouterr()
+    # resumed through the command a user types (the installed script calls this main)
+    assert main(["run", "--resume", str(killed)]) == 0
+    assert "resumed from phase 1, epoch 2" in capsys.readouterr().out
     assert not (killed / ".report-left").exists()
     a = pd.read_csv(whole.run_dir / "predictions.csv")
     b = pd.read_csv(killed / "predictions.csv")
@@ -127,7 +131,8 @@ def test_resume_after_a_kill_gives_the_uninterrupted_run(tiny_config, tmp_path):
     assert rb["resumed_from"] == {"phase": 0, "epoch": 2}
     assert [(x["phase"], x["epoch"]) for x in rb["best_epochs"]] == \
         [(x["phase"], x["epoch"]) for x in ra["best_epochs"]]
-    assert resumed.metrics["roc_auc"]["value"] == pytest.approx(
+    resumed = json.loads((killed / "metrics.json").read_text())
+    assert resumed["roc_auc"]["value"] == pytest.approx(
         whole.metrics["roc_auc"]["value"], abs=1e-6)
 
 
