@@ -17,9 +17,15 @@ Figures (synthetic: ``make_radiograph``, one film per patient, sites cycled over
   centres, log-log fit between 1/64 and 1/4 cycles per pixel at 512 px);
 - grey-level histogram after the default window (``Window.from_header()``):
   Wasserstein-1 distance of each image's histogram to the real film's, and moments;
+- Lite0 pooled features (``efficientnet_lite0``, ImageNet weights, 224 px, the default
+  backbone): cosine distances of each synthetic film to the real chest film and to natural
+  photos (scikit-image's bundled photographs, as ImageNet-like images), beside the real
+  chest film's own distance to the photos and to a real radiograph of another body part
+  (pydicom-data's ``RG3_UNCI``), for scale;
 - a contact sheet: 16 synthetic films next to the real one (PNG).
 
 Run: ``.venv/bin/python benchmarks/synthetic_realism.py [--real DIR] [--audit-images 2000]``
+(``--parts features`` reruns one part and merges it into the existing results file).
 """
 
 from __future__ import annotations
@@ -210,6 +216,69 @@ def histograms(real: dict[str, np.ndarray], n: int) -> dict:
     return out
 
 
+#: scikit-image's bundled natural photographs (no download): the ImageNet-like reference.
+PHOTOS = ("astronaut", "camera", "coffee", "chelsea", "rocket", "coins", "moon",
+          "hubble_deep_field", "grass", "gravel", "brick", "clock")
+
+
+def photos(side: int) -> np.ndarray:
+    """The reference photographs as float32 [0, 1] RGB at ``side`` x ``side``."""
+    import skimage.data
+
+    out = []
+    for name in PHOTOS:
+        img = np.asarray(getattr(skimage.data, name)(), np.float32) / 255.0
+        img = np.repeat(img[..., None], 3, axis=-1) if img.ndim == 2 else img[..., :3]
+        out.append(cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA))
+    return np.stack(out)
+
+
+def as_input(grey: np.ndarray, side: int) -> np.ndarray:
+    """A grey film as the model's input: resized (aspect not kept, as the pipelines' resize)."""
+    small = cv2.resize(grey.astype(np.float32), (side, side), interpolation=cv2.INTER_AREA)
+    return np.repeat(np.clip(small, 0, 1)[..., None], 3, axis=-1)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine distances between the rows of ``a`` and ``b``."""
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return 1.0 - a @ b.T
+
+
+def features(real: dict[str, np.ndarray], n: int, side: int = 224) -> dict:
+    """Where the synthetic films sit in Lite0's ImageNet feature space (cosine distances)."""
+    from pydicom.data import get_testdata_file
+
+    from imaging_tl.models import build_transfer_model
+    from imaging_tl.train.features import extract_features
+
+    model = build_transfer_model("efficientnet_lite0", "binary", 2, weights="imagenet",
+                                 input_size=side)
+    syn = np.stack([as_input(im.pixels, side) for im in synthetic(n, 512, offset=400_000)])
+    chest = np.stack([as_input(v, side) for v in real.values()])
+    other = as_input(windowed(Path(get_testdata_file("RG3_UNCI.dcm"))), side)[None]
+    f_syn, f_chest, f_other, f_photo = (extract_features(model, x)[0]
+                                        for x in (syn, chest, other, photos(side)))
+    d_chest = cosine(f_syn, f_chest).min(axis=1)
+    d_photo = cosine(f_syn, f_photo)
+    pair = cosine(f_syn, f_syn)[np.triu_indices(n, 1)]
+    return {
+        "synthetic_films": n, "photos": len(PHOTOS), "input_size": side,
+        "synthetic_to_real_chest_median": float(np.median(d_chest)),
+        "synthetic_to_real_chest_range": [float(d_chest.min()), float(d_chest.max())],
+        "synthetic_to_photos_median": float(np.median(d_photo)),
+        "synthetic_to_nearest_photo_median": float(np.median(d_photo.min(axis=1))),
+        "synthetic_nearer_real_chest_than_any_photo": float(
+            np.mean(d_chest < d_photo.min(axis=1))),
+        "synthetic_pairwise_median": float(np.median(pair)),
+        "real_chest_to_photos_median": float(np.median(cosine(f_chest, f_photo))),
+        "real_chest_to_other_radiograph": float(cosine(f_chest, f_other).min()),
+        "photos_pairwise_median": float(np.median(
+            cosine(f_photo, f_photo)[np.triu_indices(len(PHOTOS), 1)])),
+    }
+
+
 def contact_sheet(real: dict[str, np.ndarray], path: Path, tile: int = 160) -> Path:
     """4 x 4 synthetic films (one per patient, sites cycled) and the real film, side by side."""
     ims = [resized(im.pixels, tile) for im in synthetic(16, tile * 2, offset=300_000)]
@@ -227,6 +296,17 @@ def contact_sheet(real: dict[str, np.ndarray], path: Path, tile: int = 160) -> P
     return path
 
 
+#: part name -> (results key, measurement)
+PARTS = {
+    "dhash": ("dhash_spread", lambda real, a: hash_spread(real, a.patients)),
+    "audit": ("near_duplicates", lambda real, a: near_duplicates(a.audit_images, a.audit_size)),
+    "spectra": ("lung_spectrum_slope", lambda real, a: spectra(real, a.spectra)),
+    "histograms": ("histogram_after_window", lambda real, a: histograms(real, a.histograms)),
+    "features": ("lite0_features", lambda real, a: features(real, a.features)),
+    "sheet": ("contact_sheet", lambda real, a: str(contact_sheet(real, a.sheet))),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--real", type=Path, help="folder of more real chest films")
@@ -235,19 +315,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--audit-size", type=int, default=224)
     ap.add_argument("--spectra", type=int, default=40)
     ap.add_argument("--histograms", type=int, default=40)
+    ap.add_argument("--features", type=int, default=100, help="films for the Lite0 features")
     ap.add_argument("--out", type=Path, default=RESULTS / "synthetic_realism.json")
     ap.add_argument("--sheet", type=Path, default=RESULTS / "synthetic_contact_sheet.png")
+    ap.add_argument("--parts", nargs="+", choices=sorted(PARTS), default=sorted(PARTS),
+                    help="measure only these (merged into an existing --out file)")
     args = ap.parse_args(argv)
     cv2.setNumThreads(1)
     real = real_films(args.real)
-    res = {
-        "real_films": list(real),
-        "dhash_spread": hash_spread(real, args.patients),
-        "near_duplicates": near_duplicates(args.audit_images, args.audit_size),
-        "lung_spectrum_slope": spectra(real, args.spectra),
-        "histogram_after_window": histograms(real, args.histograms),
-        "contact_sheet": str(contact_sheet(real, args.sheet)),
-    }
+    res = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    res["real_films"] = list(real)
+    for part in args.parts:
+        res[PARTS[part][0]] = PARTS[part][1](real, args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2, default=float))
     print(json.dumps(res, indent=2, default=float))
