@@ -58,6 +58,7 @@ __all__ = [
     "from_csv",
     "from_dicom_headers",
     "from_folder",
+    "from_image_folder",
     "label_columns",
     "task_of",
     "validate",
@@ -151,6 +152,42 @@ def from_folder(
     df.insert(2, "label", map_class_names(pd.Series([label_of[p] for p in df["path"]]),
                                           label_map).to_numpy())
     return _finish(df, ["label"], str(root), summary=_class_summary(df["label"], label_map))
+
+
+def from_image_folder(root: str | os.PathLike, *, frames: Frames = "all") -> pd.DataFrame:
+    """An unlabelled table of every image file under a folder (searched recursively).
+
+    For self-supervised pretraining: no class sub-folders, no labels. Hidden files are
+    skipped; DICOM is recognised by content, rasters by extension; the group key is found
+    as in :func:`from_folder`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``path, frame, group, group_key, SOPInstanceUID``, sorted by path.
+
+    Raises
+    ------
+    DatasetError
+        Not a folder, or no image file in it.
+
+    Examples
+    --------
+    >>> df = from_image_folder("sample_dicoms", frames="middle")
+    >>> len(df) > 100, df.attrs["label_columns"]
+    (True, [])
+    """
+    check_frames(frames)
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError([f"{root}: not a folder"], source=str(root))
+    paths = [str(f.resolve()) for f in sorted(root.rglob("*"))
+             if f.is_file() and not any(part.startswith(".") for part in f.relative_to(root).parts)
+             and file_kind(f) is not None]
+    if not paths:
+        raise DatasetError([f"{root}: no image files (DICOM, PNG, JPEG, TIFF) found"],
+                           source=str(root))
+    return _finish(pd.DataFrame(header_rows(paths, frames)), [], str(root))
 
 
 def _class_summary(labels: pd.Series, label_map: Mapping[str, str] | None) -> dict[str, Any]:
