@@ -36,6 +36,7 @@ LAYERS = {
     "imaging_tl.pretrain": 8,
     "imaging_tl.scale": 9,
     "imaging_tl.cli": 10,
+    "imaging_tl.cli_pretrain": 10,
     "imaging_tl": 11,
 }
 
