@@ -322,7 +322,7 @@ def pretrain_checks(parts: dict[str, Any]) -> list[str]:
     Examples
     --------
     >>> from imaging_tl.config.schema import DataConfig
-    >>> pretrain_checks({"data": DataConfig(folder="x", label_column="label")})[-1][:50]
+    >>> pretrain_checks({"data": DataConfig(folder="x", label_column="label")})[0][:50]
     'data.label_column: pretraining reads no labels; re'
     """
     errors: list[str] = []

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from imaging_tl._atomic import write_csv, write_text
 from imaging_tl.config import PretrainConfig, load_pretrain_config

@@ -54,8 +54,10 @@ def view_transforms(views: Any, size: int) -> list[dict[str, Any]]:
 
     Examples
     --------
-    >>> [t["name"] for t in view_transforms(None, 64)]
-    ['RandomResizedCrop', 'Affine', 'RandomBrightnessContrast', 'RandomGamma', 'GaussianBlur', 'GaussNoise']
+    >>> [t["name"] for t in view_transforms(None, 64)][:3]
+    ['RandomResizedCrop', 'Affine', 'RandomBrightnessContrast']
+    >>> [t["name"] for t in view_transforms(None, 64)][3:]
+    ['RandomGamma', 'GaussianBlur', 'GaussNoise']
     """
     v = _settings(views)
     out: list[dict[str, Any]] = [
