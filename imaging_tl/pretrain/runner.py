@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from imaging_tl._atomic import write_csv, write_text
-from imaging_tl.config import PretrainConfig, load_pretrain_config
+from imaging_tl.config import ConfigError, PretrainConfig, load_pretrain_config
 from imaging_tl.pipeline.inputs import InputError, data_manifest_hash
 from imaging_tl.pipeline.progress import ProgressLog
 from imaging_tl.pipeline.provenance import machine, versions, write_plain_json
@@ -97,9 +97,12 @@ def pretrain(config: str | os.PathLike | dict[str, Any] | PretrainConfig | None 
     """
     log = ProgressLog(verbose)
     cfg, resume_dir = _configuration(config, resume, overrides, log)
-    from imaging_tl.train.distribute import plan_distribution
+    from imaging_tl.train.distribute import n_gpus, plan_distribution
 
     p = cfg.pretrain
+    if p.mixed_precision == "mixed_float16" and n_gpus() == 0:
+        raise ConfigError(["pretrain.mixed_precision: 'mixed_float16' needs a GPU and none is "
+                           "visible; use none or mixed_bfloat16 on a CPU"])
     try:
         plan = plan_distribution(p.distribute, per_replica_batch=p.batch_size, lr_rule="none",
                                  precision=p.mixed_precision)
