@@ -302,6 +302,8 @@ class SSLConfig(Section):
 
     method: Literal["simsiam"] = "simsiam"
     epochs: int = Field(20, ge=1)
+    # steps per epoch (null: one pass over the images): shorter epochs on a big archive
+    steps_per_epoch: int | None = Field(None, ge=1)
     batch_size: int = Field(32, ge=2)
     learning_rate: float = Field(0.05, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)

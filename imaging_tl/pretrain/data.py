@@ -104,11 +104,12 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def view_dataset(prepared: Prepared, maker: ViewMaker, *, batch_size: int, seed: int,
-                 epoch: int) -> Any:
+                 epoch: int, steps: int | None = None) -> Any:
     """One epoch of ``(view_1, view_2)`` batches, shuffled and drawn under the seed.
 
     Only full batches (the last incomplete one is dropped, as SimSiam's BatchNorm layers
-    need a batch); images are read from the cache batch by batch.
+    need a batch); images are read from the cache batch by batch. ``steps``: at most this
+    many batches (the first of the epoch's order).
 
     Examples
     --------
@@ -132,6 +133,8 @@ def view_dataset(prepared: Prepared, maker: ViewMaker, *, batch_size: int, seed:
         full = [batch_size, maker.size, maker.size, shape[-1]]
         return tf.ensure_shape(a, full), tf.ensure_shape(b, full)
 
+    if steps is not None:
+        ds = ds.take(steps)
     return ds.enumerate().map(views, num_parallel_calls=tf.data.AUTOTUNE,
                               deterministic=True).prefetch(2)
 

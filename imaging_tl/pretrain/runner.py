@@ -262,6 +262,7 @@ def _run(cfg: PretrainConfig, run_dir: Path, plan: Any, log: ProgressLog, resumi
     prepared, pipe = _data(cfg, run_dir, plan, log)
     probe = probe_data(cfg.monitor, pipe, cfg, cfg.seed, log) if cfg.monitor.csv else None
     steps = len(prepared.table) // plan.global_batch
+    steps = min(steps, p.steps_per_epoch or steps)
     model, opt, step = _build(cfg, plan, steps)
     ckpt = run_dir / "checkpoints"
     ckpt.mkdir(exist_ok=True)
@@ -276,7 +277,7 @@ def _run(cfg: PretrainConfig, run_dir: Path, plan: Any, log: ProgressLog, resumi
     for epoch in range(first, p.epochs):
         t_epoch = time.perf_counter()
         ds = view_dataset(prepared, maker, batch_size=plan.global_batch, seed=cfg.seed,
-                          epoch=epoch)
+                          epoch=epoch, steps=steps)
         loss, z = _epoch(step, plan, ds, p.collapse_sample)
         row: dict[str, Any] = {"phase": "pretrain", "epoch": epoch + 1, "loss": loss,
                                **_quality(model, fn, z, prepared, sample)}
