@@ -80,7 +80,7 @@ SETTINGS: dict[str, dict] = {
     "full": {**st.SETTINGS["full"], "pretrain_n": 5000, "ssl_epochs": 50, "ssl_batch": 128,
              "probe_n": 400},
 }
-SSL = {"learning_rate": 0.1, "projection_dim": 512, "predictor_dim": 128}
+SSL = {"learning_rate": 0.05, "projection_dim": 512, "predictor_dim": 128, "warmup_epochs": 1}
 
 
 def unlabelled_images(n: int, *, base_seed: int, t: float, cfg: dict) -> np.ndarray:
@@ -110,7 +110,10 @@ def pretrain_arrays(x: np.ndarray, source: str, cfg: dict, probe: tuple, seed: i
                           projection_dim=SSL["projection_dim"],
                           predictor_dim=SSL["predictor_dim"], seed=seed)
     opt = make_optimizer(SSL["learning_rate"], total_steps=epochs * steps)
-    step = make_train_step(model, opt, tf.distribute.get_strategy(), batch)
+    strategy = tf.distribute.get_strategy()
+    steps_of = {part: make_train_step(model, opt, strategy, batch, backbone=part == "all")
+                for part in ("all", "heads")}
+    warmup = SSL["warmup_epochs"] if source == "imagenet" else 0
     maker, fn = ViewMaker(None, cfg["image_size"]), feature_fn(model.transfer)
     (xa, ya), (xb, yb) = probe
     curve = []
@@ -118,6 +121,7 @@ def pretrain_arrays(x: np.ndarray, source: str, cfg: dict, probe: tuple, seed: i
         t0 = time.perf_counter()
         order = np.random.default_rng(epoch_seed(seed, epoch)).permutation(len(x))
         losses, zs = [], []
+        step = steps_of["heads" if epoch < warmup else "all"]
         for b in range(steps):
             v1, v2 = maker(x[order[b * batch:(b + 1) * batch]], view_seeds(seed, epoch, b, batch))
             loss, z = step(v1, v2)

@@ -312,6 +312,9 @@ class SSLConfig(Section):
     projection_dim: int = Field(512, ge=8)
     predictor_dim: int = Field(128, ge=4)
     train_batchnorm: bool | None = None
+    # epochs in which only the projector and predictor train (null: 1 from ImageNet, 0
+    # from a random start): their first random gradients do not reach pretrained weights
+    warmup_epochs: int | None = Field(None, ge=0)
     collapse_ratio: float = Field(0.05, ge=0, lt=1)
     # images (no augmentation) on which the collapse statistics are computed each epoch
     collapse_sample: int = Field(256, ge=8)

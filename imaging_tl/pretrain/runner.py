@@ -185,7 +185,9 @@ def _build(cfg: PretrainConfig, plan: Any, steps: int) -> tuple[Any, Any, Any]:
                                  loss_scale=plan.precision == "mixed_float16")
     finally:
         keras.mixed_precision.set_global_policy(before)
-    return model, opt, make_train_step(model, opt, plan.strategy, plan.global_batch)
+    steps_of = {part: make_train_step(model, opt, plan.strategy, plan.global_batch,
+                                      backbone=part == "all") for part in ("all", "heads")}
+    return model, opt, steps_of
 
 
 def _restore(model: Any, opt: Any, ckpt: Path, log: ProgressLog) -> tuple[int, list[dict]]:
@@ -263,7 +265,9 @@ def _run(cfg: PretrainConfig, run_dir: Path, plan: Any, log: ProgressLog, resumi
     probe = probe_data(cfg.monitor, pipe, cfg, cfg.seed, log) if cfg.monitor.csv else None
     steps = len(prepared.table) // plan.global_batch
     steps = min(steps, p.steps_per_epoch or steps)
-    model, opt, step = _build(cfg, plan, steps)
+    model, opt, steps_of = _build(cfg, plan, steps)
+    warmup = p.warmup_epochs if p.warmup_epochs is not None else int(
+        cfg.model.source == "imagenet")
     ckpt = run_dir / "checkpoints"
     ckpt.mkdir(exist_ok=True)
     first, history = _restore(model, opt, ckpt, log) if resuming else (0, [])
@@ -278,6 +282,7 @@ def _run(cfg: PretrainConfig, run_dir: Path, plan: Any, log: ProgressLog, resumi
         t_epoch = time.perf_counter()
         ds = view_dataset(prepared, maker, batch_size=plan.global_batch, seed=cfg.seed,
                           epoch=epoch, steps=steps)
+        step = steps_of["heads" if epoch < warmup else "all"]
         loss, z = _epoch(step, plan, ds, p.collapse_sample)
         row: dict[str, Any] = {"phase": "pretrain", "epoch": epoch + 1, "loss": loss,
                                **_quality(model, fn, z, prepared, sample)}

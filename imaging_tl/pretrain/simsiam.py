@@ -150,14 +150,17 @@ def make_optimizer(learning_rate: float, *, momentum: float = 0.9, weight_decay:
     return keras.mixed_precision.LossScaleOptimizer(opt) if loss_scale else opt
 
 
-def make_train_step(model: SimSiam, optimizer: Any, strategy: Any, global_batch: int) -> Any:
+def make_train_step(model: SimSiam, optimizer: Any, strategy: Any, global_batch: int, *,
+                    backbone: bool = True) -> Any:
     """The compiled step ``step(view_1, view_2) -> (loss, z_1)`` of one GLOBAL batch
     (``z_1``: the first view's projections, gathered from every replica, for the collapse
     statistics of the embedding as it trains).
 
     Each replica's loss is its samples' share of the global mean, and the optimiser sums
     the gradients over the replicas: the same update as one device. Works under the
-    default strategy (one device) and ``MirroredStrategy``.
+    default strategy (one device) and ``MirroredStrategy``. ``backbone=False`` trains the
+    projector and predictor only (the warm-up: random heads must not send their first,
+    meaningless gradients into pretrained backbone weights).
 
     Examples
     --------
@@ -173,9 +176,10 @@ def make_train_step(model: SimSiam, optimizer: Any, strategy: Any, global_batch:
     import tensorflow as tf
 
     joint = model.joint
-    variables = joint.trainable_variables
     with strategy.scope():
-        optimizer.build(variables)
+        optimizer.build(joint.trainable_variables)
+    variables = joint.trainable_variables if backbone else [
+        v for la in joint.layers if la.name.startswith("ssl_") for v in la.trainable_variables]
 
     def replica_step(v1, v2):
         with tf.GradientTape() as tape:

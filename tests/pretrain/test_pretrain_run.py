@@ -32,6 +32,18 @@ def test_run_directory_holds_what_run_json_and_history_promise(ssl_run):
     # the probe ran every 2 epochs (and at the last), on held-out patients
     assert h["probe_auc"].notna().tolist() == [False, True]
     assert ((h["probe_auc"].dropna() >= 0) & (h["probe_auc"].dropna() <= 1)).all()
+    # epoch 1 was the warm-up (projector and predictor only): the ImageNet backbone is
+    # untouched there and trains from epoch 2
+    from imaging_tl.models import build_transfer_model
+
+    imagenet = build_transfer_model("efficientnet_lite0", input_size=32)
+    start = imagenet.get_layer("stem_conv").get_weights()[0]
+    kernels = []
+    for epoch in (1, 2):
+        with np.load(d / "checkpoints" / f"epoch-000{epoch}.npz") as z:
+            kernels.append(z[next(k for k in z if k.endswith("stem_conv/kernel"))])
+    np.testing.assert_array_equal(kernels[0], start)
+    assert not np.array_equal(kernels[1], start)
     contract = json.loads((d / "contract.json").read_text())
     assert contract["task"] == "self_supervised" and contract["input_size"] == [32, 32]
     assert len(pd.read_csv(d / "data_index.csv")) == 24
