@@ -139,3 +139,29 @@ def test_bad_files_are_counted_too_few_images_refused_and_a_collapse_stops_the_r
     assert record["status"] == "failed" and "CollapseError" in record["error"]
     assert (d / "checkpoints" / "epoch-0001.npz").is_file()
     assert len(pd.read_csv(d / "data_index.csv")) == 5  # the broken file is not in it
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode,cpus,precision", [("mirrored", 2, "none"),
+                                                 ("none", 1, "mixed_bfloat16")])
+def test_mirrored_and_mixed_precision_pretraining_run_and_save_float32(
+        mode, cpus, precision, ssl_config, tmp_path):
+    import subprocess
+    import sys
+
+    cfg = copy.deepcopy(ssl_config)
+    cfg["monitor"]["csv"] = None
+    cfg["pretrain"].update(distribute=mode, mixed_precision=precision, batch_size=4)
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    worker = Path(__file__).with_name("pretrain_worker.py")
+    done = subprocess.run([sys.executable, str(worker), str(tmp_path / "cfg.json"),
+                           str(tmp_path / "run"), str(cpus)], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    line = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")][-1]
+    result = json.loads(line.removeprefix("RESULT "))
+    assert result["distribute"]["replicas"] == cpus
+    assert result["distribute"]["mixed_precision"] == (
+        "float32" if precision == "none" else precision)
+    assert result["distribute"]["global_batch"] == 4 * cpus
+    assert np.isfinite(result["loss"]).all() and result["dtypes"] == ["float32"]
