@@ -57,6 +57,7 @@ __all__ = [
     "encode_labels",
     "from_csv",
     "from_dicom_headers",
+    "from_census",
     "from_folder",
     "from_image_folder",
     "label_columns",
@@ -188,6 +189,37 @@ def from_image_folder(root: str | os.PathLike, *, frames: Frames = "all") -> pd.
         raise DatasetError([f"{root}: no image files (DICOM, PNG, JPEG, TIFF) found"],
                            source=str(root))
     return _finish(pd.DataFrame(header_rows(paths, frames)), [], str(root))
+
+
+def from_census(csv_path: str | os.PathLike, *, frames: Frames = "all") -> pd.DataFrame:
+    """An unlabelled table of the scans a ``census.csv`` lists (``imaging-tl census``).
+
+    Rows the census found not to be images (``status`` ``not_image``) are left out; rows
+    that failed to read stay in (preparing them quarantines and counts them). Relative
+    paths resolve against the CSV's folder; the group key comes from the headers, as in
+    :func:`from_image_folder`.
+
+    Raises
+    ------
+    DatasetError
+        No ``path`` column, missing files (each named), or no scan listed.
+
+    Examples
+    --------
+    >>> from_census("runs/census.csv")  # doctest: +SKIP
+    """
+    check_frames(frames)
+    csv_path = Path(csv_path)
+    df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    if "path" not in df.columns:
+        raise DatasetError([f"{csv_path}: no 'path' column (is it a census?)"], str(csv_path))
+    if "status" in df.columns:
+        df = df[df["status"] != "not_image"]
+    paths = [p for p in (_resolve(v, csv_path.parent) for v in df["path"]) if p is not None]
+    missing = [f"{p}: file not found" for p in paths if not os.path.isfile(p)]
+    if missing or not paths:
+        raise DatasetError(missing or [f"{csv_path}: lists no scan"], source=str(csv_path))
+    return _finish(pd.DataFrame(header_rows(paths, frames)), [], str(csv_path))
 
 
 def _class_summary(labels: pd.Series, label_map: Mapping[str, str] | None) -> dict[str, Any]:

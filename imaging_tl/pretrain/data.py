@@ -22,7 +22,7 @@ import pandas as pd
 from imaging_tl.data.errors import DatasetError
 from imaging_tl.data.prepare import BadFileError, Prepared, prepare, quarantine_verdict
 from imaging_tl.data.splits import split_table
-from imaging_tl.data.table import from_csv, from_image_folder
+from imaging_tl.data.table import from_census, from_csv, from_image_folder
 from imaging_tl.pipeline.inputs import InputError
 from imaging_tl.pretrain.views import ViewMaker, view_seeds
 
@@ -49,6 +49,10 @@ def unlabelled_table(cfg: Any) -> pd.DataFrame:
     try:
         if d.folder is not None:
             return from_image_folder(d.folder, frames=d.frames)
+        with open(d.csv, encoding="utf-8-sig") as f:
+            header = f.readline().strip().split(",")
+        if "status" in header and d.path_column == "path" and d.group_column is None:
+            return from_census(d.csv, frames=d.frames)  # an imaging-tl census
         return from_csv(d.csv, path_column=d.path_column, label_column=None,
                         group_column=d.group_column, frames=d.frames)
     except DatasetError as exc:

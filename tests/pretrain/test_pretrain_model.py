@@ -77,3 +77,20 @@ def test_collapse_detector_fires_on_a_collapsed_model_and_not_on_a_healthy_one(s
 def test_collapse_stats_refuse_a_single_row():
     with pytest.raises(ValueError, match="at least 2 rows"):
         collapse_stats(np.ones((1, 8)))
+
+
+def test_unlabelled_data_from_a_census_csv_keeps_scans_and_failed_reads(ssl_images, tmp_path):
+    import pandas as pd
+
+    from imaging_tl.config import load_pretrain_config
+    from imaging_tl.io.census import census_row, walk_files, write_census_csv
+    from imaging_tl.pretrain.data import unlabelled_table
+
+    csv = tmp_path / "census.csv"  # as `imaging-tl census` writes it, paths made absolute
+    write_census_csv([census_row(p) for p in walk_files(ssl_images)], csv)
+    table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    cfg = load_pretrain_config({"data": {"csv": str(csv)}})
+    out = unlabelled_table(cfg)
+    scans = int((table["status"] != "not_image").sum())
+    assert len(out) == scans == 24 and "labels.csv" not in " ".join(out["path"])
+    assert out["group"].str.startswith(("pid:", "file:")).all()
