@@ -54,10 +54,14 @@ class SimSiam:
     joint: keras.Model
 
 
-def _mlp(x: Any, dims: list[int], name: str, last_bn: bool) -> Any:
+def _mlp(x: Any, dims: list[int], name: str, last_bn: bool, seed: int) -> Any:
     for i, d in enumerate(dims):
         last = i == len(dims) - 1
-        x = layers.Dense(d, use_bias=last and not last_bn, name=f"{name}_dense_{i + 1}")(x)
+        # an explicit seed per layer: Keras' global draws differ between the first model a
+        # process builds and later ones, and the same seed must give the same model
+        init = keras.initializers.GlorotUniform(seed=int(seed) * 101 + i)
+        x = layers.Dense(d, use_bias=last and not last_bn, kernel_initializer=init,
+                         name=f"{name}_dense_{i + 1}")(x)
         if not last or last_bn:
             x = layers.BatchNormalization(name=f"{name}_bn_{i + 1}")(x)
         if not last:
@@ -106,8 +110,9 @@ def build_simsiam(backbone: str = "efficientnet_lite0", *, source: str = "imagen
                                     weights="imagenet" if source == "imagenet" else None,
                                     input_size=input_size, seed=seed, train_batchnorm=tb)
     encoder = feature_extractor(transfer)
-    z = _mlp(encoder.output, [projection_dim] * 3, "ssl_projector", last_bn=True)
-    p = _mlp(z, [predictor_dim, projection_dim], "ssl_predictor", last_bn=False)
+    z = _mlp(encoder.output, [projection_dim] * 3, "ssl_projector", last_bn=True, seed=seed)
+    p = _mlp(z, [predictor_dim, projection_dim], "ssl_predictor", last_bn=False,
+             seed=seed + 50)
     joint = keras.Model(encoder.input, [z, p], name=f"{transfer.name}_simsiam")
     return SimSiam(transfer, encoder, joint)
 

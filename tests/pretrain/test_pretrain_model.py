@@ -46,14 +46,14 @@ def test_simsiam_loss_goes_down_on_a_tiny_set(ssl_images):
     x = _images(ssl_images)
     model = build_simsiam("efficientnet_lite0", source="imagenet", input_size=32,
                           projection_dim=64, predictor_dim=32, seed=0)
-    step = make_train_step(model, make_optimizer(0.3, schedule="constant"),
+    step = make_train_step(model, make_optimizer(0.5, schedule="constant"),
                            tf.distribute.get_strategy(), len(x))
     maker = ViewMaker(None, 32)
     losses = [float(step(*maker(x, view_seeds(0, i, 0, len(x))))[0]) for i in range(40)]
     assert all(-1.0 <= v <= 1.0 for v in losses)
-    # SimSiam's plateau near 0, then the drop (measured, seed 0: about 0 over the first
-    # five steps, -0.47 over the last five of 40)
-    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.1, losses
+    # SimSiam's plateau near 0, then the drop (measured at lr 0.5 over 40 steps, mean of
+    # the first / last five: seed 0 -0.005 / -0.86; seeds 1 and 2 end at -0.65, -0.79)
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.3, losses
 
 
 def test_collapse_detector_fires_on_a_collapsed_model_and_not_on_a_healthy_one(ssl_images):

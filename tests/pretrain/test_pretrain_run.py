@@ -49,7 +49,10 @@ def test_run_directory_holds_what_run_json_and_history_promise(ssl_run):
     assert len(pd.read_csv(d / "data_index.csv")) == 24
 
 
-def test_resume_continues_after_the_last_finished_epoch(ssl_config, ssl_run, tmp_path):
+def test_resume_continues_after_the_last_finished_epoch(ssl_config, ssl_run, tmp_path,
+                                                       capsys):
+    from imaging_tl.cli import main
+
     class Stop(Exception):
         pass
 
@@ -61,15 +64,19 @@ def test_resume_continues_after_the_last_finished_epoch(ssl_config, ssl_run, tmp
     with pytest.raises(Stop):
         pretrain(copy.deepcopy(ssl_config), out=out, verbose=False, on_epoch=[stop_after_first])
     assert json.loads((out / "run.json").read_text())["status"] == "failed"
-    seen = []
-    resumed = pretrain(resume=out, verbose=False, on_epoch=[lambda e, r: seen.append(e)])
-    assert seen == [1]  # epoch 2 (0-based 1) ran; epoch 1 was not repeated
-    a, b = resumed.history, ssl_run.history
+    first = (out / "checkpoints" / "epoch-0001.npz").stat().st_mtime_ns
+    # resumed as a user types it (the function the imaging-tl script calls)
+    assert main(["pretrain", "--resume", str(out), "--quiet"]) == 0
+    assert "use it as model.source" in capsys.readouterr().out
+    # epoch 1 was not repeated (its checkpoint is untouched), epoch 2 ran
+    assert (out / "checkpoints" / "epoch-0001.npz").stat().st_mtime_ns == first
+    a, b = pd.read_csv(out / "history.csv"), ssl_run.history
     assert a["epoch"].tolist() == [1, 2]
     # same seed: the resumed run's data order, views and weights follow the uninterrupted one
     np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-3, atol=1e-4)
     with pytest.raises(InputError, match="has finished"):
         pretrain(resume=out, verbose=False)
+    assert main(["pretrain", "--resume", str(out), "--quiet"]) == 2
 
 
 def test_pretrained_run_is_a_model_source_and_a_target_trains_from_it(ssl_run, ssl_config,
