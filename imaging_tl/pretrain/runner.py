@@ -190,8 +190,10 @@ def _build(cfg: PretrainConfig, plan: Any, steps: int) -> tuple[Any, Any, Any]:
     return model, opt, steps_of
 
 
-def _restore(model: Any, opt: Any, ckpt: Path, log: ProgressLog) -> tuple[int, list[dict]]:
-    """The epoch to start at and the history so far (from ``checkpoints/``)."""
+def _restore(model: Any, opt: Any, ckpt: Path, manifest: str, log: ProgressLog
+             ) -> tuple[int, list[dict]]:
+    """The epoch to start at and the history so far (from ``checkpoints/``); the images
+    must be those the run started with."""
     from imaging_tl.train.checkpoint import load_arrays as load_weights
     from imaging_tl.train.checkpoint import load_optimizer
 
@@ -200,6 +202,9 @@ def _restore(model: Any, opt: Any, ckpt: Path, log: ProgressLog) -> tuple[int, l
         log("resume: no finished epoch yet; starting at epoch 1")
         return 0, []
     state = json.loads(state_file.read_text())
+    if state.get("data_manifest_sha256") not in (None, manifest):
+        raise InputError(f"--resume {ckpt.parent}: the images changed since the run started "
+                         "(another data manifest); start a new run")
     load_weights(model.joint, ckpt / "last.npz")
     if not load_optimizer(opt, model.joint.trainable_variables, ckpt / "last.npz"):
         raise InputError(f"--resume: {ckpt / 'last.npz'} holds no optimiser state that fits "
@@ -270,7 +275,8 @@ def _run(cfg: PretrainConfig, run_dir: Path, plan: Any, log: ProgressLog, resumi
         cfg.model.source == "imagenet")
     ckpt = run_dir / "checkpoints"
     ckpt.mkdir(exist_ok=True)
-    first, history = _restore(model, opt, ckpt, log) if resuming else (0, [])
+    manifest = data_manifest_hash(prepared.table)
+    first, history = _restore(model, opt, ckpt, manifest, log) if resuming else (0, [])
     maker = ViewMaker(cfg.views, int(cfg.model.input_size or prepared.shape[0]))
     sample = _collapse_sample(prepared, p.collapse_sample, cfg.seed)
     from imaging_tl.train.features import feature_fn
@@ -291,10 +297,11 @@ def _run(cfg: PretrainConfig, run_dir: Path, plan: Any, log: ProgressLog, resumi
         row["probe_auc"] = _probe(model, fn, probe, cfg.seed) if due else float("nan")
         row["seconds"] = round(time.perf_counter() - t_epoch, 3)
         history.append(row)
-        save_arrays(model.joint, ckpt / f"epoch-{epoch + 1:04d}.npz", opt)
-        save_arrays(model.joint, ckpt / "last.npz", opt)
-        write_text(ckpt / "state.json", json.dumps({"epoch": epoch + 1, "history": history},
-                                                   default=float))
+        save_arrays(model.joint, ckpt / f"epoch-{epoch + 1:04d}.npz")  # weights only
+        save_arrays(model.joint, ckpt / "last.npz", opt)  # with the optimiser: resume
+        write_text(ckpt / "state.json", json.dumps(
+            {"epoch": epoch + 1, "history": history, "data_manifest_sha256": manifest},
+            default=float))
         write_history(run_dir, history)
         log(f"epoch {epoch + 1}/{p.epochs}: loss {loss:.4f}, embedding std x sqrt(d) "
             f"{row['embedding_std_ratio']:.3f}, feature rank {row['feature_rank']:.1f}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,13 @@ def test_resume_continues_after_the_last_finished_epoch(ssl_config, ssl_run, tmp
         pretrain(copy.deepcopy(ssl_config), out=out, verbose=False, on_epoch=[stop_after_first])
     assert json.loads((out / "run.json").read_text())["status"] == "failed"
     first = (out / "checkpoints" / "epoch-0001.npz").stat().st_mtime_ns
+    changed = tmp_path / "changed"  # the same run, as if its images had changed since
+    shutil.copytree(out, changed)
+    state = json.loads((changed / "checkpoints" / "state.json").read_text())
+    state["data_manifest_sha256"] = "0" * 64
+    (changed / "checkpoints" / "state.json").write_text(json.dumps(state))
+    with pytest.raises(InputError, match="images changed since the run started"):
+        pretrain(resume=changed, verbose=False)
     # resumed as a user types it (the function the imaging-tl script calls)
     assert main(["pretrain", "--resume", str(out), "--quiet"]) == 0
     assert "use it as model.source" in capsys.readouterr().out
