@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from imaging_tl._atomic import write_csv
+from imaging_tl.cli_pretrain import add_pretrain
 
 
 class UsageError(Exception):
@@ -531,6 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _add_run(sub)
+    add_pretrain(sub)
     _add_predict(sub)
     _add_evaluate(sub)
     _add_export(sub)

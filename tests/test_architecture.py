@@ -33,8 +33,10 @@ LAYERS = {
     "imaging_tl.deploy": 7,
     "imaging_tl.config": 7,
     "imaging_tl.pipeline": 8,
+    "imaging_tl.pretrain": 8,
     "imaging_tl.scale": 9,
     "imaging_tl.cli": 10,
+    "imaging_tl.cli_pretrain": 10,
     "imaging_tl": 11,
 }
 

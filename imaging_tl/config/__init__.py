@@ -28,7 +28,13 @@ Examples
 """
 
 
-from imaging_tl.config.loading import apply_overrides, load_config, schema_help
-from imaging_tl.config.schema import ConfigError, RunConfig
+from imaging_tl.config.loading import (
+    apply_overrides,
+    load_config,
+    load_pretrain_config,
+    schema_help,
+)
+from imaging_tl.config.schema import ConfigError, PretrainConfig, RunConfig
 
-__all__ = ["ConfigError", "RunConfig", "apply_overrides", "load_config", "schema_help"]
+__all__ = ["ConfigError", "PretrainConfig", "RunConfig", "apply_overrides", "load_config",
+           "load_pretrain_config", "schema_help"]

@@ -23,12 +23,15 @@ from imaging_tl.config.schema import (
     EvaluateConfig,
     Freeze,
     ModelConfig,
+    MonitorConfig,
     PhaseConfig,
+    PretrainModelConfig,
     SplitConfig,
     TaskConfig,
+    ViewsConfig,
 )
 
-__all__ = ["cross_checks"]
+__all__ = ["cross_checks", "pretrain_checks"]
 
 
 def _csv_columns(path: str) -> list[str] | None:
@@ -179,7 +182,8 @@ def _check_phases(phases: list[PhaseConfig]) -> list[str]:
     return errors
 
 
-def _check_stages(stages: list[dict[str, Any]], model: ModelConfig | None) -> list[str]:
+def _check_stages(stages: list[dict[str, Any]],
+                  model: ModelConfig | PretrainModelConfig | None) -> list[str]:
     from imaging_tl.stages import MultiWindow, Resize, stage_from_config
 
     errors = []
@@ -252,3 +256,81 @@ def cross_checks(parts: dict[str, Any]) -> list[str]:
             errors.append(f"augment: {exc}")
     return errors
 
+
+
+def _check_pretrain_data(d: DataConfig) -> list[str]:
+    errors = []
+    if (d.csv is None) == (d.folder is None):
+        errors.append("data: give exactly one of data.csv (a table or census of the images) "
+                      "or data.folder (searched recursively)")
+    labelled = [k for k in ("label_column", "label_columns") if getattr(d, k) is not None]
+    errors += [f"data.{k}: pretraining reads no labels; remove the key (a labelled set for "
+               "the linear probe goes under monitor.csv)" for k in labelled]
+    if d.csv is not None:
+        cols = _csv_columns(d.csv) if Path(d.csv).is_file() else None
+        if cols is None:
+            errors.append(f"data.csv: {d.csv!r} does not exist or is not a CSV text file")
+        else:
+            errors += [f"data.{key}: column {col!r} is not in {d.csv} (columns: "
+                       f"{', '.join(cols)})" for key, col in
+                       (("path_column", d.path_column), ("group_column", d.group_column))
+                       if col is not None and col not in cols]
+    elif d.folder is not None and not Path(d.folder).is_dir():
+        errors.append(f"data.folder: {d.folder!r} is not a folder")
+    return errors
+
+
+def _check_pretrain_model(m: PretrainModelConfig) -> list[str]:
+    from imaging_tl.models.registry import list_backbones
+
+    names = list_backbones()
+    if m.backbone not in names:
+        close = difflib.get_close_matches(m.backbone, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return [f"model.backbone: unknown backbone {m.backbone!r}{hint}; "
+                f"choose one of {', '.join(names)}"]
+    return []
+
+
+def _check_views(v: ViewsConfig) -> list[str]:
+    errors = []
+    lo, hi = v.crop_scale
+    if not 0 < lo <= hi <= 1:
+        errors.append(f"views.crop_scale: {[lo, hi]} must be two shares with 0 < low <= high "
+                      "<= 1 (the crop's area as a share of the image)")
+    if not 30 <= v.gamma[0] <= v.gamma[1] <= 300:
+        errors.append(f"views.gamma: {list(v.gamma)} must be [low, high] percent with "
+                      "30 <= low <= high <= 300 (100 = no change)")
+    return errors
+
+
+def _check_monitor(m: MonitorConfig) -> list[str]:
+    if m.csv is None:
+        return []
+    cols = _csv_columns(m.csv) if Path(m.csv).is_file() else None
+    if cols is None:
+        return [f"monitor.csv: {m.csv!r} does not exist or is not a CSV text file"]
+    return [f"monitor.{key}: column {col!r} is not in {m.csv} (columns: {', '.join(cols)})"
+            for key, col in (("path_column", m.path_column), ("label_column", m.label_column),
+                             ("group_column", m.group_column))
+            if col is not None and col not in cols]
+
+
+def pretrain_checks(parts: dict[str, Any]) -> list[str]:
+    """The cross-key checks of a pretraining configuration (sections that validated).
+
+    Examples
+    --------
+    >>> from imaging_tl.config.schema import DataConfig
+    >>> pretrain_checks({"data": DataConfig(folder="x", label_column="label")})[0][:50]
+    'data.label_column: pretraining reads no labels; re'
+    """
+    errors: list[str] = []
+    checks = (("data", _check_pretrain_data), ("model", _check_pretrain_model),
+              ("views", _check_views), ("monitor", _check_monitor))
+    for key, check in checks:
+        if parts.get(key) is not None:
+            errors += check(parts[key])
+    if parts.get("preprocessing") is not None:
+        errors += _check_stages(parts["preprocessing"], parts.get("model"))
+    return errors

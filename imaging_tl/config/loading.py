@@ -13,10 +13,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError, create_model
 
-from imaging_tl.config.checks import cross_checks
-from imaging_tl.config.schema import ConfigError, PhaseConfig, RunConfig, Section
+from imaging_tl.config.checks import cross_checks, pretrain_checks
+from imaging_tl.config.schema import ConfigError, PhaseConfig, PretrainConfig, RunConfig, Section
 
-__all__ = ["apply_overrides", "colour_stages", "load_config", "schema_help"]
+__all__ = ["apply_overrides", "colour_stages", "load_config", "load_pretrain_config",
+           "schema_help"]
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -149,11 +150,12 @@ def _keys_of(node: Any, loc: tuple) -> set:
     return keys
 
 
-def _validate_parts(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def _validate_parts(raw: dict[str, Any], root: type[BaseModel] = RunConfig
+                    ) -> tuple[dict[str, Any], list[str]]:
     """Validate each top-level key on its own: the sections that pass, and all errors."""
     parts: dict[str, Any] = {}
     errors: list[str] = []
-    fields = RunConfig.model_fields
+    fields = root.model_fields
     for key in raw:
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
@@ -173,7 +175,7 @@ def _validate_parts(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         try:
             parts[key] = getattr(one.model_validate({key: raw[key]}), key)
         except ValidationError as exc:
-            model = _submodel(field.annotation) or RunConfig
+            model = _submodel(field.annotation) or root
             locs = []
             for e in exc.errors():
                 locs.append(e["loc"])
@@ -190,7 +192,7 @@ def _validate_parts(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 
 
-def colour_stages(cfg: RunConfig) -> list[dict[str, Any]]:
+def colour_stages(cfg: RunConfig | PretrainConfig) -> list[dict[str, Any]]:
     """The preprocessing with the colour policy first: ``data.color`` when set, ``auto``
     for the default preprocessing; a list of one's own without it is left as written.
 
@@ -242,6 +244,90 @@ def _resolve(cfg: RunConfig) -> RunConfig:
     })
 
 
+def _raw_config(source: str | os.PathLike | dict[str, Any], overrides: list[str] | None
+                ) -> tuple[dict[str, Any], str | None, Path]:
+    """The raw mapping of a YAML file or dict with overrides applied and ``data.csv`` /
+    ``data.folder`` resolved against the file's folder; also the file's name and folder."""
+    where = None
+    base = Path.cwd()
+    if isinstance(source, dict):
+        raw: Any = copy.deepcopy(source)
+    else:
+        where = os.fspath(source)
+        try:
+            raw = yaml.safe_load(Path(source).read_text(encoding="utf-8"))
+        except (FileNotFoundError, IsADirectoryError):
+            raise ConfigError([f"{where}: no such configuration file"], where) from None
+        except yaml.YAMLError as exc:
+            raise ConfigError([f"not valid YAML: {exc}"], where) from None
+        base = Path(source).resolve().parent
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(["the file must hold a mapping of sections (data:, model:, ...), "
+                           f"got {type(raw).__name__}"], where)
+    raw = apply_overrides(raw, overrides or [])
+    data = raw.get("data")
+    if isinstance(data, dict):
+        for key in ("csv", "folder"):
+            value = data.get(key)
+            if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+                data[key] = os.path.normpath(base / value)
+    return raw, where, base
+
+
+def _resolve_pretrain(cfg: PretrainConfig) -> PretrainConfig:
+    """The backbone-dependent defaults of a pretraining configuration (as :func:`_resolve`)."""
+    from imaging_tl.models.registry import get_spec
+
+    spec = get_spec(cfg.model.backbone)
+    stages = colour_stages(cfg)
+    resizes = [s for s in stages if s.get("name") == "resize"]
+    size = cfg.model.input_size
+    if size is None:
+        last = resizes[-1]["size"] if resizes else spec.input_size
+        size = int(last[0] if isinstance(last, list | tuple) else last)
+    if not resizes:
+        stages.append({"name": "resize", "size": size})
+    if not stages or stages[-1].get("name") != "to_rgb":
+        stages.append({"name": "to_rgb"})
+    return cfg.model_copy(update={
+        "preprocessing": stages,
+        "model": cfg.model.model_copy(update={"input_size": size,
+                                              "normalization": spec.normalization})})
+
+
+def load_pretrain_config(
+    source: str | os.PathLike | dict[str, Any], overrides: list[str] | None = None
+) -> PretrainConfig:
+    """Read, override, validate and resolve a pretraining configuration
+    (``imaging-tl pretrain``); relative ``data`` and ``monitor.csv`` paths resolve against
+    the YAML file's folder.
+
+    Raises
+    ------
+    ConfigError
+        Listing every problem found, each with its key path.
+
+    Examples
+    --------
+    >>> cfg = load_pretrain_config({"data": {"folder": "sample_dicoms"},
+    ...                             "model": {"input_size": 64}})
+    >>> cfg.preprocessing[-2:], cfg.pretrain.method
+    ([{'name': 'resize', 'size': 64}, {'name': 'to_rgb'}], 'simsiam')
+    """
+    raw, where, base = _raw_config(source, overrides)
+    monitor = raw.get("monitor")
+    if isinstance(monitor, dict) and isinstance(monitor.get("csv"), str):
+        if not Path(monitor["csv"]).expanduser().is_absolute():
+            monitor["csv"] = os.path.normpath(base / monitor["csv"])
+    parts, errors = _validate_parts(raw, PretrainConfig)
+    errors += pretrain_checks(parts)
+    if errors:
+        raise ConfigError(errors, where)
+    return _resolve_pretrain(PretrainConfig.model_validate(raw))
+
+
 def load_config(
     source: str | os.PathLike | dict[str, Any], overrides: list[str] | None = None
 ) -> RunConfig:
@@ -272,31 +358,7 @@ def load_config(
     >>> cfg.preprocessing[-2:]
     [{'name': 'resize', 'size': 96}, {'name': 'to_rgb'}]
     """
-    where = None
-    base = Path.cwd()
-    if isinstance(source, dict):
-        raw: Any = copy.deepcopy(source)
-    else:
-        where = os.fspath(source)
-        try:
-            raw = yaml.safe_load(Path(source).read_text(encoding="utf-8"))
-        except (FileNotFoundError, IsADirectoryError):
-            raise ConfigError([f"{where}: no such configuration file"], where) from None
-        except yaml.YAMLError as exc:
-            raise ConfigError([f"not valid YAML: {exc}"], where) from None
-        base = Path(source).resolve().parent
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(["the file must hold a mapping of sections (data:, model:, ...), "
-                           f"got {type(raw).__name__}"], where)
-    raw = apply_overrides(raw, overrides or [])
-    data = raw.get("data")
-    if isinstance(data, dict):
-        for key in ("csv", "folder"):
-            value = data.get(key)
-            if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
-                data[key] = os.path.normpath(base / value)
+    raw, where, base = _raw_config(source, overrides)
     split = raw.get("split")
     if isinstance(split, dict) and isinstance(split.get("file"), str):
         if not Path(split["file"]).is_absolute():

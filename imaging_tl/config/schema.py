@@ -16,8 +16,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from imaging_tl.models.head import HeadConfig
 
 __all__ = ["AugmentConfig", "ConfigError", "DataConfig", "EvaluateConfig", "ExportConfig",
-           "Freeze", "HeadConfig", "ModelConfig", "OperatingPointConfig", "PhaseConfig",
-           "RunConfig", "Section", "SplitConfig", "TaskConfig", "TrainConfig"]
+           "Freeze", "HeadConfig", "ModelConfig", "MonitorConfig", "OperatingPointConfig",
+           "PhaseConfig", "PretrainConfig", "PretrainModelConfig", "RunConfig", "Section",
+           "SSLConfig", "SplitConfig", "TaskConfig", "TrainConfig", "ViewsConfig"]
 
 Freeze = str | float
 
@@ -273,3 +274,115 @@ class RunConfig(Section):
         """The resolved configuration as YAML text."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
+
+
+# -- imaging-tl pretrain: self-supervised pretraining on unlabelled images -----------------
+
+
+class PretrainModelConfig(Section):
+    """The backbone to pretrain and its start: ImageNet weights or random initialisation."""
+
+    backbone: str = "efficientnet_lite0"
+    source: Literal["imagenet", "none"] = "imagenet"
+    input_size: int | None = Field(None, ge=32, le=1024)
+    normalization: str | None = None
+
+
+class SSLConfig(Section):
+    """The self-supervised method and its schedule (section ``pretrain``).
+
+    SimSiam (Chen & He 2021): two views of an image, a projector and a predictor, the
+    negative cosine between one view's prediction and the other's (stop-gradient)
+    projection. ``learning_rate`` is used as given (SGD with momentum 0.9, cosine decay).
+    ``train_batchnorm`` null: the backbone's BatchNorm trains from a random start and
+    stays frozen (inference mode) on ImageNet weights. ``collapse_ratio``: the run stops
+    when the per-dimension std of the l2-normalised projection, times sqrt(dim), falls
+    below it (1 for a spread embedding, 0 for a collapsed one).
+    """
+
+    method: Literal["simsiam"] = "simsiam"
+    epochs: int = Field(20, ge=1)
+    # steps per epoch (null: one pass over the images): shorter epochs on a big archive
+    steps_per_epoch: int | None = Field(None, ge=1)
+    batch_size: int = Field(32, ge=2)
+    learning_rate: float = Field(0.05, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(1e-4, ge=0)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    projection_dim: int = Field(512, ge=8)
+    predictor_dim: int = Field(128, ge=4)
+    train_batchnorm: bool | None = None
+    # epochs in which only the projector and predictor train (null: 1 from ImageNet, 0
+    # from a random start): their first random gradients do not reach pretrained weights
+    warmup_epochs: int | None = Field(None, ge=0)
+    collapse_ratio: float = Field(0.05, ge=0, lt=1)
+    # images (no augmentation) on which the collapse statistics are computed each epoch
+    collapse_sample: int = Field(256, ge=8)
+    distribute: Literal["auto", "none", "mirrored"] = "auto"
+    mixed_precision: Literal["none", "mixed_float16", "mixed_bfloat16", "auto"] = "none"
+
+
+class ViewsConfig(Section):
+    """The two random views of each image: radiograph-safe (never a vertical flip)."""
+
+    crop_scale: tuple[float, float] = (0.4, 1.0)
+    rotate: float = Field(10.0, ge=0, le=30)
+    brightness: float = Field(0.2, ge=0, le=0.5)
+    contrast: float = Field(0.2, ge=0, le=0.5)
+    gamma: tuple[int, int] = (80, 125)
+    blur: float = Field(0.2, ge=0, le=1)
+    noise: float = Field(0.2, ge=0, le=1)
+    hflip: bool = False
+
+
+class MonitorConfig(Section):
+    """A small labelled set for the linear probe (``csv`` null: no probe).
+
+    Every ``every`` epochs a logistic regression on the pooled backbone features is fitted
+    on a patient-grouped part of the CSV and its ROC AUC measured on the rest (``test``).
+    """
+
+    csv: str | None = None
+    path_column: str = "path"
+    label_column: str = "label"
+    group_column: str | None = None
+    positive: str | None = None
+    every: int = Field(5, ge=1)
+    test: float = Field(0.4, gt=0, lt=1)
+
+
+class PretrainConfig(Section):
+    """A self-supervised pretraining run (``imaging-tl pretrain``).
+
+    ``data`` names unlabelled images: a folder (searched recursively), or a CSV (a table
+    or a census; label columns are not read). The preprocessing and the array cache are
+    the same as ``run``'s.
+
+    Examples
+    --------
+    >>> cfg = PretrainConfig.model_validate({"data": {"folder": "scans"}})
+    >>> cfg.pretrain.method, cfg.views.hflip
+    ('simsiam', False)
+    """
+
+    name: Annotated[str, AfterValidator(_plain_name)] = "pretrain"
+    seed: int = 0
+    output: str = "runs"
+    cache_dir: str | None = None
+    workers: int | None = Field(None, ge=1)
+    data: DataConfig
+    preprocessing: list[dict[str, Any]] = Field(
+        default_factory=lambda: copy.deepcopy(_DEFAULT_PREPROCESSING)
+    )
+    model: PretrainModelConfig = Field(default_factory=PretrainModelConfig)
+    pretrain: SSLConfig = Field(default_factory=SSLConfig)
+    views: ViewsConfig = Field(default_factory=ViewsConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved configuration as plain data (what ``config.yaml`` holds)."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        """The resolved configuration as YAML text."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)

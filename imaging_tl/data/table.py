@@ -57,7 +57,9 @@ __all__ = [
     "encode_labels",
     "from_csv",
     "from_dicom_headers",
+    "from_census",
     "from_folder",
+    "from_image_folder",
     "label_columns",
     "task_of",
     "validate",
@@ -151,6 +153,73 @@ def from_folder(
     df.insert(2, "label", map_class_names(pd.Series([label_of[p] for p in df["path"]]),
                                           label_map).to_numpy())
     return _finish(df, ["label"], str(root), summary=_class_summary(df["label"], label_map))
+
+
+def from_image_folder(root: str | os.PathLike, *, frames: Frames = "all") -> pd.DataFrame:
+    """An unlabelled table of every image file under a folder (searched recursively).
+
+    For self-supervised pretraining: no class sub-folders, no labels. Hidden files are
+    skipped; DICOM is recognised by content, rasters by extension; the group key is found
+    as in :func:`from_folder`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``path, frame, group, group_key, SOPInstanceUID``, sorted by path.
+
+    Raises
+    ------
+    DatasetError
+        Not a folder, or no image file in it.
+
+    Examples
+    --------
+    >>> df = from_image_folder("sample_dicoms", frames="middle")
+    >>> len(df) > 100, df.attrs["label_columns"]
+    (True, [])
+    """
+    check_frames(frames)
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError([f"{root}: not a folder"], source=str(root))
+    paths = [str(f.resolve()) for f in sorted(root.rglob("*"))
+             if f.is_file() and not any(part.startswith(".") for part in f.relative_to(root).parts)
+             and file_kind(f) is not None]
+    if not paths:
+        raise DatasetError([f"{root}: no image files (DICOM, PNG, JPEG, TIFF) found"],
+                           source=str(root))
+    return _finish(pd.DataFrame(header_rows(paths, frames)), [], str(root))
+
+
+def from_census(csv_path: str | os.PathLike, *, frames: Frames = "all") -> pd.DataFrame:
+    """An unlabelled table of the scans a ``census.csv`` lists (``imaging-tl census``).
+
+    Rows the census found not to be images (``status`` ``not_image``) are left out; rows
+    that failed to read stay in (preparing them quarantines and counts them). Relative
+    paths resolve against the CSV's folder; the group key comes from the headers, as in
+    :func:`from_image_folder`.
+
+    Raises
+    ------
+    DatasetError
+        No ``path`` column, missing files (each named), or no scan listed.
+
+    Examples
+    --------
+    >>> from_census("runs/census.csv")  # doctest: +SKIP
+    """
+    check_frames(frames)
+    csv_path = Path(csv_path)
+    df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    if "path" not in df.columns:
+        raise DatasetError([f"{csv_path}: no 'path' column (is it a census?)"], str(csv_path))
+    if "status" in df.columns:
+        df = df[df["status"] != "not_image"]
+    paths = [p for p in (_resolve(v, csv_path.parent) for v in df["path"]) if p is not None]
+    missing = [f"{p}: file not found" for p in paths if not os.path.isfile(p)]
+    if missing or not paths:
+        raise DatasetError(missing or [f"{csv_path}: lists no scan"], source=str(csv_path))
+    return _finish(pd.DataFrame(header_rows(paths, frames)), [], str(csv_path))
 
 
 def _class_summary(labels: pd.Series, label_map: Mapping[str, str] | None) -> dict[str, Any]:

@@ -24,7 +24,10 @@ CONTRACT_ENTRY = "imaging_tl_contract.json"  # inside the .keras zip
 CONTRACT_FILE = "contract.json"  # beside the .keras file
 MAX_INPUT_SIDE = 4096  # largest input side or resize value a contract may ask for
 MAX_LABEL_LENGTH = 200
-_TASK_LABELS = {"binary": (2, 2), "multiclass": (2, 10_000), "multilabel": (1, 10_000)}
+# "self_supervised": a backbone pretrained without labels (imaging-tl pretrain); its output
+# is the pooled features, it predicts nothing and serves as a model.source
+_TASK_LABELS = {"binary": (2, 2), "multiclass": (2, 10_000), "multilabel": (1, 10_000),
+                "self_supervised": (1, 1)}
 _CHANNELS = (1, 3)
 _DTYPES = ("float32", "float16", "uint8")
 

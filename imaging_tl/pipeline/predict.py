@@ -117,6 +117,9 @@ def _load_predictor(model_path: str | os.PathLike, engine: str, with_keras: bool
             contract = read_contract(mp)
     except (ValueError, OSError) as exc:
         raise InputError(f"{mp}: cannot load the model: {exc}") from None
+    if contract.task == "self_supervised":
+        raise InputError(f"{mp}: a backbone pretrained without labels (imaging-tl pretrain) "
+                         "predicts nothing; use it as model.source of an imaging-tl run")
     try:
         eng = load_engine(mp, engine, num_threads=num_threads, model=model)
     except EngineError as exc:

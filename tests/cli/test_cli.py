@@ -11,7 +11,7 @@ import yaml
 
 from imaging_tl.cli import PARAMS, main
 
-COMMANDS = ["run", "predict", "evaluate", "export", "backbones", "census", "cache"]
+COMMANDS = ["run", "pretrain", "predict", "evaluate", "export", "backbones", "census", "cache"]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

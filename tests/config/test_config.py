@@ -288,3 +288,25 @@ def test_error_text_names_the_file(tmp_path, csv):
 def test_runconfig_rejects_unknown_keys_directly():
     with pytest.raises(Exception, match="extra"):
         RunConfig.model_validate({"data": {"folder": "."}, "extra_key": 1})
+
+
+def test_pretrain_template_is_valid_apart_from_its_data(tmp_path):
+    from imaging_tl.config import load_pretrain_config
+
+    cfg = load_pretrain_config(PIPELINES / "pretrain.yaml", [f"data.folder={tmp_path}"])
+    assert cfg.preprocessing[-1]["name"] == "to_rgb" and cfg.model.input_size == 224
+    assert cfg.pretrain.method == "simsiam" and not cfg.views.hflip
+
+
+def test_pretrain_config_mistakes_are_listed_with_their_keys(tmp_path):
+    from imaging_tl.config import load_pretrain_config
+
+    with pytest.raises(ConfigError) as info:
+        load_pretrain_config({"data": {"folder": str(tmp_path), "label_column": "label"},
+                              "views": {"crop_scale": [0.6, 0.2]},
+                              "model": {"source": "runs/x"},
+                              "pretrain": {"methd": "simsiam"}})
+    text = "\n".join(info.value.errors)
+    assert "pretrain.methd: unknown key; did you mean 'method'?" in text
+    assert "data.label_column: pretraining reads no labels" in text
+    assert "views.crop_scale: [0.6, 0.2]" in text and "model.source" in text

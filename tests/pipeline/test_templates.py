@@ -64,9 +64,10 @@ def _run_template(name: str, data: list[str], out: Path, extra: tuple[str, ...] 
     return result
 
 
+# pretrain.yaml (imaging-tl pretrain) runs end to end in tests/pretrain (its ssl_run fixture)
 def test_the_templates_are_the_ones_tested_here():
     tested = {"chest_xray_folder", "head_ct_multiwindow", "multilabel_csv", "demo",
-              "colour_example", "source_task", "target_task"}
+              "colour_example", "source_task", "target_task", "pretrain"}
     assert {p.stem for p in PIPELINES.glob("*.yaml")} == tested
 
 
