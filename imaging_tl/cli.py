@@ -338,10 +338,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     from imaging_tl.pipeline import RunResult
 
-    name, value, ci = RunResult(Path(args.run_dir), None, m).headline()
-    ci_text = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci and None not in ci else ""
+    res = RunResult(Path(args.run_dir), None, m)
+    name, value, _ = res.headline()
     print(f"{m['evaluated_on']}: {m.get('n_images')} images, {name} "
-          f"{value:.3f}{ci_text}" if value is not None else f"{m['evaluated_on']}: no AUC")
+          f"{res.headline_text()}" if value is not None else f"{m['evaluated_on']}: no AUC")
+    for note in m.get("small_sample", []):
+        print(f"  caution, small sample: {note}")
     if m.get("n_unreadable"):
         print(f"  {m['n_unreadable']} file(s) could not be read and were left out:",
               file=sys.stderr)

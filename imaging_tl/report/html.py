@@ -23,7 +23,9 @@ import numpy as np
 
 from imaging_tl._version import __version__
 from imaging_tl.evaluate.domain import gate_summary
+from imaging_tl.evaluate.samplesize import format_ci
 from imaging_tl.report import plots
+from imaging_tl.report.caution import small_sample_html
 from imaging_tl.report.chain import chain_section
 from imaging_tl.report.gallery import gallery_from_dir, gallery_items
 from imaging_tl.report.labels import label_reading_section
@@ -34,11 +36,6 @@ _IDENTIFYING = {
     "patient_birth_date", "patientaddress", "otherpatientids", "otherpatientnames",
     "accessionnumber", "referringphysicianname", "institutionname",
 }
-
-
-
-
-
 
 # ------------------------------------------------------------------ page pieces
 
@@ -55,12 +52,12 @@ def _num(v: Any, digits: int = 3) -> str:
     return _esc(v)
 
 
-def _ci_cells(est: Mapping[str, Any] | None) -> str:
+def _ci_cells(est: Mapping[str, Any] | None, bootstrapped: bool = True) -> str:
     if not est:
         return "<td>n/a</td><td></td>"
-    lo, hi = (est.get("ci") or [None, None])[:2]
-    ci = f"{_num(lo)} &ndash; {_num(hi)}" if lo is not None and hi is not None else ""
-    return f"<td>{_num(est.get('value'))}</td><td>{ci}</td>"
+    ci = format_ci(est.get("ci"), sep=" \u2013 ") if bootstrapped and \
+        est.get("value") is not None else ""
+    return f"<td>{_num(est.get('value'))}</td><td>{_esc(ci)}</td>"
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -219,7 +216,8 @@ def _metrics_section(m: Mapping[str, Any] | None) -> str:
     rows: list[str] = []
 
     def row(label: str, est: Any) -> None:
-        rows.append(f"<tr><th>{_esc(label)}</th>{_ci_cells(est)}</tr>")
+        rows.append(f"<tr><th>{_esc(label)}</th>"
+                    f"{_ci_cells(est, bool(boot.get('n_bootstraps', 1)))}</tr>")
 
     task = m.get("task")
     if task == "binary":
@@ -237,7 +235,7 @@ def _metrics_section(m: Mapping[str, Any] | None) -> str:
         for name, est in (m.get("roc_auc_per_label") or {}).items():
             row(f"ROC AUC, {name}", est)
     table = (f'<table class="grid"><tr><th>metric</th><th>value</th><th>{conf}% CI</th></tr>'
-             + "".join(rows) + "</table>")
+             + "".join(rows) + "</table>" + small_sample_html(m))
     notes = []
     level = m.get("level", "image")
     resampling = boot.get("resampling", "image")
@@ -541,9 +539,6 @@ def _gallery_section(gradcam: Any) -> str:
         names = ", ".join(_esc(Path(it["path"]).name) for it in missing[:10])
         parts.append(f"<p class='warn'>{len(missing)} overlay file(s) missing: {names}</p>")
     return "".join(parts)
-
-
-
 
 
 def write_run_report(run_dir: str | Path, **overrides: Any) -> Path:
