@@ -24,6 +24,7 @@ The modules: :mod:`~imaging_tl.evaluate.inputs` (these conventions, checked),
 :mod:`~imaging_tl.evaluate.calibration` (reliability, ECE, temperature scaling),
 :mod:`~imaging_tl.evaluate.aggregation` (patient level),
 :mod:`~imaging_tl.evaluate.samplesize` (small-sample cautions, printing an interval),
+:mod:`~imaging_tl.evaluate.subgroups` (figures per sex, age band, scanner, site, ...),
 :mod:`~imaging_tl.evaluate.evaluation` (:func:`evaluate`) and
 :mod:`~imaging_tl.evaluate.predictions` (:func:`evaluate_predictions`).
 
@@ -61,6 +62,7 @@ from imaging_tl.evaluate.samplesize import (
     small_sample_notes,
     split_counts,
 )
+from imaging_tl.evaluate.subgroups import subgroup_metrics
 from imaging_tl.evaluate.thresholds import OPERATING_POINTS, choose_threshold
 
 __all__ = [
@@ -86,6 +88,7 @@ __all__ = [
     "reliability_data",
     "small_sample_notes",
     "split_counts",
+    "subgroup_metrics",
     "weight_blocks",
     "weighted_average_precision",
     "weighted_roc_auc",

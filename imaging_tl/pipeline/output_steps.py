@@ -21,6 +21,7 @@ from imaging_tl.pipeline.predict import decisions, probability_columns
 from imaging_tl.pipeline.provenance import machine, versions, write_plain_json
 from imaging_tl.pipeline.result import RunResult
 from imaging_tl.pipeline.state import RunState
+from imaging_tl.pipeline.subgroups import subgroup_evaluation
 
 __all__ = ["data_root", "evaluate_step", "evaluation_options", "export_step", "finish_step",
            "shown_in_pictures",
@@ -65,6 +66,8 @@ def evaluate_step(state: RunState) -> None:
     except ValueError as exc:
         raise InputError(f"evaluation failed: {exc}") from None
     state.threshold = float(state.metrics.get("operating_point", {}).get("threshold", 0.5))
+    if state.cfg.evaluate.subgroups:
+        state.metrics["subgroups"] = subgroup_evaluation(state, scores(p_te))
     state.paths["metrics"] = write_plain_json(state.run_dir / "metrics.json", state.metrics)
     state.predictions = pd.concat([_prediction_rows(state, va.rows, p_va, "val"),
                                    _prediction_rows(state, te.rows, p_te, "test")],

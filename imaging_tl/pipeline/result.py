@@ -93,6 +93,8 @@ class RunResult:
         if self.role != "chief":
             return (f"{self.role}: training done as part of a multi-worker cluster; the chief "
                     "(worker 0) evaluates and writes the run directory")
+        from imaging_tl.evaluate.samplesize import format_estimate
+
         name, value, ci = self.headline()
         lines = [f"run {self.run_dir.name}: {self.task} task, classes "
                  f"{', '.join(self.class_names)}"]
@@ -105,6 +107,10 @@ class RunResult:
         if value is not None:
             lines.append(f"  test {name}: {self.headline_text()}")
         lines += [f"  caution, small sample: {n}" for n in self.metrics.get("small_sample", [])]
+        worst = (self.metrics.get("subgroups") or {}).get("worst_group_auc")
+        if worst:
+            lines.append(f"  worst-group roc_auc: {worst['attribute']} {worst['group']} "
+                         + format_estimate(worst))
         op = self.metrics.get("operating_point")
         if isinstance(op, dict) and op.get("threshold") is not None:
             sens = self.metrics.get("sensitivity", {}).get("value")

@@ -29,6 +29,7 @@ from imaging_tl.report.caution import small_sample_html
 from imaging_tl.report.chain import chain_section
 from imaging_tl.report.gallery import gallery_from_dir, gallery_items
 from imaging_tl.report.labels import label_reading_section
+from imaging_tl.report.subgroups import plot_forest, subgroup_section
 
 # Header fields that must never reach the page (DICOM keywords and their snake_case forms).
 _IDENTIFYING = {
@@ -340,6 +341,8 @@ def make_plots(
     if cal.get("reliability"):
         attempt("reliability", plots.plot_reliability, cal["reliability"],
                 plots_dir / "reliability.png", calibrated=cal.get("reliability_calibrated"))
+    if (m.get("subgroups") or {}).get("attributes"):
+        attempt("forest", plot_forest, m["subgroups"], plots_dir / "subgroups_forest.png")
     if history is not None:
         attempt("history", plots.plot_history, history, plots_dir / "training_curves.png")
     if splits is not None:
@@ -499,6 +502,9 @@ def _page_sections(title: str, made: Mapping[str, Path], metrics: Any, predictio
         f"<h1>{_esc(title)}</h1><p class='sub'>imaging_tl {__version__} &middot; {now}</p>",
         "<h2>Test metrics</h2>" + _metrics_section(metrics) + _domain_gate(metrics)
         + (f"<p>{len(predictions)} predictions.</p>" if predictions is not None else ""),
+        *(["<h2>Subgroups</h2>" + subgroup_section(metrics["subgroups"], _figure(
+            made["forest"], "ROC AUC per subgroup with 95% CIs") if "forest" in made else "")]
+          if (metrics or {}).get("subgroups") else []),
         "<h2>Plots</h2>" + (f'<div class="plots">{"".join(figs)}</div>'
                             if figs else "<p>No plots.</p>"),
         "<h2>Grad-CAM gallery</h2>" + _gallery_section(gradcam),

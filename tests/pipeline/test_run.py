@@ -132,6 +132,23 @@ def test_summary_fits_one_screen(finished_run):
     assert len(text.splitlines()) < 20
 
 
+def test_subgroups_come_from_the_census_into_metrics_and_report(finished_run):
+    sg = finished_run.metrics["subgroups"]
+    census = pd.read_csv(finished_run.run_dir / "census.csv", dtype=str)
+    splits = pd.read_csv(finished_run.run_dir / "splits.csv", dtype=str)
+    test = splits[splits["split"] == "test"]
+    for attr, column in (("sex", "PatientSex"), ("view", "ViewPosition")):
+        groups = sg["attributes"][attr]
+        assert sum(g["images"] for g in groups) == len(test)
+        # PNG files carry no header tags: their group is "unknown"
+        assert {g["group"] for g in groups} <= set(census[column].dropna()) | {"unknown"}
+        assert all(g["too_small"] for g in groups)  # 14 patients in all
+    assert sg["threshold"] == pytest.approx(finished_run.metrics["operating_point"]["threshold"])
+    page = (finished_run.run_dir / "report.html").read_text()
+    assert "<h2>Subgroups</h2>" in page and "too small" in page
+    assert (finished_run.run_dir / "plots" / "subgroups_forest.png").is_file()
+
+
 def test_bad_data_is_an_input_error(tiny_config, tmp_path):
     bad = tmp_path / "labels.csv"
     bad.write_text("path,label,patient_id\nmissing1.dcm,normal,p1\nmissing2.dcm,nodule,p2\n")
