@@ -258,8 +258,9 @@ def _predict(args: argparse.Namespace) -> int:
         if args.workers is not None or args.scheduler is not None:
             from imaging_tl.scale import predict_dask
 
-            if args.gradcam:
-                raise UsageError("--gradcam is not available with --workers/--scheduler")
+            if args.gradcam or args.tta:
+                raise UsageError("--gradcam and --tta are not available with "
+                                 "--workers/--scheduler")
             df = predict_dask(args.model, args.inputs, workers=args.workers,
                               scheduler=args.scheduler, engine=args.engine,
                               batch_size=args.batch_size, num_threads=args.threads or 1,
@@ -267,12 +268,15 @@ def _predict(args: argparse.Namespace) -> int:
         else:
             df = predict_files(args.model, args.inputs, batch_size=args.batch_size,
                                gradcam_dir=args.gradcam, engine=args.engine,
-                               num_threads=args.threads, domain=args.domain)
+                               num_threads=args.threads, domain=args.domain,
+                               tta=args.tta, tta_preset=args.tta_preset, seed=args.seed)
     except (InputError, ImportError, ValueError, ConnectionError) as exc:
         raise UsageError(str(exc)) from exc
     out = write_csv(args.out, df)
     ok = int((df["status"] == "ok").sum())
-    print(f"predicted {ok} of {len(df)} file(s) with {df.attrs.get('engine')} -> {out}")
+    tta = (f", test-time augmentation: {args.tta} copies ({args.tta_preset}, seed "
+           f"{args.seed})") if args.tta else ""
+    print(f"predicted {ok} of {len(df)} file(s) with {df.attrs.get('engine')}{tta} -> {out}")
     _domain_summary(df, args.domain)
     for r in df[df["status"] == "error"].itertuples():
         print(f"  could not predict {r.path}: {r.reason}", file=sys.stderr)
@@ -323,6 +327,14 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                    help="the domain gate: flag (default) predicts every file and marks those "
                         "unlike the training data (domain=out_of_domain, domain_reason); "
                         "strict skips them; off does not check")
+    p.add_argument("--tta", type=int, default=0, metavar="N",
+                   help="test-time augmentation: the mean probability over each image and N "
+                        "augmented copies (default: %(default)s, off)")
+    p.add_argument("--tta-preset", default="light", choices=["light", "medium", "heavy"],
+                   help="augmentation preset of --tta (never a vertical flip; default: "
+                        "%(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of --tta: the same seed gives the same probabilities")
     _add_verbose(p)
     _add_cluster_options(p)
     p.set_defaults(func=_predict)

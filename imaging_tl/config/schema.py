@@ -219,6 +219,9 @@ class EvaluateConfig(Section):
     # binary tasks: test figures per group of each of these (sex, age_band, manufacturer,
     # model, site, view, body_part: from the census; or any column of data.csv)
     subgroups: list[str] = Field(default_factory=list)
+    # test-time augmentation: also report the figures of the mean prediction over each
+    # image and this many augmented copies (the augment preset; light for none)
+    tta: int = Field(0, ge=0, le=64)
 
 
 ExportFormat = Literal["keras", "savedmodel", "onnx", "tflite"]

@@ -107,6 +107,10 @@ class RunResult:
         if value is not None:
             lines.append(f"  test {name}: {self.headline_text()}")
         lines += [f"  caution, small sample: {n}" for n in self.metrics.get("small_sample", [])]
+        tta = self.metrics.get("tta")
+        if isinstance(tta, dict) and isinstance(tta.get(name), dict):
+            lines.append(f"  test {name} with test-time augmentation ({tta['copies']} copies, "
+                         f"{tta['preset']}): " + format_estimate(tta[name]))
         worst = (self.metrics.get("subgroups") or {}).get("worst_group_auc")
         if worst:
             lines.append(f"  worst-group roc_auc: {worst['attribute']} {worst['group']} "

@@ -66,7 +66,12 @@ def subgroup_attributes(names: list[str], rows: pd.DataFrame, census: pd.DataFra
 
 def subgroup_evaluation(state: Any, scores: np.ndarray) -> dict[str, Any]:
     """The ``subgroups`` section of ``metrics.json`` for a finished evaluation of ``state``
-    (binary tasks; others get ``{"skipped": reason}``)."""
+    (binary tasks; others get ``{"skipped": reason}``).
+
+    Examples
+    --------
+    >>> subgroup_evaluation(state, scores)["worst_group_auc"]  # doctest: +SKIP
+    """
     from imaging_tl.evaluate import subgroup_metrics
 
     cfg = state.cfg

@@ -30,6 +30,7 @@ from imaging_tl.report.chain import chain_section
 from imaging_tl.report.gallery import gallery_from_dir, gallery_items
 from imaging_tl.report.labels import label_reading_section
 from imaging_tl.report.subgroups import plot_forest, subgroup_section
+from imaging_tl.report.tta import tta_section
 
 # Header fields that must never reach the page (DICOM keywords and their snake_case forms).
 _IDENTIFYING = {
@@ -500,7 +501,8 @@ def _page_sections(title: str, made: Mapping[str, Path], metrics: Any, predictio
     figs = [_figure(made[k], c) for k, c in captions.items() if k in made]
     return [
         f"<h1>{_esc(title)}</h1><p class='sub'>imaging_tl {__version__} &middot; {now}</p>",
-        "<h2>Test metrics</h2>" + _metrics_section(metrics) + _domain_gate(metrics)
+        "<h2>Test metrics</h2>" + _metrics_section(metrics) + tta_section(metrics)
+        + _domain_gate(metrics)
         + (f"<p>{len(predictions)} predictions.</p>" if predictions is not None else ""),
         *(["<h2>Subgroups</h2>" + subgroup_section(metrics["subgroups"], _figure(
             made["forest"], "ROC AUC per subgroup with 95% CIs") if "forest" in made else "")]

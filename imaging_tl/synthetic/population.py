@@ -37,6 +37,11 @@ class Shift:
         The group, e.g. a manufacturer's name.
     noise : float
         Standard deviation of the added Gaussian noise, on the [0, 1] display scale.
+
+    Examples
+    --------
+    >>> Shift("manufacturer", "Borealis Medical", noise=0.2).noise
+    0.2
     """
 
     attribute: str
@@ -65,6 +70,11 @@ class Population:
         Youngest and oldest age in years.
     shift : Shift, optional
         A planted group-specific difference.
+
+    Examples
+    --------
+    >>> Population(ages=(40, 60)).scanners[0]
+    ('Acme Imaging', 'AX-100')
     """
 
     scanners: tuple[tuple[str, str], ...] = (

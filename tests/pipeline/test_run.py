@@ -149,6 +149,34 @@ def test_subgroups_come_from_the_census_into_metrics_and_report(finished_run):
     assert (finished_run.run_dir / "plots" / "subgroups_forest.png").is_file()
 
 
+def test_tta_is_reported_beside_the_plain_figures_and_is_deterministic(finished_run, tmp_path):
+    from imaging_tl.cli import main
+    from imaging_tl.pipeline import predict_files
+
+    tta = finished_run.metrics["tta"]
+    assert (tta["copies"], tta["preset"], tta["seed"]) == (2, "light", 0)
+    assert tta["n"] == finished_run.metrics["n"]  # the same test images
+    assert tta["roc_auc"]["value"] is not None and "curves" not in tta
+    assert "test roc_auc with test-time augmentation (2 copies, light): " in \
+        finished_run.summary()
+    assert "<h3>Test-time augmentation</h3>" in (finished_run.run_dir / "report.html").read_text()
+    splits = pd.read_csv(finished_run.run_dir / "splits.csv")
+    files = list(splits.loc[splits["split"] == "test", "path"][:4])
+    model = finished_run.run_dir / "model.keras"
+    a = predict_files(model, files, tta=3, seed=5)
+    b = predict_files(model, files, tta=3, seed=5)
+    plain = predict_files(model, files)
+    cols = [c for c in a.columns if c.startswith("prob_")]
+    assert a[cols].to_numpy().tolist() == b[cols].to_numpy().tolist()  # same seed, same output
+    assert not np.allclose(a[cols].to_numpy(float), plain[cols].to_numpy(float))
+    assert a.attrs["tta"] == {"n": 3, "preset": "light", "seed": 5}
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(model), *files, "--tta", "3", "--seed", "5", "--engine",
+                 "keras", "--out", str(out)]) == 0
+    assert np.allclose(pd.read_csv(out)[cols].to_numpy(float), a[cols].to_numpy(float),
+                       atol=1e-6)
+
+
 def test_bad_data_is_an_input_error(tiny_config, tmp_path):
     bad = tmp_path / "labels.csv"
     bad.write_text("path,label,patient_id\nmissing1.dcm,normal,p1\nmissing2.dcm,nodule,p2\n")
