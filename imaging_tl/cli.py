@@ -274,8 +274,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     out = write_csv(args.out, df)
     ok = int((df["status"] == "ok").sum())
-    tta = (f", test-time augmentation: {args.tta} copies ({args.tta_preset}, seed "
-           f"{args.seed})") if args.tta else ""
+    tta = f", TTA {args.tta} copies ({args.tta_preset}, seed {args.seed})" if args.tta else ""
     print(f"predicted {ok} of {len(df)} file(s) with {df.attrs.get('engine')}{tta} -> {out}")
     _domain_summary(df, args.domain)
     for r in df[df["status"] == "error"].itertuples():
@@ -327,14 +326,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                    help="the domain gate: flag (default) predicts every file and marks those "
                         "unlike the training data (domain=out_of_domain, domain_reason); "
                         "strict skips them; off does not check")
-    p.add_argument("--tta", type=int, default=0, metavar="N",
-                   help="test-time augmentation: the mean probability over each image and N "
-                        "augmented copies (default: %(default)s, off)")
+    p.add_argument("--tta", type=int, default=0, metavar="N", help="test-time augmentation: "
+                   "the mean probability over each image and N augmented copies (0: off)")
     p.add_argument("--tta-preset", default="light", choices=["light", "medium", "heavy"],
-                   help="augmentation preset of --tta (never a vertical flip; default: "
-                        "%(default)s)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of --tta: the same seed gives the same probabilities")
+                   help="augmentation preset of --tta (never a vertical flip)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --tta (same seed, same output)")
     _add_verbose(p)
     _add_cluster_options(p)
     p.set_defaults(func=_predict)
@@ -342,10 +338,12 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from imaging_tl.pipeline import InputError, reevaluate
+    from imaging_tl.pipeline.external import recalibration_summary
 
     try:
         m = reevaluate(args.run_dir, data=args.data, label_column=args.label_column,
-                       out=args.out, n_bootstraps=args.bootstrap)
+                       out=args.out, n_bootstraps=args.bootstrap,
+                       recalibrate=args.recalibrate)
     except InputError as exc:
         raise UsageError(str(exc)) from exc
     from imaging_tl.pipeline import RunResult
@@ -361,7 +359,9 @@ def _evaluate(args: argparse.Namespace) -> int:
               file=sys.stderr)
         for bad in m.get("unreadable", [])[:5]:
             print(f"    {bad['path']}: {bad['reason']}", file=sys.stderr)
-    print(f"metrics -> {m['written']}")
+    if m.get("recalibration"):
+        print("  " + recalibration_summary(m["recalibration"]))
+    print(f"metrics -> {m['written']}" + (f"\npage -> {m['page']}" if m.get("page") else ""))
     return 0
 
 
@@ -381,6 +381,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-column", default="label", help="label column of a CSV")
     p.add_argument("--bootstrap", type=int, help="bootstrap resamples (default: the run's)")
     p.add_argument("--out", help="JSON file to write")
+    p.add_argument("--recalibrate", type=float, metavar="FRACTION",
+                   help="with --data: fit temperature and threshold on this share of the "
+                        "external patients, evaluate the rest before and after")
     p.set_defaults(func=_evaluate)
 
 

@@ -11,7 +11,6 @@ Does not import TensorFlow.
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import html
 import json
@@ -27,6 +26,7 @@ from imaging_tl.evaluate.samplesize import format_ci
 from imaging_tl.report import plots
 from imaging_tl.report.caution import small_sample_html
 from imaging_tl.report.chain import chain_section
+from imaging_tl.report.embed import PAGE_CSS, figure, img_tag
 from imaging_tl.report.gallery import gallery_from_dir, gallery_items
 from imaging_tl.report.labels import label_reading_section
 from imaging_tl.report.subgroups import plot_forest, subgroup_section
@@ -266,35 +266,8 @@ def _metrics_section(m: Mapping[str, Any] | None) -> str:
     return table + "".join(f"<p>{n}</p>" for n in notes)
 
 
-def _img_tag(path: Path, alt: str, cls: str = "plot") -> str:
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return f'<img class="{cls}" alt="{_esc(alt)}" src="data:image/png;base64,{data}">'
-
-
-_CSS = """
-*{box-sizing:border-box}
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;
-max-width:1100px;padding:16px;color:#1d2327;line-height:1.4}
-h1{font-size:1.6em;margin-bottom:0}h2{border-bottom:2px solid #dde;padding-bottom:4px;
-margin-top:2em}.sub{color:#667;margin-top:4px}
-table{border-collapse:collapse;margin:8px 0;max-width:100%}
-th,td{border:1px solid #ccd;padding:3px 8px;text-align:left;vertical-align:top;
-overflow-wrap:anywhere}th{background:#f3f4f8;font-weight:600}
-table.kv th{width:34%}
-pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f6f7f9;padding:8px;
-max-width:100%}
-img{max-width:100%;height:auto}
-.plots{display:flex;flex-wrap:wrap;gap:12px}
-.plots figure{margin:0;flex:1 1 320px;max-width:520px}
-.gallery{display:flex;flex-wrap:wrap;gap:8px}
-.gallery figure{margin:0;width:200px}
-figcaption{font-size:.8em;color:#445;overflow-wrap:anywhere}
-.ok{color:#17602a}.warn{color:#a1260d;font-weight:600}
-"""
-
-
 def _figure(path: Path, caption: str) -> str:
-    return f"<figure>{_img_tag(path, caption)}<figcaption>{_esc(caption)}</figcaption></figure>"
+    return figure(path, caption)
 
 
 # ------------------------------------------------------------------------ report
@@ -470,7 +443,7 @@ def write_report(
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>"
+        f"<title>{_esc(title)}</title><style>{PAGE_CSS}</style></head><body>"
         + "\n".join(f"<section>{s}</section>" for s in sections)
         + "</body></html>\n"
     )
@@ -537,7 +510,7 @@ def _gallery_section(gradcam: Any) -> str:
     for cat in order:
         title = plots._CAT_TITLE.get(cat, cat)
         figs = "".join(
-            f"<figure>{_img_tag(Path(it['path']), f'{title} {i + 1}', 'cam')}"
+            f"<figure>{img_tag(Path(it['path']), f'{title} {i + 1}', 'cam')}"
             f"<figcaption>{_esc(it['caption'])}</figcaption></figure>"
             for i, it in enumerate(groups[cat])
         )
