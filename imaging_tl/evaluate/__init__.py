@@ -25,6 +25,7 @@ The modules: :mod:`~imaging_tl.evaluate.inputs` (these conventions, checked),
 :mod:`~imaging_tl.evaluate.aggregation` (patient level),
 :mod:`~imaging_tl.evaluate.samplesize` (small-sample cautions, printing an interval),
 :mod:`~imaging_tl.evaluate.subgroups` (figures per sex, age band, scanner, site, ...),
+:mod:`~imaging_tl.evaluate.referral` (figures on the cases kept as uncertain ones are referred),
 :mod:`~imaging_tl.evaluate.evaluation` (:func:`evaluate`) and
 :mod:`~imaging_tl.evaluate.predictions` (:func:`evaluate_predictions`).
 
@@ -55,6 +56,7 @@ from imaging_tl.evaluate.evaluation import evaluate
 from imaging_tl.evaluate.inputs import TASKS, Task
 from imaging_tl.evaluate.metrics import binary_metrics, multiclass_metrics, multilabel_metrics
 from imaging_tl.evaluate.predictions import evaluate_predictions
+from imaging_tl.evaluate.referral import referral_curve
 from imaging_tl.evaluate.samplesize import (
     NO_INTERVAL,
     format_ci,
@@ -85,6 +87,7 @@ __all__ = [
     "multiclass_metrics",
     "multilabel_metrics",
     "percentile_ci",
+    "referral_curve",
     "reliability_data",
     "small_sample_notes",
     "split_counts",

@@ -82,14 +82,16 @@ def tta_evaluation(state: RunState, scores: Any) -> dict[str, Any]:
     each validation and test image and ``evaluate.tta`` augmented copies
     (:func:`imaging_tl.augment.tta_predict`, the run's augment preset and seed; the
     threshold chosen again on the validation split's TTA scores). The plain figures stay
-    the run's figures (and its threshold the model's).
+    the run's figures (and its threshold the model's). Binary tasks also get the
+    ``referral`` curve (:func:`imaging_tl.evaluate.referral_curve`) with the copies'
+    spread as the uncertainty (:func:`imaging_tl.augment.tta_uncertainty`).
 
     Examples
     --------
     >>> tta_evaluation(state, lambda p: p.reshape(-1))["roc_auc"]  # doctest: +SKIP
     """
-    from imaging_tl.augment import tta_predict, tta_preset
-    from imaging_tl.evaluate import evaluate
+    from imaging_tl.augment import tta_predictions, tta_preset, tta_uncertainty
+    from imaging_tl.evaluate import evaluate, referral_curve
     from imaging_tl.models import fast_predict
 
     cfg, va, te = state.cfg, state.splits["val"], state.splits["test"]
@@ -99,11 +101,16 @@ def tta_evaluation(state: RunState, scores: Any) -> dict[str, Any]:
     def predict(x: np.ndarray) -> np.ndarray:
         return fast_predict(state.model, x, cfg.train.batch_size)
 
-    tv, tt = tta_predict(predict, va.x, **kw), tta_predict(predict, te.x, **kw)
+    pv, pt = tta_predictions(predict, va.x, **kw), tta_predictions(predict, te.x, **kw)
+    tt = pt.astype(np.float64).mean(axis=0)
     m = evaluate(te.y, scores(tt), task=state.task, groups=te.rows["group"].to_numpy(),
-                 val_true=va.y, val_score=scores(tv), val_groups=va.rows["group"].to_numpy(),
-                 class_names=state.classes, **evaluation_options(cfg))
+                 val_true=va.y, val_score=scores(pv.astype(np.float64).mean(axis=0)),
+                 val_groups=va.rows["group"].to_numpy(), class_names=state.classes,
+                 **evaluation_options(cfg))
     m.pop("curves", None)
+    if state.task == "binary":  # refer the cases whose copies disagree most
+        m["referral"] = referral_curve(te.y, scores(tt), tta_uncertainty(pt),
+                                       threshold=m["operating_point"]["threshold"])
     return {**m, "copies": cfg.evaluate.tta, "preset": tta_preset(cfg.augment.preset),
             "hflip": cfg.augment.hflip, "seed": cfg.seed}
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from imaging_tl.augment import tta_predict
+from imaging_tl.augment import tta_predictions, tta_uncertainty
 from imaging_tl.data.prepare import failure_reason
 from imaging_tl.pipeline.inputs import InputError, expand_inputs
 
@@ -182,6 +182,8 @@ def predict_files(
         ``tta`` augmented copies of the preset (:func:`imaging_tl.augment.tta_predict`;
         never a vertical flip), seeded per file position: the same inputs and seed give
         the same probabilities. 0: off. Grad-CAM and the domain gate see the plain image.
+        With TTA an ``uncertainty`` column holds the spread of the copies' probabilities
+        (:func:`imaging_tl.augment.tta_uncertainty`; higher: refer to a reader first).
 
     Returns
     -------
@@ -210,6 +212,7 @@ def predict_files(
     out.attrs["engine"] = predictor.engine.name
     if tta:
         out.attrs["tta"] = {"n": tta, "preset": tta_preset, "seed": seed}
+        out["uncertainty"] = np.nan  # the spread of the copies' probabilities
     gate = _gate(predictor, model_path, domain)
     gd = None
     if gradcam_dir is not None:
@@ -229,8 +232,10 @@ def predict_files(
             if not good_i:
                 continue
         if tta:
-            p = tta_predict(lambda b: predictor(b, batch_size), x, tta, preset=tta_preset,
-                            seed=seed, index=good_i)
+            copies = tta_predictions(lambda b: predictor(b, batch_size), x, tta,
+                                     preset=tta_preset, seed=seed, index=good_i)
+            p = copies.astype(np.float64).mean(axis=0).astype(np.float32)
+            out.loc[good_i, "uncertainty"] = tta_uncertainty(copies)
         else:
             p = predictor(x, batch_size)
         x, p, good_i = _drop_non_finite(x, p, good_i, out)

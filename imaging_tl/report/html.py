@@ -30,7 +30,7 @@ from imaging_tl.report.embed import PAGE_CSS, figure, img_tag
 from imaging_tl.report.gallery import gallery_from_dir, gallery_items
 from imaging_tl.report.labels import label_reading_section
 from imaging_tl.report.subgroups import plot_forest, subgroup_section
-from imaging_tl.report.tta import tta_section
+from imaging_tl.report.tta import plot_referral, tta_section
 
 # Header fields that must never reach the page (DICOM keywords and their snake_case forms).
 _IDENTIFYING = {
@@ -315,6 +315,8 @@ def make_plots(
     if cal.get("reliability"):
         attempt("reliability", plots.plot_reliability, cal["reliability"],
                 plots_dir / "reliability.png", calibrated=cal.get("reliability_calibrated"))
+    if (m.get("tta") or {}).get("referral"):
+        attempt("referral", plot_referral, m["tta"]["referral"], plots_dir / "referral.png")
     if (m.get("subgroups") or {}).get("attributes"):
         attempt("forest", plot_forest, m["subgroups"], plots_dir / "subgroups_forest.png")
     if history is not None:
@@ -474,7 +476,8 @@ def _page_sections(title: str, made: Mapping[str, Path], metrics: Any, predictio
     figs = [_figure(made[k], c) for k, c in captions.items() if k in made]
     return [
         f"<h1>{_esc(title)}</h1><p class='sub'>imaging_tl {__version__} &middot; {now}</p>",
-        "<h2>Test metrics</h2>" + _metrics_section(metrics) + tta_section(metrics)
+        "<h2>Test metrics</h2>" + _metrics_section(metrics) + tta_section(metrics, _figure(
+            made["referral"], "Referral curve") if "referral" in made else "")
         + _domain_gate(metrics)
         + (f"<p>{len(predictions)} predictions.</p>" if predictions is not None else ""),
         *(["<h2>Subgroups</h2>" + subgroup_section(metrics["subgroups"], _figure(

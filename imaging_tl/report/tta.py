@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from html import escape
+from pathlib import Path
 from typing import Any
 
 from imaging_tl.evaluate.samplesize import format_estimate
 
-__all__ = ["tta_section"]
+__all__ = ["plot_referral", "tta_section"]
 
 _ROWS = {
     "binary": (("roc_auc", "ROC AUC"), ("pr_auc", "PR AUC"), ("sensitivity", "Sensitivity"),
@@ -20,8 +21,41 @@ _ROWS = {
 }
 
 
-def tta_section(metrics: Mapping[str, Any] | None) -> str:
-    """A table of the plain and the test-time-augmented figures (empty without TTA).
+def plot_referral(referral: Mapping[str, Any], path: str | Path) -> Path:
+    """The referral curve: AUC and sensitivity on the cases retained as the most uncertain
+    0-50 % are referred to a reader (:func:`imaging_tl.evaluate.referral_curve`).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> r = {"fraction_referred": [0.0, 0.5], "n_retained": [4, 2], "roc_auc": [0.75, 1.0],
+    ...      "sensitivity": [0.5, 1.0], "specificity": [0.5, None]}
+    >>> plot_referral(r, Path(tempfile.mkdtemp()) / "r.png").suffix
+    '.png'
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.6, 3.6))
+    x = [100 * f for f in referral["fraction_referred"]]
+    for i, key in enumerate(("roc_auc", "sensitivity", "specificity")):
+        y = [float("nan") if v is None else v for v in referral[key]]
+        ax.plot(x, y, "o-", color=f"C{i}", ms=3, label=key.replace("roc_auc", "ROC AUC"))
+    ax.set(xlim=(0, 50), ylim=(0, 1.02), xlabel="most uncertain cases referred (%)",
+           ylabel="on the cases retained", title="Referral curve (TTA spread)")
+    ax.legend(loc="lower right", fontsize=8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight", format="png")
+    plt.close(fig)
+    return path
+
+
+def tta_section(metrics: Mapping[str, Any] | None, figure: str = "") -> str:
+    """A table of the plain and the test-time-augmented figures (empty without TTA), and
+    ``figure`` (the referral curve's ``<figure>``, if any).
 
     Examples
     --------
@@ -49,4 +83,7 @@ def tta_section(metrics: Mapping[str, Any] | None) -> str:
               if op is not None else ""))
     return (f"<h3>Test-time augmentation</h3><p>Plain: the model's own prediction (its "
             f"figures above). TTA: {how}.</p><table class='grid'><tr><th>metric</th>"
-            f"<th>plain</th><th>TTA</th></tr>{rows}</table>")
+            f"<th>plain</th><th>TTA</th></tr>{rows}</table>" + (
+                "<p>Referral: the test cases whose augmented copies disagree most (the "
+                "spread of their probabilities) are referred to a reader; the curve gives "
+                f"the figures on the cases retained.</p>{figure}" if figure else ""))

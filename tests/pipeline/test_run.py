@@ -159,7 +159,13 @@ def test_tta_is_reported_beside_the_plain_figures_and_is_deterministic(finished_
     assert tta["roc_auc"]["value"] is not None and "curves" not in tta
     assert "test roc_auc with test-time augmentation (2 copies, light): " in \
         finished_run.summary()
-    assert "<h3>Test-time augmentation</h3>" in (finished_run.run_dir / "report.html").read_text()
+    page = (finished_run.run_dir / "report.html").read_text()
+    assert "<h3>Test-time augmentation</h3>" in page and "Referral curve" in page
+    assert (finished_run.run_dir / "plots" / "referral.png").is_file()
+    ref = tta["referral"]
+    assert ref["fraction_referred"][0] == 0.0 and ref["fraction_referred"][-1] == 0.5
+    assert ref["n_retained"][0] == tta["n"] and ref["n_retained"] == sorted(
+        ref["n_retained"], reverse=True)
     splits = pd.read_csv(finished_run.run_dir / "splits.csv")
     files = list(splits.loc[splits["split"] == "test", "path"][:4])
     model = finished_run.run_dir / "model.keras"
@@ -170,6 +176,8 @@ def test_tta_is_reported_beside_the_plain_figures_and_is_deterministic(finished_
     assert a[cols].to_numpy().tolist() == b[cols].to_numpy().tolist()  # same seed, same output
     assert not np.allclose(a[cols].to_numpy(float), plain[cols].to_numpy(float))
     assert a.attrs["tta"] == {"n": 3, "preset": "light", "seed": 5}
+    assert (a["uncertainty"] >= 0).all() and a["uncertainty"].tolist() == \
+        b["uncertainty"].tolist() and "uncertainty" not in plain.columns
     out = tmp_path / "p.csv"
     assert main(["predict", str(model), *files, "--tta", "3", "--seed", "5", "--engine",
                  "keras", "--out", str(out)]) == 0
