@@ -33,14 +33,15 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from imaging_tl.stages.base import close_match_hint
 
-__all__ = ["PRESETS", "Augmenter", "build_transform", "list_transforms"]
+__all__ = ["PRESETS", "Augmenter", "build_transform", "list_transforms", "tta_predict",
+           "tta_predictions", "tta_preset", "tta_uncertainty"]
 
 # cv2.BORDER_CONSTANT == 0: the area rotated/shifted in is black (0 = air after windowing).
 _AFFINE = {"name": "Affine", "border_mode": 0, "fill": 0.0}
@@ -351,3 +352,107 @@ class Augmenter:
     def __repr__(self) -> str:
         extra = f", transforms={self.transforms!r}" if self.transforms else ""
         return f"Augmenter({self.preset!r}, hflip={self.hflip}, seed={self.seed}{extra})"
+
+
+def tta_preset(preset: str) -> str:
+    """The preset test-time augmentation uses: the run's own, ``light`` for ``none``.
+
+    Examples
+    --------
+    >>> tta_preset("none"), tta_preset("medium")
+    ('light', 'medium')
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"test-time augmentation: preset={preset!r} is unknown; allowed: "
+                         f"{', '.join(PRESETS)}")
+    return "light" if preset == "none" else preset
+
+
+def tta_predictions(
+    predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, n: int, *,
+    preset: str = "light", hflip: bool = False, seed: int = 0,
+    index: Sequence[int] | None = None,
+) -> np.ndarray:
+    """Test-time augmentation: the predictions of an image and of its ``n`` augmented copies.
+
+    Copy ``k`` (1..n) of image ``i`` comes from an :class:`Augmenter` of the preset (never
+    a vertical flip; a horizontal flip only with ``hflip``, as in training) seeded with
+    ``(seed, k, index[i])``: the result depends on the seed and the image's index alone,
+    not on batching, chunking or what else is predicted. Only presets are used: a
+    configuration's own transform list could hold anything.
+
+    Parameters
+    ----------
+    predict : callable
+        ``predict(batch) -> probabilities``, e.g. a model's batched prediction.
+    x : numpy.ndarray
+        ``(N, H, W[, C])`` float32 model inputs in [0, 1].
+    n : int
+        Augmented copies (0: the plain prediction alone).
+    preset, hflip, seed :
+        The augmentation (see :func:`tta_preset`) and its seed.
+    index : sequence of int, optional
+        Each image's position in the whole set (default ``0..N-1``).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(n + 1, N, ...)``: the plain prediction first, then each copy's.
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).random((3, 16, 16, 3)).astype(np.float32)
+    >>> mean = lambda b: b.mean(axis=(1, 2, 3))[:, None]
+    >>> tta_predictions(mean, x, 4, seed=1).shape
+    (5, 3, 1)
+    """
+    if n < 0:
+        raise ValueError(f"test-time augmentation: n must be >= 0, got {n}")
+    idx = list(range(len(x))) if index is None else [int(i) for i in index]
+    if len(idx) != len(x):
+        raise ValueError(f"test-time augmentation: {len(idx)} indices for {len(x)} images")
+    out = [np.asarray(predict(x), dtype=np.float32)]
+    aug = Augmenter(tta_preset(preset), hflip=hflip, seed=0)
+    for k in range(1, n + 1):
+        views = []
+        for i, img in zip(idx, x, strict=True):
+            aug.reseed(int(np.random.SeedSequence([int(seed), k, i]).generate_state(1)[0]))
+            views.append(aug(img))
+        out.append(np.asarray(predict(np.stack(views) if views else x), dtype=np.float32))
+    return np.stack(out)
+
+
+def tta_predict(
+    predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, n: int, *,
+    preset: str = "light", hflip: bool = False, seed: int = 0,
+    index: Sequence[int] | None = None,
+) -> np.ndarray:
+    """The mean of :func:`tta_predictions`: an image's and its ``n`` copies' prediction.
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).random((3, 16, 16, 3)).astype(np.float32)
+    >>> mean = lambda b: b.mean(axis=(1, 2, 3))[:, None]
+    >>> a = tta_predict(mean, x, 4, seed=1)
+    >>> bool(np.array_equal(a, tta_predict(mean, x, 4, seed=1))), a.shape
+    (True, (3, 1))
+    >>> bool(np.array_equal(a[1:], tta_predict(mean, x[1:], 4, seed=1, index=[1, 2])))
+    True
+    """
+    preds = tta_predictions(predict, x, n, preset=preset, hflip=hflip, seed=seed, index=index)
+    return preds.astype(np.float64).mean(axis=0).astype(np.float32)
+
+
+def tta_uncertainty(predictions: np.ndarray) -> np.ndarray:
+    """Per image, how much the copies disagree: the standard deviation over the copies of
+    each probability, the largest over the classes (binary: of the one probability).
+
+    Examples
+    --------
+    >>> p = np.array([[[0.9], [0.5]], [[0.9], [0.1]], [[0.9], [0.9]]])  # 3 copies, 2 images
+    >>> [round(float(u), 3) for u in tta_uncertainty(p)]
+    [0.0, 0.327]
+    """
+    p = np.asarray(predictions, dtype=np.float64)
+    spread = p.std(axis=0)
+    return spread.reshape(spread.shape[0], -1).max(axis=1).astype(np.float32)

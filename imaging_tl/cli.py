@@ -259,8 +259,9 @@ def _predict(args: argparse.Namespace) -> int:
         if args.workers is not None or args.scheduler is not None:
             from imaging_tl.scale import predict_dask
 
-            if args.gradcam:
-                raise UsageError("--gradcam is not available with --workers/--scheduler")
+            if args.gradcam or args.tta:
+                raise UsageError("--gradcam and --tta are not available with "
+                                 "--workers/--scheduler")
             df = predict_dask(args.model, args.inputs, workers=args.workers,
                               scheduler=args.scheduler, engine=args.engine,
                               batch_size=args.batch_size, num_threads=args.threads or 1,
@@ -268,12 +269,14 @@ def _predict(args: argparse.Namespace) -> int:
         else:
             df = predict_files(args.model, args.inputs, batch_size=args.batch_size,
                                gradcam_dir=args.gradcam, engine=args.engine,
-                               num_threads=args.threads, domain=args.domain)
+                               num_threads=args.threads, domain=args.domain,
+                               tta=args.tta, tta_preset=args.tta_preset, seed=args.seed)
     except (InputError, ImportError, ValueError, ConnectionError) as exc:
         raise UsageError(str(exc)) from exc
     out = write_csv(args.out, df)
     ok = int((df["status"] == "ok").sum())
-    print(f"predicted {ok} of {len(df)} file(s) with {df.attrs.get('engine')} -> {out}")
+    tta = f", TTA {args.tta} copies ({args.tta_preset}, seed {args.seed})" if args.tta else ""
+    print(f"predicted {ok} of {len(df)} file(s) with {df.attrs.get('engine')}{tta} -> {out}")
     _domain_summary(df, args.domain)
     for r in df[df["status"] == "error"].itertuples():
         print(f"  could not predict {r.path}: {r.reason}", file=sys.stderr)
@@ -324,6 +327,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                    help="the domain gate: flag (default) predicts every file and marks those "
                         "unlike the training data (domain=out_of_domain, domain_reason); "
                         "strict skips them; off does not check")
+    p.add_argument("--tta", type=int, default=0, metavar="N", help="test-time augmentation: "
+                   "the mean probability over each image and N augmented copies (0: off)")
+    p.add_argument("--tta-preset", default="light", choices=["light", "medium", "heavy"],
+                   help="augmentation preset of --tta (never a vertical flip)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --tta (same seed, same output)")
     _add_verbose(p)
     _add_cluster_options(p)
     p.set_defaults(func=_predict)
@@ -331,24 +339,30 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from imaging_tl.pipeline import InputError, reevaluate
+    from imaging_tl.pipeline.external import recalibration_summary
 
     try:
         m = reevaluate(args.run_dir, data=args.data, label_column=args.label_column,
-                       out=args.out, n_bootstraps=args.bootstrap)
+                       out=args.out, n_bootstraps=args.bootstrap,
+                       recalibrate=args.recalibrate)
     except InputError as exc:
         raise UsageError(str(exc)) from exc
     from imaging_tl.pipeline import RunResult
 
-    name, value, ci = RunResult(Path(args.run_dir), None, m).headline()
-    ci_text = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci and None not in ci else ""
+    res = RunResult(Path(args.run_dir), None, m)
+    name, value, _ = res.headline()
     print(f"{m['evaluated_on']}: {m.get('n_images')} images, {name} "
-          f"{value:.3f}{ci_text}" if value is not None else f"{m['evaluated_on']}: no AUC")
+          f"{res.headline_text()}" if value is not None else f"{m['evaluated_on']}: no AUC")
+    for note in m.get("small_sample", []):
+        print(f"  caution, small sample: {note}")
     if m.get("n_unreadable"):
         print(f"  {m['n_unreadable']} file(s) could not be read and were left out:",
               file=sys.stderr)
         for bad in m.get("unreadable", [])[:5]:
             print(f"    {bad['path']}: {bad['reason']}", file=sys.stderr)
-    print(f"metrics -> {m['written']}")
+    if m.get("recalibration"):
+        print("  " + recalibration_summary(m["recalibration"]))
+    print(f"metrics -> {m['written']}" + (f"\npage -> {m['page']}" if m.get("page") else ""))
     return 0
 
 
@@ -368,6 +382,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-column", default="label", help="label column of a CSV")
     p.add_argument("--bootstrap", type=int, help="bootstrap resamples (default: the run's)")
     p.add_argument("--out", help="JSON file to write")
+    p.add_argument("--recalibrate", type=float, metavar="FRACTION",
+                   help="with --data: fit temperature and threshold on this share of the "
+                        "external patients, evaluate the rest before and after")
     p.set_defaults(func=_evaluate)
 
 

@@ -215,6 +215,28 @@ def _check_stages(stages: list[dict[str, Any]],
     return errors
 
 
+def _check_subgroups(e: EvaluateConfig, data: DataConfig | None,
+                     task: TaskConfig | None) -> list[str]:
+    """Each ``evaluate.subgroups`` name: a census attribute or a column of ``data.csv``."""
+    from imaging_tl.io.subgroup_tags import SUBGROUP_ATTRIBUTES
+
+    errors = []
+    if e.subgroups and task is not None and task.type in ("multiclass", "multilabel"):
+        errors.append(f"evaluate.subgroups: binary tasks only (task.type is {task.type})")
+    cols = _csv_columns(data.csv) if data is not None and data.csv else None
+    for i, name in enumerate(e.subgroups):
+        if name in SUBGROUP_ATTRIBUTES or (cols is not None and name in cols):
+            continue
+        known = list(SUBGROUP_ATTRIBUTES) + list(cols or [])
+        close = difflib.get_close_matches(name, known, n=1)
+        errors.append(f"evaluate.subgroups.{i}: {name!r} is neither a header attribute "
+                      f"({', '.join(SUBGROUP_ATTRIBUTES)}) nor a column of data.csv"
+                      + (f" (did you mean {close[0]!r}?)" if close else ""))
+    if len(set(e.subgroups)) < len(e.subgroups):
+        errors.append("evaluate.subgroups: a name is listed twice")
+    return errors
+
+
 def _check_evaluate(e: EvaluateConfig) -> list[str]:
     op = e.operating_point
     if op.method in ("sensitivity", "fixed") and op.value is None:
@@ -246,6 +268,7 @@ def cross_checks(parts: dict[str, Any]) -> list[str]:
         errors += _check_stages(parts["preprocessing"], model)
     if parts.get("evaluate") is not None:
         errors += _check_evaluate(parts["evaluate"])
+        errors += _check_subgroups(parts["evaluate"], data, task)
     aug = parts.get("augment")
     if aug is not None:
         try:

@@ -217,6 +217,12 @@ class EvaluateConfig(Section):
     show_burned_in: bool = False
     # the domain gate's feature threshold: the share of validation images it may flag
     domain_false_flag_rate: float = Field(0.05, gt=0, lt=0.5)
+    # binary tasks: test figures per group of each of these (sex, age_band, manufacturer,
+    # model, site, view, body_part: from the census; or any column of data.csv)
+    subgroups: list[str] = Field(default_factory=list)
+    # test-time augmentation: also report the figures of the mean prediction over each
+    # image and this many augmented copies (the augment preset; light for none)
+    tta: int = Field(0, ge=0, le=64)
 
 
 ExportFormat = Literal["keras", "savedmodel", "onnx", "tflite"]

@@ -27,6 +27,7 @@ from imaging_tl.data.splitfile import read_splits, write_splits
 
 __all__ = [
     "SPLIT_NAMES",
+    "holdout_folds",
     "iterative_group_stratify",
     "kfold_table",
     "read_splits",
@@ -177,6 +178,22 @@ def _sgkf_parts(df: pd.DataFrame, n_splits: int, seed: int) -> np.ndarray:
     return fold
 
 
+def holdout_folds(val: float, test: float) -> tuple[int, int]:
+    """The fold counts a single-label :func:`split_table` deals patients with.
+
+    The test split is one of ``k_test`` folds of all patients, the validation split one of
+    ``k_val`` folds of the rest.
+
+    Examples
+    --------
+    >>> holdout_folds(0.2, 0.2), holdout_folds(0.15, 0.2)
+    ((5, 4), (5, 5))
+    """
+    k_test = max(2, round(1 / test)) if test > 0 else 1
+    k_val = max(2, round((1 - test) / val)) if val > 0 else 1
+    return k_test, k_val
+
+
 def split_table(
     df: pd.DataFrame,
     *,
@@ -227,12 +244,12 @@ def split_table(
     if label_columns(df) == ["label"]:
         rest = np.ones(len(df), bool)
         if test > 0:
-            fold = _sgkf_parts(df, max(2, round(1 / test)), seed)
+            fold = _sgkf_parts(df, holdout_folds(val, test)[0], seed)
             split[fold == 0] = "test"
             rest = fold != 0
         if val > 0:
             sub = df[rest]
-            fold = _sgkf_parts(sub, max(2, round((1 - test) / val)), seed + 1)
+            fold = _sgkf_parts(sub, holdout_folds(val, test)[1], seed + 1)
             idx = np.flatnonzero(rest)
             split[idx[fold == 0]] = "val"
     else:

@@ -23,6 +23,9 @@ The modules: :mod:`~imaging_tl.evaluate.inputs` (these conventions, checked),
 :mod:`~imaging_tl.evaluate.thresholds` (operating points),
 :mod:`~imaging_tl.evaluate.calibration` (reliability, ECE, temperature scaling),
 :mod:`~imaging_tl.evaluate.aggregation` (patient level),
+:mod:`~imaging_tl.evaluate.samplesize` (small-sample cautions, printing an interval),
+:mod:`~imaging_tl.evaluate.subgroups` (figures per sex, age band, scanner, site, ...),
+:mod:`~imaging_tl.evaluate.referral` (figures on the cases kept as uncertain ones are referred),
 :mod:`~imaging_tl.evaluate.evaluation` (:func:`evaluate`) and
 :mod:`~imaging_tl.evaluate.predictions` (:func:`evaluate_predictions`).
 
@@ -53,9 +56,19 @@ from imaging_tl.evaluate.evaluation import evaluate
 from imaging_tl.evaluate.inputs import TASKS, Task
 from imaging_tl.evaluate.metrics import binary_metrics, multiclass_metrics, multilabel_metrics
 from imaging_tl.evaluate.predictions import evaluate_predictions
+from imaging_tl.evaluate.referral import referral_curve
+from imaging_tl.evaluate.samplesize import (
+    NO_INTERVAL,
+    format_ci,
+    format_estimate,
+    small_sample_notes,
+    split_counts,
+)
+from imaging_tl.evaluate.subgroups import subgroup_metrics
 from imaging_tl.evaluate.thresholds import OPERATING_POINTS, choose_threshold
 
 __all__ = [
+    "NO_INTERVAL",
     "OPERATING_POINTS",
     "TASKS",
     "Task",
@@ -69,10 +82,16 @@ __all__ = [
     "evaluate_predictions",
     "expected_calibration_error",
     "fit_temperature",
+    "format_ci",
+    "format_estimate",
     "multiclass_metrics",
     "multilabel_metrics",
     "percentile_ci",
+    "referral_curve",
     "reliability_data",
+    "small_sample_notes",
+    "split_counts",
+    "subgroup_metrics",
     "weight_blocks",
     "weighted_average_precision",
     "weighted_roc_auc",

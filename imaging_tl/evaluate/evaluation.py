@@ -13,6 +13,7 @@ from imaging_tl.evaluate.aggregation import aggregate_by_group
 from imaging_tl.evaluate.calibration import apply_temperature, fit_temperature, reliability_data
 from imaging_tl.evaluate.inputs import Task, as_arrays, check_task, finite
 from imaging_tl.evaluate.metrics import binary_metrics, multiclass_metrics, multilabel_metrics
+from imaging_tl.evaluate.samplesize import small_sample_notes, split_counts
 from imaging_tl.evaluate.thresholds import choose_threshold
 
 __all__ = ["evaluate"]
@@ -62,7 +63,9 @@ def evaluate(
         JSON-serialisable: ``task``, ``level`` ("image" or "patient"), ``bootstrap``
         (how the CIs were made), task metrics (see :func:`binary_metrics`,
         :func:`multiclass_metrics`, :func:`multilabel_metrics`), ``operating_point`` for
-        binary tasks, ``calibration`` (ECE, reliability bins, temperature).
+        binary tasks, ``calibration`` (ECE, reliability bins, temperature),
+        ``sample_size`` (:func:`split_counts` of ``test`` and ``validation``) and
+        ``small_sample`` (the cautions they call for, see :func:`small_sample_notes`).
 
     Examples
     --------
@@ -78,6 +81,7 @@ def evaluate(
     if val_true is not None and val_score is not None:
         val = as_arrays(val_true, val_score, task, name="val_true")
     n_images = len(y)
+    val_patients = _n_groups(val_groups) if val is not None else None
     if aggregate is not None:
         y, s, val = _per_patient(y, s, val, groups, val_groups, task, aggregate)
         groups = None  # one row per patient now: plain resampling is patient resampling
@@ -93,10 +97,32 @@ def evaluate(
     if task == "binary":
         out["operating_point"] = _operating_point(y, s, val, operating_point,
                                                   target_sensitivity, threshold)
+    out.update(_sample_size(y, val, task, class_names, out["n_patients"], val_patients,
+                            out["level"]))
     common = {"groups": groups, "n_bootstraps": n_bootstraps, "confidence": confidence,
               "seed": seed}
     out.update(_task_metrics(y, s, task, class_names, out.get("operating_point"), common))
     return out
+
+
+def _sample_size(
+    y: np.ndarray, val: tuple[np.ndarray, np.ndarray] | None, task: Task,
+    class_names: Sequence[str] | None, n_patients: int | None, val_patients: int | None,
+    level: str,
+) -> dict[str, Any]:
+    """The ``sample_size`` of test and validation and the ``small_sample`` cautions."""
+    sizes: dict[str, Any] = {}
+    for name, labels, patients in (("test", y, n_patients),
+                                   ("validation", val[0] if val else None, val_patients)):
+        if labels is None:
+            continue
+        counts = split_counts(labels, task, class_names=class_names)
+        # patient level: every row is a patient
+        counts["patients"] = len(labels) if level == "patient" else patients
+        sizes[name] = counts
+    unit = "patients" if level == "patient" else "images"
+    notes = [n for name, c in sizes.items() for n in small_sample_notes(c, name, unit)]
+    return {"sample_size": sizes, "small_sample": notes}
 
 
 def _per_patient(

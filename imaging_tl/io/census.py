@@ -6,7 +6,8 @@ header reads, not 10,000 decodes. The checks that can be made from the header ar
 pixel data present, transfer syntax known and its decoder installed, pixel description
 consistent, native pixel data not shorter than the header says. ``decode=True`` decodes
 every file with :func:`imaging_tl.read_scan` instead. A file that fails is a row with its
-reason, never a crash. Patient names and birth dates are never written; the summary
+reason, never a crash. Patient names and birth dates are never written (the age only as a
+band, the institution only as a pseudonymous site code); the summary
 prints counts and file names, never patient IDs or UIDs.
 """
 
@@ -32,6 +33,7 @@ from imaging_tl.io.errors import (
     ScanReadError,
 )
 from imaging_tl.io.pseudonyms import pseudonym
+from imaging_tl.io.subgroup_tags import SUBGROUP_TAG_COLUMNS, subgroup_tags
 
 #: CSV columns, in order.
 COLUMNS: tuple[str, ...] = (
@@ -45,6 +47,7 @@ COLUMNS: tuple[str, ...] = (
     "transfer_syntax",
     "decoder",
     *HEADER_KEYWORDS,
+    *SUBGROUP_TAG_COLUMNS,
     "invert",
     "windows",
     "voi_lut_function",
@@ -301,6 +304,7 @@ def _check_dataset(ds: Any, source: Any, path: str, row: dict[str, Any]) -> None
     try:
         row.update({k: v for k, v in header_meta(ds).items() if k in row or k == "voi_luts"})
         row["burned_in"] = burned_in_flag(ds)
+        row.update(subgroup_tags(ds))  # sex, age band, scanner, site code: never a name
     except Exception:
         pass  # a damaged optional field; the checks below report what blocks reading
     require_pixel_data(ds, path)

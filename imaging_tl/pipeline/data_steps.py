@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,6 +12,7 @@ from imaging_tl.data import BadFileError, encode_labels, prepare, write_splits
 from imaging_tl.data.prepare import quarantine_verdict
 from imaging_tl.pipeline.inputs import (
     InputError,
+    census_root,
     census_table,
     data_manifest_hash,
     load_inputs,
@@ -47,7 +47,7 @@ def census_step(state: RunState) -> None:
     cfg = state.cfg
     table = load_inputs(cfg)
     state.task, state.classes = task_and_classes(cfg, table)
-    root = Path(cfg.data.folder) if cfg.data.folder else Path(cfg.data.csv).parent
+    root = census_root(cfg)
     state.log(f"dataset: {len(table)} samples from {table['path'].nunique()} files, "
               f"{state.task} task, classes {state.classes}")
     state.paths["census"] = write_csv(state.run_dir / "census.csv", census_table(table, root))

@@ -18,6 +18,7 @@ True
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
 
@@ -27,7 +28,8 @@ import pandas as pd
 from imaging_tl.config import RunConfig
 from imaging_tl.pipeline.inputs import InputError, load_inputs, split_of, task_and_classes
 
-__all__ = ["colour_mix", "early_checks", "grey_only_before_colour", "split_problems"]
+__all__ = ["colour_mix", "early_checks", "grey_only_before_colour", "need_reason",
+           "patients_needed", "split_problems"]
 
 #: files whose headers are read for the colour mix (spread over the table)
 COLOUR_SAMPLE = 64
@@ -44,7 +46,7 @@ def early_checks(cfg: RunConfig) -> list[str]:
     table = load_inputs(cfg)
     task, classes = task_and_classes(cfg, table)
     split = split_of(cfg, table)
-    errors = split_problems(split, task, classes)
+    errors = split_problems(split, task, classes, cfg.split)
     mix = colour_mix(list(dict.fromkeys(table["path"])))
     notes = [f"colour: {mix['grey']} grey, {mix['colour']} stored as colour (RGB) of "
              f"{mix['looked']} file(s) looked at"
@@ -60,15 +62,22 @@ def early_checks(cfg: RunConfig) -> list[str]:
     return notes
 
 
-def split_problems(split: pd.DataFrame, task: str, classes: list[str]) -> list[str]:
-    """Splits without samples, and (single-label) classes absent from the training split.
+def split_problems(split: pd.DataFrame, task: str, classes: list[str],
+                   split_cfg: Any = None) -> list[str]:
+    """Splits without samples, and (single-label) classes absent from a split.
+
+    A class missing from the training split cannot be learnt; one missing from the
+    validation or test split leaves the threshold or the test AUC undefined. Each problem
+    says how many images and patients of the class there are and, given the split settings
+    ``split_cfg`` (``RunConfig.split``), how many patients each class needs
+    (:func:`patients_needed`).
 
     Examples
     --------
     >>> t = pd.DataFrame({"split": ["train", "train", "val", "test"],
     ...                   "label": ["a", "a", "b", "a"]})
-    >>> split_problems(t, "binary", ["a", "b"])
-    ["split: class 'b' has no sample in the train split (val 1, test 0); add samples or change split.val / split.test"]
+    >>> split_problems(t, "binary", ["a", "b"])[0]
+    "split: class 'b' has no sample in the train and test splits (train 0, val 1, test 0 images; 1 in all); add samples or change split.val / split.test"
     """  # noqa: E501
     errors = []
     for part in ("train", "val", "test"):
@@ -78,14 +87,79 @@ def split_problems(split: pd.DataFrame, task: str, classes: list[str]) -> list[s
     if task == "multilabel" or errors:
         return errors
     labels = split["label"].astype(str)
+    groups = split["group"].astype(str) if "group" in split.columns else None
+    need = patients_needed(split_cfg)
+    missing: list[tuple[bool, str]] = []
     for c in classes:
         per = {p: int(((split["split"] == p) & (labels == c)).sum())
                for p in ("train", "val", "test")}
-        if per["train"] == 0:
-            errors.append(f"split: class {c!r} has no sample in the train split (val "
-                          f"{per['val']}, test {per['test']}); add samples or change "
-                          "split.val / split.test")
-    return errors
+        empty = [p for p, n in per.items() if n == 0]
+        if not empty:
+            continue
+        n_pat = int(groups[labels == c].nunique()) if groups is not None else None
+        have = (f"train {per['train']}, val {per['val']}, test {per['test']} images; "
+                f"{sum(per.values())} in all" + (f" of {n_pat} patient(s)" if n_pat is not None
+                                                 else "") + ")")
+        hint = ("add samples or change split.val / split.test" if need is None else
+                f"each class needs images of at least {need} patients (so at least {need} "
+                f"images) to reach every split: {need_reason(split_cfg)}; add samples of "
+                f"{c!r} or change the split settings")
+        missing.append((empty[0] != "train", f"split: class {c!r} has no sample in the "
+                        f"{' and '.join(empty)} split{'s' if len(empty) > 1 else ''} "
+                        f"({have}; {hint}"))
+    # a class the model cannot learn first, then those the evaluation cannot measure
+    return errors + [text for _, text in sorted(missing, key=lambda m: m[0])]
+
+
+def patients_needed(split_cfg: Any) -> int | None:
+    """The fewest patients of a class with which every split can hold the class.
+
+    Patients are dealt to the splits as folds of a stratified group k-fold
+    (:func:`imaging_tl.data.split_table`): the test split is one of ``k_test = round(1 /
+    split.test)`` folds and the validation split one of ``k_val = round((1 - split.test) /
+    split.val)`` folds of the rest, so a class needs ``k_test`` patients to reach the test
+    split and ``k_val`` patients outside it to reach the validation split. With k-fold
+    cross-validation every fold must hold the class: ``split.folds``. None for a split
+    file (its splits are given).
+
+    Examples
+    --------
+    >>> from imaging_tl.config.schema import SplitConfig
+    >>> patients_needed(SplitConfig(val=0.2, test=0.2)), patients_needed(SplitConfig(
+    ...     method="kfold", folds=5))
+    (5, 5)
+    """
+    if split_cfg is None or split_cfg.file is not None:
+        return None
+    if split_cfg.method == "kfold":
+        return int(split_cfg.folds)
+    k_test, k_val = _folds_of(split_cfg)
+    return max(k_test, math.ceil(k_val * k_test / (k_test - 1)))
+
+
+def need_reason(split_cfg: Any) -> str:
+    """Why :func:`patients_needed` asks for that many patients, in words.
+
+    Examples
+    --------
+    >>> from imaging_tl.config.schema import SplitConfig
+    >>> need_reason(SplitConfig(val=0.2, test=0.2))
+    'the test split is 1 of 5 folds of patients (split.test 0.2), the val split 1 of 4 folds of the rest (split.val 0.2)'
+    """  # noqa: E501
+    if split_cfg.method == "kfold":
+        return (f"split.method kfold makes test and val one of {split_cfg.folds} folds of "
+                "patients each (split.folds)")
+    k_test, k_val = _folds_of(split_cfg)
+    return (f"the test split is 1 of {k_test} folds of patients (split.test "
+            f"{split_cfg.test:g}), the val split 1 of {k_val} folds of the rest (split.val "
+            f"{split_cfg.val:g})")
+
+
+def _folds_of(split_cfg: Any) -> tuple[int, int]:
+    """The fold counts :func:`imaging_tl.data.split_table` deals test and val with."""
+    from imaging_tl.data.splits import holdout_folds
+
+    return holdout_folds(float(split_cfg.val), float(split_cfg.test))
 
 
 def colour_mix(paths: list[str], limit: int = COLOUR_SAMPLE) -> dict[str, int]:

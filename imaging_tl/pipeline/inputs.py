@@ -30,8 +30,8 @@ from imaging_tl.data import (
     task_of,
 )
 
-__all__ = ["InputError", "census_table", "data_manifest_hash", "expand_inputs", "label_hint",
-           "load_inputs", "split_of", "task_and_classes"]
+__all__ = ["InputError", "census_root", "census_table", "data_manifest_hash", "expand_inputs",
+           "label_hint", "load_inputs", "split_of", "task_and_classes"]
 
 
 class InputError(ValueError):
@@ -180,6 +180,19 @@ def _split_from_file(file: str, table: pd.DataFrame) -> pd.DataFrame:
         raise InputError(f"split.file {file}: unknown split names {bad}; use train, val, test")
     audit_splits(out, split_column="split", pixels=False)
     return out
+
+
+def census_root(cfg: RunConfig) -> Path:
+    """The folder the paths of a run's ``census.csv`` are relative to: ``data.folder``, else
+    the folder of ``data.csv`` (as configured, not resolved).
+
+    Examples
+    --------
+    >>> from imaging_tl.config import load_config
+    >>> census_root(load_config({"data": {"folder": "sample_dicoms"}})).name
+    'sample_dicoms'
+    """
+    return Path(cfg.data.folder) if cfg.data.folder else Path(str(cfg.data.csv)).parent
 
 
 def census_table(table: pd.DataFrame, root: Path | None) -> pd.DataFrame:

@@ -21,10 +21,11 @@ from imaging_tl.pipeline.predict import decisions, probability_columns
 from imaging_tl.pipeline.provenance import machine, versions, write_plain_json
 from imaging_tl.pipeline.result import RunResult
 from imaging_tl.pipeline.state import RunState
+from imaging_tl.pipeline.subgroups import subgroup_evaluation
 
 __all__ = ["data_root", "evaluate_step", "evaluation_options", "export_step", "finish_step",
-           "shown_in_pictures",
-           "gradcam_step", "output_paths", "report_step", "save_step", "settle_modes"]
+           "gradcam_step", "output_paths", "report_step", "save_step", "settle_modes",
+           "shown_in_pictures", "tta_evaluation"]
 
 
 def evaluation_options(cfg: Any) -> dict[str, Any]:
@@ -65,11 +66,53 @@ def evaluate_step(state: RunState) -> None:
     except ValueError as exc:
         raise InputError(f"evaluation failed: {exc}") from None
     state.threshold = float(state.metrics.get("operating_point", {}).get("threshold", 0.5))
+    if state.cfg.evaluate.subgroups:
+        state.metrics["subgroups"] = subgroup_evaluation(state, scores(p_te))
+    if state.cfg.evaluate.tta:
+        state.metrics["tta"] = tta_evaluation(state, scores)
     state.paths["metrics"] = write_plain_json(state.run_dir / "metrics.json", state.metrics)
     state.predictions = pd.concat([_prediction_rows(state, va.rows, p_va, "val"),
                                    _prediction_rows(state, te.rows, p_te, "test")],
                                   ignore_index=True)
     state.paths["predictions"] = write_csv(state.run_dir / "predictions.csv", state.predictions)
+
+
+def tta_evaluation(state: RunState, scores: Any) -> dict[str, Any]:
+    """The ``tta`` section of ``metrics.json``: the evaluation of the mean prediction over
+    each validation and test image and ``evaluate.tta`` augmented copies
+    (:func:`imaging_tl.augment.tta_predict`, the run's augment preset and seed; the
+    threshold chosen again on the validation split's TTA scores). The plain figures stay
+    the run's figures (and its threshold the model's). Binary tasks also get the
+    ``referral`` curve (:func:`imaging_tl.evaluate.referral_curve`) with the copies'
+    spread as the uncertainty (:func:`imaging_tl.augment.tta_uncertainty`).
+
+    Examples
+    --------
+    >>> tta_evaluation(state, lambda p: p.reshape(-1))["roc_auc"]  # doctest: +SKIP
+    """
+    from imaging_tl.augment import tta_predictions, tta_preset, tta_uncertainty
+    from imaging_tl.evaluate import evaluate, referral_curve
+    from imaging_tl.models import fast_predict
+
+    cfg, va, te = state.cfg, state.splits["val"], state.splits["test"]
+    kw = {"n": cfg.evaluate.tta, "preset": cfg.augment.preset, "hflip": cfg.augment.hflip,
+          "seed": cfg.seed}
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return fast_predict(state.model, x, cfg.train.batch_size)
+
+    pv, pt = tta_predictions(predict, va.x, **kw), tta_predictions(predict, te.x, **kw)
+    tt = pt.astype(np.float64).mean(axis=0)
+    m = evaluate(te.y, scores(tt), task=state.task, groups=te.rows["group"].to_numpy(),
+                 val_true=va.y, val_score=scores(pv.astype(np.float64).mean(axis=0)),
+                 val_groups=va.rows["group"].to_numpy(), class_names=state.classes,
+                 **evaluation_options(cfg))
+    m.pop("curves", None)
+    if state.task == "binary":  # refer the cases whose copies disagree most
+        m["referral"] = referral_curve(te.y, scores(tt), tta_uncertainty(pt),
+                                       threshold=m["operating_point"]["threshold"])
+    return {**m, "copies": cfg.evaluate.tta, "preset": tta_preset(cfg.augment.preset),
+            "hflip": cfg.augment.hflip, "seed": cfg.seed}
 
 
 def _prediction_rows(state: RunState, rows: pd.DataFrame, p: np.ndarray,

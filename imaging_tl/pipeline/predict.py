@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from imaging_tl.augment import tta_predictions, tta_uncertainty
 from imaging_tl.data.prepare import failure_reason
 from imaging_tl.pipeline.inputs import InputError, expand_inputs
 
@@ -144,6 +145,9 @@ def predict_files(
     engine: str = "keras",
     num_threads: int | None = None,
     domain: str = "flag",
+    tta: int = 0,
+    tta_preset: str = "light",
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Predict files or folders of DICOM/PNG with a trained model; bad files become rows.
 
@@ -176,6 +180,13 @@ def predict_files(
         and fills ``domain`` (``ok`` / ``out_of_domain``, ``unknown`` for a model without
         a reference) and ``domain_reason``; ``strict`` also skips flagged files (status
         ``skipped``); ``off`` leaves both columns empty.
+    tta, tta_preset, seed :
+        Test-time augmentation: the probabilities are the mean over each image and
+        ``tta`` augmented copies of the preset (:func:`imaging_tl.augment.tta_predict`;
+        never a vertical flip), seeded per file position: the same inputs and seed give
+        the same probabilities. 0: off. Grad-CAM and the domain gate see the plain image.
+        With TTA an ``uncertainty`` column holds the spread of the copies' probabilities
+        (:func:`imaging_tl.augment.tta_uncertainty`; higher: refer to a reader first).
 
     Returns
     -------
@@ -202,6 +213,9 @@ def predict_files(
     out["threshold"] = contract.threshold
     out["domain"], out["domain_reason"] = "", ""
     out.attrs["engine"] = predictor.engine.name
+    if tta:
+        out.attrs["tta"] = {"n": tta, "preset": tta_preset, "seed": seed}
+        out["uncertainty"] = np.nan  # the spread of the copies' probabilities
     gate = _gate(predictor, model_path, domain)
     gd = None
     if gradcam_dir is not None:
@@ -220,7 +234,13 @@ def predict_files(
                                     batch_size)
             if not good_i:
                 continue
-        p = predictor(x, batch_size)
+        if tta:
+            copies = tta_predictions(lambda b: predictor(b, batch_size), x, tta,
+                                     preset=tta_preset, seed=seed, index=good_i)
+            p = copies.astype(np.float64).mean(axis=0).astype(np.float32)
+            out.loc[good_i, "uncertainty"] = tta_uncertainty(copies)
+        else:
+            p = predictor(x, batch_size)
         x, p, good_i = _drop_non_finite(x, p, good_i, out)
         if not good_i:
             continue

@@ -3,7 +3,9 @@
 The run's own evaluation settings hold: its threshold (chosen on its validation split),
 patient-level aggregation (``evaluate.patient_level``), calibration
 (``evaluate.calibration``: the temperature is fitted on the run's validation split again)
-and bootstrap count.
+and bootstrap count. External data get an internal-vs-external page and, with
+``recalibrate``, a temperature and threshold fitted on a share of the new site's patients
+(:mod:`imaging_tl.pipeline.external`).
 """
 
 from __future__ import annotations
@@ -19,17 +21,21 @@ import pandas as pd
 from imaging_tl._atomic import read_csv, readable_text
 from imaging_tl.config import RunConfig, load_config
 from imaging_tl.data import DatasetError, from_csv, from_folder
-from imaging_tl.pipeline.inputs import InputError
+from imaging_tl.pipeline.external import recalibrate_external
+from imaging_tl.pipeline.inputs import InputError, census_table
 from imaging_tl.pipeline.output_steps import evaluation_options
 from imaging_tl.pipeline.predict import predict_files
 from imaging_tl.pipeline.provenance import write_plain_json
+from imaging_tl.pipeline.subgroups import subgroup_attributes
+from imaging_tl.report.external import write_external_report
 
 __all__ = ["reevaluate"]
 
 
 def reevaluate(run_dir: str | os.PathLike, *, data: str | os.PathLike | None = None,
                label_column: str = "label", out: str | os.PathLike | None = None,
-               n_bootstraps: int | None = None) -> dict[str, Any]:
+               n_bootstraps: int | None = None,
+               recalibrate: float | None = None) -> dict[str, Any]:
     """Evaluate a trained run again: on its test split, or on a new labelled set.
 
     Parameters
@@ -45,6 +51,14 @@ def reevaluate(run_dir: str | os.PathLike, *, data: str | os.PathLike | None = N
         Where to write the metrics (default ``<run_dir>/evaluation-<name>.json``).
     n_bootstraps : int, optional
         Default: the run's setting.
+    recalibrate : float, optional
+        With ``data``: fit temperature and threshold on this share of the external
+        patients and evaluate the rest before and after
+        (:func:`imaging_tl.pipeline.external.recalibrate_external`; binary tasks).
+
+    With ``data``, ``<run_dir>/external-<name>.html`` shows the run's test figures beside
+    the external ones (ROC curves overlaid, the recalibration, and the subgroup tables of
+    both when the run has ``evaluate.subgroups``); its path is ``"page"``.
 
     Returns
     -------
@@ -67,24 +81,62 @@ def reevaluate(run_dir: str | os.PathLike, *, data: str | os.PathLike | None = N
         table, name = splits[splits["split"] == "test"].copy(), "test"
     else:
         table, name = _external_table(Path(data), cfg, task, classes, label_column)
-    y, s, groups, bad = _labelled_scores(run_dir, table, task, classes)
+    if recalibrate is not None and data is None:
+        raise InputError("--recalibrate needs --data (external validation data)")
+    y, s, groups, bad, rows = _labelled_scores(run_dir, table, task, classes)
     kw = evaluation_options(cfg) | {
         "operating_point": "fixed", "threshold": float(contract.get("threshold", 0.5))}
     if n_bootstraps is not None:
         kw["n_bootstraps"] = int(n_bootstraps)
     if kw["temperature_scaling"]:
         # the temperature is fitted on the run's validation split, as in the run itself
-        vy, vs, vg, _ = _labelled_scores(run_dir, splits[splits["split"] == "val"].copy(),
-                                         task, classes)
+        vy, vs, vg, _, _ = _labelled_scores(run_dir, splits[splits["split"] == "val"].copy(),
+                                            task, classes)
         kw |= {"val_true": vy, "val_score": vs, "val_groups": vg}
     metrics = evaluate(y, s, task=task, groups=groups, class_names=classes, **kw)
     metrics["evaluated_on"] = str(data) if data is not None else "test split of the run"
     metrics["n_unreadable"] = len(bad)
     metrics["unreadable"] = bad
+    if data is not None:
+        _external_extras(metrics, cfg, run_dir, Path(data), rows, y, s, groups, task,
+                         classes, kw, recalibrate)
     target = Path(out) if out is not None else run_dir / f"evaluation-{name}.json"
     write_plain_json(target, metrics)
     metrics["written"] = str(target)
+    if data is not None:
+        internal = json.loads((run_dir / "metrics.json").read_text()) \
+            if (run_dir / "metrics.json").is_file() else {}
+        metrics["page"] = str(write_external_report(
+            run_dir / f"external-{name}.html", internal, metrics,
+            title=f"{run_dir.name}: external validation on {name}"))
     return metrics
+
+
+def _external_extras(metrics: dict[str, Any], cfg: RunConfig, run_dir: Path, data: Path,
+                     rows: pd.DataFrame, y: np.ndarray, s: np.ndarray, groups: np.ndarray,
+                     task: str, classes: list[str], kw: dict[str, Any],
+                     recalibrate: float | None) -> None:
+    """The recalibration and the subgroups of an external evaluation, into ``metrics``."""
+    if recalibrate is not None:
+        metrics["recalibration"] = recalibrate_external(
+            y, s, groups, task=task, fraction=float(recalibrate),
+            options={**{k: v for k, v in kw.items() if not k.startswith("val_")},
+                     "operating_point": evaluation_options(cfg)["operating_point"]},
+            class_names=classes)
+    names = list(cfg.evaluate.subgroups)
+    if not names or task != "binary":
+        return
+    from imaging_tl.evaluate import subgroup_metrics
+
+    root = data if data.is_dir() else data.parent
+    try:
+        attrs = subgroup_attributes(names, rows, census_table(rows, root), root)
+    except InputError as exc:
+        metrics["subgroups"] = {"skipped": str(exc)}
+        return
+    metrics["subgroups"] = subgroup_metrics(
+        y, s, attrs, threshold=float(kw["threshold"]), groups=groups,
+        n_bootstraps=int(kw["n_bootstraps"]), seed=int(kw["seed"]))
 
 
 def _load_run(run_dir: Path) -> tuple[RunConfig, pd.DataFrame]:
@@ -116,9 +168,10 @@ def _external_table(dp: Path, cfg: RunConfig, task: str, classes: list[str],
 
 def _labelled_scores(run_dir: Path, table: pd.DataFrame, task: str,
                      classes: list[str]
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, str]]]:
-    """Labels, model scores and patient keys of the readable files of ``table``, and the
-    unreadable ones (``path``, ``reason``)."""
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, str]],
+                                pd.DataFrame]:
+    """Labels, model scores and patient keys of the readable files of ``table``, the
+    unreadable ones (``path``, ``reason``) and the readable rows."""
     pred = predict_files(run_dir / "model.keras", list(dict.fromkeys(table["path"])))
     pred = pred.set_index("path")
     ok = table["path"].map(pred["status"]) == "ok"
@@ -130,12 +183,12 @@ def _labelled_scores(run_dir: Path, table: pd.DataFrame, task: str,
     probs = pred.loc[table["path"], [f"prob_{c}" for c in classes]].to_numpy(np.float32)
     groups = table["group"].astype(str).to_numpy()
     if task == "multilabel":
-        return table[classes].to_numpy(np.float32), probs, groups, bad
+        return table[classes].to_numpy(np.float32), probs, groups, bad, table
     labels = table["label"].astype(str)
     unknown = sorted(set(labels) - set(classes))
     if unknown:
         raise InputError(f"labels {unknown} are not classes of the model ({classes})")
     if task == "binary":
-        return (labels == classes[1]).to_numpy(np.float32), probs[:, 1], groups, bad
+        return (labels == classes[1]).to_numpy(np.float32), probs[:, 1], groups, bad, table
     index = {c: i for i, c in enumerate(classes)}
-    return labels.map(index).to_numpy(), probs, groups, bad
+    return labels.map(index).to_numpy(), probs, groups, bad, table

@@ -69,11 +69,32 @@ class RunResult:
         est = m.get(key) or {}
         return key, est.get("value"), est.get("ci")
 
+    def headline_text(self) -> str:
+        """The headline metric with its interval, as printed: ``0.900 (95% CI
+        0.712-1.000)``, or ``1.000 (too few cases for an interval)`` when the interval's ends
+        coincide (:func:`imaging_tl.evaluate.format_estimate`).
+
+        Examples
+        --------
+        >>> RunResult(Path("r"), None, {"task": "binary", "roc_auc": {"value": 1.0,
+        ...           "ci": [1.0, 1.0]}}).headline_text()
+        '1.000 (too few cases for an interval)'
+        """
+        from imaging_tl.evaluate.samplesize import format_estimate
+
+        _, value, ci = self.headline()
+        boot = self.metrics.get("bootstrap") or {}
+        return format_estimate({"value": value, "ci": ci},
+                               confidence=float(boot.get("confidence", 0.95)),
+                               bootstrapped=bool(boot.get("n_bootstraps", 1)))
+
     def summary(self) -> str:
         """One screen: data, splits, the test metric with its CI, where the report is."""
         if self.role != "chief":
             return (f"{self.role}: training done as part of a multi-worker cluster; the chief "
                     "(worker 0) evaluates and writes the run directory")
+        from imaging_tl.evaluate.samplesize import format_estimate
+
         name, value, ci = self.headline()
         lines = [f"run {self.run_dir.name}: {self.task} task, classes "
                  f"{', '.join(self.class_names)}"]
@@ -84,8 +105,16 @@ class RunResult:
             lines.append(f"  {len(self.quarantined)} file(s) left out as unreadable "
                          "(see run.json)")
         if value is not None:
-            ci_text = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci and None not in ci else ""
-            lines.append(f"  test {name}: {value:.3f}{ci_text}")
+            lines.append(f"  test {name}: {self.headline_text()}")
+        lines += [f"  caution, small sample: {n}" for n in self.metrics.get("small_sample", [])]
+        tta = self.metrics.get("tta")
+        if isinstance(tta, dict) and isinstance(tta.get(name), dict):
+            lines.append(f"  test {name} with test-time augmentation ({tta['copies']} copies, "
+                         f"{tta['preset']}): " + format_estimate(tta[name]))
+        worst = (self.metrics.get("subgroups") or {}).get("worst_group_auc")
+        if worst:
+            lines.append(f"  worst-group roc_auc: {worst['attribute']} {worst['group']} "
+                         + format_estimate(worst))
         op = self.metrics.get("operating_point")
         if isinstance(op, dict) and op.get("threshold") is not None:
             sens = self.metrics.get("sensitivity", {}).get("value")

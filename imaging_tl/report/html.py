@@ -11,7 +11,6 @@ Does not import TensorFlow.
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import html
 import json
@@ -23,10 +22,15 @@ import numpy as np
 
 from imaging_tl._version import __version__
 from imaging_tl.evaluate.domain import gate_summary
+from imaging_tl.evaluate.samplesize import format_ci
 from imaging_tl.report import plots
+from imaging_tl.report.caution import small_sample_html
 from imaging_tl.report.chain import chain_section
+from imaging_tl.report.embed import PAGE_CSS, figure, img_tag
 from imaging_tl.report.gallery import gallery_from_dir, gallery_items
 from imaging_tl.report.labels import label_reading_section
+from imaging_tl.report.subgroups import plot_forest, subgroup_section
+from imaging_tl.report.tta import plot_referral, tta_section
 
 # Header fields that must never reach the page (DICOM keywords and their snake_case forms).
 _IDENTIFYING = {
@@ -34,11 +38,6 @@ _IDENTIFYING = {
     "patient_birth_date", "patientaddress", "otherpatientids", "otherpatientnames",
     "accessionnumber", "referringphysicianname", "institutionname",
 }
-
-
-
-
-
 
 # ------------------------------------------------------------------ page pieces
 
@@ -55,12 +54,12 @@ def _num(v: Any, digits: int = 3) -> str:
     return _esc(v)
 
 
-def _ci_cells(est: Mapping[str, Any] | None) -> str:
+def _ci_cells(est: Mapping[str, Any] | None, bootstrapped: bool = True) -> str:
     if not est:
         return "<td>n/a</td><td></td>"
-    lo, hi = (est.get("ci") or [None, None])[:2]
-    ci = f"{_num(lo)} &ndash; {_num(hi)}" if lo is not None and hi is not None else ""
-    return f"<td>{_num(est.get('value'))}</td><td>{ci}</td>"
+    ci = format_ci(est.get("ci"), sep=" \u2013 ") if bootstrapped and \
+        est.get("value") is not None else ""
+    return f"<td>{_num(est.get('value'))}</td><td>{_esc(ci)}</td>"
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -219,7 +218,8 @@ def _metrics_section(m: Mapping[str, Any] | None) -> str:
     rows: list[str] = []
 
     def row(label: str, est: Any) -> None:
-        rows.append(f"<tr><th>{_esc(label)}</th>{_ci_cells(est)}</tr>")
+        rows.append(f"<tr><th>{_esc(label)}</th>"
+                    f"{_ci_cells(est, bool(boot.get('n_bootstraps', 1)))}</tr>")
 
     task = m.get("task")
     if task == "binary":
@@ -237,7 +237,7 @@ def _metrics_section(m: Mapping[str, Any] | None) -> str:
         for name, est in (m.get("roc_auc_per_label") or {}).items():
             row(f"ROC AUC, {name}", est)
     table = (f'<table class="grid"><tr><th>metric</th><th>value</th><th>{conf}% CI</th></tr>'
-             + "".join(rows) + "</table>")
+             + "".join(rows) + "</table>" + small_sample_html(m))
     notes = []
     level = m.get("level", "image")
     resampling = boot.get("resampling", "image")
@@ -266,35 +266,8 @@ def _metrics_section(m: Mapping[str, Any] | None) -> str:
     return table + "".join(f"<p>{n}</p>" for n in notes)
 
 
-def _img_tag(path: Path, alt: str, cls: str = "plot") -> str:
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return f'<img class="{cls}" alt="{_esc(alt)}" src="data:image/png;base64,{data}">'
-
-
-_CSS = """
-*{box-sizing:border-box}
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;
-max-width:1100px;padding:16px;color:#1d2327;line-height:1.4}
-h1{font-size:1.6em;margin-bottom:0}h2{border-bottom:2px solid #dde;padding-bottom:4px;
-margin-top:2em}.sub{color:#667;margin-top:4px}
-table{border-collapse:collapse;margin:8px 0;max-width:100%}
-th,td{border:1px solid #ccd;padding:3px 8px;text-align:left;vertical-align:top;
-overflow-wrap:anywhere}th{background:#f3f4f8;font-weight:600}
-table.kv th{width:34%}
-pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f6f7f9;padding:8px;
-max-width:100%}
-img{max-width:100%;height:auto}
-.plots{display:flex;flex-wrap:wrap;gap:12px}
-.plots figure{margin:0;flex:1 1 320px;max-width:520px}
-.gallery{display:flex;flex-wrap:wrap;gap:8px}
-.gallery figure{margin:0;width:200px}
-figcaption{font-size:.8em;color:#445;overflow-wrap:anywhere}
-.ok{color:#17602a}.warn{color:#a1260d;font-weight:600}
-"""
-
-
 def _figure(path: Path, caption: str) -> str:
-    return f"<figure>{_img_tag(path, caption)}<figcaption>{_esc(caption)}</figcaption></figure>"
+    return figure(path, caption)
 
 
 # ------------------------------------------------------------------------ report
@@ -342,6 +315,10 @@ def make_plots(
     if cal.get("reliability"):
         attempt("reliability", plots.plot_reliability, cal["reliability"],
                 plots_dir / "reliability.png", calibrated=cal.get("reliability_calibrated"))
+    if (m.get("tta") or {}).get("referral"):
+        attempt("referral", plot_referral, m["tta"]["referral"], plots_dir / "referral.png")
+    if (m.get("subgroups") or {}).get("attributes"):
+        attempt("forest", plot_forest, m["subgroups"], plots_dir / "subgroups_forest.png")
     if history is not None:
         attempt("history", plots.plot_history, history, plots_dir / "training_curves.png")
     if splits is not None:
@@ -468,7 +445,7 @@ def write_report(
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>"
+        f"<title>{_esc(title)}</title><style>{PAGE_CSS}</style></head><body>"
         + "\n".join(f"<section>{s}</section>" for s in sections)
         + "</body></html>\n"
     )
@@ -499,8 +476,13 @@ def _page_sections(title: str, made: Mapping[str, Path], metrics: Any, predictio
     figs = [_figure(made[k], c) for k, c in captions.items() if k in made]
     return [
         f"<h1>{_esc(title)}</h1><p class='sub'>imaging_tl {__version__} &middot; {now}</p>",
-        "<h2>Test metrics</h2>" + _metrics_section(metrics) + _domain_gate(metrics)
+        "<h2>Test metrics</h2>" + _metrics_section(metrics) + tta_section(metrics, _figure(
+            made["referral"], "Referral curve") if "referral" in made else "")
+        + _domain_gate(metrics)
         + (f"<p>{len(predictions)} predictions.</p>" if predictions is not None else ""),
+        *(["<h2>Subgroups</h2>" + subgroup_section(metrics["subgroups"], _figure(
+            made["forest"], "ROC AUC per subgroup with 95% CIs") if "forest" in made else "")]
+          if (metrics or {}).get("subgroups") else []),
         "<h2>Plots</h2>" + (f'<div class="plots">{"".join(figs)}</div>'
                             if figs else "<p>No plots.</p>"),
         "<h2>Grad-CAM gallery</h2>" + _gallery_section(gradcam),
@@ -531,7 +513,7 @@ def _gallery_section(gradcam: Any) -> str:
     for cat in order:
         title = plots._CAT_TITLE.get(cat, cat)
         figs = "".join(
-            f"<figure>{_img_tag(Path(it['path']), f'{title} {i + 1}', 'cam')}"
+            f"<figure>{img_tag(Path(it['path']), f'{title} {i + 1}', 'cam')}"
             f"<figcaption>{_esc(it['caption'])}</figcaption></figure>"
             for i, it in enumerate(groups[cat])
         )
@@ -541,9 +523,6 @@ def _gallery_section(gradcam: Any) -> str:
         names = ", ".join(_esc(Path(it["path"]).name) for it in missing[:10])
         parts.append(f"<p class='warn'>{len(missing)} overlay file(s) missing: {names}</p>")
     return "".join(parts)
-
-
-
 
 
 def write_run_report(run_dir: str | Path, **overrides: Any) -> Path:

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from imaging_tl.evaluate.samplesize import format_ci
+
 _DPI = 110
 CATEGORIES = ("TP", "FP", "TN", "FN")
 _CAT_TITLE = {"TP": "true positives", "FP": "false positives", "TN": "true negatives",
@@ -39,10 +41,10 @@ def _save(fig: Any, path: str | Path) -> Path:
 def _fmt_ci(est: Mapping[str, Any] | None) -> str:
     if not est or est.get("value") is None:
         return "n/a"
-    lo, hi = (est.get("ci") or [None, None])[:2]
-    if lo is None or hi is None:
+    ci = list(est.get("ci") or [None, None])[:2]
+    if None in ci:  # no bootstrap asked for
         return f"{est['value']:.3f}"
-    return f"{est['value']:.3f} ({lo:.3f}-{hi:.3f})"
+    return f"{est['value']:.3f} ({format_ci(ci)})"  # coinciding ends: "too few cases ..."
 
 
 def plot_roc(metrics: Mapping[str, Any], path: str | Path) -> Path:

@@ -40,6 +40,7 @@ from imaging_tl.synthetic.findings import (
 from imaging_tl.synthetic.images import SyntheticImage, make_ct, make_radiograph
 from imaging_tl.synthetic.phantom import chest_radiograph, ct_slice, expose_radiograph
 from imaging_tl.synthetic.png_writer import write_png
+from imaging_tl.synthetic.population import Population, Shift, patient_tags
 from imaging_tl.synthetic.sites import SITES, SiteProfile, get_site
 
 __all__ = [
@@ -50,6 +51,8 @@ __all__ = [
     "SYNTHETIC_COMMENT",
     "DicomIdentity",
     "Difficulty",
+    "Population",
+    "Shift",
     "SiteProfile",
     "SyntheticImage",
     "add_consolidation",
@@ -66,6 +69,7 @@ __all__ = [
     "get_site",
     "make_ct",
     "make_radiograph",
+    "patient_tags",
     "synthetic_uid",
     "write_ct",
     "write_png",

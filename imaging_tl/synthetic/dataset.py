@@ -22,7 +22,7 @@ import os
 import shutil
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,7 @@ from imaging_tl.synthetic.dicom_writer import (
 from imaging_tl.synthetic.findings import FINDINGS, Difficulty, get_difficulty
 from imaging_tl.synthetic.images import SyntheticImage, make_ct, make_radiograph
 from imaging_tl.synthetic.png_writer import write_png
+from imaging_tl.synthetic.population import Population, patient_tags, shifted_pixels
 from imaging_tl.synthetic.sites import SiteProfile, get_site
 
 __all__ = ["LABEL_COLUMNS", "generate_dataset"]
@@ -86,6 +87,7 @@ class _Settings:
     backgrounds: Sequence[np.ndarray] | None
     mask_dir: Path | None
     site: SiteProfile
+    population: Population | None = None
 
 
 def _patient(job: tuple[_Settings, int]) -> list[dict]:
@@ -108,6 +110,9 @@ def _patient_images(cfg: _Settings, p: int) -> list[dict]:
     """Generate and write all images of patient ``p``; returns their rows of the table."""
     prng = np.random.default_rng([cfg.seed, p, 0xA11])  # patient-level draws, apart from images
     sex = str(prng.choice(["F", "M"]))
+    # a separate stream: giving a population changes no pixel of an unshifted image
+    tags = ({"sex": sex, **patient_tags(cfg.population, cfg.seed, p)}
+            if cfg.population is not None else {})
     conditions = {k: bool(prng.random() < cfg.prevalence.get(k, 0.0)) for k in FINDINGS}
     n_studies = max(1, int(round(cfg.n_images / 3)))
     studies = _draw_studies(prng, cfg, p, n_studies)
@@ -119,6 +124,8 @@ def _patient_images(cfg: _Settings, p: int) -> list[dict]:
         s = i * n_studies // cfg.n_images
         present = _present_findings(cfg, p, i, conditions)
         img = _draw_image(cfg, p, i, present, background, studies[s]["view"])
+        if tags and cfg.kind == "radiograph":
+            img.pixels = shifted_pixels(img.pixels, cfg.population, tags, cfg.seed, p, i)
         ident = DicomIdentity(
             patient_number=p + 1,
             study_uid=studies[s]["uid"],
@@ -129,9 +136,12 @@ def _patient_images(cfg: _Settings, p: int) -> list[dict]:
             series_number=s + 1,
             instance_number=i - (s * cfg.n_images + n_studies - 1) // n_studies + 1,
             sex=sex,
+            age=tags.get("age"), manufacturer=tags.get("manufacturer"),
+            model=tags.get("model"), institution=tags.get("institution"),
         )
         stem = f"{ident.patient_id}/st{s + 1}_im{i + 1:02d}"
-        rows.append(_write_image(cfg, img, ident, studies[s], stem, i))
+        rows.append({**_write_image(cfg, img, ident, studies[s], stem, i),
+                     **{f"patient_{k}": v for k, v in tags.items()}})
     return rows
 
 
@@ -302,6 +312,7 @@ def generate_dataset(
     workers: int = 1,
     overwrite: bool = False,
     site: str | SiteProfile | None = None,
+    population: Population | None = None,
 ) -> pd.DataFrame:
     """Generate a labelled synthetic dataset and write it with its ``labels.csv``.
 
@@ -341,6 +352,12 @@ def generate_dataset(
     site : str or SiteProfile, optional
         Acquisition site of every image (see :data:`~imaging_tl.synthetic.sites.SITES`);
         ``"local"`` when omitted.
+    population : Population, optional
+        Give every patient an age, a scanner and an institution (DICOM PatientAge,
+        Manufacturer, ManufacturerModelName, InstitutionName; columns ``patient_sex``,
+        ``patient_age``, ``patient_manufacturer``, ... of the returned table) and plant
+        its :class:`~imaging_tl.synthetic.population.Shift` (radiographs), see
+        :mod:`imaging_tl.synthetic.population`. Omitted: fixed equipment names, no age.
 
     Returns
     -------
@@ -363,6 +380,7 @@ def generate_dataset(
         out_dir, n_patients, images_per_patient, seed, difficulty, size, kind, prevalence,
         persistence, png_fraction, transfer_syntaxes, bit_depths, backgrounds, mask_dir, site,
     )
+    cfg = replace(cfg, population=population)
     _prepare_out_dir(cfg.out_dir, overwrite)
     df = _generate_patients(cfg, n_patients, workers)
     write_csv(cfg.out_dir / "labels.csv", df[LABEL_COLUMNS])

@@ -108,6 +108,10 @@ class DicomIdentity:
         ``"M"``, ``"F"`` or ``"O"``.
     frame_of_reference_uid : str, optional
         CT only; generated from the study UID when omitted.
+    age, manufacturer, model, institution : str, optional
+        PatientAge (``nnnY``), Manufacturer, ManufacturerModelName and InstitutionName
+        (see :mod:`imaging_tl.synthetic.population`); left out: no PatientAge and
+        InstitutionName, the fixed synthetic equipment names.
 
     Examples
     --------
@@ -126,6 +130,10 @@ class DicomIdentity:
     instance_number: int = 1
     sex: str = "O"
     frame_of_reference_uid: str | None = None
+    age: str | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+    institution: str | None = None
 
     @property
     def patient_id(self) -> str:
@@ -206,8 +214,12 @@ def _base_dataset(ident: DicomIdentity, modality: str, rows: int, cols: int) -> 
     ds.Modality = modality
     ds.SeriesInstanceUID = ident.series_uid
     ds.SeriesNumber = ident.series_number
-    ds.Manufacturer = _MANUFACTURER
-    ds.ManufacturerModelName = "imaging_tl.synthetic"
+    if ident.age:
+        ds.PatientAge = ident.age
+    ds.Manufacturer = ident.manufacturer or _MANUFACTURER
+    ds.ManufacturerModelName = ident.model or "imaging_tl.synthetic"
+    if ident.institution:
+        ds.InstitutionName = ident.institution
     ds.SoftwareVersions = f"imaging_tl {__version__}"
     ds.InstanceNumber = ident.instance_number
     ds.ImageComments = SYNTHETIC_COMMENT

@@ -54,7 +54,7 @@ def test_a_class_missing_from_training_fails_early(tmp_path):
     from imaging_tl.pipeline.early import split_problems
 
     t = pd.DataFrame({"split": ["train", "val", "test"], "label": ["a", "b", "a"]})
-    assert "class 'b' has no sample in the train split" in split_problems(
+    assert "class 'b' has no sample in the train and test splits" in split_problems(
         t, "binary", ["a", "b"])[0]
     t = pd.DataFrame({"split": ["train", "train"], "label": ["a", "b"]})
     assert len(split_problems(t, "binary", ["a", "b"])) == 2  # no val, no test

@@ -53,4 +53,6 @@ def finished_run(tiny_config, tmp_path_factory):
     cfg = copy.deepcopy(tiny_config)
     cfg["train"]["phases"].append({"name": "finetune", "epochs": 1, "learning_rate": 1e-4,
                                    "freeze": "block6d_add"})
+    cfg["evaluate"]["subgroups"] = ["sex", "view"]  # header attributes, via the census
+    cfg["evaluate"]["tta"] = 2  # test-time augmentation beside the plain figures
     return run(cfg, out=tmp_path_factory.mktemp("finished") / "run", verbose=False)

@@ -123,8 +123,66 @@ def test_report_shows_metrics_plots_and_gradcam(finished_run):
 
 def test_summary_fits_one_screen(finished_run):
     text = finished_run.summary()
-    assert "test roc_auc" in text and "95% CI" in text and "report.html" in text
+    assert "test roc_auc" in text and "report.html" in text
+    assert "95% CI" in text or "too few cases for an interval" in text
+    # 14 patients in all: the test split is small, and the run says so beside the metric
+    assert "  caution, small sample: test split: " in text
+    assert finished_run.metrics["small_sample"] and "Small sample" in (
+        finished_run.run_dir / "report.html").read_text()
     assert len(text.splitlines()) < 20
+
+
+def test_subgroups_come_from_the_census_into_metrics_and_report(finished_run):
+    sg = finished_run.metrics["subgroups"]
+    census = pd.read_csv(finished_run.run_dir / "census.csv", dtype=str)
+    splits = pd.read_csv(finished_run.run_dir / "splits.csv", dtype=str)
+    test = splits[splits["split"] == "test"]
+    for attr, column in (("sex", "PatientSex"), ("view", "ViewPosition")):
+        groups = sg["attributes"][attr]
+        assert sum(g["images"] for g in groups) == len(test)
+        # PNG files carry no header tags: their group is "unknown"
+        assert {g["group"] for g in groups} <= set(census[column].dropna()) | {"unknown"}
+        assert all(g["too_small"] for g in groups)  # 14 patients in all
+    assert sg["threshold"] == pytest.approx(finished_run.metrics["operating_point"]["threshold"])
+    page = (finished_run.run_dir / "report.html").read_text()
+    assert "<h2>Subgroups</h2>" in page and "too small" in page
+    assert (finished_run.run_dir / "plots" / "subgroups_forest.png").is_file()
+
+
+def test_tta_is_reported_beside_the_plain_figures_and_is_deterministic(finished_run, tmp_path):
+    from imaging_tl.cli import main
+    from imaging_tl.pipeline import predict_files
+
+    tta = finished_run.metrics["tta"]
+    assert (tta["copies"], tta["preset"], tta["seed"]) == (2, "light", 0)
+    assert tta["n"] == finished_run.metrics["n"]  # the same test images
+    assert tta["roc_auc"]["value"] is not None and "curves" not in tta
+    assert "test roc_auc with test-time augmentation (2 copies, light): " in \
+        finished_run.summary()
+    page = (finished_run.run_dir / "report.html").read_text()
+    assert "<h3>Test-time augmentation</h3>" in page and "Referral curve" in page
+    assert (finished_run.run_dir / "plots" / "referral.png").is_file()
+    ref = tta["referral"]
+    assert ref["fraction_referred"][0] == 0.0 and ref["fraction_referred"][-1] == 0.5
+    assert ref["n_retained"][0] == tta["n"] and ref["n_retained"] == sorted(
+        ref["n_retained"], reverse=True)
+    splits = pd.read_csv(finished_run.run_dir / "splits.csv")
+    files = list(splits.loc[splits["split"] == "test", "path"][:4])
+    model = finished_run.run_dir / "model.keras"
+    a = predict_files(model, files, tta=3, seed=5)
+    b = predict_files(model, files, tta=3, seed=5)
+    plain = predict_files(model, files)
+    cols = [c for c in a.columns if c.startswith("prob_")]
+    assert a[cols].to_numpy().tolist() == b[cols].to_numpy().tolist()  # same seed, same output
+    assert not np.allclose(a[cols].to_numpy(float), plain[cols].to_numpy(float))
+    assert a.attrs["tta"] == {"n": 3, "preset": "light", "seed": 5}
+    assert (a["uncertainty"] >= 0).all() and a["uncertainty"].tolist() == \
+        b["uncertainty"].tolist() and "uncertainty" not in plain.columns
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(model), *files, "--tta", "3", "--seed", "5", "--engine",
+                 "keras", "--out", str(out)]) == 0
+    assert np.allclose(pd.read_csv(out)[cols].to_numpy(float), a[cols].to_numpy(float),
+                       atol=1e-6)
 
 
 def test_bad_data_is_an_input_error(tiny_config, tmp_path):

@@ -53,6 +53,12 @@ def _binary_run(tmp_path_factory, n_patients: int = 60):
     })
     out = tmp_path_factory.mktemp("run")
     test = preds[preds.split == "test"].reset_index(drop=True)
+    # a subgroup section with its forest plot (sex alternating by patient)
+    metrics["subgroups"] = ev.subgroup_metrics(
+        (test.label == "nodule").astype(int), test.prob_nodule,
+        {"sex": np.where(test.group.str.split("-").str[1].astype(int) % 2, "F", "M")},
+        threshold=metrics["operating_point"]["threshold"], groups=test.group,
+        n_bootstraps=100)
     pick = select_gallery((test.label == "nodule").to_numpy(), test.prob_nodule.to_numpy(),
                           metrics["threshold"], n_per_category=3)
     cams = []
@@ -90,7 +96,8 @@ def test_all_plots_written(binary_report):
     path, _ = binary_report
     names = {p.name for p in (path.parent / "plots").glob("*.png")}
     assert names == {"roc.png", "pr.png", "confusion_matrix.png", "reliability.png",
-                     "training_curves.png", "class_balance.png", "gradcam_gallery.png"}
+                     "training_curves.png", "class_balance.png", "gradcam_gallery.png",
+                     "subgroups_forest.png"}
     for p in (path.parent / "plots").glob("*.png"):
         with Image.open(p) as im:
             assert im.format == "PNG" and min(im.size) > 100
@@ -104,7 +111,8 @@ def test_page_is_self_contained_and_complete(binary_report):
     assert "<script" not in page and "<link" not in page
     srcs = re.findall(r'<img[^>]*src="([^"]+)"', page)
     n_cams = len(parts["gradcam"])
-    assert len(srcs) == 6 + n_cams  # roc, pr, cm, reliability, curves, balance + overlays
+    assert len(srcs) == 7 + n_cams  # roc, pr, cm, reliability, forest, curves, balance + cams
+    assert "<h2>Subgroups</h2>" in page and "Worst-group AUC" in page
     for s in srcs:
         assert s.startswith("data:image/png;base64,")
         Image.open(io.BytesIO(base64.b64decode(s.split(",", 1)[1]))).verify()
@@ -261,11 +269,11 @@ def test_report_renders_in_headless_chromium(binary_report, tmp_path, width):
     m = re.search(r'<pre id="render-check">(.*?)</pre>', res.stdout, re.S)
     assert m, f"no render result; chromium said: {res.stderr[-2000:]}"
     check = json.loads(m.group(1).replace("&quot;", '"'))
-    assert check["images"] == 6 + len(parts["gradcam"])
+    assert check["images"] == 7 + len(parts["gradcam"])  # the subgroups' forest plot too
     assert check["broken"] == [], check
     assert check["viewport"] == width
     assert check["scrollWidth"] <= width and check["wide"] == [], check  # nothing cut off
-    assert check["sections"] == 8 and check["height"] > 2000
+    assert check["sections"] == 9 and check["height"] > 2000  # with Subgroups
     # and it paints: a screenshot that is not blank
     shot = tmp_path / "shot.png"
     _chromium([f"--window-size={width},1600", f"--screenshot={shot}",
@@ -303,7 +311,7 @@ def test_write_run_report_from_run_directory(tmp_path_factory):
     page = write_run_report(out).read_text()
     n_cams = len(list((out / "gradcam").glob("*.png")))
     assert n_cams == len(parts["gradcam"])
-    assert len(re.findall(r"<img ", page)) == 6 + n_cams
+    assert len(re.findall(r"<img ", page)) == 7 + n_cams  # the forest plot from metrics.json
     assert "false positives" in page or "false negatives" in page
     assert "DOE^JANE" not in page and "demo-binary" in page
     with pytest.raises(FileNotFoundError, match="run directory"):
