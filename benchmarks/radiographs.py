@@ -246,6 +246,10 @@ def _print_ratios(best: dict[str, dict], have_monai: bool) -> None:
         monai = max(rate("monai-cold"), rate("monai-persistent"))
         print(f"  auto / MONAI best cold                          {rate('auto') / monai:5.2f}"
               "   (goal >= 2)")
+        monai_cpu = max(best[k]["cpu_rate"] for k in ("monai-cold", "monai-persistent"))
+        print(f"  the same in images per CPU-second: auto / MONAI best cold "
+              f"{best['auto']['cpu_rate'] / monai_cpu:5.2f}, auto / ceiling "
+              f"{best['auto']['cpu_rate'] / best['ceiling']['cpu_rate']:5.2f}")
     else:
         print("  auto / MONAI best cold: MONAI not installed (pip install -e '.[bench]')")
 

@@ -9,15 +9,17 @@ TINY = ["--sizes", "12", "--seeds", "1", "--test", "24", "--val", "12", "--image
         "--gen-size", "64", "--epochs", "2", "1", "--workers", "1"]
 
 
-def test_difficulty_ladder_matches_presets(tvs):
-    from imaging_tl.synthetic import DIFFICULTIES
+def test_difficulty_ladder_passes_through_its_anchors(tvs):
+    from imaging_tl.synthetic import Difficulty
 
-    assert tvs.difficulty_at(1.0) == DIFFICULTIES["hard"]
-    assert tvs.difficulty_at(0.5) == DIFFICULTIES["medium"]
-    assert tvs.difficulty_at(0.0) == DIFFICULTIES["easy"]
+    anchors = {k: Difficulty(*v[:4], cnr=v[4]) for k, v in tvs.LADDER.items()}
+    assert tvs.difficulty_at(1.0) == anchors["hard"]
+    assert tvs.difficulty_at(0.5) == anchors["medium"]
+    assert tvs.difficulty_at(0.0) == anchors["easy"]
+    assert tvs.difficulty_at(0.25).cnr == pytest.approx((2.75, 5.5))  # halfway easy-medium
     big = tvs.difficulty_at(-1.0)
-    assert big.nodule_radius_mm[0] > DIFFICULTIES["easy"].nodule_radius_mm[0]
-    assert big.nodule_contrast[0] > DIFFICULTIES["easy"].nodule_contrast[0]
+    assert big.nodule_radius_mm[0] > anchors["easy"].nodule_radius_mm[0]
+    assert big.nodule_contrast[0] > anchors["easy"].nodule_contrast[0]
     with pytest.raises(ValueError, match="difficulty t=1.5"):
         tvs.difficulty_at(1.5)
 
