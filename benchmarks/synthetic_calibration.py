@@ -13,7 +13,9 @@ at chance on this task at 224 px: a 5-15 px nodule is one of 196 averaged positi
 
 ``--curve`` trains one model on a set whose nodules span every size and CNR (radius
 3-16 mm, CNR 0.5-10) and reports the test AUC of the positives in each CNR bin against all
-test negatives: the visibility-to-AUC curve the preset ranges are chosen from.
+test negatives (the visibility-to-AUC curve the preset ranges are chosen from), then the
+same model's AUC on a fresh test set of each preset (patients unseen): whether a preset's
+findings are in the pixels, for a model that learned what nodules look like.
 
 Targets (the issue): easy >= 0.95, medium 0.8-0.9, hard 0.65-0.8, 4,000 images at 224 px.
 
@@ -95,8 +97,8 @@ def bootstrap_ci(y: np.ndarray, s: np.ndarray, n_boot: int = 500) -> tuple[float
 
 
 def train_and_score(x: np.ndarray, y: np.ndarray, size: int, epochs: int, seed: int
-                    ) -> tuple[np.ndarray, float]:
-    """Train on the first 70%, return the scores of the rest and the training seconds."""
+                    ) -> tuple[np.ndarray, float, object]:
+    """Train on the first 70%; the scores of the rest, the training seconds, the model."""
     import keras
 
     n_train = int(0.7 * len(y))
@@ -106,7 +108,7 @@ def train_and_score(x: np.ndarray, y: np.ndarray, size: int, epochs: int, seed: 
     model.fit(x[:n_train], y[:n_train], batch_size=32, epochs=epochs, verbose=0, shuffle=True)
     seconds = time.perf_counter() - t
     s = model.predict(x[n_train:], batch_size=128, verbose=0)[:, 0].astype(np.float64)
-    return s, seconds
+    return s, seconds, model
 
 
 def calibrate(preset: str, n: int, size: int, epochs: int, seed: int) -> dict:
@@ -114,7 +116,7 @@ def calibrate(preset: str, n: int, size: int, epochs: int, seed: int) -> dict:
     t = time.perf_counter()
     x, y, cnr, _ = make_set(preset, n, size, seed)
     t_gen = time.perf_counter() - t
-    s, t_train = train_and_score(x, y, size, epochs, seed)
+    s, t_train, _ = train_and_score(x, y, size, epochs, seed)
     yt = y[int(0.7 * n):]
     a, (lo, hi) = auc(yt, s), bootstrap_ci(yt, s)
     tlo, thi = TARGETS[preset]
@@ -129,7 +131,8 @@ def calibrate(preset: str, n: int, size: int, epochs: int, seed: int) -> dict:
 def curve(n: int, size: int, epochs: int, seed: int) -> list[dict]:
     """AUC of the test positives in each CNR bin against all test negatives."""
     x, y, cnr, radius = make_set(WIDE, n, size, seed)
-    s, _ = train_and_score(x, y, size, epochs, seed)
+    s, _, model = train_and_score(x, y, size, epochs, seed)
+    del x  # 2.4 GB at 4,000 x 224 px
     n_train = int(0.7 * n)
     yt, ct, rt = y[n_train:], cnr[n_train:], radius[n_train:]
     neg = s[yt == 0]
@@ -147,6 +150,15 @@ def curve(n: int, size: int, epochs: int, seed: int) -> list[dict]:
               f"AUC {rows[-1]['auc']:.3f}", flush=True)
     rows.append({"cnr": "all", "auc": auc(yt, s), "images": n, "size": size,
                  "epochs": epochs, "seed": seed})
+    for preset in TARGETS:  # fresh patients of each preset, scored by the same model
+        xp, yp, _, _ = make_set(preset, len(yt), size, seed + 1000)
+        sp = model.predict(xp, batch_size=128, verbose=0)[:, 0].astype(np.float64)
+        a, (lo, hi) = auc(yp, sp), bootstrap_ci(yp, sp)
+        rows.append({"preset": preset, "test": len(yp), "auc": a, "ci95": [lo, hi],
+                     "target": list(TARGETS[preset]),
+                     "on_target": bool(TARGETS[preset][0] <= a <= TARGETS[preset][1])})
+        print(f"{preset:7s} test set scored by the wide-range model: AUC {a:.3f} "
+              f"(95% CI {lo:.3f}-{hi:.3f})  target {TARGETS[preset]}", flush=True)
     return rows
 
 
@@ -165,14 +177,15 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out or RESULTS / "synthetic_calibration_curve.json"
     else:
         rows = []
+        out = args.out or RESULTS / "synthetic_calibration.json"
         for preset in args.presets:
             row = calibrate(preset, args.images, args.size, args.epochs, args.seed)
             rows.append(row)
+            out.write_text(json.dumps(rows, indent=2))  # a finished preset is kept
             print(f"{preset:7s} CNR {row['cnr']}  AUC {row['auc']:.3f} "
                   f"(95% CI {row['ci95'][0]:.3f}-{row['ci95'][1]:.3f})  target "
                   f"{row['target']}  {'on target' if row['on_target'] else 'MISSED'}  "
                   f"[{row['generate_s']} s generate, {row['train_s']} s train]", flush=True)
-        out = args.out or RESULTS / "synthetic_calibration.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=2))
     return 0

@@ -260,8 +260,7 @@ def _predict(args: argparse.Namespace) -> int:
             from imaging_tl.scale import predict_dask
 
             if args.gradcam or args.tta:
-                raise UsageError("--gradcam and --tta are not available with "
-                                 "--workers/--scheduler")
+                raise UsageError("--gradcam and --tta do not run with --workers/--scheduler")
             df = predict_dask(args.model, args.inputs, workers=args.workers,
                               scheduler=args.scheduler, engine=args.engine,
                               batch_size=args.batch_size, num_threads=args.threads or 1,
@@ -327,11 +326,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                    help="the domain gate: flag (default) predicts every file and marks those "
                         "unlike the training data (domain=out_of_domain, domain_reason); "
                         "strict skips them; off does not check")
-    p.add_argument("--tta", type=int, default=0, metavar="N", help="test-time augmentation: "
-                   "the mean probability over each image and N augmented copies (0: off)")
-    p.add_argument("--tta-preset", default="light", choices=["light", "medium", "heavy"],
-                   help="augmentation preset of --tta (never a vertical flip)")
-    p.add_argument("--seed", type=int, default=0, help="seed of --tta (same seed, same output)")
+    p.add_argument("--tta", type=int, default=0, metavar="N", help="test-time augmentation: the "
+                   "mean probability over each image and N augmented copies (0: off); "
+                   "--tta-preset light|medium|heavy (never a vertical flip), --seed")
+    p.add_argument("--tta-preset", default="light", choices=["light", "medium", "heavy"])
+    p.add_argument("--seed", type=int, default=0)
     _add_verbose(p)
     _add_cluster_options(p)
     p.set_defaults(func=_predict)
@@ -349,8 +348,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     from imaging_tl.pipeline import RunResult
 
-    res = RunResult(Path(args.run_dir), None, m)
-    name, value, _ = res.headline()
+    name, value, _ = (res := RunResult(Path(args.run_dir), None, m)).headline()
     print(f"{m['evaluated_on']}: {m.get('n_images')} images, {name} "
           f"{res.headline_text()}" if value is not None else f"{m['evaluated_on']}: no AUC")
     for note in m.get("small_sample", []):
