@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from imaging_tl.synthetic.dataset import generate_dataset
+from imaging_tl.synthetic.dicom_writer import TRANSFER_SYNTAXES
 from imaging_tl.synthetic.findings import DIFFICULTIES, Difficulty
 from imaging_tl.synthetic.sites import SITES
 
@@ -110,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--site", choices=sorted(SITES), help="acquisition site (default: local)")
     p.add_argument("--kind", choices=["radiograph", "ct"])
     p.add_argument("--png-fraction", type=float)
+    p.add_argument("--transfer-syntax", choices=sorted(TRANSFER_SYNTAXES),
+                   help="write every DICOM file with this one (default: a mix, 55%% JPEG 2000 "
+                        "lossless; its encoder costs more than drawing a 1024-px film)")
     p.add_argument("--masks", type=Path, help="also write finding masks as PNG here")
     p.add_argument("--workers", type=int, default=1, help="processes (output does not change)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier generated set")
@@ -136,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             settings[key] = getattr(args, key)
     if args.png_fraction is not None:
         settings["png_fraction"] = args.png_fraction
+    if args.transfer_syntax is not None:
+        settings["transfer_syntaxes"] = {args.transfer_syntax: 1.0}
     try:
         df = generate_dataset(
             args.out,

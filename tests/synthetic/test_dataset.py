@@ -157,3 +157,15 @@ def test_cli(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--preset", "nope", "--out", str(out)])
     assert exc.value.code == 2
+
+
+def test_cli_writes_one_transfer_syntax_when_asked(tmp_path):
+    import pydicom
+
+    out = tmp_path / "plain"
+    assert main(["--preset", "small", "--n-patients", "2", "--size", "48", "--png-fraction",
+                 "0", "--transfer-syntax", "explicit", "--out", str(out)]) == 0
+    files = sorted(out.rglob("*.dcm"))
+    assert len(files) == 8
+    assert {str(pydicom.dcmread(f, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+            for f in files} == {pydicom.uid.ExplicitVRLittleEndian}
