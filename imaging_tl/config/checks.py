@@ -133,12 +133,9 @@ def _check_model(m: ModelConfig, phases: list[PhaseConfig] | None) -> list[str]:
     from imaging_tl.models.registry import get_spec, list_backbones
     from imaging_tl.stages.normalize import list_schemes
 
-    names = list_backbones()
-    if m.backbone not in names:
-        close = difflib.get_close_matches(m.backbone, names, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return [f"model.backbone: unknown backbone {m.backbone!r}{hint}; "
-                f"choose one of {', '.join(names)}"]
+    unknown = _unknown_backbone(m.backbone, list_backbones())
+    if unknown:
+        return unknown
     spec = get_spec(m.backbone)
     errors = _check_freeze(m.freeze, spec, "model.freeze")
     for i, phase in enumerate(phases or []):
@@ -306,13 +303,16 @@ def _check_pretrain_data(d: DataConfig) -> list[str]:
 def _check_pretrain_model(m: PretrainModelConfig) -> list[str]:
     from imaging_tl.models.registry import list_backbones
 
-    names = list_backbones()
-    if m.backbone not in names:
-        close = difflib.get_close_matches(m.backbone, names, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return [f"model.backbone: unknown backbone {m.backbone!r}{hint}; "
-                f"choose one of {', '.join(names)}"]
-    return []
+    return _unknown_backbone(m.backbone, list_backbones())
+
+
+def _unknown_backbone(name: str, names: list[str]) -> list[str]:
+    """The error for a backbone name not in the registry (with a close match), or none."""
+    if name in names:
+        return []
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return [f"model.backbone: unknown backbone {name!r}{hint}; choose one of {', '.join(names)}"]
 
 
 def _check_views(v: ViewsConfig) -> list[str]:

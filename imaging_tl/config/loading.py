@@ -211,22 +211,31 @@ def colour_stages(cfg: RunConfig | PretrainConfig) -> list[dict[str, Any]]:
     return stages if policy is None else [{"name": "color", "policy": policy}, *stages]
 
 
+def _stages_and_size(cfg: RunConfig | PretrainConfig, backbone_size: Any
+                     ) -> tuple[list[dict[str, Any]], int]:
+    """The preprocessing as it will run (colour first, a resize to the input size, RGB
+    last) and the input size (``model.input_size``, else the last resize's, else the
+    backbone's)."""
+    stages = colour_stages(cfg)
+    resizes = [s for s in stages if s.get("name") == "resize"]
+    size = cfg.model.input_size
+    if size is None:
+        last = resizes[-1]["size"] if resizes else backbone_size
+        size = int(last[0] if isinstance(last, list | tuple) else last)
+    if not resizes:
+        stages.append({"name": "resize", "size": size})
+    if not stages or stages[-1].get("name") != "to_rgb":
+        stages.append({"name": "to_rgb"})
+    return stages, size
+
+
 def _resolve(cfg: RunConfig) -> RunConfig:
     """Fill the backbone-dependent defaults, so that config.yaml says what really ran."""
     from imaging_tl.models.registry import get_spec
     from imaging_tl.train.phases import default_phases
 
     spec = get_spec(cfg.model.backbone)
-    stages = colour_stages(cfg)
-    resizes = [s for s in stages if s.get("name") == "resize"]
-    size = cfg.model.input_size
-    if size is None:
-        last = resizes[-1]["size"] if resizes else spec.input_size
-        size = int(last[0] if isinstance(last, list | tuple) else last)
-    if not resizes:
-        stages.append({"name": "resize", "size": size})
-    if not stages or stages[-1].get("name") != "to_rgb":
-        stages.append({"name": "to_rgb"})
+    stages, size = _stages_and_size(cfg, spec.input_size)
     phases = cfg.train.phases
     if phases is None:
         # the first (head) phase freezes what model.freeze says
@@ -281,16 +290,7 @@ def _resolve_pretrain(cfg: PretrainConfig) -> PretrainConfig:
     from imaging_tl.models.registry import get_spec
 
     spec = get_spec(cfg.model.backbone)
-    stages = colour_stages(cfg)
-    resizes = [s for s in stages if s.get("name") == "resize"]
-    size = cfg.model.input_size
-    if size is None:
-        last = resizes[-1]["size"] if resizes else spec.input_size
-        size = int(last[0] if isinstance(last, list | tuple) else last)
-    if not resizes:
-        stages.append({"name": "resize", "size": size})
-    if not stages or stages[-1].get("name") != "to_rgb":
-        stages.append({"name": "to_rgb"})
+    stages, size = _stages_and_size(cfg, spec.input_size)
     return cfg.model_copy(update={
         "preprocessing": stages,
         "model": cfg.model.model_copy(update={"input_size": size,

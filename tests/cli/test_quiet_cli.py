@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,6 +102,7 @@ def test_start_up_filter_keeps_every_other_line(capfd):
     assert err == "E0000 a real error during the import\n"
 
 
+@pytest.mark.slow  # two TensorFlow imports; --verbose is in the default run's test above
 def test_asking_for_the_lines_shows_them(tmp_path):
     code = ("from imaging_tl.cli import quiet_logging; import sys; "
             "print(quiet_logging([]), file=sys.stderr); import tensorflow")

@@ -79,6 +79,7 @@ def test_chain_in_run_json_contract_and_report(target_run, finished_run):
             assert np.array_equal(a, b)
 
 
+@pytest.mark.slow  # chains are built and checked in the default run by the tests above
 def test_depth_two_chain_reproduces_with_the_same_seed(tiny_config, target_data, target_run,
                                                        tmp_path):
     cfg = _target_config(tiny_config, target_data, target_run.run_dir)
