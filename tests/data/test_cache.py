@@ -61,7 +61,11 @@ def test_changed_file_is_decoded_again(table: pd.DataFrame, tmp_path: Path, make
     before = prepare(table, pipe(), cache=cache, executor="serial")
     target = Path(table["path"][2])
     st = target.stat()
-    make_dicom(target, 99, patient="P2")  # same size, new pixels ...
+    import pydicom
+
+    old = pydicom.dcmread(target, stop_before_pixels=True)  # its UIDs keep the size equal
+    make_dicom(target, 99, patient="P2", sop=old.SOPInstanceUID,
+               study=old.StudyInstanceUID)  # same size, new pixels ...
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # ... and the old mtime restored
     assert target.stat().st_size == st.st_size
     after = prepare(table, pipe(), cache=cache, executor="serial")

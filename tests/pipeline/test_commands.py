@@ -91,7 +91,7 @@ def test_evaluate_on_external_labelled_data(finished_run, tiny_data, tmp_path):
         json.loads((finished_run.run_dir / "contract.json").read_text())["threshold"])
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+@pytest.mark.parametrize("fmt", ["onnx", pytest.param("tflite", marks=pytest.mark.slow)])
 def test_export_agrees_with_keras_on_real_scans(finished_run, scan_folder, tmp_path, fmt,
                                                 capsys):
     files = sorted(str(p) for p in scan_folder.glob("good*"))[:2]

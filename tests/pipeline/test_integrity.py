@@ -136,6 +136,7 @@ def test_resume_after_a_kill_gives_the_uninterrupted_run(tiny_config, tmp_path, 
         whole.metrics["roc_auc"]["value"], abs=1e-6)
 
 
+@pytest.mark.slow  # undecodable names in the default run: tests/io and tests/data
 def test_resume_with_an_undecodable_file_name(tiny_config, tiny_data, tmp_path):
     # splits.csv holds such a name escaped ("odd\xff.dcm"); the resume must still find
     # the same splits
