@@ -361,27 +361,13 @@ def _measure(args, setting: str, cfg: dict, arms: tuple[str, ...], stem: str) ->
     sources, curve = _sources(args, setting, cfg, arms, t, probe)
     _write_probe(curve, before, args.out / f"{stem}_probe")
     tests = {"synthetic": (yte, gte)}
-    rows: list[dict] = []
     csv_path = args.out / f"{stem}.csv"
-    with open(csv_path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, tvs.CSV_FIELDS)
-        writer.writeheader()
-        for n in cfg["sizes"]:
-            for seed in range(cfg["seeds"]):
-                idx = tvs.training_subset(gp, n, seed)
-                data = {"train": (xp[idx], yp[idx]), "val": (xva, yva), "test": (xte, yte)}
-                res = tvs.run_arms(data, seed, cfg, base_arms, pool) if base_arms else {}
-                res.update(run_pretrained_arms(data, seed, cfg, sources, arms))
-                for arm in (a for a in ARMS if a in res):
-                    s, secs = res[arm]
-                    rows.append(dict(task="synthetic", setting=setting, difficulty=t, size=n,
-                                     seed=seed, arm=arm, auc=tvs.auc(yte, s),
-                                     train_seconds=secs, scores=s))
-                    writer.writerow(tvs.csv_row(rows[-1], tests["synthetic"]
-                                                if len(rows) == 1 else None))
-                    fh.flush()
-                    print(f"  n={n} seed={seed} {arm:15s} AUC {rows[-1]['auc']:.3f} "
-                          f"({secs:.1f} s)", flush=True)
+    rows = st.run_cells(csv_path, cfg, dict(setting=setting, difficulty=t), (xp, yp, gp),
+                        (xva, yva), (xte, yte, gte), ARMS,
+                        lambda data, seed: {**(tvs.run_arms(data, seed, cfg, base_arms, pool)
+                                               if base_arms else {}),
+                                            **run_pretrained_arms(data, seed, cfg, sources,
+                                                                  arms)})
     print("\n".join(summarise(rows, tests)))
     tvs.plot(rows, args.out / f"{stem}.png", ARMS)
     print(f"wrote {csv_path}; total {time.perf_counter() - t_start:.0f} s")

@@ -82,6 +82,33 @@ SETTINGS: dict[str, dict] = {
 }
 
 
+def run_cells(csv_path: Path, cfg: dict, common: dict, train: tuple, val: tuple,
+              test: tuple, order: tuple[str, ...], arms_of) -> list[dict]:
+    """Every (training size, seed) cell: ``arms_of(data, seed)`` gives each arm's test
+    scores and seconds; one CSV row per arm, written as it finishes (a task's first row
+    carries the test labels and groups). Shared with ``benchmarks/pretrain.py``."""
+    (xp, yp, gp), (xte, yte, gte) = train, test
+    rows: list[dict] = []
+    with open(csv_path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, tvs.CSV_FIELDS)
+        writer.writeheader()
+        for n in cfg["sizes"]:
+            for seed in range(cfg["seeds"]):
+                idx = tvs.training_subset(gp, n, seed)
+                res = arms_of({"train": (xp[idx], yp[idx]), "val": val, "test": (xte, yte)},
+                              seed)
+                for arm in (a for a in order if a in res):
+                    s, secs = res[arm]
+                    rows.append(dict(task="synthetic", **common, size=n, seed=seed, arm=arm,
+                                     auc=tvs.auc(yte, s), train_seconds=secs, scores=s))
+                    writer.writerow(tvs.csv_row(rows[-1], (yte, gte) if len(rows) == 1
+                                                else None))
+                    fh.flush()
+                    print(f"  n={n} seed={seed} {arm:15s} AUC {rows[-1]['auc']:.3f} "
+                          f"({secs:.1f} s)", flush=True)
+    return rows
+
+
 def site_kwargs(site: str) -> dict:
     """The generator's keywords for one site: everything site-specific of this benchmark.
 
@@ -308,27 +335,12 @@ def _measure(args: argparse.Namespace, setting: str, cfg: dict, arms: tuple[str,
     xva, yva, _ = tvs.make_split("synthetic", "val", cfg["val"], **kw)
     xte, yte, gte = tvs.make_split("synthetic", "test", cfg["test"], **kw)
     tests = {"synthetic": (yte, gte)}
-    rows: list[dict] = []
     csv_path = args.out / f"{stem}.csv"
-    with open(csv_path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, tvs.CSV_FIELDS)
-        writer.writeheader()
-        for n in cfg["sizes"]:
-            for seed in range(cfg["seeds"]):
-                idx = tvs.training_subset(gp, n, seed)
-                data = {"train": (xp[idx], yp[idx]), "val": (xva, yva), "test": (xte, yte)}
-                res = tvs.run_arms(data, seed, cfg, base_arms, pool) if base_arms else {}
-                res.update(run_source_arms(data, seed, cfg, sources, arms))
-                for arm in (a for a in ARMS if a in res):
-                    s, secs = res[arm]
-                    rows.append(dict(task="synthetic", setting=setting, difficulty=t, size=n,
-                                     seed=seed, arm=arm, auc=tvs.auc(yte, s),
-                                     train_seconds=secs, scores=s))
-                    writer.writerow(tvs.csv_row(rows[-1], tests["synthetic"]
-                                                if len(rows) == 1 else None))
-                    fh.flush()
-                    print(f"  n={n} seed={seed} {arm:15s} AUC {rows[-1]['auc']:.3f} "
-                          f"({secs:.1f} s)", flush=True)
+    rows = run_cells(csv_path, cfg, dict(setting=setting, difficulty=t), (xp, yp, gp),
+                     (xva, yva), (xte, yte, gte), ARMS,
+                     lambda data, seed: {**(tvs.run_arms(data, seed, cfg, base_arms, pool)
+                                            if base_arms else {}),
+                                         **run_source_arms(data, seed, cfg, sources, arms)})
     report(rows, tests, args.out / f"{stem}.png")
     print(f"wrote {csv_path}; total {time.perf_counter() - t_start:.0f} s "
           f"(re-summarise: --summarize {csv_path})")

@@ -243,7 +243,25 @@ def _plain_name(v: str) -> str:
 _DEFAULT_PREPROCESSING = [{"name": "window", "mode": "header"}]
 
 
-class RunConfig(Section):
+class ConfigFile(Section):
+    """A whole configuration file (``run`` or ``pretrain``), dumpable as it resolved.
+
+    Examples
+    --------
+    >>> RunConfig(data={"folder": "x"}).to_yaml().startswith("name:")
+    True
+    """
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved configuration as plain data (what ``config.yaml`` holds)."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        """The resolved configuration as YAML text."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+class RunConfig(ConfigFile):
     """The whole run. ``preprocessing`` is a list of stage configs (see imaging_tl.stages).
 
     Examples
@@ -271,14 +289,6 @@ class RunConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The resolved configuration as plain data (what ``config.yaml`` holds)."""
-        return self.model_dump(mode="json")
-
-    def to_yaml(self) -> str:
-        """The resolved configuration as YAML text."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
 
@@ -357,7 +367,7 @@ class MonitorConfig(Section):
     test: float = Field(0.4, gt=0, lt=1)
 
 
-class PretrainConfig(Section):
+class PretrainConfig(ConfigFile):
     """A self-supervised pretraining run (``imaging-tl pretrain``).
 
     ``data`` names unlabelled images: a folder (searched recursively), or a CSV (a table
@@ -384,11 +394,3 @@ class PretrainConfig(Section):
     pretrain: SSLConfig = Field(default_factory=SSLConfig)
     views: ViewsConfig = Field(default_factory=ViewsConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The resolved configuration as plain data (what ``config.yaml`` holds)."""
-        return self.model_dump(mode="json")
-
-    def to_yaml(self) -> str:
-        """The resolved configuration as YAML text."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
