@@ -16,9 +16,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from imaging_tl.models.head import HeadConfig
 
 __all__ = ["AugmentConfig", "ConfigError", "DataConfig", "EvaluateConfig", "ExportConfig",
-           "Freeze", "HeadConfig", "ModelConfig", "MonitorConfig", "OperatingPointConfig",
-           "PhaseConfig", "PretrainConfig", "PretrainModelConfig", "RunConfig", "Section",
-           "SSLConfig", "SplitConfig", "TaskConfig", "TrainConfig", "ViewsConfig"]
+           "Freeze", "HeadConfig", "ModelCardConfig", "ModelConfig", "MonitorConfig",
+           "OperatingPointConfig", "PhaseConfig", "PretrainConfig", "PretrainModelConfig",
+           "RunConfig", "Section",
+           "SSLConfig", "SplitConfig", "TaskConfig", "TrackingConfig", "TrainConfig",
+           "ViewsConfig"]
 
 Freeze = str | float
 
@@ -228,6 +230,45 @@ class EvaluateConfig(Section):
 ExportFormat = Literal["keras", "savedmodel", "onnx", "tflite"]
 
 
+class ModelCardConfig(Section):
+    """What ``model_card.md`` says that the run cannot know: the intended use, the uses it
+    is not meant for, and limitations beyond those the run finds itself (small samples,
+    quarantined files, the domain gate)."""
+
+    intended_use: str | None = None
+    out_of_scope_use: str = (
+        "Clinical diagnosis or triage without a prospective validation and the clearance "
+        "the jurisdiction requires; images unlike the training data (other modalities, body "
+        "parts, populations or scanners: see the training data and the domain gate).")
+    limitations: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def no_empty_text(self) -> ModelCardConfig:
+        """Text given must say something (an empty field is left out instead)."""
+        for key in ("intended_use", "out_of_scope_use"):
+            value = getattr(self, key)
+            if value is not None and not value.strip():
+                raise ValueError(f"model_card.{key}: empty text; leave the key out instead")
+        return self
+
+
+class TrackingConfig(Section):
+    """Experiment tracking: TensorBoard event files in ``<run>/tensorboard/`` (offline, on by
+    default) and, optionally, an MLflow tracking URI (``true``: a local ``file:`` store in
+    ``<output>/mlruns``; needs ``pip install 'imaging-tl[mlflow]'``)."""
+
+    tensorboard: bool = True
+    mlflow: str | bool | None = None
+
+    @model_validator(mode="after")
+    def mlflow_uri(self) -> TrackingConfig:
+        """``mlflow`` is true, false/null, or a non-empty URI."""
+        if isinstance(self.mlflow, str) and not self.mlflow.strip():
+            raise ValueError("tracking.mlflow: empty URI; give a URI such as "
+                             "'file:/data/mlruns', true (a store under output) or null")
+        return self
+
+
 class ExportConfig(Section):
     """Extra formats written beside ``model.keras`` (into ``export/``)."""
 
@@ -289,7 +330,8 @@ class RunConfig(ConfigFile):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
-
+    model_card: ModelCardConfig = Field(default_factory=ModelCardConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
 
 # -- imaging-tl pretrain: self-supervised pretraining on unlabelled images -----------------

@@ -4,7 +4,8 @@ Kept per file in the census: PatientSex (``M``, ``F``, ``O``), the patient's age
 (``age_band``; from PatientAge, never from the birth date, which is never read), the
 Manufacturer and ManufacturerModelName, and a pseudonymous ``site`` code made from
 InstitutionName with the project's keyed pseudonyms (:func:`imaging_tl.io.pseudonyms.pseudonym`,
-prefix ``site``): the institution's name itself is never written. ViewPosition and
+prefix ``site``): the institution's name itself is never written; and the year of the study
+(``study_year``, for the model card's date range: never the full date). ViewPosition and
 BodyPartExamined are header keywords of every scan already.
 
 Examples
@@ -21,11 +22,11 @@ from typing import Any
 from imaging_tl.io.pseudonyms import pseudonym
 
 __all__ = ["AGE_BANDS", "SUBGROUP_ATTRIBUTES", "SUBGROUP_TAG_COLUMNS", "age_band",
-           "subgroup_tags"]
+           "study_year", "subgroup_tags"]
 
 #: census columns this module fills
 SUBGROUP_TAG_COLUMNS: tuple[str, ...] = (
-    "PatientSex", "age_band", "Manufacturer", "ManufacturerModelName", "site")
+    "PatientSex", "age_band", "Manufacturer", "ManufacturerModelName", "site", "study_year")
 
 #: ``evaluate.subgroups`` names and the census column each one reads
 SUBGROUP_ATTRIBUTES: dict[str, str] = {
@@ -61,6 +62,24 @@ def age_band(patient_age: Any) -> str | None:
         if years >= low:
             band = name
     return band
+
+
+def study_year(ds: Any) -> str | None:
+    """The year of the study (StudyDate, else SeriesDate, AcquisitionDate, ContentDate),
+    as four digits, else None. Only the year is kept: a full date can identify a patient.
+
+    Examples
+    --------
+    >>> from pydicom import Dataset
+    >>> ds = Dataset(); ds.StudyDate = "20210314"
+    >>> study_year(ds), study_year(Dataset())
+    ('2021', None)
+    """
+    for keyword in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate"):
+        text = _text(ds, keyword) or ""
+        if re.match(r"^(19|20)\d\d", text):
+            return text[:4]
+    return None
 
 
 def _text(ds: Any, keyword: str) -> str | None:
@@ -99,4 +118,5 @@ def subgroup_tags(ds: Any, key: bytes | None = None) -> dict[str, str | None]:
         "Manufacturer": _text(ds, "Manufacturer"),
         "ManufacturerModelName": _text(ds, "ManufacturerModelName"),
         "site": pseudonym(institution.upper(), prefix="site", key=key) if institution else None,
+        "study_year": study_year(ds),
     }

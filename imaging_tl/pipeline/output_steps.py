@@ -244,18 +244,25 @@ def run_record(state: RunState) -> dict[str, Any]:
     }
 
 
-def report_step(state: RunState, audit: str | None) -> None:
-    """``plots/`` and ``report.html``, written in a staging folder, then moved, so both
-    appear complete."""
+def report_step(state: RunState, record: dict[str, Any]) -> None:
+    """``plots/``, ``report.html`` and ``model_card.md``; the page and its plots are written
+    in a staging folder, then moved, so both appear complete."""
     from imaging_tl.report import write_report
+    from imaging_tl.report.model_card import (
+        model_card_html,
+        model_card_sections,
+        write_model_card,
+    )
 
     run_dir = state.run_dir
+    card = {"config": state.cfg.to_dict(), "record": record, "metrics": state.metrics}
     stage = Path(tempfile.mkdtemp(prefix=".report-", dir=run_dir))
     try:
         write_report(stage, config=state.cfg.to_dict(), census=run_dir / "census.csv",
                      splits=state.table, metrics=state.metrics, history=state.history,
-                     predictions=state.predictions, gradcam=state.gallery, audit=audit,
-                     title=f"{run_dir.name}", chain=state.chain)
+                     predictions=state.predictions, gradcam=state.gallery,
+                     audit=record.get("audit"), title=f"{run_dir.name}", chain=state.chain,
+                     model_card=model_card_html(model_card_sections(run_dir, **card)))
         if (run_dir / "plots").exists():
             shutil.rmtree(run_dir / "plots")
         os.replace(stage / "plots", run_dir / "plots")
@@ -264,6 +271,7 @@ def report_step(state: RunState, audit: str | None) -> None:
         shutil.rmtree(stage, ignore_errors=True)
     state.paths["plots"] = run_dir / "plots"
     state.paths["report"] = run_dir / "report.html"
+    state.paths["model_card"] = write_model_card(run_dir, **card)
 
 
 def settle_modes(run_dir: Path) -> None:

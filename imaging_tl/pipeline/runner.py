@@ -177,7 +177,7 @@ def _steps(s: RunState, cfg: RunConfig, plan: Any, log: ProgressLog) -> RunResul
     chain_step(s, record)
     record.update(source_record(s))
     with s.step("report"):
-        report_step(s, record["audit"])
+        report_step(s, record)
     return finish_step(s, record)
 
 

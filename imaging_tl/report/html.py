@@ -366,6 +366,7 @@ def write_report(
     label_col: str = "label",
     group_col: str = "group",
     chain: list[Mapping[str, Any]] | None = None,
+    model_card: str | None = None,
 ) -> Path:
     """Write ``plots/*.png`` and a self-contained ``report.html`` into a run folder.
 
@@ -405,6 +406,9 @@ def write_report(
     chain : list of dict, optional
         Where the model's shared layers came from, origin first (``run.json``'s
         ``chain``): ImageNet or a weights file, each source run, this run.
+    model_card : str, optional
+        The model card as an HTML fragment
+        (:func:`imaging_tl.report.model_card.model_card_html`), shown as a section.
 
     Returns
     -------
@@ -442,6 +446,8 @@ def write_report(
                               census, config)
     if chain:
         sections.insert(len(sections) - 1, "<h2>Transfer chain</h2>" + chain_section(chain))
+    if model_card:
+        sections.insert(len(sections) - 1, "<h2>Model card</h2>" + model_card)
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
