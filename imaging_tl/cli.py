@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from imaging_tl._atomic import write_csv
+from imaging_tl.cli_compare import add_compare
 from imaging_tl.cli_pretrain import add_pretrain
 
 
@@ -435,13 +436,10 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
         help="export a trained model (keras, savedmodel, onnx, tflite) with its contract",
-        description=(
-            "Convert model.keras and check that the export gives the same outputs as the "
-            "Keras model (within --atol) on real scans (--sample, preprocessed with the "
-            "model's contract) or on a seeded random batch. contract.json is written beside "
-            "the export."
-        ),
-    )
+        description=("Convert model.keras and check that the export gives the same outputs "
+                     "as the Keras model (within --atol) on real scans (--sample, preprocessed "
+                     "with the model's contract) or on a seeded random batch. contract.json is "
+                     "written beside the export."))
     p.add_argument("model", help="model.keras (or its run directory)")
     p.add_argument("--format", required=True, choices=["keras", "savedmodel", "onnx", "tflite"])
     p.add_argument("--out", help="folder for the export (default: export/ beside the model)")
@@ -554,6 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backbones(sub)
     _add_census(sub)
     _add_cache(sub)
+    add_compare(sub)
     return parser
 
 

@@ -37,6 +37,7 @@ LAYERS = {
     "imaging_tl.scale": 9,
     "imaging_tl.cli": 10,
     "imaging_tl.cli_pretrain": 10,
+    "imaging_tl.cli_compare": 10,
     "imaging_tl": 11,
 }
 

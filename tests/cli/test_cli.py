@@ -11,7 +11,8 @@ import yaml
 
 from imaging_tl.cli import PARAMS, main
 
-COMMANDS = ["run", "pretrain", "predict", "evaluate", "export", "backbones", "census", "cache"]
+COMMANDS = ["run", "pretrain", "predict", "evaluate", "export", "backbones", "census", "cache",
+            "compare"]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

@@ -56,3 +56,55 @@ def finished_run(tiny_config, tmp_path_factory):
     cfg["evaluate"]["subgroups"] = ["sex", "view"]  # header attributes, via the census
     cfg["evaluate"]["tta"] = 2  # test-time augmentation beside the plain figures
     return run(cfg, out=tmp_path_factory.mktemp("finished") / "run", verbose=False)
+
+
+@pytest.fixture(scope="session")
+def target_data(tmp_path_factory) -> Path:
+    """Patients SYN0015-SYN0024 of another seed: nobody the finished run has seen."""
+    import pandas as pd
+
+    from imaging_tl.synthetic import generate_dataset
+
+    root = tmp_path_factory.mktemp("target_data")
+    generate_dataset(root, n_patients=24, images_per_patient=2, seed=11, size=80,
+                     difficulty="easy")
+    table = pd.read_csv(root / "labels.csv")
+    table[table["patient_id"] > "SYN0014"].to_csv(root / "labels.csv", index=False)
+    return root
+
+
+def _target_config(tiny_config, data: Path, source: Path) -> dict:
+    cfg = copy.deepcopy(tiny_config)
+    cfg["name"] = "target"
+    cfg["data"]["csv"] = str(data / "labels.csv")
+    cfg["model"] = {"source": str(source)}  # backbone, input size, stages: inherited
+    cfg["train"]["phases"] = [{"name": "head", "epochs": 2, "learning_rate": 0.003}]
+    cfg["evaluate"] = {"bootstrap": 20, "gradcam": 0}
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def target_config():
+    """``target_config(tiny_config, data_folder, source)``: a target task's configuration."""
+    return _target_config
+
+
+@pytest.fixture(scope="session")
+def target_run(tiny_config, target_data, finished_run, tmp_path_factory):
+    """A target task on other patients, transferred from the finished run (run once)."""
+    from imaging_tl.pipeline import run
+
+    cfg = _target_config(tiny_config, target_data, finished_run.run_dir)
+    return run(cfg, out=tmp_path_factory.mktemp("chain") / "target1", verbose=False)
+
+
+@pytest.fixture(scope="session")
+def short_run(tiny_config, tmp_path_factory):
+    """The tiny pipeline with one epoch and no Grad-CAM (run once): the finished run's
+    data with other settings."""
+    from imaging_tl.pipeline import run
+
+    cfg = copy.deepcopy(tiny_config)
+    cfg["evaluate"]["gradcam"] = 0
+    cfg["train"]["phases"][0]["epochs"] = 1
+    return run(cfg, out=tmp_path_factory.mktemp("short") / "run", verbose=False)

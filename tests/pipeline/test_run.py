@@ -232,7 +232,7 @@ def test_resume_after_interrupt_continues_from_last_epoch(tiny_config, tmp_path)
     assert not (run_dir / "checkpoints").exists()
 
 
-def test_same_seed_same_splits_and_metrics(tiny_config, tmp_path, capsys):
+def test_same_seed_same_splits_and_metrics(tiny_config, short_run, tmp_path, capsys):
     # run a: the command with --set overrides; run b: run() on the config they make
     from types import SimpleNamespace
 
@@ -251,7 +251,7 @@ def test_same_seed_same_splits_and_metrics(tiny_config, tmp_path, capsys):
     cfg = copy.deepcopy(tiny_config)
     cfg["evaluate"]["gradcam"] = 0
     cfg["train"]["phases"][0]["epochs"] = 1
-    b = run(cfg, out=tmp_path / "b", verbose=False)
+    b = short_run  # run() on the same settings (a session fixture)
     assert len(pd.read_csv(b.run_dir / "history.csv")) == 1
     sa = pd.read_csv(a.run_dir / "splits.csv")
     sb = pd.read_csv(b.run_dir / "splits.csv")

@@ -1,12 +1,13 @@
 """Transfer from a source task: the session's finished run -> target -> target of the target.
 
+The target data, configuration and run are session fixtures (tests/pipeline/conftest.py).
+
 The target data are other synthetic patients (SYN0015 ...) than the source's, so the
 cross-task audit passes; the source's own data as target data is refused.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -16,35 +17,6 @@ import pytest
 
 from imaging_tl.config import ConfigError
 from imaging_tl.pipeline import InputError, run
-
-
-@pytest.fixture(scope="module")
-def target_data(tmp_path_factory) -> Path:
-    """Patients SYN0015-SYN0024 of another seed: nobody the source run has seen."""
-    from imaging_tl.synthetic import generate_dataset
-
-    root = tmp_path_factory.mktemp("target_data")
-    generate_dataset(root, n_patients=24, images_per_patient=2, seed=11, size=80,
-                     difficulty="easy")
-    table = pd.read_csv(root / "labels.csv")
-    table[table["patient_id"] > "SYN0014"].to_csv(root / "labels.csv", index=False)
-    return root
-
-
-def _target_config(tiny_config, data: Path, source: Path) -> dict:
-    cfg = copy.deepcopy(tiny_config)
-    cfg["name"] = "target"
-    cfg["data"]["csv"] = str(data / "labels.csv")
-    cfg["model"] = {"source": str(source)}  # backbone, input size, stages: inherited
-    cfg["train"]["phases"] = [{"name": "head", "epochs": 2, "learning_rate": 0.003}]
-    cfg["evaluate"] = {"bootstrap": 20, "gradcam": 0}
-    return cfg
-
-
-@pytest.fixture(scope="module")
-def target_run(tiny_config, target_data, finished_run, tmp_path_factory):
-    cfg = _target_config(tiny_config, target_data, finished_run.run_dir)
-    return run(cfg, out=tmp_path_factory.mktemp("chain") / "target1", verbose=False)
 
 
 def _chain(run_dir: Path) -> list[dict]:
@@ -80,9 +52,10 @@ def test_chain_in_run_json_contract_and_report(target_run, finished_run):
 
 
 @pytest.mark.slow  # chains are built and checked in the default run by the tests above
-def test_depth_two_chain_reproduces_with_the_same_seed(tiny_config, target_data, target_run,
+def test_depth_two_chain_reproduces_with_the_same_seed(tiny_config, target_config, target_data,
+                                                       target_run,
                                                        tmp_path):
-    cfg = _target_config(tiny_config, target_data, target_run.run_dir)
+    cfg = target_config(tiny_config, target_data, target_run.run_dir)
     cfg["name"] = "target2"
     # the same patients as target1 (its validation split): refused, unless allowed
     with pytest.raises(InputError, match=r"target1: cross-task audit: \d+ patient"):
@@ -101,8 +74,8 @@ def test_depth_two_chain_reproduces_with_the_same_seed(tiny_config, target_data,
     assert record["overlap"]["patients"] > 0 and record["overlap"]["allow_source_overlap"]
 
 
-def test_overlapping_patients_are_refused(tiny_config, finished_run, tmp_path):
-    cfg = _target_config(tiny_config, Path(tiny_config["data"]["csv"]).parent,
+def test_overlapping_patients_are_refused(tiny_config, target_config, finished_run, tmp_path):
+    cfg = target_config(tiny_config, Path(tiny_config["data"]["csv"]).parent,
                          finished_run.run_dir)
     with pytest.raises(InputError, match=r"cross-task audit: \d+ patient\(s\) and \d+ "
                                          r"file\(s\).*allow_source_overlap"):
@@ -112,19 +85,20 @@ def test_overlapping_patients_are_refused(tiny_config, finished_run, tmp_path):
     assert record["status"] == "failed" and "cross-task audit" in record["error"]
 
 
-def test_bad_sources_are_refused_before_the_run_directory(tiny_config, target_data,
+def test_bad_sources_are_refused_before_the_run_directory(tiny_config, target_config,
+                                                          target_data,
                                                           finished_run, tmp_path):
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     (unfinished / "config.yaml").write_text("name: x\n")
-    cfg = _target_config(tiny_config, target_data, unfinished)
+    cfg = target_config(tiny_config, target_data, unfinished)
     with pytest.raises(ConfigError, match="did not finish"):
         run(cfg, out=tmp_path / "never", verbose=False)
-    cfg = _target_config(tiny_config, target_data, finished_run.run_dir)
+    cfg = target_config(tiny_config, target_data, finished_run.run_dir)
     cfg["model"]["backbone"] = "mobilenet_v2"
     with pytest.raises(ConfigError, match="is a model of efficientnet_lite0"):
         run(cfg, out=tmp_path / "never", verbose=False)
-    cfg = _target_config(tiny_config, target_data, finished_run.run_dir)
+    cfg = target_config(tiny_config, target_data, finished_run.run_dir)
     cfg["preprocessing"] = [{"name": "window", "mode": "header"}, {"name": "resize", "size": 48},
                             {"name": "to_rgb"}]
     with pytest.raises(ConfigError, match="input size: source 64x64, target 48x48"):
