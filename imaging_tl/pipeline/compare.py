@@ -31,7 +31,8 @@ from imaging_tl._atomic import readable_text, write_csv, write_text
 from imaging_tl.evaluate.samplesize import format_ci
 from imaging_tl.pipeline.result import HEADLINE_METRIC
 
-__all__ = ["SORT_KEYS", "Comparison", "compare_runs", "read_run_summary"]
+__all__ = ["SORT_KEYS", "Comparison", "RunReadError", "compare_runs", "flatten_config",
+           "read_run_summary"]
 
 #: metrics shown per task (keys of metrics.json), headline first
 _METRICS = {"binary": ("roc_auc", "pr_auc", "sensitivity", "specificity"),
@@ -75,14 +76,23 @@ def _load(path: Path, kind: str) -> Any:
         raise RunReadError(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+def flatten_config(d: Any, prefix: str = "") -> dict[str, Any]:
+    """A configuration as ``{"dotted.key": value}``: sections and lists of sections (the
+    phases, the stages) opened, other lists as JSON text (what ``compare``, TensorBoard's
+    hparams and MLflow's params show).
+
+    Examples
+    --------
+    >>> flatten_config({"seed": 0, "train": {"phases": [{"epochs": 2}]}, "x": [1, 2]})
+    {'seed': 0, 'train.phases.0.epochs': 2, 'x': '[1, 2]'}
+    """
     out: dict[str, Any] = {}
     if isinstance(d, Mapping):
         for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten_config(v, f"{prefix}{k}."))
     elif isinstance(d, list) and d and all(isinstance(x, Mapping) for x in d):
         for i, v in enumerate(d):
-            out.update(_flatten(v, f"{prefix}{i}."))
+            out.update(flatten_config(v, f"{prefix}{i}."))
     else:
         out[prefix[:-1]] = json.dumps(d, sort_keys=True, default=str) \
             if isinstance(d, (list, dict)) else d
@@ -151,7 +161,7 @@ def read_run_summary(run_dir: str | os.PathLike) -> dict[str, Any]:
         "status": _text(record.get("status", "unknown")), "task": _text(task),
         "manifest": _text(record.get("data_manifest_sha256") or "", 64),
         "time_s": float(time_s) if isinstance(time_s, (int, float)) else None,
-        "config": {k: v for k, v in _flatten(config).items() if k not in _IGNORED_KEYS},
+        "config": {k: v for k, v in flatten_config(config).items() if k not in _IGNORED_KEYS},
         "metrics": {str(k): e for k in metrics if (e := _estimate(metrics, k)) is not None},
         "notes": notes,
     }

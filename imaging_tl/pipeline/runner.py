@@ -5,11 +5,13 @@ audit -> preprocessing into the array cache -> cross-task audit against the sour
 (``data_index.csv``) -> model (from a source model: shared layers copied, new head) ->
 phased training (frozen phases on cached features, checkpoints
 after every epoch) -> evaluation on the test split (threshold chosen on validation) ->
-model + contract -> Grad-CAM -> exports -> report -> ``run.json``. The run directory::
+model + contract -> Grad-CAM -> exports -> report and model card -> TensorBoard events ->
+``run.json``. The run directory::
 
     runs/<name>-<timestamp>/
       config.yaml  run.json  census.csv  splits.csv  data_index.csv  model.keras
       contract.json  history.csv  metrics.json  predictions.csv  plots/  gradcam/  report.html
+      model_card.md  tensorboard/
 
 Every artefact is written to a temporary name and renamed into place, so a killed run never
 leaves a half-written file; ``run(..., resume=RUN_DIR)`` continues an interrupted run from
@@ -69,6 +71,7 @@ from imaging_tl.pipeline.output_steps import (
 from imaging_tl.pipeline.progress import ProgressLog
 from imaging_tl.pipeline.result import RunResult
 from imaging_tl.pipeline.state import RunState
+from imaging_tl.pipeline.tensorboard import write_tensorboard
 
 __all__ = ["clean_staging", "distribution_plan", "run", "run_location", "write_failed_record"]
 
@@ -178,6 +181,9 @@ def _steps(s: RunState, cfg: RunConfig, plan: Any, log: ProgressLog) -> RunResul
     record.update(source_record(s))
     with s.step("report"):
         report_step(s, record)
+    if cfg.tracking.tensorboard:
+        with s.step("tensorboard"):
+            s.paths["tensorboard"] = write_tensorboard(s.run_dir)
     return finish_step(s, record)
 
 

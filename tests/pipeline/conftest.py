@@ -100,11 +100,12 @@ def target_run(tiny_config, target_data, finished_run, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def short_run(tiny_config, tmp_path_factory):
-    """The tiny pipeline with one epoch and no Grad-CAM (run once): the finished run's
-    data with other settings."""
+    """The tiny pipeline with one epoch, no Grad-CAM and no TensorBoard events (run once):
+    the finished run's data with other settings."""
     from imaging_tl.pipeline import run
 
     cfg = copy.deepcopy(tiny_config)
     cfg["evaluate"]["gradcam"] = 0
     cfg["train"]["phases"][0]["epochs"] = 1
+    cfg["tracking"] = {"tensorboard": False}  # no event files (the others write them)
     return run(cfg, out=tmp_path_factory.mktemp("short") / "run", verbose=False)
