@@ -55,6 +55,7 @@ from imaging_tl.evaluate.curves import weighted_average_precision, weighted_roc_
 from imaging_tl.evaluate.evaluation import evaluate
 from imaging_tl.evaluate.inputs import TASKS, Task
 from imaging_tl.evaluate.metrics import binary_metrics, multiclass_metrics, multilabel_metrics
+from imaging_tl.evaluate.metrics_view import Metrics
 from imaging_tl.evaluate.predictions import evaluate_predictions
 from imaging_tl.evaluate.referral import referral_curve
 from imaging_tl.evaluate.samplesize import (
@@ -69,6 +70,7 @@ from imaging_tl.evaluate.thresholds import OPERATING_POINTS, choose_threshold
 
 __all__ = [
     "NO_INTERVAL",
+    "Metrics",
     "OPERATING_POINTS",
     "TASKS",
     "Task",

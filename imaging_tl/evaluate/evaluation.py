@@ -13,6 +13,7 @@ from imaging_tl.evaluate.aggregation import aggregate_by_group
 from imaging_tl.evaluate.calibration import apply_temperature, fit_temperature, reliability_data
 from imaging_tl.evaluate.inputs import Task, as_arrays, check_task, finite
 from imaging_tl.evaluate.metrics import binary_metrics, multiclass_metrics, multilabel_metrics
+from imaging_tl.evaluate.metrics_view import Metrics
 from imaging_tl.evaluate.samplesize import small_sample_notes, split_counts
 from imaging_tl.evaluate.thresholds import choose_threshold
 
@@ -102,7 +103,7 @@ def evaluate(
     common = {"groups": groups, "n_bootstraps": n_bootstraps, "confidence": confidence,
               "seed": seed}
     out.update(_task_metrics(y, s, task, class_names, out.get("operating_point"), common))
-    return out
+    return Metrics(out)  # a dict that shows itself in a notebook
 
 
 def _sample_size(

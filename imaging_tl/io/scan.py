@@ -44,6 +44,13 @@ class Scan:
         """True when the last axis holds 3 colour channels."""
         return bool(self.meta.get("SamplesPerPixel", 1) == 3)
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: a thumbnail and the image's header fields, no identifier
+        (:func:`imaging_tl.io.notebook.scan_html`)."""
+        from imaging_tl.io.notebook import scan_html
+
+        return scan_html(self)
+
     def with_pixels(self, pixels: np.ndarray, step: str) -> Scan:
         """Return a copy with new pixels and ``step`` appended to the provenance."""
         return replace(self, pixels=pixels, provenance=[*self.provenance, step])

@@ -134,3 +134,31 @@ class RunResult:
             lines.append(f"  resumed from phase {self.resumed_from['phase'] + 1}, epoch "
                          f"{self.resumed_from['epoch']}")
         return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the run, its headline with the CI, the metrics table, the main
+        plots of ``plots/`` (ROC, PR, training curves) embedded, and where the report is."""
+        from html import escape
+
+        from imaging_tl.evaluate.metrics_view import Metrics
+        from imaging_tl.report.embed import img_tag
+
+        name, value, _ = self.headline()
+        parts = [f"<h4>Run {escape(self.run_dir.name)}: {escape(self.task)}, classes "
+                 f"{escape(', '.join(self.class_names))}</h4>"]
+        if value is not None:
+            parts.append(f"<p>test {escape(name)}: <b>{escape(self.headline_text())}</b></p>")
+        if self.metrics:  # its figures; the curves are the plots below
+            parts.append(Metrics({k: v for k, v in self.metrics.items() if k != "curves"}
+                                 )._repr_html_())
+        plots = self.run_dir / "plots"
+        figs = [img_tag(plots / f, alt, "plot").replace("<img ", '<img style="max-width:100%" ')
+                for f, alt in (
+            ("roc.png", "ROC curve"), ("pr.png", "precision-recall curve"),
+                    ("training_curves.png", "training curves")) if (plots / f).is_file()]
+        if figs:
+            parts.append("<div style='display:flex;flex-wrap:wrap;gap:8px'>" + "".join(
+                f"<div style='width:300px'>{f}</div>" for f in figs) + "</div>")
+        parts += [f"<p>{escape(k)}: <code>{escape(str(self.paths[k]))}</code></p>"
+                  for k in ("report", "model_card") if k in self.paths]
+        return "".join(parts)

@@ -459,6 +459,18 @@ class Pipeline:
     def __repr__(self) -> str:
         return "Pipeline([" + ", ".join(repr(s) for s in self.stages) + "])"
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the stages in order with their parameters, and the fingerprint."""
+        import json
+
+        from imaging_tl.io.notebook import html_table
+
+        rows = [[i, c["name"], json.dumps({k: v for k, v in c.items() if k != "name"},
+                                          default=str)] for i, c in enumerate(self.to_config())]
+        return (f"<p>Pipeline of {len(self.stages)} stage(s), fingerprint "
+                f"<code>{self.fingerprint()[:16]}</code></p>"
+                + html_table(rows, ["#", "stage", "parameters"]))
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Pipeline) and other.to_config() == self.to_config()
 

@@ -44,3 +44,24 @@ def test_headline_falls_back_to_accuracy_without_an_auc():
     m = {"task": "multiclass", "accuracy": {"value": 0.75, "ci": [0.6, 0.9]}}
     assert RunResult(Path("runs/x"), None, m, task="multiclass").headline() == (
         "accuracy", 0.75, [0.6, 0.9])
+
+
+def test_run_result_renders_headline_and_plots(finished_run):
+    import base64
+    from html.parser import HTMLParser
+
+    class Images(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.png: list[bytes] = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                self.png.append(base64.b64decode(dict(attrs)["src"].split(",", 1)[1]))
+
+    text = finished_run._repr_html_()
+    parser = Images()
+    parser.feed(text)
+    assert len(parser.png) == 3 and all(p[:4] == b"\x89PNG" for p in parser.png)
+    assert finished_run.headline_text() in text and "report" in text
+    assert "SYN00" not in text  # no patient key of the data
