@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +267,10 @@ def cross_checks(parts: dict[str, Any]) -> list[str]:
     if parts.get("evaluate") is not None:
         errors += _check_evaluate(parts["evaluate"])
         errors += _check_subgroups(parts["evaluate"], data, task)
+    tracking = parts.get("tracking")
+    if tracking is not None and tracking.mlflow and importlib.util.find_spec("mlflow") is None:
+        errors.append("tracking.mlflow: MLflow is not installed; install it with pip install "
+                      "'imaging-tl[mlflow]' (the light client mlflow-skinny), or remove the key")
     aug = parts.get("augment")
     if aug is not None:
         try:

@@ -6,7 +6,7 @@ audit -> preprocessing into the array cache -> cross-task audit against the sour
 phased training (frozen phases on cached features, checkpoints
 after every epoch) -> evaluation on the test split (threshold chosen on validation) ->
 model + contract -> Grad-CAM -> exports -> report and model card -> TensorBoard events ->
-``run.json``. The run directory::
+``run.json`` (-> MLflow, with ``tracking.mlflow``). The run directory::
 
     runs/<name>-<timestamp>/
       config.yaml  run.json  census.csv  splits.csv  data_index.csv  model.keras
@@ -49,6 +49,7 @@ from imaging_tl.pipeline.data_steps import census_step, prepare_step, splits_ste
 from imaging_tl.pipeline.domain import domain_step
 from imaging_tl.pipeline.early import early_checks
 from imaging_tl.pipeline.inputs import InputError
+from imaging_tl.pipeline.mlflow_log import track_finished_run
 from imaging_tl.pipeline.model_steps import (
     build_step,
     chain_step,
@@ -184,7 +185,10 @@ def _steps(s: RunState, cfg: RunConfig, plan: Any, log: ProgressLog) -> RunResul
     if cfg.tracking.tensorboard:
         with s.step("tensorboard"):
             s.paths["tensorboard"] = write_tensorboard(s.run_dir)
-    return finish_step(s, record)
+    result = finish_step(s, record)
+    if cfg.tracking.mlflow:  # last: the artefacts are the finished run directory
+        track_finished_run(s.run_dir, cfg.tracking.mlflow, cfg.output, log)
+    return result
 
 
 def clean_staging(run_dir: Path, log: Any = None) -> list[Path]:

@@ -79,3 +79,20 @@ def test_tensorboard_reads_the_hparams(finished_run):
 def test_tracking_tensorboard_false_writes_none(short_run):
     assert not (short_run.run_dir / "tensorboard").exists()
     assert (short_run.run_dir / "model_card.md").is_file()
+
+
+def test_hparams_content_is_what_tensorboards_own_api_writes():
+    if importlib.util.find_spec("tensorboard") is None:
+        pytest.skip("tensorboard is not installed (pip install 'imaging-tl[tensorboard]')")
+    from tensorboard.plugins.hparams import plugin_data_pb2, summary_v2
+
+    from imaging_tl.pipeline.tensorboard import hparams_plugin_content
+
+    hp = {"seed": 0, "model.backbone": "efficientnet_lite0", "augment.hflip": False,
+          "train.phases.0.learning_rate": 0.003, "split.file": "[1, 2]"}
+    official = summary_v2.hparams_pb(hp, trial_id="run-1", start_time_secs=5.0)
+    (value,) = official.value
+    assert value.tag == HPARAMS_TAG
+    parse = plugin_data_pb2.HParamsPluginData.FromString
+    assert parse(hparams_plugin_content(hp, "run-1", 5.0)) == parse(
+        value.metadata.plugin_data.content)
