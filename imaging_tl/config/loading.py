@@ -17,7 +17,7 @@ from imaging_tl.config.checks import cross_checks, pretrain_checks
 from imaging_tl.config.schema import ConfigError, PhaseConfig, PretrainConfig, RunConfig, Section
 
 __all__ = ["apply_overrides", "colour_stages", "load_config", "load_pretrain_config",
-           "schema_help"]
+           "schema_help", "schema_reference"]
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -405,3 +405,83 @@ def _defaults(section: type) -> dict[str, str]:
     return {name: "required" if field.is_required()
             else repr(field.get_default(call_default_factory=True))
             for name, field in section.model_fields.items()}  # type: ignore[attr-defined]
+
+
+_BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<", "min_length": "at least",
+           "max_length": "at most", "pattern": "matches"}
+
+
+def _allowed(annotation: Any, field: Any) -> str:
+    """The values a key accepts: the choices of a Literal, the bounds of a Field."""
+    import typing
+
+    choices: list[Any] = []
+
+    def literals(a: Any) -> None:
+        if typing.get_origin(a) is typing.Literal:
+            choices.extend(typing.get_args(a))
+        for inner in typing.get_args(a) if typing.get_origin(a) is not typing.Literal else ():
+            literals(inner)
+
+    literals(annotation)
+    parts = [", ".join(f"`{c}`" for c in choices)] if choices else []
+    for meta in getattr(field, "metadata", []) or []:
+        for attr, word in _BOUNDS.items():
+            value = getattr(meta, attr, None)
+            if value is not None:
+                parts.append(f"{word} {value}")
+    if type(None) in typing.get_args(annotation) or annotation is None:
+        parts.append("or null")
+    return "; ".join(parts)
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if not getattr(annotation, "__args__", None) \
+        else str(annotation)
+    text = str(text or annotation).replace("typing.", "").replace("NoneType", "None")
+    return text.replace("imaging_tl.models.head.", "").replace("imaging_tl.config.schema.", "")
+
+
+def schema_reference(root: type = RunConfig, title: str = "Configuration reference") -> str:
+    """Every key of the configuration schema as Markdown: one table per section with the
+    key, its type, default and allowed values, from the same pydantic models that validate
+    a file (``imaging-tl run CONFIG --check``): the documentation cannot drift from the
+    schema.
+
+    Examples
+    --------
+    >>> text = schema_reference()
+    >>> "| `tracking.mlflow` |" in text and "## `model`" in text
+    True
+    """
+    out = [f"# {title}", "", "Generated from `imaging_tl.config.schema` (the schema "
+           "`--check` validates against). Keys are written as in `--set KEY.PATH=VALUE`.", ""]
+
+    def table(section: type, prefix: str) -> list[tuple[type, str]]:
+        subs: list[tuple[type, str]] = []
+        rows = []
+        fields = getattr(section, "model_fields", None)
+        for name, default in _defaults(section).items():
+            annotation = _field_types(section)[name]
+            sub = _submodel(annotation)
+            if sub is not None and name == "phases":  # a list of sections: one per phase
+                subs.append((sub, f"{prefix}{name}.N."))
+            elif sub is not None:
+                subs.append((sub, f"{prefix}{name}."))
+                continue
+            field = fields.get(name) if fields else None
+            cells = [f"`{prefix}{name}`", f"`{_type_name(annotation)}`", f"`{default}`",
+                     _allowed(annotation, field)]
+            rows.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ")
+                                          for c in cells) + " |")
+        if rows:
+            doc = " ".join((section.__doc__ or "").strip().split("\n\n")[0].split())
+            out.extend([f"## `{prefix.rstrip('.') or 'top level'}`", "", doc, "",
+                        "| key | type | default | allowed |", "|---|---|---|---|", *rows, ""])
+        return subs
+
+    todo: list[tuple[type, str]] = [(root, "")]
+    while todo:
+        section, prefix = todo.pop(0)
+        todo.extend(table(section, prefix))
+    return "\n".join(out)
