@@ -2,7 +2,9 @@
 
 - :mod:`~imaging_tl.report.plots`: ROC, PR, confusion matrix, reliability, training curves;
 - :mod:`~imaging_tl.report.gallery`: which test images to explain, and their overlays;
-- :mod:`~imaging_tl.report.html`: ``report.html`` with every image embedded.
+- :mod:`~imaging_tl.report.html`: ``report.html`` with every image embedded;
+- :mod:`~imaging_tl.report.model_card`: ``model_card.md`` and the report's model-card
+  section (with :mod:`~imaging_tl.report.claim`, the CLAIM checklist items a run answers).
 
 Nothing here imports TensorFlow except the gallery's overlays (through
 :mod:`imaging_tl.explain`, on first use).
