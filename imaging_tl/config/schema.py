@@ -313,7 +313,11 @@ class SSLConfig(Section):
     ``train_batchnorm`` null: the backbone's BatchNorm trains from a random start and
     stays frozen (inference mode) on ImageNet weights. ``collapse_ratio``: the run stops
     when the per-dimension std of the l2-normalised projection, times sqrt(dim), falls
-    below it (1 for a spread embedding, 0 for a collapsed one).
+    below it (1 for a spread embedding, 0 for a collapsed one), or when the spread of the
+    pooled backbone features in inference mode (what a target task uses) falls below it
+    as a share of its value before pretraining. ``keep``: which epoch's backbone becomes
+    ``model.keras`` -- the one with the best linear-probe AUC (with ``monitor.csv``;
+    without a probe, the last) or the last.
     """
 
     method: Literal["simsiam"] = "simsiam"
@@ -334,6 +338,7 @@ class SSLConfig(Section):
     collapse_ratio: float = Field(0.05, ge=0, lt=1)
     # images (no augmentation) on which the collapse statistics are computed each epoch
     collapse_sample: int = Field(256, ge=8)
+    keep: Literal["best_probe", "last"] = "best_probe"
     distribute: Literal["auto", "none", "mirrored"] = "auto"
     mixed_precision: Literal["none", "mixed_float16", "mixed_bfloat16", "auto"] = "none"
 
