@@ -80,7 +80,7 @@ SETTINGS: dict[str, dict] = {
     "full": {**st.SETTINGS["full"], "pretrain_n": 5000, "ssl_epochs": 50, "ssl_batch": 128,
              "probe_n": 400},
 }
-SSL = {"learning_rate": 0.05, "projection_dim": 512, "predictor_dim": 128, "warmup_epochs": 1,
+SSL = {"learning_rate": None, "projection_dim": 512, "predictor_dim": 128, "warmup_epochs": 1,
        "train_batchnorm": None}
 COLLAPSE_RATIO = 0.05  # pretrain.collapse_ratio's default
 
@@ -111,7 +111,12 @@ def pretrain_arrays(x: np.ndarray, source: str, cfg: dict, probe: tuple, seed: i
         kept_epoch,
         linear_probe,
     )
-    from imaging_tl.pretrain.simsiam import build_simsiam, make_optimizer, make_train_step
+    from imaging_tl.pretrain.simsiam import (
+        build_simsiam,
+        make_optimizer,
+        make_train_step,
+        simsiam_learning_rate,
+    )
     from imaging_tl.pretrain.views import ViewMaker, view_seeds
     from imaging_tl.train.features import extract_features, feature_fn
 
@@ -121,7 +126,8 @@ def pretrain_arrays(x: np.ndarray, source: str, cfg: dict, probe: tuple, seed: i
                           projection_dim=SSL["projection_dim"],
                           predictor_dim=SSL["predictor_dim"], seed=seed,
                           train_batchnorm=SSL["train_batchnorm"])
-    opt = make_optimizer(SSL["learning_rate"], total_steps=epochs * steps)
+    opt = make_optimizer(SSL["learning_rate"] or simsiam_learning_rate(batch),
+                         total_steps=epochs * steps)
     strategy = tf.distribute.get_strategy()
     steps_of = {part: make_train_step(model, opt, strategy, batch, backbone=part == "all")
                 for part in ("all", "heads")}

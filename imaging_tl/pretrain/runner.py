@@ -167,7 +167,12 @@ def _build(cfg: PretrainConfig, plan: Any, steps: int) -> tuple[Any, Any, Any]:
     """The SimSiam model, its optimiser and compiled step, in the strategy's scope."""
     import keras
 
-    from imaging_tl.pretrain.simsiam import build_simsiam, make_optimizer, make_train_step
+    from imaging_tl.pretrain.simsiam import (
+        build_simsiam,
+        make_optimizer,
+        make_train_step,
+        simsiam_learning_rate,
+    )
     from imaging_tl.train.distribute import set_mixed_precision
 
     p, m = cfg.pretrain, cfg.model
@@ -179,7 +184,8 @@ def _build(cfg: PretrainConfig, plan: Any, steps: int) -> tuple[Any, Any, Any]:
                                   projection_dim=p.projection_dim,
                                   predictor_dim=p.predictor_dim, seed=cfg.seed,
                                   train_batchnorm=p.train_batchnorm)
-            opt = make_optimizer(p.learning_rate, momentum=p.momentum,
+            lr = p.learning_rate or simsiam_learning_rate(plan.global_batch)
+            opt = make_optimizer(lr, momentum=p.momentum,
                                  weight_decay=p.weight_decay, schedule=p.schedule,
                                  total_steps=p.epochs * steps,
                                  loss_scale=plan.precision == "mixed_float16")
@@ -387,10 +393,13 @@ def _keep(model: Any, history: list[dict], p: Any, ckpt: Path, start: dict[str, 
 def _record(cfg: PretrainConfig, prepared: Any, pipe: Any, plan: Any, history: list[dict],
             probe: Any, seconds: float) -> dict[str, Any]:
     """What ``run.json`` holds (the chain is added once ``model.keras`` exists)."""
+    from imaging_tl.pretrain.simsiam import simsiam_learning_rate
+
     q = prepared.quarantined
     return {
         "name": cfg.name, "status": "finished", "task": "self_supervised",
         "method": cfg.pretrain.method,
+        "learning_rate": cfg.pretrain.learning_rate or simsiam_learning_rate(plan.global_batch),
         "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "seed": cfg.seed, "data_manifest_sha256": data_manifest_hash(prepared.table),
         "pipeline_fingerprint": pipe.fingerprint(), "cache_namespace": prepared.namespace,

@@ -25,6 +25,7 @@ def test_run_directory_holds_what_run_json_and_history_promise(ssl_run):
         "epoch-0001.npz", "epoch-0002.npz"]
     record = json.loads((d / "run.json").read_text())
     assert record["status"] == "finished" and record["seed"] == 0
+    assert record["learning_rate"] == 0.1  # as given (null: 0.05 x batch / 256)
     assert len(record["data_manifest_sha256"]) == 64 and "keras" in record["versions"]
     assert [link["kind"] for link in record["chain"]] == ["imagenet", "run"]
     h = pd.read_csv(d / "history.csv")
