@@ -80,7 +80,9 @@ SETTINGS: dict[str, dict] = {
     "full": {**st.SETTINGS["full"], "pretrain_n": 5000, "ssl_epochs": 50, "ssl_batch": 128,
              "probe_n": 400},
 }
-SSL = {"learning_rate": 0.05, "projection_dim": 512, "predictor_dim": 128, "warmup_epochs": 1}
+SSL = {"learning_rate": None, "projection_dim": 512, "predictor_dim": 128, "warmup_epochs": 1,
+       "train_batchnorm": None}
+COLLAPSE_RATIO = 0.05  # pretrain.collapse_ratio's default
 
 
 def unlabelled_images(n: int, *, base_seed: int, t: float, cfg: dict) -> np.ndarray:
@@ -95,12 +97,26 @@ def unlabelled_images(n: int, *, base_seed: int, t: float, cfg: dict) -> np.ndar
 def pretrain_arrays(x: np.ndarray, source: str, cfg: dict, probe: tuple, seed: int = 0
                     ) -> tuple[object, list[dict]]:
     """SimSiam on in-memory images with the library's model, step and views; the linear
-    probe after every epoch. Returns the model (its ``transfer`` model) and the curve."""
+    probe after every epoch. As ``imaging-tl pretrain`` does (``pretrain.keep:
+    best_probe``), training stops at a collapse and the model returned holds the weights
+    of the best probed epoch that had not collapsed. Returns the model (its ``transfer``
+    model) and the curve (``kept`` marks the epoch kept)."""
     import tensorflow as tf
 
     from imaging_tl.pretrain.data import epoch_seed
-    from imaging_tl.pretrain.quality import collapse_stats, linear_probe
-    from imaging_tl.pretrain.simsiam import build_simsiam, make_optimizer, make_train_step
+    from imaging_tl.pretrain.quality import (
+        collapse_reason,
+        collapse_stats,
+        feature_spread,
+        kept_epoch,
+        linear_probe,
+    )
+    from imaging_tl.pretrain.simsiam import (
+        build_simsiam,
+        make_optimizer,
+        make_train_step,
+        simsiam_learning_rate,
+    )
     from imaging_tl.pretrain.views import ViewMaker, view_seeds
     from imaging_tl.train.features import extract_features, feature_fn
 
@@ -108,15 +124,23 @@ def pretrain_arrays(x: np.ndarray, source: str, cfg: dict, probe: tuple, seed: i
     steps = len(x) // batch
     model = build_simsiam("efficientnet_lite0", source=source, input_size=cfg["image_size"],
                           projection_dim=SSL["projection_dim"],
-                          predictor_dim=SSL["predictor_dim"], seed=seed)
-    opt = make_optimizer(SSL["learning_rate"], total_steps=epochs * steps)
+                          predictor_dim=SSL["predictor_dim"], seed=seed,
+                          train_batchnorm=SSL["train_batchnorm"])
+    opt = make_optimizer(SSL["learning_rate"] or simsiam_learning_rate(batch),
+                         total_steps=epochs * steps)
     strategy = tf.distribute.get_strategy()
     steps_of = {part: make_train_step(model, opt, strategy, batch, backbone=part == "all")
                 for part in ("all", "heads")}
     warmup = SSL["warmup_epochs"] if source == "imagenet" else 0
     maker, fn = ViewMaker(None, cfg["image_size"]), feature_fn(model.transfer)
     (xa, ya), (xb, yb) = probe
-    curve = []
+
+    def features() -> tuple[np.ndarray, np.ndarray]:
+        return extract_features(model.transfer, xa, fn=fn)[0], extract_features(
+            model.transfer, xb, fn=fn)[0]
+
+    start = feature_spread(np.concatenate(features()))
+    curve, best = [], model.joint.get_weights()
     for epoch in range(epochs):
         t0 = time.perf_counter()
         order = np.random.default_rng(epoch_seed(seed, epoch)).permutation(len(x))
@@ -127,16 +151,30 @@ def pretrain_arrays(x: np.ndarray, source: str, cfg: dict, probe: tuple, seed: i
             loss, z = step(v1, v2)
             losses.append(float(loss))
             zs.append(np.asarray(z))
-        fa = extract_features(model.transfer, xa, fn=fn)[0]
-        fb = extract_features(model.transfer, xb, fn=fn)[0]
-        auc = linear_probe(fa, ya, fb, yb, seed=seed)["auc"]
-        ratio = collapse_stats(np.concatenate(zs[-4:]))["std_ratio"]
-        curve.append({"source": source, "epoch": epoch + 1, "loss": float(np.mean(losses)),
-                      "std_ratio": ratio, "probe_auc": auc,
-                      "seconds": time.perf_counter() - t0})
-        print(f"  SimSiam from {source}: epoch {epoch + 1}/{epochs} loss "
-              f"{curve[-1]['loss']:+.3f} std ratio {ratio:.3f} probe AUC {auc:.3f} "
-              f"({curve[-1]['seconds']:.0f} s)", flush=True)
+        fa, fb = features()
+        spread = feature_spread(np.concatenate([fa, fb]))
+        row = {"source": source, "epoch": epoch + 1, "loss": float(np.mean(losses)),
+               "embedding_std_ratio": collapse_stats(np.concatenate(zs[-4:]))["std_ratio"],
+               "feature_std_ratio": spread / start,
+               "probe_auc": linear_probe(fa, ya, fb, yb, seed=seed)["auc"],
+               "seconds": time.perf_counter() - t0}
+        curve.append(row)
+        print(f"  SimSiam from {source}: epoch {epoch + 1}/{epochs} loss {row['loss']:+.3f} "
+              f"embedding std ratio {row['embedding_std_ratio']:.3f} feature spread "
+              f"x{row['feature_std_ratio']:.4f} probe AUC {row['probe_auc']:.3f} "
+              f"({row['seconds']:.0f} s)", flush=True)
+        if kept_epoch(curve, "best_probe", COLLAPSE_RATIO) == epoch + 1:
+            best = model.joint.get_weights()
+        reason = collapse_reason(row, COLLAPSE_RATIO)
+        if reason is not None:
+            print(f"  SimSiam from {source}: collapsed at epoch {epoch + 1} ({reason}); "
+                  "stopping", flush=True)
+            break
+    kept = kept_epoch(curve, "best_probe", COLLAPSE_RATIO)
+    for row in curve:
+        row["kept"] = int(row["epoch"] == kept)
+    model.joint.set_weights(best)
+    print(f"  SimSiam from {source}: keeping epoch {kept}", flush=True)
     return model, curve
 
 
@@ -281,6 +319,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--test", type=int, help="test images (override)")
     ap.add_argument("--pretrain-n", type=int, help="unlabelled images (override)")
     ap.add_argument("--ssl-epochs", type=int, help="pretraining epochs (override)")
+    ap.add_argument("--ssl-lr", type=float, help="SimSiam learning rate (override)")
+    ap.add_argument("--ssl-bn", choices=("auto", "train", "frozen"), default="auto",
+                    help="the backbone's BatchNorm during SimSiam (auto: the library's default)")
     ap.add_argument("--difficulty", type=float, help="skip tuning: ladder value in [-1, 1]")
     ap.add_argument("--target-auc", type=float, default=0.75)
     ap.add_argument("--tune-seed", type=int, default=1000)
@@ -297,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
                      ("pretrain_n", args.pretrain_n), ("ssl_epochs", args.ssl_epochs)):
         if val is not None:
             cfg[key] = val
+    if args.ssl_lr is not None:
+        SSL["learning_rate"] = args.ssl_lr
+    SSL["train_batchnorm"] = {"auto": None, "train": True, "frozen": False}[args.ssl_bn]
     if args.sizes:
         cfg["sizes"] = tuple(int(s) for s in args.sizes.split(","))
     if args.speed:
@@ -380,8 +424,7 @@ def _write_probe(curve: list[dict], before: float, stem: Path) -> None:
     with open(stem.with_suffix(".csv"), "w", newline="") as fh:
         w = csv.DictWriter(fh, list(curve[0]))
         w.writeheader()
-        w.writerow({"source": "imagenet (no SimSiam)", "epoch": 0, "loss": "",
-                    "std_ratio": "", "probe_auc": before, "seconds": ""})
+        w.writerow({"source": "imagenet (no SimSiam)", "epoch": 0, "probe_auc": before})
         w.writerows(curve)
     plot_probe(curve, before, stem.with_suffix(".png"))
     print(f"  wrote {stem.with_suffix('.csv')} and .png", flush=True)

@@ -351,11 +351,16 @@ class SSLConfig(Section):
 
     SimSiam (Chen & He 2021): two views of an image, a projector and a predictor, the
     negative cosine between one view's prediction and the other's (stop-gradient)
-    projection. ``learning_rate`` is used as given (SGD with momentum 0.9, cosine decay).
+    projection. SGD with momentum 0.9 and cosine decay; ``learning_rate`` null follows
+    SimSiam's rule, 0.05 x global batch / 256; a number is used as given.
     ``train_batchnorm`` null: the backbone's BatchNorm trains from a random start and
     stays frozen (inference mode) on ImageNet weights. ``collapse_ratio``: the run stops
     when the per-dimension std of the l2-normalised projection, times sqrt(dim), falls
-    below it (1 for a spread embedding, 0 for a collapsed one).
+    below it (1 for a spread embedding, 0 for a collapsed one), or when the spread of the
+    pooled backbone features in inference mode (what a target task uses) falls below it
+    as a share of its value before pretraining. ``keep``: which epoch's backbone becomes
+    ``model.keras`` -- the one with the best linear-probe AUC (with ``monitor.csv``;
+    without a probe, the last) or the last.
     """
 
     method: Literal["simsiam"] = "simsiam"
@@ -363,7 +368,7 @@ class SSLConfig(Section):
     # steps per epoch (null: one pass over the images): shorter epochs on a big archive
     steps_per_epoch: int | None = Field(None, ge=1)
     batch_size: int = Field(32, ge=2)
-    learning_rate: float = Field(0.05, gt=0)
+    learning_rate: float | None = Field(None, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(1e-4, ge=0)
     schedule: Literal["cosine", "constant"] = "cosine"
@@ -376,6 +381,7 @@ class SSLConfig(Section):
     collapse_ratio: float = Field(0.05, ge=0, lt=1)
     # images (no augmentation) on which the collapse statistics are computed each epoch
     collapse_sample: int = Field(256, ge=8)
+    keep: Literal["best_probe", "last"] = "best_probe"
     distribute: Literal["auto", "none", "mirrored"] = "auto"
     mixed_precision: Literal["none", "mixed_float16", "mixed_bfloat16", "auto"] = "none"
 

@@ -4,7 +4,10 @@ Without labels, the embedding is watched for collapse (every image mapped to one
 the failure mode of siamese methods): :func:`collapse_stats` gives the standard deviation
 per dimension of the l2-normalised embedding, compared with ``1 / sqrt(d)`` (its value
 when the embedding is spread over the sphere; SimSiam, Chen & He 2021, section 4.1), and
-the effective rank (Roy & Vetterli 2007) of the features. With a small labelled set,
+the effective rank (Roy & Vetterli 2007) of the features. The projection is measured as
+it trains (BatchNorm on batch statistics, which rescales even a tiny spread back to one),
+so the pooled backbone features are watched too, in inference mode as a target task sees
+them: :func:`feature_spread` against its value before pretraining. With a small labelled set,
 :func:`linear_probe` fits a logistic regression on frozen pooled features (scikit-learn)
 and measures its ROC AUC on held-out patients (:func:`imaging_tl.evaluate.binary_metrics`).
 
@@ -28,7 +31,8 @@ import numpy as np
 
 from imaging_tl.evaluate.metrics import binary_metrics
 
-__all__ = ["collapse_stats", "effective_rank", "is_collapsed", "linear_probe"]
+__all__ = ["collapse_stats", "effective_rank", "feature_spread", "is_collapsed",
+           "collapse_reason", "kept_epoch", "linear_probe"]
 
 
 def effective_rank(features: np.ndarray) -> float:
@@ -77,6 +81,24 @@ def collapse_stats(z: np.ndarray) -> dict[str, float]:
             "effective_rank": effective_rank(z)}
 
 
+def feature_spread(features: np.ndarray) -> float:
+    """The mean over dimensions of the standard deviation of features (one row per image).
+
+    A backbone whose pooled features no longer vary between images (every channel dead or
+    saturated) has a spread near 0, whatever its projector shows in training mode.
+
+    Examples
+    --------
+    >>> feature_spread(np.array([[0.0, 1.0], [2.0, 1.0]]))
+    0.5
+    """
+    f = np.asarray(features, np.float64)
+    if f.ndim != 2 or len(f) < 2:
+        raise ValueError(f"feature_spread: need at least 2 rows of 2-d features, got shape "
+                         f"{f.shape}")
+    return float(f.std(axis=0).mean())
+
+
 def is_collapsed(stats: dict[str, float], ratio: float) -> bool:
     """True when the embedding's ``std_ratio`` is below ``ratio`` (or not finite).
 
@@ -87,6 +109,56 @@ def is_collapsed(stats: dict[str, float], ratio: float) -> bool:
     """
     value = float(stats["std_ratio"])
     return not np.isfinite(value) or value < ratio
+
+
+def collapse_reason(row: dict[str, Any], ratio: float) -> str | None:
+    """Why an epoch's statistics count as collapsed (a sentence), or None.
+
+    Collapsed: ``embedding_std_ratio`` (the projection as trained) or ``feature_std_ratio``
+    (the pooled backbone features in inference mode, as a share of their spread before
+    pretraining) below ``ratio``, or not finite. A missing statistic is not judged.
+
+    Examples
+    --------
+    >>> collapse_reason({"embedding_std_ratio": 0.9, "feature_std_ratio": 0.8}, 0.05) is None
+    True
+    >>> collapse_reason({"embedding_std_ratio": 0.9, "feature_std_ratio": 0.0004}, 0.05)
+    'the pooled backbone features (inference mode) vary 0.0004 times as much as before pretraining'
+    """
+    if is_collapsed({"std_ratio": row.get("embedding_std_ratio", 1.0)}, ratio):
+        return (f"the l2-normalised embedding's std per dimension x sqrt(d) is "
+                f"{row['embedding_std_ratio']:.4f}")
+    if is_collapsed({"std_ratio": row.get("feature_std_ratio", 1.0)}, ratio):
+        return (f"the pooled backbone features (inference mode) vary "
+                f"{row['feature_std_ratio']:.4f} times as much as before pretraining")
+    return None
+
+
+def kept_epoch(history: list[dict[str, Any]], keep: str = "best_probe",
+               collapse_ratio: float = 0.0) -> int | None:
+    """The epoch whose backbone a pretraining run keeps (``pretrain.keep``).
+
+    ``best_probe``: of the epochs not collapsed (:func:`collapse_reason`), the one with the
+    highest finite ``probe_auc`` (the earliest of ties); with no probe measured, or with
+    ``keep="last"``, the last epoch. None when that epoch is collapsed (nothing to keep).
+
+    Examples
+    --------
+    >>> h = [{"epoch": 1, "probe_auc": 0.74}, {"epoch": 2, "probe_auc": float("nan")},
+    ...      {"epoch": 3, "probe_auc": 0.79}, {"epoch": 4, "probe_auc": 0.79},
+    ...      {"epoch": 5, "probe_auc": 0.80, "feature_std_ratio": 0.001}]
+    >>> kept_epoch(h, collapse_ratio=0.05), kept_epoch(h, "last"), kept_epoch(h[1:2])
+    (3, 5, 2)
+    >>> kept_epoch(h, "last", collapse_ratio=0.05) is None
+    True
+    """
+    healthy = [r for r in history if collapse_reason(r, collapse_ratio) is None]
+    probed = [(float(r["probe_auc"]), -int(r["epoch"])) for r in healthy
+              if np.isfinite(float(r.get("probe_auc", float("nan"))))]
+    if keep == "best_probe" and probed:
+        return -max(probed)[1]
+    last = history[-1]
+    return int(last["epoch"]) if collapse_reason(last, collapse_ratio) is None else None
 
 
 def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,

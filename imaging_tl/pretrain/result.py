@@ -137,6 +137,12 @@ class PretrainResult:
         if "probe_auc" in h and h["probe_auc"].notna().any():
             lines.append(f"linear probe AUC: {h['probe_auc'].dropna().iloc[-1]:.3f} "
                          "(last measured)")
+        kept = self.record.get("kept")
+        if kept:
+            lines.append(f"model.keras: the backbone of epoch {kept['epoch']} ("
+                         + ("best probe AUC" if kept["rule"] == "best_probe" else "the last")
+                         + (f"; stopped early, {kept['stopped']}" if kept.get("stopped")
+                            else "") + ")")
         if len(self.quarantined):
             lines.append(f"{len(self.quarantined)} unreadable file(s) quarantined (run.json)")
         lines.append(f"run directory: {self.run_dir} (use it as model.source)")

@@ -167,7 +167,12 @@ def _build(cfg: PretrainConfig, plan: Any, steps: int) -> tuple[Any, Any, Any]:
     """The SimSiam model, its optimiser and compiled step, in the strategy's scope."""
     import keras
 
-    from imaging_tl.pretrain.simsiam import build_simsiam, make_optimizer, make_train_step
+    from imaging_tl.pretrain.simsiam import (
+        build_simsiam,
+        make_optimizer,
+        make_train_step,
+        simsiam_learning_rate,
+    )
     from imaging_tl.train.distribute import set_mixed_precision
 
     p, m = cfg.pretrain, cfg.model
@@ -179,7 +184,8 @@ def _build(cfg: PretrainConfig, plan: Any, steps: int) -> tuple[Any, Any, Any]:
                                   projection_dim=p.projection_dim,
                                   predictor_dim=p.predictor_dim, seed=cfg.seed,
                                   train_batchnorm=p.train_batchnorm)
-            opt = make_optimizer(p.learning_rate, momentum=p.momentum,
+            lr = p.learning_rate or simsiam_learning_rate(plan.global_batch)
+            opt = make_optimizer(lr, momentum=p.momentum,
                                  weight_decay=p.weight_decay, schedule=p.schedule,
                                  total_steps=p.epochs * steps,
                                  loss_scale=plan.precision == "mixed_float16")
@@ -191,16 +197,16 @@ def _build(cfg: PretrainConfig, plan: Any, steps: int) -> tuple[Any, Any, Any]:
 
 
 def _restore(model: Any, opt: Any, ckpt: Path, manifest: str, log: ProgressLog
-             ) -> tuple[int, list[dict]]:
-    """The epoch to start at and the history so far (from ``checkpoints/``); the images
-    must be those the run started with."""
+             ) -> tuple[int, list[dict], dict[str, float] | None]:
+    """The epoch to start at, the history so far and the measurements before pretraining
+    (from ``checkpoints/``); the images must be those the run started with."""
     from imaging_tl.train.checkpoint import load_arrays as load_weights
     from imaging_tl.train.checkpoint import load_optimizer
 
     state_file = ckpt / "state.json"
     if not state_file.is_file() or not (ckpt / "last.npz").is_file():
         log("resume: no finished epoch yet; starting at epoch 1")
-        return 0, []
+        return 0, [], None
     state = json.loads(state_file.read_text())
     if state.get("data_manifest_sha256") not in (None, manifest):
         raise InputError(f"--resume {ckpt.parent}: the images changed since the run started "
@@ -210,7 +216,7 @@ def _restore(model: Any, opt: Any, ckpt: Path, manifest: str, log: ProgressLog
         raise InputError(f"--resume: {ckpt / 'last.npz'} holds no optimiser state that fits "
                          "this model")
     log(f"resume: continuing after epoch {state['epoch']}")
-    return int(state["epoch"]), list(state["history"])
+    return int(state["epoch"]), list(state["history"]), state.get("start")
 
 
 def _collapse_sample(prepared: Any, n: int, seed: int) -> np.ndarray:
@@ -219,19 +225,41 @@ def _collapse_sample(prepared: Any, n: int, seed: int) -> np.ndarray:
     return np.sort(rows)
 
 
-def _quality(model: Any, fn: Any, z: np.ndarray, prepared: Any, rows: np.ndarray
-             ) -> dict[str, float]:
-    """Collapse statistics of the epoch's last projections (as trained: BatchNorm on batch
-    statistics) and the effective rank of the backbone features of a fixed sample."""
-    from imaging_tl.pretrain.quality import collapse_stats, effective_rank
+def _sample_features(model: Any, fn: Any, prepared: Any, rows: np.ndarray) -> np.ndarray:
+    """Pooled backbone features (inference mode) of the fixed sample."""
     from imaging_tl.train.features import extract_features
 
+    return np.concatenate([extract_features(model.transfer,
+                                            load_arrays(prepared, rows[i:i + 64]), fn=fn)[0]
+                           for i in range(0, len(rows), 64)])
+
+
+def _quality(model: Any, fn: Any, z: np.ndarray, prepared: Any, rows: np.ndarray,
+             start: dict[str, float]) -> dict[str, float]:
+    """Collapse statistics of the epoch's last projections (as trained: BatchNorm on batch
+    statistics), and the effective rank and spread of the backbone features of a fixed
+    sample in inference mode (the spread as a share of its value before pretraining)."""
+    from imaging_tl.pretrain.quality import collapse_stats, effective_rank, feature_spread
+
     stats = collapse_stats(z)
-    feats = [extract_features(model.transfer, load_arrays(prepared, rows[i:i + 64]), fn=fn)[0]
-             for i in range(0, len(rows), 64)]
+    feats = _sample_features(model, fn, prepared, rows)
+    spread = feature_spread(feats)
     return {"embedding_std": stats["std"], "embedding_std_ratio": stats["std_ratio"],
             "projection_rank": stats["effective_rank"],
-            "feature_rank": effective_rank(np.concatenate(feats))}
+            "feature_rank": effective_rank(feats), "feature_std": spread,
+            "feature_std_ratio": spread / start["feature_std"] if start["feature_std"] > 0
+            else 1.0}
+
+
+def _start(model: Any, fn: Any, prepared: Any, rows: np.ndarray, probe: Any, seed: int
+           ) -> dict[str, float]:
+    """What pretraining is measured against: the feature spread (and probe AUC) of the
+    starting weights."""
+    from imaging_tl.pretrain.quality import feature_spread
+
+    spread = feature_spread(_sample_features(model, fn, prepared, rows))
+    auc = _probe(model, fn, probe, seed) if probe is not None else float("nan")
+    return {"feature_std": spread, "probe_auc": auc}
 
 
 def _probe(model: Any, fn: Any, probe: Any, seed: int) -> float:
@@ -259,8 +287,9 @@ def _epoch(step: Any, plan: Any, ds: Any, keep: int) -> tuple[float, np.ndarray]
 
 def _run(cfg: PretrainConfig, run_dir: Path, plan: Any, log: ProgressLog, resuming: bool,
          hooks: list[EpochHook]) -> PretrainResult:
-    from imaging_tl.pretrain.quality import is_collapsed
+    from imaging_tl.pretrain.quality import collapse_reason
     from imaging_tl.train.checkpoint import save_arrays
+    from imaging_tl.train.features import feature_fn
 
     t0, p = time.perf_counter(), cfg.pretrain
     log(f"pretrain: run directory {run_dir}; {plan.describe()}")
@@ -276,14 +305,16 @@ def _run(cfg: PretrainConfig, run_dir: Path, plan: Any, log: ProgressLog, resumi
     ckpt = run_dir / "checkpoints"
     ckpt.mkdir(exist_ok=True)
     manifest = data_manifest_hash(prepared.table)
-    first, history = _restore(model, opt, ckpt, manifest, log) if resuming else (0, [])
+    first, history, start = _restore(model, opt, ckpt, manifest, log) if resuming else (
+        0, [], None)
     maker = ViewMaker(cfg.views, int(cfg.model.input_size or prepared.shape[0]))
     sample = _collapse_sample(prepared, p.collapse_sample, cfg.seed)
-    from imaging_tl.train.features import feature_fn
-
     fn = feature_fn(model.transfer)  # traced once: features of the sample and the probe
+    start = start or _start(model, fn, prepared, sample, probe, cfg.seed)
     log(f"SimSiam on {cfg.model.backbone} from {cfg.model.source}: {len(prepared.table)} "
-        f"images, {steps} steps of {plan.global_batch} per epoch, {p.epochs} epochs")
+        f"images, {steps} steps of {plan.global_batch} per epoch, {p.epochs} epochs"
+        + (f"; probe AUC before pretraining {start['probe_auc']:.3f}" if probe else ""))
+    stopped = None
     for epoch in range(first, p.epochs):
         t_epoch = time.perf_counter()
         ds = view_dataset(prepared, maker, batch_size=plan.global_batch, seed=cfg.seed,
@@ -291,7 +322,7 @@ def _run(cfg: PretrainConfig, run_dir: Path, plan: Any, log: ProgressLog, resumi
         step = steps_of["heads" if epoch < warmup else "all"]
         loss, z = _epoch(step, plan, ds, p.collapse_sample)
         row: dict[str, Any] = {"phase": "pretrain", "epoch": epoch + 1, "loss": loss,
-                               **_quality(model, fn, z, prepared, sample)}
+                               **_quality(model, fn, z, prepared, sample, start)}
         due = probe is not None and ((epoch + 1) % cfg.monitor.every == 0
                                      or epoch + 1 == p.epochs)
         row["probe_auc"] = _probe(model, fn, probe, cfg.seed) if due else float("nan")
@@ -300,34 +331,75 @@ def _run(cfg: PretrainConfig, run_dir: Path, plan: Any, log: ProgressLog, resumi
         save_arrays(model.joint, ckpt / f"epoch-{epoch + 1:04d}.npz")  # weights only
         save_arrays(model.joint, ckpt / "last.npz", opt)  # with the optimiser: resume
         write_text(ckpt / "state.json", json.dumps(
-            {"epoch": epoch + 1, "history": history, "data_manifest_sha256": manifest},
-            default=float))
+            {"epoch": epoch + 1, "history": history, "data_manifest_sha256": manifest,
+             "start": start}, default=float))
         write_history(run_dir, history)
         log(f"epoch {epoch + 1}/{p.epochs}: loss {loss:.4f}, embedding std x sqrt(d) "
-            f"{row['embedding_std_ratio']:.3f}, feature rank {row['feature_rank']:.1f}"
+            f"{row['embedding_std_ratio']:.3f}, feature spread x{row['feature_std_ratio']:.3f}"
             + (f", probe AUC {row['probe_auc']:.3f}" if due else ""))
         for hook in hooks:
             hook(epoch, row)
-        if is_collapsed({"std_ratio": row["embedding_std_ratio"]}, p.collapse_ratio):
-            raise CollapseError(
-                f"pretraining collapsed at epoch {epoch + 1}: the l2-normalised embedding's "
-                f"std per dimension x sqrt(d) is {row['embedding_std_ratio']:.4f}, below "
-                f"pretrain.collapse_ratio {p.collapse_ratio} (every image maps to nearly one "
-                "point). Lower pretrain.learning_rate, raise pretrain.batch_size or weight "
-                "decay, or start from model.source: imagenet; checkpoints of earlier epochs "
-                f"are in {ckpt}")
+        stopped = collapse_reason(row, p.collapse_ratio)
+        if stopped is not None:
+            _collapsed(stopped, epoch + 1, p, history, ckpt, log)
+            break
+    kept = _keep(model, history, p, ckpt, start, log)
     save_backbone(model, cfg, pipe, run_dir)
     record = _record(cfg, prepared, pipe, plan, history, probe, time.perf_counter() - t0)
+    record["kept"] = {**kept, "stopped": None if stopped is None else f"collapse: {stopped}"}
     return PretrainResult.finish(run_dir, cfg, record, prepared.quarantined, log)
+
+
+def _collapsed(reason: str, epoch: int, p: Any, history: list[dict], ckpt: Path,
+               log: ProgressLog) -> None:
+    """Stop at a collapse: keep the best probed epoch before it when there is one (the
+    run finishes), or raise :class:`CollapseError`."""
+    from imaging_tl.pretrain.quality import kept_epoch
+
+    if p.keep == "best_probe" and kept_epoch(history, p.keep, p.collapse_ratio) is not None:
+        log(f"warning: pretraining collapsed at epoch {epoch}: {reason}, below "
+            f"pretrain.collapse_ratio {p.collapse_ratio}; stopping and keeping the epoch with "
+            "the best probe AUC")
+        return
+    raise CollapseError(
+        f"pretraining collapsed at epoch {epoch}: {reason}, below pretrain.collapse_ratio "
+        f"{p.collapse_ratio} (every image maps to nearly one point). Lower "
+        "pretrain.learning_rate, raise pretrain.batch_size or weight decay, or start from "
+        f"model.source: imagenet; checkpoints of earlier epochs are in {ckpt}")
+
+
+def _keep(model: Any, history: list[dict], p: Any, ckpt: Path, start: dict[str, float],
+          log: ProgressLog) -> dict[str, Any]:
+    """Load the kept epoch's weights (``pretrain.keep``) and say which it is."""
+    from imaging_tl.pretrain.quality import kept_epoch
+    from imaging_tl.train.checkpoint import load_arrays as load_weights
+
+    epoch = kept_epoch(history, p.keep, p.collapse_ratio) or int(history[-1]["epoch"])
+    row = next(r for r in history if int(r["epoch"]) == epoch)
+    if epoch != int(history[-1]["epoch"]):
+        load_weights(model.joint, ckpt / f"epoch-{epoch:04d}.npz")
+    auc = float(row["probe_auc"])
+    rule = "best_probe" if p.keep == "best_probe" and np.isfinite(auc) else "last"
+    log(f"keeping epoch {epoch} ({'best probe AUC' if rule == 'best_probe' else 'the last'})"
+        + (f": probe AUC {auc:.3f}" if np.isfinite(auc) else ""))
+    before = float(start.get("probe_auc", float("nan")))
+    if np.isfinite(auc) and np.isfinite(before) and auc <= before:
+        log(f"warning: the kept backbone probes no better than the starting weights "
+            f"(AUC {auc:.3f} vs {before:.3f}): as model.source it is not expected to help")
+    return {"epoch": epoch, "rule": rule, "probe_auc": auc if np.isfinite(auc) else None,
+            "probe_auc_before": before if np.isfinite(before) else None}
 
 
 def _record(cfg: PretrainConfig, prepared: Any, pipe: Any, plan: Any, history: list[dict],
             probe: Any, seconds: float) -> dict[str, Any]:
     """What ``run.json`` holds (the chain is added once ``model.keras`` exists)."""
+    from imaging_tl.pretrain.simsiam import simsiam_learning_rate
+
     q = prepared.quarantined
     return {
         "name": cfg.name, "status": "finished", "task": "self_supervised",
         "method": cfg.pretrain.method,
+        "learning_rate": cfg.pretrain.learning_rate or simsiam_learning_rate(plan.global_batch),
         "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "seed": cfg.seed, "data_manifest_sha256": data_manifest_hash(prepared.table),
         "pipeline_fingerprint": pipe.fingerprint(), "cache_namespace": prepared.namespace,

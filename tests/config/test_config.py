@@ -296,6 +296,7 @@ def test_pretrain_template_is_valid_apart_from_its_data(tmp_path):
     cfg = load_pretrain_config(PIPELINES / "pretrain.yaml", [f"data.folder={tmp_path}"])
     assert cfg.preprocessing[-1]["name"] == "to_rgb" and cfg.model.input_size == 224
     assert cfg.pretrain.method == "simsiam" and not cfg.views.hflip
+    assert cfg.pretrain.learning_rate is None  # SimSiam's rule: 0.05 x global batch / 256
 
 
 def test_pretrain_config_mistakes_are_listed_with_their_keys(tmp_path):

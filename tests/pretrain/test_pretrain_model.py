@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imaging_tl.pretrain.quality import collapse_stats, is_collapsed
+from imaging_tl.pretrain.quality import (
+    collapse_reason,
+    collapse_stats,
+    feature_spread,
+    is_collapsed,
+)
 from imaging_tl.pretrain.views import ViewMaker, view_augmenter, view_seeds
 
 
@@ -72,6 +77,15 @@ def test_collapse_detector_fires_on_a_collapsed_model_and_not_on_a_healthy_one(s
     collapsed = collapse_stats(np.asarray(z))
     assert collapsed["std_ratio"] < 1e-3 and is_collapsed(collapsed, 0.05)
     assert collapsed["effective_rank"] < 1.0 < healthy["effective_rank"]
+    # the backbone collapsed in inference mode (what a target sees): its pooled features no
+    # longer vary, whatever a projector's training-mode BatchNorm would rescale them to
+    before = feature_spread(np.asarray(model.encoder(x, training=False)))
+    top = model.transfer.get_layer("top_conv")
+    top.set_weights([np.zeros_like(w) for w in top.get_weights()])
+    after = feature_spread(np.asarray(model.encoder(x, training=False)))
+    assert before > 0.01 and after < 1e-6 * before
+    row = {"embedding_std_ratio": healthy["std_ratio"], "feature_std_ratio": after / before}
+    assert "pooled backbone features" in collapse_reason(row, 0.05)
 
 
 def test_collapse_stats_refuse_a_single_row():

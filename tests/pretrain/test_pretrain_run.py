@@ -25,11 +25,17 @@ def test_run_directory_holds_what_run_json_and_history_promise(ssl_run):
         "epoch-0001.npz", "epoch-0002.npz"]
     record = json.loads((d / "run.json").read_text())
     assert record["status"] == "finished" and record["seed"] == 0
+    assert record["learning_rate"] == 0.1  # as given (null: 0.05 x batch / 256)
     assert len(record["data_manifest_sha256"]) == 64 and "keras" in record["versions"]
     assert [link["kind"] for link in record["chain"]] == ["imagenet", "run"]
     h = pd.read_csv(d / "history.csv")
     assert h["epoch"].tolist() == [1, 2] and np.isfinite(h["loss"]).all()
     assert (h["embedding_std_ratio"] > 0.3).all()  # a healthy run is far from collapse
+    assert (h["feature_std_ratio"] > 0.3).all()  # in inference mode too
+    # model.keras is the backbone of the best probed epoch (here the only one probed)
+    assert record["kept"]["epoch"] == 2 and record["kept"]["rule"] == "best_probe"
+    assert record["kept"]["stopped"] is None
+    assert 0 <= record["kept"]["probe_auc_before"] <= 1
     # the probe ran every 2 epochs (and at the last), on held-out patients
     assert h["probe_auc"].notna().tolist() == [False, True]
     assert ((h["probe_auc"].dropna() >= 0) & (h["probe_auc"].dropna() <= 1)).all()
@@ -82,6 +88,8 @@ def test_resume_continues_after_the_last_finished_epoch(ssl_config, ssl_run, tmp
     assert a["epoch"].tolist() == [1, 2]
     # same seed: the resumed run's data order, views and weights follow the uninterrupted one
     np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-3, atol=1e-4)
+    kept = json.loads((out / "run.json").read_text())["kept"]  # the start measured once
+    assert kept["probe_auc_before"] == pytest.approx(ssl_run.record["kept"]["probe_auc_before"])
     with pytest.raises(InputError, match="has finished"):
         pretrain(resume=out, verbose=False)
     assert main(["pretrain", "--resume", str(out), "--quiet"]) == 2
@@ -154,6 +162,27 @@ def test_bad_files_are_counted_too_few_images_refused_and_a_collapse_stops_the_r
     assert record["status"] == "failed" and "CollapseError" in record["error"]
     assert (d / "checkpoints" / "epoch-0001.npz").is_file()
     assert len(pd.read_csv(d / "data_index.csv")) == 5  # the broken file is not in it
+    # with a healthy probed epoch before a collapse, the run stops at the collapse and keeps
+    # that epoch (the detector itself is tested on a really collapsed model in
+    # test_pretrain_model.py; here the hook reports epoch 2's backbone features as dead)
+    def dead_at_epoch_2(epoch, row):
+        if epoch == 1:
+            row["feature_std_ratio"] = 0.0
+
+    cfg["monitor"] = {"csv": str(ssl_images / "labels.csv"), "every": 1, "test": 0.5}
+    cfg["pretrain"].update(epochs=3, collapse_ratio=0.05)
+    kept = pretrain(cfg, out=tmp_path / "kept", verbose=False, on_epoch=[dead_at_epoch_2])
+    assert kept.record["status"] == "finished" and kept.history["epoch"].tolist() == [1, 2]
+    assert kept.record["kept"]["epoch"] == 1 and kept.record["kept"]["rule"] == "best_probe"
+    assert "pooled backbone features" in kept.record["kept"]["stopped"]
+    assert "stopped early" in kept.summary()
+    # model.keras holds epoch 1's backbone, not the last epoch's
+    import keras
+
+    saved = keras.saving.load_model(kept.run_dir / "model.keras", compile=False)
+    with np.load(kept.run_dir / "checkpoints" / "epoch-0001.npz") as z:
+        first = z[next(k for k in z if k.endswith("top_conv/kernel"))]
+    np.testing.assert_array_equal(saved.get_layer("top_conv").get_weights()[0], first)
 
 
 @pytest.mark.slow
