@@ -117,7 +117,7 @@ def check_pixel_count(path: str, count: int, limit: int | None = None, what: str
     >>> try:
     ...     check_pixel_count("a.png", 10**10, limit=1000, what="65535 x 65535 x 3")
     ... except ImageTooLargeError as e:
-    ...     print(e.reason[:38])
+    ...     print(e.reason[:37])
     the image holds 10,000,000,000 values
     """
     limit = max_pixels() if limit is None else int(limit)
