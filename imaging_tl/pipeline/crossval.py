@@ -82,26 +82,42 @@ def _cv_arrays(state: RunState) -> SplitArrays:
                        pd.concat([tr.rows, va.rows], ignore_index=True))
 
 
-def shared_features(state: RunState, cv: SplitArrays) -> np.ndarray | None:
-    """Pooled backbone features of every image of the folds, computed once (with the
-    first fold's freshly built model) when the first phase trains the head on cached
-    features; None otherwise."""
+def shared_features(state: RunState, cv: SplitArrays) -> tuple[np.ndarray, np.ndarray] | None:
+    """Pooled backbone features of every image of the folds and of the test split,
+    computed once (with the first trained fold's freshly built model) when the first
+    phase trains the head on cached features; None otherwise."""
     cfg = state.cfg
     if cfg.train.phases[0].freeze != "all" or cfg.train.feature_cache != "auto":
         return None
     from imaging_tl.train.features import extract_features
 
-    return extract_features(state.model, cv.x, state.plan.global_batch)[0]
+    te = state.splits["test"]
+    f = extract_features(state.model, np.concatenate([cv.x, te.x]), state.plan.global_batch)[0]
+    return f[:len(cv.x)], f[len(cv.x):]
+
+
+def _member_probabilities(state: RunState, member: Any, cv: SplitArrays, va: np.ndarray,
+                          feats: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """A member's probabilities of its fold's images, then of the test split: from the
+    shared features through its head when no phase trained the backbone, else through the
+    whole model."""
+    from imaging_tl.models import fast_predict, head_model
+
+    batch = state.cfg.train.batch_size
+    if feats is not None and all(p.freeze == "all" for p in state.cfg.train.phases):
+        return fast_predict(head_model(member), np.concatenate([feats[0][va], feats[1]]), batch)
+    return fast_predict(member, np.concatenate([cv.x[va], state.splits["test"].x]), batch)
 
 
 def crossval_step(state: RunState) -> None:
     """Train every fold (or take a finished one from its folder on resume), then the
     ensemble of the members as ``state.model``; ``state.crossval`` holds the folds."""
-    from imaging_tl.models import build_ensemble, fast_predict, load_transfer_model
+    from imaging_tl.models import build_ensemble, load_transfer_model
 
-    cfg, k = state.cfg, state.cfg.split.folds
+    k = state.cfg.split.folds
     cv, te = _cv_arrays(state), state.splits["test"]
     folds, members, histories, feats = [], [], [], None
+    kept, resumed = [], None  # finished folds taken over; the fold resumed mid-training
     for f in range(k):
         state.fold = f
         va = (cv.rows["fold"] == f).to_numpy()
@@ -112,19 +128,24 @@ def crossval_step(state: RunState) -> None:
             member = load_transfer_model(state.fold_dir / "model.keras", compile=False)
             best = list(_read_json(done).get("best_epochs", []))
             history = pd.read_csv(state.fold_dir / "history.csv")
+            kept.append(f)
         else:
             state.log(f"fold {f + 1}/{k}: {int((~va).sum())} training and {int(va.sum())} "
                       "validation images")
             member, best, feats = _train_fold(state, cv, va, feats)
             history = state.history
-        p_va = fast_predict(member, cv.x[va], cfg.train.batch_size)
-        p_te = fast_predict(member, te.x, cfg.train.batch_size)
+            resumed = resumed or ({"fold": f, **state.resumed_from}
+                                  if state.resumed_from else None)
+        p = _member_probabilities(state, member, cv, va, feats)
+        p_va, p_te = p[:int(va.sum())], p[int(va.sum()):]
         result = FoldResult(f, p_va, p_te, cv.rows[va].reset_index(drop=True), cv.y[va], best)
         _write_fold(state, result, te.rows)
         folds.append(result)
         members.append(member)
         histories.append(history.assign(fold=f))
     state.fold, state.fold_features = None, None
+    state.resumed_from = ({"finished_folds_kept": kept, **(resumed or {})}
+                          if kept or resumed else None)
     table = state.table.assign(split=np.where(state.table["fold"] < 0, "test", "cv"))
     table.attrs = dict(state.table.attrs)  # the report's split table: test and cv
     state.table = table
@@ -137,7 +158,7 @@ def crossval_step(state: RunState) -> None:
 
 
 def _train_fold(state: RunState, cv: SplitArrays, va: np.ndarray,
-                feats: np.ndarray | None) -> tuple[Any, list[dict[str, Any]], Any]:
+                feats: Any) -> tuple[Any, list[dict[str, Any]], Any]:
     """Build and train the member of one fold; save it and mark the fold finished."""
     from imaging_tl.models import save_transfer_model
 
@@ -148,7 +169,7 @@ def _train_fold(state: RunState, cv: SplitArrays, va: np.ndarray,
     build_step(state)
     if feats is None:
         feats = shared_features(state, cv)
-    state.fold_features = None if feats is None else (feats[~va], feats[va])
+    state.fold_features = None if feats is None else (feats[0][~va], feats[0][va])
     train_step(state)
     plan = state.plan
     member = plain_copy(state) if plan.distributed or plan.precision != "float32" \
@@ -182,16 +203,16 @@ def crossval_evaluate_step(state: RunState) -> None:
     figures, pooled out-of-fold figures with patient-bootstrap CIs and (binary) the
     referral curve by the members' spread under ``metrics["crossval"]``;
     ``oof_predictions.csv``."""
-    from imaging_tl.models import fast_predict, member_predictions
+    from imaging_tl.models import ensemble_predictions
 
     cv, te = state.crossval, state.splits["test"]
     p_oof, y_oof, rows = cv.oof()
     state.splits["train"] = cv.cv
     state.splits["val"] = SplitArrays(np.concatenate([
         cv.cv.x[(cv.cv.rows["fold"] == f.fold).to_numpy()] for f in cv.folds]), y_oof, rows)
-    p_te = fast_predict(state.model, te.x, state.cfg.train.batch_size)
+    # the ensemble's test probabilities and its members', from one pass
+    p_te, members = ensemble_predictions(state.model, te.x, state.cfg.train.batch_size)
     evaluate_scores(state, p_oof, p_te)
-    members = member_predictions(state.model, te.x, state.cfg.train.batch_size)
     state.metrics["crossval"] = _crossval_figures(state, members)
     state.paths["metrics"] = write_plain_json(state.run_dir / "metrics.json", state.metrics)
     oof = prediction_rows(state, rows, p_oof, "val")

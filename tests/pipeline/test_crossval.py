@@ -63,6 +63,8 @@ def test_resume_skips_the_finished_fold(cv_run):
     assert not any(result.run_dir.glob("folds/*/checkpoints"))
     record = json.loads((result.run_dir / "run.json").read_text())
     assert record["status"] == "finished" and len(record["best_epochs"]) == FOLDS
+    assert record["resumed_from"] == {"finished_folds_kept": [0], "fold": 1, "phase": 0,
+                                      "epoch": 1}
 
 
 def test_every_image_is_out_of_fold_once_and_the_test_split_is_outside(cv_run):
