@@ -128,3 +128,12 @@ def test_predict_on_the_saved_ensemble_writes_the_members_spread(cv_run):
     referral = result.metrics["crossval"]["referral"]
     assert referral["n_retained"][0] == len(folds[0]) > referral["n_retained"][-1]
     assert (run_dir / "report.html").read_text().count("Cross-validation (3 folds)") == 1
+
+
+@pytest.mark.slow  # two conversions of a 3-member model: about 2 minutes on 2 cores
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_the_ensemble_exports_like_a_single_model(cv_run, fmt, tmp_path):
+    from imaging_tl.deploy import export_model
+
+    res = export_model(cv_run[0].run_dir / "model.keras", fmt, tmp_path / "export")
+    assert res.path.is_file() and res.max_abs_diff < 1e-5
