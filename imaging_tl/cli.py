@@ -204,15 +204,15 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.config is None and args.resume is None:
         raise UsageError("give a CONFIG file (or --resume RUN_DIR)")
+    sets = [*(args.set or []), *([f"split.fold={args.fold}"] if args.fold is not None else [])]
     try:
         if args.check:
             from imaging_tl.config import load_config
 
-            cfg = load_config(args.config, args.set or [])
-            print(cfg.to_yaml(), end="")
+            print(load_config(args.config, sets).to_yaml(), end="")
             print("configuration is valid", file=sys.stderr)
             return 0
-        result = run(args.config, out=args.out, resume=args.resume, overrides=args.set or [],
+        result = run(args.config, out=args.out, resume=args.resume, overrides=sets,
                      verbose=not args.quiet)
     except (ConfigError, InputError) as exc:
         raise UsageError(str(exc)) from exc
@@ -242,6 +242,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="continue an interrupted run (uses its config.yaml)")
     p.add_argument("--check", action="store_true",
                    help="only validate the configuration and print it resolved")
+    p.add_argument("--fold", type=int, metavar="K", help="split.method kfold: train fold K "
+                   "only (default: every fold, and their ensemble); as --set split.fold=K")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     _add_verbose(p)
     p.set_defaults(func=_run)
@@ -255,6 +257,7 @@ def _add_verbose(p: argparse.ArgumentParser) -> None:
 
 def _predict(args: argparse.Namespace) -> int:
     from imaging_tl.pipeline import InputError, predict_files
+    from imaging_tl.pipeline.predict import domain_notes
 
     try:
         if args.workers is not None or args.scheduler is not None:
@@ -275,29 +278,15 @@ def _predict(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     out = write_csv(args.out, df)
     ok = int((df["status"] == "ok").sum())
-    tta = f", TTA {args.tta} copies ({args.tta_preset}, seed {args.seed})" if args.tta else ""
-    print(f"predicted {ok} of {len(df)} file(s) with {df.attrs.get('engine')}{tta} -> {out}")
-    _domain_summary(df, args.domain)
+    how = {"tta": f", TTA {args.tta} copies ({args.tta_preset}, seed {args.seed})",
+           "ensemble": ", uncertainty: the spread of the fold ensemble's members"}
+    print(f"predicted {ok} of {len(df)} file(s) with {df.attrs.get('engine')}"
+          f"{how.get(df.attrs.get('uncertainty'), '')} -> {out}")
+    for line in domain_notes(df, args.domain):
+        print(line, file=sys.stderr)
     for r in df[df["status"] == "error"].itertuples():
         print(f"  could not predict {r.path}: {r.reason}", file=sys.stderr)
     return 0
-
-
-def _domain_summary(df, mode: str) -> None:
-    """The domain gate's count, and the first flagged files with their reason."""
-    if "domain" not in df.columns or mode == "off":
-        return
-    flagged = df[df["domain"] == "out_of_domain"]
-    if (df["domain"] == "unknown").any():
-        print("domain gate: the model has no domain reference (trained before the gate)",
-              file=sys.stderr)
-    if flagged.empty:
-        return
-    what = "skipped" if mode == "strict" else "predicted, but flagged"
-    print(f"domain gate: {len(flagged)} of {len(df)} file(s) unlike the training data "
-          f"({what}; see the domain and domain_reason columns)", file=sys.stderr)
-    for r in flagged.head(5).itertuples():
-        print(f"  {r.path}: {r.domain_reason}", file=sys.stderr)
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:

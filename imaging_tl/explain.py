@@ -4,7 +4,9 @@ Grad-CAM (Selvaraju et al. 2017): the feature maps ``A_k`` of a convolutional la
 weighted by the spatial mean of the gradient of the class score with respect to them,
 summed, and passed through a ReLU. The layer is found automatically (the last layer with
 a 4-D output before the global pooling; for the transfer models of
-:mod:`imaging_tl.models` that is the backbone's last activation), and can be named.
+:mod:`imaging_tl.models` that is the backbone's last activation), and can be named. For a
+fold ensemble (:mod:`imaging_tl.models.ensemble`) the map is the mean of its members'
+maps, each explaining the ensemble's class.
 
 The class score is the logit: when the model ends in a Dense layer with a sigmoid or
 softmax, the score is taken before that activation, because a saturated sigmoid/softmax
@@ -123,7 +125,17 @@ class GradCAM:
 
     def __init__(self, model: Any, layer: str | None = None, *, use_logits: bool = True):
         keras = _keras()
+        from imaging_tl.models.ensemble import ensemble_members
+
         self.model = model
+        members = ensemble_members(model)
+        # a fold ensemble: the mean of its members' maps (each member's own last layer)
+        self._members = [GradCAM(m, layer, use_logits=use_logits) for m in members] \
+            if len(members) > 1 else []
+        if self._members:
+            self.layer_name = self._members[0].layer_name
+            self.input_shape = self._members[0].input_shape
+            return
         self.layer_name = layer or find_target_layer(model)
         try:
             target = model.get_layer(self.layer_name)
@@ -149,6 +161,20 @@ class GradCAM:
         self._grad_model = keras.Model(model.inputs, [target.output, head_in])
         shape = tuple(model.inputs[0].shape)
         self.input_shape = shape[1:]
+
+    def _ensemble_maps(self, images: np.ndarray, class_index: Any, batch_size: int,
+                       resize: bool) -> np.ndarray:
+        """The mean of the members' maps, each explaining the ensemble's class (its most
+        probable one where none is given), divided by its maximum again."""
+        x = np.asarray(images, dtype=np.float32)
+        if class_index is None and int(self.model.outputs[0].shape[-1]) > 1:
+            batch = x[None] if x.ndim == 3 else x
+            class_index = np.asarray(self.model.predict_on_batch(batch)).argmax(-1)
+        maps = np.mean([m(x, class_index, batch_size=batch_size, resize=resize)
+                        for m in self._members], axis=0)
+        top = maps.reshape(-1, *maps.shape[-2:]).max(axis=(1, 2)).reshape(
+            maps.shape[:-2] + (1, 1))
+        return np.where(top > 0, maps / np.where(top > 0, top, 1), 0).astype(np.float32)
 
     def _scores(self, feats: Any) -> Any:
         from keras import ops
@@ -191,6 +217,8 @@ class GradCAM:
         """
         import tensorflow as tf
 
+        if self._members:
+            return self._ensemble_maps(images, class_index, batch_size, resize)
         x = np.asarray(images, dtype=np.float32)
         single = x.ndim == 3
         if single:

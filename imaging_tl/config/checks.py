@@ -105,7 +105,7 @@ def _check_task(t: TaskConfig) -> list[str]:
 
 def _check_split(s: SplitConfig) -> list[str]:
     errors = []
-    if s.method == "kfold" and s.fold >= s.folds:
+    if s.method == "kfold" and s.fold is not None and s.fold >= s.folds:
         errors.append(f"split.fold: {s.fold} must be below split.folds ({s.folds})")
     if s.method == "holdout" and s.val + s.test > 0.6:
         errors.append(f"split: val + test = {s.val + s.test:g} leaves too little to train on "
@@ -267,6 +267,12 @@ def cross_checks(parts: dict[str, Any]) -> list[str]:
     if parts.get("evaluate") is not None:
         errors += _check_evaluate(parts["evaluate"])
         errors += _check_subgroups(parts["evaluate"], data, task)
+        if split is not None and split.method == "kfold" and split.fold is None \
+                and split.file is None and parts["evaluate"].tta:
+            errors.append("evaluate.tta: not with cross-validation over every fold (the "
+                          "TTA threshold would be chosen on images the fold ensemble "
+                          "trained on); set evaluate.tta: 0 (the ensemble's spread is the "
+                          "uncertainty) or train one fold with split.fold")
     tracking = parts.get("tracking")
     if tracking is not None and tracking.mlflow and importlib.util.find_spec("mlflow") is None:
         errors.append("tracking.mlflow: MLflow is not installed; install it with pip install "

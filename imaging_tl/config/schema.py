@@ -94,13 +94,18 @@ class TaskConfig(Section):
 
 
 class SplitConfig(Section):
-    """Patient-grouped, label-stratified splits (or a user's own ``splits.csv``)."""
+    """Patient-grouped, label-stratified splits (or a user's own ``splits.csv``).
+
+    ``kfold``: a test split (``test``) outside the folds, and ``folds`` folds of the rest;
+    ``fold`` null trains every fold (cross-validation, a fold ensemble), a number trains
+    that one fold (its fold is the validation split).
+    """
 
     method: Literal["holdout", "kfold"] = "holdout"
     val: float = Field(0.15, gt=0, lt=1)
     test: float = Field(0.2, gt=0, lt=1)
     folds: int = Field(5, ge=3)
-    fold: int = Field(0, ge=0)
+    fold: int | None = Field(None, ge=0)
     file: str | None = None
 
 

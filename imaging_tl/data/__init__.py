@@ -22,7 +22,7 @@ from imaging_tl.data.labels import (
 )
 from imaging_tl.data.prepare import BadFileError, Prepared, prepare
 from imaging_tl.data.splitfile import read_splits, write_splits
-from imaging_tl.data.splits import kfold_table, split_table
+from imaging_tl.data.splits import crossval_table, fold_split, kfold_table, split_table
 from imaging_tl.data.table import from_csv, from_dicom_headers, from_folder, validate
 
 __all__ = [
@@ -36,10 +36,12 @@ __all__ = [
     "Prepared",
     "audit_splits",
     "class_weights",
+    "crossval_table",
     "default_cache_dir",
     "encode_labels",
     "from_csv",
     "from_dicom_headers",
+    "fold_split",
     "from_folder",
     "kfold_table",
     "label_columns",

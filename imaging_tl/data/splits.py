@@ -27,6 +27,8 @@ from imaging_tl.data.splitfile import read_splits, write_splits
 
 __all__ = [
     "SPLIT_NAMES",
+    "crossval_table",
+    "fold_split",
     "holdout_folds",
     "iterative_group_stratify",
     "kfold_table",
@@ -304,4 +306,70 @@ def kfold_table(df: pd.DataFrame, k: int = 5, *, seed: int = 0, audit: bool = Tr
     out.attrs = {**df.attrs, "seed": seed}
     if audit:
         audit_splits(out, split_column="fold", pixels=False, near_duplicates=False)
+    return out
+
+
+def crossval_table(df: pd.DataFrame, k: int = 5, *, test: float = 0.2, seed: int = 0,
+                   audit: bool = True) -> pd.DataFrame:
+    """A test split outside the folds, and ``k`` folds of the other patients.
+
+    The test split is carved as :func:`split_table` carves it (grouped by patient,
+    stratified, one fold of ``round(1 / test)``), the rest is dealt into folds by
+    :func:`kfold_table` (seed ``seed + 1``). The seed fixes both.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A dataset table.
+    k : int
+        Number of cross-validation folds (at least 2).
+    test : float
+        Share of the test split (in (0, 1)).
+    seed : int
+        Same seed, same test split and folds.
+    audit : bool
+        Run the leakage audit over the test split and the folds.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy with an integer ``fold`` column: ``-1`` for the test split, else ``0..k-1``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"path": [f"/f{i}" for i in range(30)],
+    ...                    "label": ["a", "b"] * 15, "group": [f"p{i}" for i in range(30)]})
+    >>> out = crossval_table(df, 3, test=0.2, audit=False)
+    >>> out["fold"].value_counts().sort_index().to_dict()
+    {-1: 6, 0: 8, 1: 8, 2: 8}
+    """
+    if not 0 < test < 1:
+        raise ValueError(f"test={test}: must be in (0, 1)")
+    held = split_table(df, val=0, test=test, seed=seed, audit=False)
+    rest = held["split"] != "test"
+    folds = kfold_table(df[rest.to_numpy()], k, seed=seed + 1, audit=False)["fold"]
+    out = df.copy()
+    fold = np.full(len(df), -1, dtype=np.int64)
+    fold[rest.to_numpy()] = folds.to_numpy()
+    out["fold"] = fold
+    out.attrs = {**df.attrs, "seed": seed}
+    if audit:
+        audit_splits(out, split_column="fold", pixels=False, near_duplicates=False)
+    return out
+
+
+def fold_split(df: pd.DataFrame, fold: int) -> pd.DataFrame:
+    """The train / val / test splits of one fold of a :func:`crossval_table`: the fold is
+    the validation split, the other folds train, fold ``-1`` is the test split.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> fold_split(pd.DataFrame({"fold": [-1, 0, 1, 2]}), 1)["split"].tolist()
+    ['test', 'train', 'val', 'train']
+    """
+    out = df.copy()
+    f = out["fold"].to_numpy()
+    out["split"] = np.where(f < 0, "test", np.where(f == fold, "val", "train"))
     return out

@@ -26,6 +26,7 @@ The modules: :mod:`~imaging_tl.evaluate.inputs` (these conventions, checked),
 :mod:`~imaging_tl.evaluate.samplesize` (small-sample cautions, printing an interval),
 :mod:`~imaging_tl.evaluate.subgroups` (figures per sex, age band, scanner, site, ...),
 :mod:`~imaging_tl.evaluate.referral` (figures on the cases kept as uncertain ones are referred),
+:mod:`~imaging_tl.evaluate.crossval` (per-fold and pooled out-of-fold figures),
 :mod:`~imaging_tl.evaluate.evaluation` (:func:`evaluate`) and
 :mod:`~imaging_tl.evaluate.predictions` (:func:`evaluate_predictions`).
 
@@ -51,6 +52,7 @@ from imaging_tl.evaluate.calibration import (
     fit_temperature,
     reliability_data,
 )
+from imaging_tl.evaluate.crossval import crossval_metrics
 from imaging_tl.evaluate.curves import weighted_average_precision, weighted_roc_auc
 from imaging_tl.evaluate.evaluation import evaluate
 from imaging_tl.evaluate.inputs import TASKS, Task
@@ -79,6 +81,7 @@ __all__ = [
     "binary_metrics",
     "bootstrap_weights",
     "choose_threshold",
+    "crossval_metrics",
     "estimate",
     "evaluate",
     "evaluate_predictions",

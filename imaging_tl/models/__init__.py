@@ -12,7 +12,8 @@ declaring its registry entries (:mod:`~imaging_tl.models.efficientnet_lite`,
 :mod:`~imaging_tl.models.weights` (offline ImageNet weights),
 :mod:`~imaging_tl.models.backbones` (``build_backbone``), :mod:`~imaging_tl.models.head`,
 :mod:`~imaging_tl.models.custom_objects`, :mod:`~imaging_tl.models.contract`,
-:mod:`~imaging_tl.models.transfer` and :mod:`~imaging_tl.models.predict`.
+:mod:`~imaging_tl.models.transfer`, :mod:`~imaging_tl.models.predict` and
+:mod:`~imaging_tl.models.ensemble` (the fold ensemble).
 
 Examples
 --------
@@ -50,6 +51,11 @@ _LAZY = {
     "model_file": "imaging_tl.models.contract",
     "ModelContract": "imaging_tl.models.contract",
     "fast_predict": "imaging_tl.models.predict",
+    "build_ensemble": "imaging_tl.models.ensemble",
+    "ensemble_members": "imaging_tl.models.ensemble",
+    "ensemble_predictions": "imaging_tl.models.ensemble",
+    "is_ensemble": "imaging_tl.models.ensemble",
+    "member_predictions": "imaging_tl.models.ensemble",
     "HeadConfig": "imaging_tl.models.head",
     "WeightsUnavailableError": "imaging_tl.models.keras_apps",
 }

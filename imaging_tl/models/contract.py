@@ -74,6 +74,8 @@ class ModelContract:
     lineage: list[dict[str, Any]] | None = None
     # the training domain (header facts; the feature reference is domain.npz beside)
     domain: dict[str, Any] | None = None
+    # a fold ensemble (imaging_tl.models.ensemble): members, method, member layer names
+    ensemble: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The contract as plain JSON-ready values."""

@@ -34,6 +34,7 @@ from imaging_tl.models.contract import (
     write_contract,
 )
 from imaging_tl.models.custom_objects import InputNormalization
+from imaging_tl.models.ensemble import ensemble_members
 from imaging_tl.models.head import HeadConfig, add_head
 from imaging_tl.models.registry import get_spec
 from imaging_tl.models.spec import BackboneSpec
@@ -275,7 +276,10 @@ def feature_extractor(model: keras.Model) -> keras.Model:
     ...                          input_size=32)
     >>> feature_extractor(m).output_shape
     (None, 1280)
+
+    Of a fold ensemble (:mod:`imaging_tl.models.ensemble`): the first member's features.
     """
+    model = ensemble_members(model)[0]
     return keras.Model(model.input, model.get_layer("head_pool").output,
                        name=f"{model.name}_features")
 

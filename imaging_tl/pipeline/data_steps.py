@@ -15,6 +15,7 @@ from imaging_tl.pipeline.inputs import (
     census_root,
     census_table,
     data_manifest_hash,
+    is_crossval,
     load_inputs,
     split_of,
     task_and_classes,
@@ -58,19 +59,25 @@ def splits_step(state: RunState) -> None:
     """Patient-level splits (audited for leakage) into ``splits.csv``; a resumed run must
     find the same splits it started with."""
     table = split_of(state.cfg, state.table)
+    # cross-validation: splits.csv says test or cv (and the fold); the run's table keeps
+    # fold 0's train/val/test until the folds are trained
+    written = table.assign(split=np.where(table["fold"] < 0, "test", "cv")) \
+        if is_crossval(state.cfg) else table
     splits_csv = state.run_dir / "splits.csv"
     if state.resume is not None and splits_csv.is_file():
         before = pd.read_csv(splits_csv, dtype=str, keep_default_na=False)
-        now = table.assign(frame=table["frame"].astype(str).replace("<NA>", ""))
+        now = written.assign(frame=written["frame"].astype(str).replace("<NA>", ""))
         a = sorted(zip(before["path"], before["split"], strict=True))
         # splits.csv holds undecodable file names escaped (readable_text): compare so
         b = sorted(zip(now["path"].map(readable_text), now["split"], strict=True))
         if a != b:
             raise InputError(f"--resume {state.run_dir}: the data or its splits changed since "
                              "the run started; start a new run")
-    state.paths["splits"] = write_splits(table, splits_csv)
-    state.counts = {k: int((table["split"] == k).sum()) for k in ("train", "val", "test")}
-    state.log("splits: " + ", ".join(f"{k} {v}" for k, v in state.counts.items())
+    state.paths["splits"] = write_splits(written, splits_csv)
+    state.counts = {k: int((written["split"] == k).sum()) for k in (
+        ("cv", "test") if written is not table else ("train", "val", "test"))}
+    folds = f" in {state.cfg.split.folds} folds" if written is not table else ""
+    state.log("splits: " + ", ".join(f"{k} {v}" for k, v in state.counts.items()) + folds
               + f" ({table['group'].nunique()} groups by {table['group_key'].iloc[0]})")
     state.table = table
 

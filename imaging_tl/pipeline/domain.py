@@ -103,9 +103,13 @@ def domain_step(state: Any) -> None:
     from imaging_tl.train.features import extract_features
 
     rate = state.cfg.evaluate.domain_false_flag_rate
-    feats = {p: extract_features(state.model, state.splits[p].x)[0]
-             for p in ("train", "val", "test")}
-    ref = fit_reference(feats["train"], feats["val"], rate, seed=state.cfg.seed)
+    # cross-validation: the training split holds every image of the folds (the
+    # validation images among them), so it alone is the reference
+    parts = ("train", "test") if getattr(state, "crossval", None) is not None \
+        else ("train", "val", "test")
+    feats = {p: extract_features(state.model, state.splits[p].x)[0] for p in parts}
+    ref = fit_reference(feats["train"], feats.get("val", feats["train"][:0]), rate,
+                        seed=state.cfg.seed)
     ref.save(state.run_dir / DOMAIN_FILE)
     state.domain = train_header_facts(list(state.splits["train"].rows["path"]))
     gate = DomainGate(state.domain, ref)

@@ -26,7 +26,14 @@ import numpy as np
 import pandas as pd
 
 from imaging_tl.config import RunConfig
-from imaging_tl.pipeline.inputs import InputError, load_inputs, split_of, task_and_classes
+from imaging_tl.data.splits import fold_split
+from imaging_tl.pipeline.inputs import (
+    InputError,
+    is_crossval,
+    load_inputs,
+    split_of,
+    task_and_classes,
+)
 
 __all__ = ["colour_mix", "early_checks", "grey_only_before_colour", "need_reason",
            "patients_needed", "split_problems"]
@@ -47,6 +54,10 @@ def early_checks(cfg: RunConfig) -> list[str]:
     task, classes = task_and_classes(cfg, table)
     split = split_of(cfg, table)
     errors = split_problems(split, task, classes, cfg.split)
+    if is_crossval(cfg):  # every fold validates once: each must hold every class
+        for f in range(1, cfg.split.folds):
+            errors += [f"fold {f}: {e}" for e in split_problems(
+                fold_split(split, f), task, classes, cfg.split) if e not in errors]
     mix = colour_mix(list(dict.fromkeys(table["path"])))
     notes = [f"colour: {mix['grey']} grey, {mix['colour']} stored as colour (RGB) of "
              f"{mix['looked']} file(s) looked at"
@@ -119,20 +130,19 @@ def patients_needed(split_cfg: Any) -> int | None:
     split.test)`` folds and the validation split one of ``k_val = round((1 - split.test) /
     split.val)`` folds of the rest, so a class needs ``k_test`` patients to reach the test
     split and ``k_val`` patients outside it to reach the validation split. With k-fold
-    cross-validation every fold must hold the class: ``split.folds``. None for a split
-    file (its splits are given).
+    cross-validation the test split is carved the same way and ``k_val`` is
+    ``split.folds`` (every fold must hold the class). None for a split file (its splits
+    are given).
 
     Examples
     --------
     >>> from imaging_tl.config.schema import SplitConfig
     >>> patients_needed(SplitConfig(val=0.2, test=0.2)), patients_needed(SplitConfig(
     ...     method="kfold", folds=5))
-    (5, 5)
+    (5, 7)
     """
     if split_cfg is None or split_cfg.file is not None:
         return None
-    if split_cfg.method == "kfold":
-        return int(split_cfg.folds)
     k_test, k_val = _folds_of(split_cfg)
     return max(k_test, math.ceil(k_val * k_test / (k_test - 1)))
 
@@ -146,20 +156,23 @@ def need_reason(split_cfg: Any) -> str:
     >>> need_reason(SplitConfig(val=0.2, test=0.2))
     'the test split is 1 of 5 folds of patients (split.test 0.2), the val split 1 of 4 folds of the rest (split.val 0.2)'
     """  # noqa: E501
-    if split_cfg.method == "kfold":
-        return (f"split.method kfold makes test and val one of {split_cfg.folds} folds of "
-                "patients each (split.folds)")
     k_test, k_val = _folds_of(split_cfg)
+    if split_cfg.method == "kfold":
+        return (f"the test split is 1 of {k_test} folds of patients (split.test "
+                f"{split_cfg.test:g}), each of the {k_val} folds of the rest validates once "
+                "(split.folds)")
     return (f"the test split is 1 of {k_test} folds of patients (split.test "
             f"{split_cfg.test:g}), the val split 1 of {k_val} folds of the rest (split.val "
             f"{split_cfg.val:g})")
 
 
 def _folds_of(split_cfg: Any) -> tuple[int, int]:
-    """The fold counts :func:`imaging_tl.data.split_table` deals test and val with."""
+    """The fold counts :func:`imaging_tl.data.split_table` deals test and val with (k-fold:
+    the test split's, and ``split.folds``)."""
     from imaging_tl.data.splits import holdout_folds
 
-    return holdout_folds(float(split_cfg.val), float(split_cfg.test))
+    k_test, k_val = holdout_folds(float(split_cfg.val), float(split_cfg.test))
+    return (k_test, int(split_cfg.folds)) if split_cfg.method == "kfold" else (k_test, k_val)
 
 
 def colour_mix(paths: list[str], limit: int = COLOUR_SAMPLE) -> dict[str, int]:

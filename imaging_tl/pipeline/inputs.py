@@ -13,7 +13,6 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from imaging_tl.config import RunConfig
@@ -21,9 +20,10 @@ from imaging_tl.data import (
     DatasetError,
     LeakageError,
     audit_splits,
+    crossval_table,
+    fold_split,
     from_csv,
     from_folder,
-    kfold_table,
     label_columns,
     read_splits,
     split_table,
@@ -31,7 +31,7 @@ from imaging_tl.data import (
 )
 
 __all__ = ["InputError", "census_root", "census_table", "data_manifest_hash", "expand_inputs",
-           "label_hint", "load_inputs", "split_of", "task_and_classes"]
+           "is_crossval", "label_hint", "load_inputs", "split_of", "task_and_classes"]
 
 
 class InputError(ValueError):
@@ -148,20 +148,39 @@ def task_and_classes(cfg: RunConfig, table: pd.DataFrame) -> tuple[str, list[str
 
 
 def split_of(cfg: RunConfig, table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with a ``split`` column: from ``split.file``, k-fold, or a seeded split."""
+    """``table`` with a ``split`` column: from ``split.file``, k-fold, or a seeded split.
+
+    k-fold: a ``fold`` column too (``-1`` for the test split outside the folds); the
+    ``split`` column is that of ``split.fold`` (its fold validates, the others train), or
+    of fold 0 when every fold is trained (:func:`is_crossval`).
+    """
     s = cfg.split
     try:
         if s.file is not None:
             return _split_from_file(s.file, table)
         if s.method == "kfold":
-            out = kfold_table(table, s.folds, seed=cfg.seed)
-            val_fold = (s.fold + 1) % s.folds
-            out["split"] = np.where(out["fold"] == s.fold, "test",
-                                    np.where(out["fold"] == val_fold, "val", "train"))
-            return out
+            out = crossval_table(table, s.folds, test=s.test, seed=cfg.seed)
+            return fold_split(out, s.fold or 0)
         return split_table(table, val=s.val, test=s.test, seed=cfg.seed)
     except (DatasetError, LeakageError) as exc:
         raise InputError(str(exc)) from None
+
+
+def is_crossval(cfg: RunConfig) -> bool:
+    """Whether a run trains every fold of a k-fold split (``split.method: kfold`` without
+    ``split.fold`` or ``split.file``).
+
+    Examples
+    --------
+    >>> from imaging_tl.config import load_config
+    >>> data = {"folder": "sample_dicoms"}
+    >>> is_crossval(load_config({"data": data, "split": {"method": "kfold"}}))
+    True
+    >>> is_crossval(load_config({"data": data, "split": {"method": "kfold", "fold": 2}}))
+    False
+    """
+    s = cfg.split
+    return s.method == "kfold" and s.fold is None and s.file is None
 
 
 def _split_from_file(file: str, table: pd.DataFrame) -> pd.DataFrame:

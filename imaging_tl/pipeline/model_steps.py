@@ -235,6 +235,10 @@ def train_step(state: RunState) -> None:
             state.resumed_from = {"phase": i, "epoch": int(ck_state["epoch"])}
             state.log(f"resuming phase {i + 1} ({pc.name}) after epoch {ck_state['epoch']}")
         cached = pc.freeze == "all" and cfg.train.feature_cache == "auto"
+        # cross-validation: features computed once for every fold, while the backbone is
+        # the one they came from (no earlier phase trained it)
+        shared = state.fold_features if cached and all(
+            p.freeze == "all" for p in phases[:i]) else None
         train_data, class_weight = _training_data(state, i, cached, augmenter)
         cbs = [epoch_callback(state.log, i, len(phases), pc.name, pc.epochs), *state.callbacks]
         va = state.splits["val"]
@@ -247,7 +251,8 @@ def train_step(state: RunState) -> None:
                             class_weight=class_weight, monitor=cfg.train.monitor,
                             seed=cfg.seed + i, cache_features=cached, checkpoint_dir=ckdir,
                             resume=ck_state is not None, callbacks=cbs,
-                            strategy=plan.strategy if plan.distributed else None)
+                            strategy=plan.strategy if plan.distributed else None,
+                            features=shared)
         except KeyboardInterrupt:
             state.log(f"interrupted in phase {i + 1} ({pc.name}); continue from the last "
                       f"completed epoch with: imaging-tl run --resume {state.run_dir}")
@@ -255,7 +260,7 @@ def train_step(state: RunState) -> None:
         rows += [{**row, "phase": i, "phase_name": pc.name} for row in res.history]
         state.best += [{**b, "phase": i} for b in res.best]
     state.history = pd.DataFrame(rows)
-    state.paths["history"] = write_csv(state.run_dir / "history.csv", state.history)
+    state.paths["history"] = write_csv(state.fold_dir / "history.csv", state.history)
 
 
 def phase_of(p: Any, lr_factor: float = 1.0) -> Phase:

@@ -23,9 +23,9 @@ from imaging_tl.pipeline.result import RunResult
 from imaging_tl.pipeline.state import RunState
 from imaging_tl.pipeline.subgroups import subgroup_evaluation
 
-__all__ = ["data_root", "evaluate_step", "evaluation_options", "export_step", "finish_step",
-           "gradcam_step", "output_paths", "report_step", "save_step", "settle_modes",
-           "shown_in_pictures", "tta_evaluation"]
+__all__ = ["data_root", "evaluate_scores", "evaluate_step", "evaluation_options",
+           "export_step", "finish_step", "gradcam_step", "output_paths", "prediction_rows",
+           "report_step", "save_step", "settle_modes", "shown_in_pictures", "tta_evaluation"]
 
 
 def evaluation_options(cfg: Any) -> dict[str, Any]:
@@ -47,12 +47,27 @@ def evaluation_options(cfg: Any) -> dict[str, Any]:
 def evaluate_step(state: RunState) -> None:
     """Threshold and calibration chosen on validation, measured on test; ``metrics.json``
     and ``predictions.csv``."""
-    from imaging_tl.evaluate import evaluate
     from imaging_tl.models import fast_predict
 
     va, te = state.splits["val"], state.splits["test"]
     batch = state.cfg.train.batch_size
-    p_va, p_te = fast_predict(state.model, va.x, batch), fast_predict(state.model, te.x, batch)
+    evaluate_scores(state, fast_predict(state.model, va.x, batch),
+                    fast_predict(state.model, te.x, batch))
+
+
+def evaluate_scores(state: RunState, p_va: np.ndarray, p_te: np.ndarray) -> None:
+    """:func:`evaluate_step` on given validation and test probabilities (rows of
+    ``state.splits["val"]`` and ``["test"]``): the threshold and the calibration chosen on
+    the first, measured on the second; ``metrics.json`` and ``predictions.csv``.
+    Cross-validation gives the pooled out-of-fold predictions as the validation scores.
+
+    Examples
+    --------
+    >>> evaluate_scores(state, oof_probabilities, ensemble_test_probabilities)  # doctest: +SKIP
+    """
+    from imaging_tl.evaluate import evaluate
+
+    va, te = state.splits["val"], state.splits["test"]
     state.scores = {"val": p_va, "test": p_te}
 
     def scores(p: np.ndarray) -> np.ndarray:
@@ -71,8 +86,8 @@ def evaluate_step(state: RunState) -> None:
     if state.cfg.evaluate.tta:
         state.metrics["tta"] = tta_evaluation(state, scores)
     state.paths["metrics"] = write_plain_json(state.run_dir / "metrics.json", state.metrics)
-    state.predictions = pd.concat([_prediction_rows(state, va.rows, p_va, "val"),
-                                   _prediction_rows(state, te.rows, p_te, "test")],
+    state.predictions = pd.concat([prediction_rows(state, va.rows, p_va, "val"),
+                                   prediction_rows(state, te.rows, p_te, "test")],
                                   ignore_index=True)
     state.paths["predictions"] = write_csv(state.run_dir / "predictions.csv", state.predictions)
 
@@ -115,8 +130,15 @@ def tta_evaluation(state: RunState, scores: Any) -> dict[str, Any]:
             "hflip": cfg.augment.hflip, "seed": cfg.seed}
 
 
-def _prediction_rows(state: RunState, rows: pd.DataFrame, p: np.ndarray,
-                     split: str) -> pd.DataFrame:
+def prediction_rows(state: RunState, rows: pd.DataFrame, p: np.ndarray,
+                    split: str) -> pd.DataFrame:
+    """The ``predictions.csv`` rows of one split: path (``output_paths``), frame, split,
+    patient pseudonym, label(s), probabilities and the decision at ``state.threshold``.
+
+    Examples
+    --------
+    >>> prediction_rows(state, state.splits["test"].rows, p_test, "test")  # doctest: +SKIP
+    """
     out = pd.DataFrame({"path": output_paths(state.cfg, rows["path"]), "frame": rows["frame"],
                         "split": split,
                         "group": pseudonymize(rows["group"].astype(str))})

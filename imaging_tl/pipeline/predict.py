@@ -20,7 +20,7 @@ from imaging_tl.augment import tta_predictions, tta_uncertainty
 from imaging_tl.data.prepare import failure_reason
 from imaging_tl.pipeline.inputs import InputError, expand_inputs
 
-__all__ = ["decisions", "predict_files", "probability_columns"]
+__all__ = ["decisions", "domain_notes", "predict_files", "probability_columns"]
 
 
 def probability_columns(task: str, classes: list[str],
@@ -88,6 +88,14 @@ class _Predictor:
                              "preprocessing")
         self.contract.check_batch(x[None])
         return x
+
+    def keras_model(self) -> Any:
+        """The Keras model (loaded on first use where another engine predicts)."""
+        if self.model is None:
+            from imaging_tl.models import load_transfer_model
+
+            self.model = load_transfer_model(self.model_path, compile=False)
+        return self.model
 
     def __call__(self, x: np.ndarray, batch_size: int) -> np.ndarray:
         if self.engine.name == "keras":
@@ -187,6 +195,10 @@ def predict_files(
         the same probabilities. 0: off. Grad-CAM and the domain gate see the plain image.
         With TTA an ``uncertainty`` column holds the spread of the copies' probabilities
         (:func:`imaging_tl.augment.tta_uncertainty`; higher: refer to a reader first).
+        A fold ensemble (a cross-validated run's model) without TTA fills ``uncertainty``
+        with the same spread over its members (their probabilities computed with Keras,
+        whatever the engine); with TTA the copies' spread is used.
+        ``df.attrs["uncertainty"]`` says which (``tta`` or ``ensemble``).
 
     Returns
     -------
@@ -213,9 +225,13 @@ def predict_files(
     out["threshold"] = contract.threshold
     out["domain"], out["domain_reason"] = "", ""
     out.attrs["engine"] = predictor.engine.name
+    # uncertainty: the spread of the TTA copies, else of a fold ensemble's members
+    spread = "tta" if tta else ("ensemble" if contract.ensemble else None)
     if tta:
         out.attrs["tta"] = {"n": tta, "preset": tta_preset, "seed": seed}
-        out["uncertainty"] = np.nan  # the spread of the copies' probabilities
+    if spread:
+        out.attrs["uncertainty"] = spread
+        out["uncertainty"] = np.nan
     gate = _gate(predictor, model_path, domain)
     gd = None
     if gradcam_dir is not None:
@@ -234,13 +250,10 @@ def predict_files(
                                     batch_size)
             if not good_i:
                 continue
-        if tta:
-            copies = tta_predictions(lambda b: predictor(b, batch_size), x, tta,
-                                     preset=tta_preset, seed=seed, index=good_i)
-            p = copies.astype(np.float64).mean(axis=0).astype(np.float32)
-            out.loc[good_i, "uncertainty"] = tta_uncertainty(copies)
-        else:
-            p = predictor(x, batch_size)
+        p, spread_of = _probabilities(predictor, x, good_i, batch_size, spread,
+                                      {"n": tta, "preset": tta_preset, "seed": seed})
+        if spread_of is not None:
+            out.loc[good_i, "uncertainty"] = spread_of
         x, p, good_i = _drop_non_finite(x, p, good_i, out)
         if not good_i:
             continue
@@ -254,6 +267,50 @@ def predict_files(
             save_overlays(predictor.model, x, names, None if task == "binary" else p.argmax(1))
             out.loc[good_i, "gradcam"] = [str(n) for n in names]
     return out
+
+
+def _probabilities(predictor: _Predictor, x: np.ndarray, good_i: list[int], batch_size: int,
+                   spread: str | None, tta: dict[str, Any]
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """A chunk's probabilities and, where asked, their uncertainty: the spread of the TTA
+    copies (seeded per file position), else of a fold ensemble's members (computed with
+    Keras; the mean comes from the engine)."""
+    if spread == "tta":
+        copies = tta_predictions(lambda b: predictor(b, batch_size), x, tta["n"],
+                                 preset=tta["preset"], seed=tta["seed"], index=good_i)
+        return (copies.astype(np.float64).mean(axis=0).astype(np.float32),
+                tta_uncertainty(copies))
+    if spread == "ensemble":
+        from imaging_tl.models import ensemble_predictions
+
+        p, members = ensemble_predictions(predictor.keras_model(), x, batch_size)
+        if predictor.engine.name != "keras":
+            p = predictor(x, batch_size)
+        return p, tta_uncertainty(members)
+    return predictor(x, batch_size), None
+
+
+def domain_notes(df: pd.DataFrame, mode: str) -> list[str]:
+    """What ``imaging-tl predict`` says about the domain gate: a model without a reference,
+    and the count of flagged files with the first five and their reason.
+
+    Examples
+    --------
+    >>> domain_notes(pd.DataFrame({"path": ["a"], "domain": ["ok"]}), "flag")
+    []
+    """
+    if "domain" not in df.columns or mode == "off":
+        return []
+    lines = []
+    if (df["domain"] == "unknown").any():
+        lines.append("domain gate: the model has no domain reference (trained before the gate)")
+    flagged = df[df["domain"] == "out_of_domain"]
+    if flagged.empty:
+        return lines
+    what = "skipped" if mode == "strict" else "predicted, but flagged"
+    lines.append(f"domain gate: {len(flagged)} of {len(df)} file(s) unlike the training data "
+                 f"({what}; see the domain and domain_reason columns)")
+    return lines + [f"  {r.path}: {r.domain_reason}" for r in flagged.head(5).itertuples()]
 
 
 def check_domain_mode(mode: str) -> None:
@@ -289,11 +346,8 @@ def _apply_gate(gate: Any, predictor: _Predictor, x: np.ndarray, good_i: list[in
     if gate.needs_features:
         from imaging_tl.train.features import extract_features
 
-        if predictor.model is None:  # an ONNX/TFLite engine: features from the Keras model
-            from imaging_tl.models import load_transfer_model
-
-            predictor.model = load_transfer_model(predictor.model_path, compile=False)
-        feats = extract_features(predictor.model, x, batch_size)[0]
+        # an ONNX/TFLite engine: features from the Keras model
+        feats = extract_features(predictor.keras_model(), x, batch_size)[0]
     status, reasons = gate.check([predictor.metas.pop(k, {}) for k in good_i], feats)
     out.loc[good_i, "domain"] = status
     out.loc[good_i, "domain_reason"] = reasons

@@ -90,8 +90,10 @@ def reevaluate(run_dir: str | os.PathLike, *, data: str | os.PathLike | None = N
         kw["n_bootstraps"] = int(n_bootstraps)
     if kw["temperature_scaling"]:
         # the temperature is fitted on the run's validation split, as in the run itself
-        vy, vs, vg, _, _ = _labelled_scores(run_dir, splits[splits["split"] == "val"].copy(),
-                                            task, classes)
+        # (a cross-validated run: on its pooled out-of-fold predictions)
+        vy, vs, vg = _oof_scores(run_dir / "oof_predictions.csv", task, classes) \
+            if (run_dir / "oof_predictions.csv").is_file() else _labelled_scores(
+                run_dir, splits[splits["split"] == "val"].copy(), task, classes)[:3]
         kw |= {"val_true": vy, "val_score": vs, "val_groups": vg}
     metrics = evaluate(y, s, task=task, groups=groups, class_names=classes, **kw)
     metrics["evaluated_on"] = str(data) if data is not None else "test split of the run"
@@ -192,3 +194,18 @@ def _labelled_scores(run_dir: Path, table: pd.DataFrame, task: str,
         return (labels == classes[1]).to_numpy(np.float32), probs[:, 1], groups, bad, table
     index = {c: i for i, c in enumerate(classes)}
     return labels.map(index).to_numpy(), probs, groups, bad, table
+
+
+def _oof_scores(path: Path, task: str, classes: list[str]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels, probabilities and patient keys of a cross-validated run's
+    ``oof_predictions.csv`` (each image predicted by the member that did not train on it)."""
+    oof = read_csv(path, dtype={"group": str, "label": str})
+    probs = oof[[f"prob_{c}" for c in classes]].to_numpy(np.float32)
+    groups = oof["group"].astype(str).to_numpy()
+    if task == "multilabel":
+        return oof[[f"label_{c}" for c in classes]].to_numpy(np.float32), probs, groups
+    if task == "binary":
+        return (oof["label"] == classes[1]).to_numpy(np.float32), probs[:, 1], groups
+    index = {c: i for i, c in enumerate(classes)}
+    return oof["label"].map(index).to_numpy(), probs, groups

@@ -107,6 +107,13 @@ class RunResult:
         if value is not None:
             lines.append(f"  test {name}: {self.headline_text()}")
         lines += [f"  caution, small sample: {n}" for n in self.metrics.get("small_sample", [])]
+        cv = self.metrics.get("crossval")
+        if isinstance(cv, dict):
+            s, key = cv["summary"].get(cv["headline"]) or {}, cv["headline"]
+            spread = f"{s['mean']:.3f} ± {s['sd']:.3f}" if s.get("sd") is not None else "n/a"
+            lines.append(f"  cross-validation, {cv['folds']} folds: {key} per fold {spread}, "
+                         f"pooled out of fold {format_estimate(cv['oof'].get(key))}; the "
+                         "test figure is the fold ensemble's, its threshold chosen out of fold")
         tta = self.metrics.get("tta")
         if isinstance(tta, dict) and isinstance(tta.get(name), dict):
             lines.append(f"  test {name} with test-time augmentation ({tta['copies']} copies, "

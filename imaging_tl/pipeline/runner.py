@@ -6,7 +6,9 @@ audit -> preprocessing into the array cache -> cross-task audit against the sour
 phased training (frozen phases on cached features, checkpoints
 after every epoch) -> evaluation on the test split (threshold chosen on validation) ->
 model + contract -> Grad-CAM -> exports -> report and model card -> TensorBoard events ->
-``run.json`` (-> MLflow, with ``tracking.mlflow``). The run directory::
+``run.json`` (-> MLflow, with ``tracking.mlflow``). With ``split.method: kfold`` and no
+``split.fold``, training and evaluation are those of every fold and the fold ensemble
+(:mod:`imaging_tl.pipeline.crossval`). The run directory::
 
     runs/<name>-<timestamp>/
       config.yaml  run.json  census.csv  splits.csv  data_index.csv  model.keras
@@ -45,10 +47,11 @@ from pathlib import Path
 from typing import Any
 
 from imaging_tl.config import ConfigError, RunConfig, load_config
+from imaging_tl.pipeline.crossval import crossval_evaluate_step, crossval_step
 from imaging_tl.pipeline.data_steps import census_step, prepare_step, splits_step, start_step
 from imaging_tl.pipeline.domain import domain_step
 from imaging_tl.pipeline.early import early_checks
-from imaging_tl.pipeline.inputs import InputError
+from imaging_tl.pipeline.inputs import InputError, is_crossval
 from imaging_tl.pipeline.mlflow_log import track_finished_run
 from imaging_tl.pipeline.model_steps import (
     build_step,
@@ -161,17 +164,22 @@ def _steps(s: RunState, cfg: RunConfig, plan: Any, log: ProgressLog) -> RunResul
         prepare_step(s)
     with s.step("source"):
         source_step(s)
-    with s.step("build"):
-        build_step(s)
-    with s.step("train"):
-        train_step(s)
+    crossval = is_crossval(cfg)
+    if crossval:  # every fold, then the fold ensemble (a float32 model already)
+        with s.step("train"):
+            crossval_step(s)
+    else:
+        with s.step("build"):
+            build_step(s)
+        with s.step("train"):
+            train_step(s)
     if not plan.is_chief:
         log(f"worker {plan.task_index}: training done; the chief evaluates and writes")
         return result_of(s, role=f"worker {plan.task_index}")
-    if plan.distributed or plan.precision != "float32":
+    if not crossval and (plan.distributed or plan.precision != "float32"):
         s.model = plain_copy(s)
-    outputs = [("evaluate", evaluate_step), ("domain", domain_step), ("save", save_step),
-               ("gradcam", gradcam_step)]
+    outputs = [("evaluate", crossval_evaluate_step if crossval else evaluate_step),
+               ("domain", domain_step), ("save", save_step), ("gradcam", gradcam_step)]
     if any(f != "keras" for f in cfg.export.formats):
         outputs.append(("export", export_step))
     for name, step in outputs:

@@ -67,11 +67,25 @@ class RunState:
     predictions: pd.DataFrame | None = None
     gallery: list[dict[str, Any]] = field(default_factory=list)
     domain: dict[str, Any] | None = None  # the training files' header facts (domain gate)
+    # cross-validation (split.method kfold, every fold): the fold being trained, and the
+    # folds' results (imaging_tl.pipeline.crossval.CrossVal)
+    fold: int | None = None
+    crossval: Any = None
+    fold_features: tuple[np.ndarray, np.ndarray] | None = None  # (train, val) of the fold
+
+    @property
+    def fold_dir(self) -> Path:
+        """Where the fold being trained writes (``folds/fold-K/``); the run directory
+        outside cross-validation."""
+        if self.fold is None:
+            return self.run_dir
+        return self.run_dir / "folds" / f"fold-{self.fold}"
 
     @property
     def checkpoints(self) -> Path:
-        """Per-phase training state, kept until the run has finished."""
-        return self.run_dir / "checkpoints"
+        """Per-phase training state (of the fold being trained), kept until it has
+        finished."""
+        return self.fold_dir / "checkpoints"
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:

@@ -26,6 +26,7 @@ from imaging_tl.evaluate.samplesize import format_ci
 from imaging_tl.report import plots
 from imaging_tl.report.caution import small_sample_html
 from imaging_tl.report.chain import chain_section
+from imaging_tl.report.crossval import crossval_section
 from imaging_tl.report.embed import PAGE_CSS, figure, img_tag
 from imaging_tl.report.gallery import gallery_from_dir, gallery_items
 from imaging_tl.report.labels import label_reading_section
@@ -317,6 +318,9 @@ def make_plots(
                 plots_dir / "reliability.png", calibrated=cal.get("reliability_calibrated"))
     if (m.get("tta") or {}).get("referral"):
         attempt("referral", plot_referral, m["tta"]["referral"], plots_dir / "referral.png")
+    if (m.get("crossval") or {}).get("referral"):
+        attempt("cv_referral", plot_referral, m["crossval"]["referral"],
+                plots_dir / "referral_ensemble.png", by="members' spread")
     if (m.get("subgroups") or {}).get("attributes"):
         attempt("forest", plot_forest, m["subgroups"], plots_dir / "subgroups_forest.png")
     if history is not None:
@@ -484,6 +488,8 @@ def _page_sections(title: str, made: Mapping[str, Path], metrics: Any, predictio
         f"<h1>{_esc(title)}</h1><p class='sub'>imaging_tl {__version__} &middot; {now}</p>",
         "<h2>Test metrics</h2>" + _metrics_section(metrics) + tta_section(metrics, _figure(
             made["referral"], "Referral curve") if "referral" in made else "")
+        + crossval_section(metrics, _figure(made["cv_referral"], "Referral curve, fold "
+                                            "ensemble") if "cv_referral" in made else "")
         + _domain_gate(metrics)
         + (f"<p>{len(predictions)} predictions.</p>" if predictions is not None else ""),
         *(["<h2>Subgroups</h2>" + subgroup_section(metrics["subgroups"], _figure(

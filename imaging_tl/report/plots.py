@@ -250,7 +250,8 @@ def plot_history(history: Any, path: str | Path) -> Path:
     history : pandas.DataFrame or path
         Columns ``phase``, ``epoch`` and metric columns; ``val_<m>`` is drawn in the
         panel of ``<m>``. Phases are shaded and labelled (with ``phase_name`` when
-        present); ``lr`` and ``seconds`` are not plotted.
+        present; with a ``fold`` column, each fold's phases in turn); ``lr`` and
+        ``seconds`` are not plotted.
     path : path
         PNG to write.
 
@@ -269,7 +270,7 @@ def plot_history(history: Any, path: str | Path) -> Path:
         if col not in df.columns:
             raise ValueError(f"history: missing column {col!r} (has {list(df.columns)})")
     # bookkeeping columns written by imaging_tl.train are not metrics
-    skip = {"phase", "phase_name", "epoch", "lr", "learning_rate", "seconds", "time"}
+    skip = {"phase", "phase_name", "epoch", "lr", "learning_rate", "seconds", "time", "fold"}
     numeric = [c for c in df.columns if c not in skip
                and pd.api.types.is_numeric_dtype(df[c])
                and not pd.api.types.is_bool_dtype(df[c])]  # e.g. train's cached_features
@@ -282,6 +283,8 @@ def plot_history(history: Any, path: str | Path) -> Path:
     label = df["phase_name"] if "phase_name" in df.columns else df["phase"]
     df = df.assign(_phase=df["phase"].astype(str) + ": " + label.astype(str)
                    if "phase_name" in df.columns else label.astype(str))
+    if "fold" in df.columns:  # cross-validation: each fold's phases in turn
+        df["_phase"] = "fold " + (df["fold"].astype(int) + 1).astype(str) + ", " + df["_phase"]
     phases = list(dict.fromkeys(df["_phase"]))
     offsets, x = {}, []
     start = 0

@@ -21,9 +21,11 @@ _ROWS = {
 }
 
 
-def plot_referral(referral: Mapping[str, Any], path: str | Path) -> Path:
+def plot_referral(referral: Mapping[str, Any], path: str | Path,
+                  by: str = "TTA spread") -> Path:
     """The referral curve: AUC and sensitivity on the cases retained as the most uncertain
-    0-50 % are referred to a reader (:func:`imaging_tl.evaluate.referral_curve`).
+    0-50 % are referred to a reader (:func:`imaging_tl.evaluate.referral_curve`); ``by``
+    names the uncertainty in the title.
 
     Examples
     --------
@@ -44,7 +46,7 @@ def plot_referral(referral: Mapping[str, Any], path: str | Path) -> Path:
         y = [float("nan") if v is None else v for v in referral[key]]
         ax.plot(x, y, "o-", color=f"C{i}", ms=3, label=key.replace("roc_auc", "ROC AUC"))
     ax.set(xlim=(0, 50), ylim=(0, 1.02), xlabel="most uncertain cases referred (%)",
-           ylabel="on the cases retained", title="Referral curve (TTA spread)")
+           ylabel="on the cases retained", title=f"Referral curve ({by})")
     ax.legend(loc="lower right", fontsize=8)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

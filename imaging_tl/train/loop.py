@@ -123,6 +123,7 @@ def train(
     callbacks: list[keras.callbacks.Callback] | None = None,
     verbose: int = 0,
     strategy: Any = None,
+    features: tuple[np.ndarray, np.ndarray | None] | None = None,
 ) -> TrainResult:
     """Train a transfer model phase by phase and return the per-epoch history.
 
@@ -171,6 +172,12 @@ def train(
         (:func:`~imaging_tl.train.distribute.distributed_fit`) instead of Keras' ``fit``,
         with the same history, checkpoints and callbacks. ``None`` or TensorFlow's default
         strategy: Keras' ``fit``.
+    features : (train, val) feature arrays, optional
+        Pooled backbone features of ``train_data`` and ``val_data`` (rows in the same
+        order), computed before by :func:`~imaging_tl.train.features.extract_features`
+        with this model's backbone as it is now; cached phases use them instead of
+        computing their own until a phase changes the backbone. Cross-validation computes
+        every image's features once for all folds this way.
 
     Returns
     -------
@@ -199,6 +206,10 @@ def train(
         sparse=not (task == "multiclass" and arrays is not None and arrays[1].ndim == 2),
         strategy=strategy, callbacks=list(callbacks or []), verbose=verbose,
         ckpt=Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None)
+    if features is not None and arrays is not None:
+        run.features["train"] = (np.asarray(features[0], np.float32), arrays[1])
+        if features[1] is not None and val_arrays is not None:
+            run.features["val"] = (np.asarray(features[1], np.float32), val_arrays[1])
     start_phase, start_epoch = run.restore(resume)
     for pi, phase in enumerate(phases):
         if pi >= start_phase:

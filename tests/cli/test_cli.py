@@ -82,6 +82,15 @@ def test_run_check_prints_the_resolved_config(config_file, capsys):
     assert out["model"]["normalization"] == "efficientnet_lite"
 
 
+def test_run_fold_trains_one_fold_and_is_checked(config_file, capsys):
+    assert main(["run", str(config_file), "--check", "--set", "split.method=kfold",
+                 "--set", "split.folds=4", "--fold", "2"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["split"]["fold"] == 2
+    assert main(["run", str(config_file), "--check", "--set", "split.method=kfold",
+                 "--fold", "7"]) == 2
+    assert "split.fold: 7 must be below split.folds (5)" in capsys.readouterr().err
+
+
 def test_predict_missing_model_exits_2(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "m.keras"), str(tmp_path), "--out",
                  str(tmp_path / "p.csv")]) == 2

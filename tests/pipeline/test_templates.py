@@ -107,14 +107,15 @@ def test_head_ct_template_runs_a_multiclass_task(tiny_data, tmp_path):
 
 def test_multilabel_template_runs_with_a_kfold_split(tiny_data, tmp_path):
     r = _run_template("multilabel_csv", [f"data.csv={tiny_data / 'labels.csv'}"],
-                      tmp_path / "ml", ("split.method=kfold", "split.folds=4", "split.fold=1",
-                                        # too few consolidation patients for 4 folds
+                      tmp_path / "ml", ("split.method=kfold", "split.folds=3", "split.fold=1",
+                                        # too few consolidation patients for 3 folds
                                         "data.label_columns=[effusion, nodule]"))
     assert r.task == "multilabel"
     assert r.class_names == ["effusion", "nodule"]
     splits = pd.read_csv(r.run_dir / "splits.csv")
-    assert set(splits["fold"]) == {0, 1, 2, 3}
-    assert (splits.loc[splits["fold"] == 1, "split"] == "test").all()
+    assert set(splits["fold"]) == {-1, 0, 1, 2}  # -1: the test split, outside the folds
+    assert (splits.loc[splits["fold"] == 1, "split"] == "val").all()
+    assert (splits.loc[splits["fold"] == -1, "split"] == "test").all()
     pred = pd.read_csv(r.run_dir / "predictions.csv")
     assert {f"{kind}_{c}" for kind in ("label", "prob") for c in r.class_names} <= set(pred)
     name, value, _ = r.headline()

@@ -59,6 +59,16 @@ def _binary_run(tmp_path_factory, n_patients: int = 60):
         {"sex": np.where(test.group.str.split("-").str[1].astype(int) % 2, "F", "M")},
         threshold=metrics["operating_point"]["threshold"], groups=test.group,
         n_bootstraps=100)
+    # a cross-validation section with its referral curve (the validation rows as 3 folds)
+    val = preds[preds.split == "val"].reset_index(drop=True)
+    folds = [val[val.index % 3 == k] for k in range(3)]
+    metrics["crossval"] = ev.crossval_metrics(
+        [(f.label == "nodule").astype(int) for f in folds], [f.prob_nodule for f in folds],
+        [f.group for f in folds], threshold=metrics["operating_point"]["threshold"],
+        n_bootstraps=50)
+    metrics["crossval"]["referral"] = ev.referral_curve(
+        (test.label == "nodule").astype(int), test.prob_nodule,
+        np.abs(test.prob_nodule - 0.5), threshold=metrics["operating_point"]["threshold"])
     pick = select_gallery((test.label == "nodule").to_numpy(), test.prob_nodule.to_numpy(),
                           metrics["threshold"], n_per_category=3)
     cams = []
@@ -97,7 +107,7 @@ def test_all_plots_written(binary_report):
     names = {p.name for p in (path.parent / "plots").glob("*.png")}
     assert names == {"roc.png", "pr.png", "confusion_matrix.png", "reliability.png",
                      "training_curves.png", "class_balance.png", "gradcam_gallery.png",
-                     "subgroups_forest.png"}
+                     "subgroups_forest.png", "referral_ensemble.png"}
     for p in (path.parent / "plots").glob("*.png"):
         with Image.open(p) as im:
             assert im.format == "PNG" and min(im.size) > 100
@@ -111,8 +121,10 @@ def test_page_is_self_contained_and_complete(binary_report):
     assert "<script" not in page and "<link" not in page
     srcs = re.findall(r'<img[^>]*src="([^"]+)"', page)
     n_cams = len(parts["gradcam"])
-    assert len(srcs) == 7 + n_cams  # roc, pr, cm, reliability, forest, curves, balance + cams
+    # roc, pr, cm, reliability, referral, forest, curves, balance + cams
+    assert len(srcs) == 8 + n_cams
     assert "<h2>Subgroups</h2>" in page and "Worst-group AUC" in page
+    assert "Cross-validation (3 folds)" in page and "pooled out of fold" in page
     for s in srcs:
         assert s.startswith("data:image/png;base64,")
         Image.open(io.BytesIO(base64.b64decode(s.split(",", 1)[1]))).verify()
@@ -269,7 +281,7 @@ def test_report_renders_in_headless_chromium(binary_report, tmp_path, width):
     m = re.search(r'<pre id="render-check">(.*?)</pre>', res.stdout, re.S)
     assert m, f"no render result; chromium said: {res.stderr[-2000:]}"
     check = json.loads(m.group(1).replace("&quot;", '"'))
-    assert check["images"] == 7 + len(parts["gradcam"])  # the subgroups' forest plot too
+    assert check["images"] == 8 + len(parts["gradcam"])  # forest and ensemble referral too
     assert check["broken"] == [], check
     assert check["viewport"] == width
     assert check["scrollWidth"] <= width and check["wide"] == [], check  # nothing cut off
@@ -311,7 +323,8 @@ def test_write_run_report_from_run_directory(tmp_path_factory):
     page = write_run_report(out).read_text()
     n_cams = len(list((out / "gradcam").glob("*.png")))
     assert n_cams == len(parts["gradcam"])
-    assert len(re.findall(r"<img ", page)) == 7 + n_cams  # the forest plot from metrics.json
+    # the forest plot and the ensemble referral curve from metrics.json
+    assert len(re.findall(r"<img ", page)) == 8 + n_cams
     assert "false positives" in page or "false negatives" in page
     assert "DOE^JANE" not in page and "demo-binary" in page
     with pytest.raises(FileNotFoundError, match="run directory"):
