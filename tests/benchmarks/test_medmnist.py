@@ -25,6 +25,7 @@ def _tiny_npz(path: Path, n=(48, 16, 24), size=28, seed=0, classes=2) -> Path:
     return path
 
 
+@pytest.mark.slow  # the harness end to end; the metric definitions stay in the default run
 def test_end_to_end_binary_with_published_baselines(mm, tmp_path, capsys, lite0_backbone):
     npz = _tiny_npz(tmp_path / "pneumoniamnist.npz")
     out = tmp_path / "r.json"
@@ -43,7 +44,7 @@ def test_end_to_end_binary_with_published_baselines(mm, tmp_path, capsys, lite0_
     assert 0 <= r["frozen_auc"] <= 1 and 0 <= r["finetune_acc"] <= 1
 
 
-@pytest.mark.slow  # the 28 px binary run end to end stays in the default run
+@pytest.mark.slow
 def test_224_release_and_multiclass(mm, tmp_path, capsys, lite0_backbone):
     small = _tiny_npz(tmp_path / "bloodmnist.npz", n=(30, 12, 15), classes=3)
     big = _tiny_npz(tmp_path / "bloodmnist_224.npz", n=(30, 12, 15), size=40, classes=3)

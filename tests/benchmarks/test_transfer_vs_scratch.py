@@ -67,6 +67,7 @@ def test_paired_difference(tvs):
                                                           + tvs.auc(y, -noise)) / 2)
 
 
+@pytest.mark.slow  # the harness end to end; its parts are tested above, in the default run
 def test_end_to_end_fast_arms(tvs, tmp_path, capsys, lite0_backbone):
     rc = tvs.main(["--quick", "--tasks", "synthetic", "--arms",
                    "tl_frozen,tl_finetune,small_cnn,logreg_pixels", "--difficulty", "-1",

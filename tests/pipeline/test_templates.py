@@ -122,6 +122,7 @@ def test_multilabel_template_runs_with_a_kfold_split(tiny_data, tmp_path):
     assert "auc" in name and 0 <= value <= 1
 
 
+@pytest.mark.slow  # the chain through run.json, contract and report: test_source_chain.py
 def test_source_and_target_templates_make_a_chain(tiny_data, tmp_path):
     source = _run_template("source_task", [f"data.csv={tiny_data / 'labels.csv'}",
                                            "data.path_column=path"], tmp_path / "src",
