@@ -199,6 +199,7 @@ def census_table(table: pd.DataFrame, root: Path | None) -> pd.DataFrame:
     """The census of a run's files: one row per file, the PatientID as a pseudonym."""
     from imaging_tl.io.census import COLUMNS, census_row, csv_value
     from imaging_tl.io.pseudonyms import pseudonym
+    from imaging_tl.io.series import add_series_columns
 
     rows = []
     for p in dict.fromkeys(table["path"]):
@@ -206,6 +207,7 @@ def census_table(table: pd.DataFrame, root: Path | None) -> pd.DataFrame:
         if row.get("PatientID"):  # keep the grouping, never the identifier
             row["PatientID"] = pseudonym(str(row["PatientID"]))
         rows.append(row)
+    add_series_columns(rows)  # slice order and per-series problems
     return pd.DataFrame([{k: csv_value(r.get(k)) for k in COLUMNS} for r in rows])
 
 

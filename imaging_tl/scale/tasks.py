@@ -111,13 +111,16 @@ def census_dask(directory: str | os.PathLike, out: str | os.PathLike | None = "c
         rows = map_batches(client, partial(_census_batch, root=str(root), decode=decode),
                            files, batch_size=batch_size, retries=retries, progress=progress,
                            desc="census")
+    from imaging_tl.io.series import add_series_columns
+
+    series = add_series_columns(rows)
     if not keep_patient_id:
         for row in rows:
             row["PatientID"] = pseudonymize_patient_id(row.get("PatientID"))
     if out is not None:
         with atomic_path(out) as tmp:
             write_census_csv(rows, tmp)
-    return CensusResult(root, Path(out) if out is not None else None, rows)
+    return CensusResult(root, Path(out) if out is not None else None, rows, series)
 
 
 def _predict_batch(paths: list[str], model: str, engine: str, batch_size: int,
