@@ -42,6 +42,55 @@ def _csv_columns(path: str) -> list[str] | None:
         return None
 
 
+def _check_series_data(d: DataConfig) -> list[str]:
+    """``data.unit: series``: the files under data.folder, labels from data.csv or folders."""
+    errors: list[str] = []
+    if d.folder is None:
+        errors.append("data.folder: required with data.unit series (the folder holding the "
+                      "DICOM series; data.csv, if given, labels them by SeriesInstanceUID)")
+    elif not Path(d.folder).is_dir():
+        errors.append(f"data.folder: folder {d.folder!r} does not exist")
+    if d.label_columns:
+        errors.append("data.label_columns: not supported with data.unit series (one label "
+                      "per series); use data.label_column")
+    if d.csv is None:
+        for key, value in (("data.label_column", d.label_column),
+                           ("data.series_column", d.series_column),
+                           ("data.group_column", d.group_column)):
+            if value:
+                errors.append(f"{key}: needs data.csv (labels per series); without it the "
+                              "class folders are the labels")
+        return errors
+    cols = _csv_columns(d.csv) if Path(d.csv).is_file() else None
+    if cols is None:
+        errors.append(f"data.csv: {d.csv!r} does not exist or is not a CSV text file")
+        return errors
+    if not d.label_column:
+        errors.append("data.label_column: required with data.csv (the column holding each "
+                      "series' label)")
+    series_names = ("series_uid", "SeriesInstanceUID", "series_instance_uid", "series")
+    if d.series_column is None and not any(c in cols for c in series_names):
+        errors.append(f"data.series_column: {Path(d.csv).name} has none of "
+                      f"{', '.join(series_names)}; name its column of SeriesInstanceUIDs")
+    for key, col in (("data.series_column", d.series_column),
+                     ("data.label_column", d.label_column),
+                     ("data.group_column", d.group_column)):
+        if col is not None and col not in cols:
+            close = difflib.get_close_matches(col, cols, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            errors.append(f"{key}: {col!r} is not a column of {Path(d.csv).name}{hint}; "
+                          f"columns: {', '.join(cols)}")
+    return errors
+
+
+def _check_data_unit(d: DataConfig, task: TaskConfig | None) -> list[str]:
+    """The data keys, as ``data.unit`` reads them."""
+    if d.unit == "series":
+        return _check_series_data(d)
+    extra = ["data.series_column: only with data.unit series"] if d.series_column else []
+    return extra + _check_data(d, task)
+
+
 def _check_data(d: DataConfig, task: TaskConfig | None) -> list[str]:
     errors: list[str] = []
     if (d.csv is None) == (d.folder is None):
@@ -252,7 +301,7 @@ def cross_checks(parts: dict[str, Any]) -> list[str]:
     data, task, split = parts.get("data"), parts.get("task"), parts.get("split")
     model, train = parts.get("model"), parts.get("train")
     if data is not None:
-        errors += _check_data(data, task)
+        errors += _check_data_unit(data, task)
     if task is not None:
         errors += _check_task(task)
     if split is not None:

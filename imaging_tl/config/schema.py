@@ -52,6 +52,9 @@ class DataConfig(Section):
 
     Give ``csv`` (a manifest with a path column and label column(s)) or ``folder`` (one
     sub-folder per class). Relative paths are resolved against the YAML file's folder.
+    ``unit: series`` (CT and MR series): the DICOM files under ``folder`` are grouped into
+    series, each labelled by ``csv`` (one row per series, keyed by ``series_column``) or by
+    the class folder it lies in; a sample is a slice of a labelled series.
     """
 
     csv: str | None = None
@@ -69,6 +72,10 @@ class DataConfig(Section):
     # auto: JPEG 2000 / baseline JPEG decoded at the reduced resolution the first resize
     # needs (the cold cache build's speed-up); full: every image decoded in full.
     decode: Literal["auto", "full"] = "auto"
+    # image: every file (frame) is a sample with its own label; series: slices of series
+    # labelled per series (imaging_tl.data.series)
+    unit: Literal["image", "series"] = "image"
+    series_column: str | None = None
 
 
 class TaskConfig(Section):

@@ -61,6 +61,9 @@ class SliceHeader:
         PixelSpacing (mm, row then column).
     slice_thickness : float or None
         SliceThickness (mm).
+    patient_id, sop_uid : str or None
+        PatientID and SOPInstanceUID, for grouping and the leakage audit; kept out of
+        ``repr`` and of every message (callers store pseudonyms).
 
     Examples
     --------
@@ -79,6 +82,8 @@ class SliceHeader:
     size: tuple[int, int] | None = None
     pixel_spacing: tuple[float, ...] | None = None
     slice_thickness: float | None = None
+    patient_id: str | None = field(default=None, repr=False)
+    sop_uid: str | None = field(default=None, repr=False)
 
     def normal(self) -> np.ndarray | None:
         """The unit slice normal (row cosines x column cosines), None without orientation."""
@@ -203,7 +208,7 @@ def slice_headers_of(ds: Any, path: str) -> list[SliceHeader]:
     >>> [(s.instance_number, s.normal_position()) for s in slice_headers_of(ds, "a.dcm")]
     [(4, 2.5)]
     """
-    uid = ds.get("SeriesInstanceUID")
+    uid, pid, sop = (ds.get(k) for k in ("SeriesInstanceUID", "PatientID", "SOPInstanceUID"))
     rows, cols = _int(ds.get("Rows")), _int(ds.get("Columns"))
     size = (rows, cols) if rows is not None and cols is not None else None
     n_frames = _int(ds.get("NumberOfFrames")) or 1
@@ -220,6 +225,8 @@ def slice_headers_of(ds: Any, path: str) -> list[SliceHeader]:
             instance_number=number, size=size,
             pixel_spacing=_floats(spacing, 2) if spacing is not None else None,
             slice_thickness=_thickness(thickness),
+            patient_id=str(pid).strip() or None if pid else None,
+            sop_uid=str(sop) if sop else None,
         ))
     return out
 

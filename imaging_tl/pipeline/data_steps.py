@@ -50,6 +50,12 @@ def census_step(state: RunState) -> None:
     root = census_root(cfg)
     state.log(f"dataset: {len(table)} samples from {table['path'].nunique()} files, "
               f"{state.task} task, classes {state.classes}")
+    if table.attrs.get("unit") == "series":
+        report = table.attrs.get("series_report") or []
+        state.log(f"series: {table['series'].nunique()} labelled series, their slices are the "
+                  f"samples; {len(report)} left out" + (":" if report else ""))
+        for line in report[:10]:
+            state.log(f"  {line}")
     state.paths["census"] = write_csv(state.run_dir / "census.csv", census_table(table, root))
     state.table = table
 

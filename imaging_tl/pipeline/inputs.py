@@ -75,6 +75,12 @@ def load_inputs(cfg: RunConfig) -> pd.DataFrame:
     """
     d = cfg.data
     try:
+        if d.unit == "series":
+            from imaging_tl.data.series import from_series
+
+            return from_series(d.folder, csv=d.csv, series_column=d.series_column,
+                               label_column=d.label_column or "label",
+                               group_column=d.group_column, label_map=cfg.task.label_map)
         if d.folder is not None:
             return from_folder(d.folder, frames=d.frames, label_map=cfg.task.label_map)
         return from_csv(d.csv, path_column=d.path_column, label_column=d.label_column,
