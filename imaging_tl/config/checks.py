@@ -228,12 +228,27 @@ def _check_phases(phases: list[PhaseConfig]) -> list[str]:
     return errors
 
 
+def _check_stack(stack: Any, i: int, n_stages: int, channels: int) -> list[str]:
+    """``stack``: last, and as many channels as the backbone takes (3)."""
+    errors = []
+    if i != n_stages - 1:
+        errors.append(f"preprocessing.{i}: stack must be the last stage (the stages before "
+                      "it run on each slice; its channels are the model's input)")
+    total = channels * len(stack.offsets)
+    if total != 3:
+        errors.append(f"preprocessing.{i}: stack gives {len(stack.offsets)} offset(s) x "
+                      f"{channels} channel(s) = {total} channels; the backbone takes 3 (three "
+                      "slices of one window, or one slice of three windows)")
+    return errors
+
+
 def _check_stages(stages: list[dict[str, Any]],
                   model: ModelConfig | PretrainModelConfig | None) -> list[str]:
     from imaging_tl.stages import MultiWindow, Resize, stage_from_config
 
     errors = []
     resize_sizes = []
+    channels = 1  # per slice, before a stack stage
     for i, stage in enumerate(stages):
         try:
             built = stage_from_config(stage)
@@ -249,6 +264,10 @@ def _check_stages(stages: list[dict[str, Any]],
         if isinstance(built, MultiWindow) and len(built.windows) not in (1, 3):
             errors.append(f"preprocessing.{i}: multi_window gives {len(built.windows)} "
                           "channels; the backbone takes 3 (or 1, replicated): use 3 windows")
+        if isinstance(built, MultiWindow):
+            channels = len(built.windows)
+        if built.name == "stack":
+            errors += _check_stack(built, i, len(stages), channels)
     if model is not None and model.input_size is not None and resize_sizes:
         i, size = resize_sizes[-1]
         if size != (model.input_size, model.input_size):
@@ -312,6 +331,10 @@ def cross_checks(parts: dict[str, Any]) -> list[str]:
         errors += _check_phases(train.phases)
     if parts.get("preprocessing") is not None:
         errors += _check_stages(parts["preprocessing"], model)
+        if data is not None and data.unit != "series" and any(
+                s.get("name") == "stack" for s in parts["preprocessing"]):
+            errors.append("preprocessing: stack needs data.unit series (its channels are "
+                          "neighbouring slices of a series)")
     if parts.get("evaluate") is not None:
         errors += _check_evaluate(parts["evaluate"])
         errors += _check_subgroups(parts["evaluate"], data, task)

@@ -8,7 +8,8 @@ usual table (:mod:`imaging_tl.data.table`) with the series' label, plus
 ``series``
     the series key, a pseudonym of its SeriesInstanceUID (``ser:`` + 16 hex digits);
 ``slice``
-    the slice's 0-based place along the slice normal; ``n_slices`` the series' length.
+    the slice's 0-based place along the slice normal; ``n_slices`` the series' length,
+    ``slice_spacing`` the distance between its slices (mm; empty when not known).
 
 Splits group by patient as for images (PatientID pseudonyms from the headers, or
 ``data.group_column``), so all slices of a series, and all series of a patient, share a
@@ -36,7 +37,7 @@ from imaging_tl.io.series import Series, scan_series
 __all__ = ["SERIES_COLUMNS", "from_series", "series_key"]
 
 #: Columns a series table adds to the usual ones.
-SERIES_COLUMNS = ("series", "slice", "n_slices")
+SERIES_COLUMNS = ("series", "slice", "n_slices", "slice_spacing")
 
 #: CSV columns read as the SeriesInstanceUID when ``series_column`` is not given.
 _SERIES_COLUMN_NAMES = ("series_uid", "SeriesInstanceUID", "series_instance_uid", "series")
@@ -68,7 +69,8 @@ def _slice_rows(series: Series, label: Any, group: tuple[str, str] | None) -> li
         group = (pseudonym(pid, "pid"), "PatientID") if pid else (key, "SeriesInstanceUID")
     return [{"path": s.path, "frame": pd.NA if s.frame is None else s.frame, "label": label,
              "group": group[0], "group_key": group[1], "series": key, "slice": i,
-             "n_slices": len(series.slices), "SOPInstanceUID": s.sop_uid}
+             "n_slices": len(series.slices), "slice_spacing": series.spacing,
+             "SOPInstanceUID": s.sop_uid}
             for i, s in enumerate(series.slices)]
 
 
@@ -148,7 +150,8 @@ def from_series(
     Returns
     -------
     pandas.DataFrame
-        ``path, frame, label, group, group_key, series, slice, n_slices, SOPInstanceUID``,
+        ``path, frame, label, group, group_key, series, slice, n_slices, slice_spacing,
+        SOPInstanceUID``,
         by series then slice. ``attrs["series_report"]`` lists what was left out and why;
         ``attrs["unit"]`` is ``"series"``.
 
