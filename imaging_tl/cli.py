@@ -273,9 +273,9 @@ def _predict(args: argparse.Namespace) -> int:
     except (InputError, ImportError, ValueError, ConnectionError) as exc:
         raise UsageError(str(exc)) from exc
     out = write_csv(args.out, df)
-    ok = int((df["status"] == "ok").sum())
+    ok, unit = int((df["status"] == "ok").sum()), "series" if "series" in df.columns else "file(s)"
     tta = f", TTA {args.tta} copies ({args.tta_preset}, seed {args.seed})" if args.tta else ""
-    print(f"predicted {ok} of {len(df)} file(s) with {df.attrs.get('engine')}{tta} -> {out}")
+    print(f"predicted {ok} of {len(df)} {unit} with {df.attrs.get('engine')}{tta} -> {out}")
     _domain_summary(df, args.domain)
     for r in df[df["status"] == "error"].itertuples():
         print(f"  could not predict {r.path}: {r.reason}", file=sys.stderr)

@@ -88,6 +88,8 @@ def _check_data_unit(d: DataConfig, task: TaskConfig | None) -> list[str]:
     if d.unit == "series":
         return _check_series_data(d)
     extra = ["data.series_column: only with data.unit series"] if d.series_column else []
+    if d.slice_step != 1:
+        extra.append("data.slice_step: only with data.unit series")
     return extra + _check_data(d, task)
 
 
@@ -242,6 +244,19 @@ def _check_stack(stack: Any, i: int, n_stages: int, channels: int) -> list[str]:
     return errors
 
 
+def _check_series_use(data: DataConfig, stages: list[dict[str, Any]] | None,
+                      evaluate: EvaluateConfig | None) -> list[str]:
+    """Keys that only make sense with (or without) ``data.unit: series``."""
+    errors = []
+    if data.unit == "series" and evaluate is not None and evaluate.patient_level != "none":
+        errors.append("evaluate.patient_level: not with data.unit series, which is evaluated "
+                      "per series (evaluate.series_aggregate)")
+    if data.unit != "series" and any(s.get("name") == "stack" for s in stages or []):
+        errors.append("preprocessing: stack needs data.unit series (its channels are "
+                      "neighbouring slices of a series)")
+    return errors
+
+
 def _check_stages(stages: list[dict[str, Any]],
                   model: ModelConfig | PretrainModelConfig | None) -> list[str]:
     from imaging_tl.stages import MultiWindow, Resize, stage_from_config
@@ -331,10 +346,8 @@ def cross_checks(parts: dict[str, Any]) -> list[str]:
         errors += _check_phases(train.phases)
     if parts.get("preprocessing") is not None:
         errors += _check_stages(parts["preprocessing"], model)
-        if data is not None and data.unit != "series" and any(
-                s.get("name") == "stack" for s in parts["preprocessing"]):
-            errors.append("preprocessing: stack needs data.unit series (its channels are "
-                          "neighbouring slices of a series)")
+    if data is not None:
+        errors += _check_series_use(data, parts.get("preprocessing"), parts.get("evaluate"))
     if parts.get("evaluate") is not None:
         errors += _check_evaluate(parts["evaluate"])
         errors += _check_subgroups(parts["evaluate"], data, task)

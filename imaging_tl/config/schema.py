@@ -76,6 +76,9 @@ class DataConfig(Section):
     # labelled per series (imaging_tl.data.series)
     unit: Literal["image", "series"] = "image"
     series_column: str | None = None
+    # series: the training split uses every k-th slice of each series (1: all slices);
+    # validation, test and the stack stage's neighbours keep every slice
+    slice_step: int = Field(1, ge=1)
 
 
 class TaskConfig(Section):
@@ -216,7 +219,10 @@ class EvaluateConfig(Section):
 
     operating_point: OperatingPointConfig = Field(default_factory=OperatingPointConfig)
     bootstrap: int = Field(1000, ge=0)
-    patient_level: Literal["none", "max", "mean"] = "none"
+    patient_level: Literal["none", "max", "mean", "top_k_mean", "noisy_or"] = "none"
+    # data.unit series: how the slices' probabilities make the series' probability
+    series_aggregate: Literal["max", "mean", "top_k_mean", "noisy_or"] = "max"
+    top_k: int = Field(3, ge=1)  # the slices top_k_mean averages
     calibration: Literal["none", "temperature"] = "none"
     gradcam: int = Field(8, ge=0)
     # files that may carry burned-in text (BurnedInAnnotation YES, secondary captures,

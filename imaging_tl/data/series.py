@@ -34,7 +34,7 @@ from imaging_tl.data.table import validate
 from imaging_tl.io.pseudonyms import pseudonym
 from imaging_tl.io.series import Series, scan_series
 
-__all__ = ["SERIES_COLUMNS", "from_series", "series_key"]
+__all__ = ["SERIES_COLUMNS", "from_series", "sample_slices", "series_key"]
 
 #: Columns a series table adds to the usual ones.
 SERIES_COLUMNS = ("series", "slice", "n_slices", "slice_spacing")
@@ -209,3 +209,22 @@ def _finish_series(rows: list[dict], report: list[str], labels: Any, seen: set[s
                     series_report=report)
     validate(df, source=source)
     return df
+
+
+def sample_slices(table: pd.DataFrame, step: int, split: str = "train") -> pd.DataFrame:
+    """``table`` with only every ``step``-th slice of each series of ``split`` (the slices
+    0, step, 2 step, ... of each series); other splits and image tables unchanged.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"series": ["a"] * 5 + ["b"] * 5, "slice": list(range(5)) * 2,
+    ...                   "split": ["train"] * 5 + ["test"] * 5})
+    >>> sample_slices(t, 2)["slice"].tolist()
+    [0, 2, 4, 0, 1, 2, 3, 4]
+    """
+    if step < 1:
+        raise ValueError(f"data.slice_step: must be at least 1, got {step}")
+    if step == 1 or "slice" not in table.columns:
+        return table
+    keep = (table["split"] != split) | (table["slice"].astype(int) % step == 0)
+    return table[keep.to_numpy()].reset_index(drop=True)

@@ -10,6 +10,7 @@ import pandas as pd
 from imaging_tl._atomic import readable_text, write_csv, write_text
 from imaging_tl.data import BadFileError, encode_labels, prepare, write_splits
 from imaging_tl.data.prepare import quarantine_verdict
+from imaging_tl.data.series import sample_slices
 from imaging_tl.pipeline.inputs import (
     InputError,
     census_root,
@@ -100,6 +101,11 @@ def prepare_step(state: RunState) -> None:
         prepared.shape  # noqa: B018 - raises when the prepared arrays differ in shape
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    if cfg.data.unit == "series" and cfg.data.slice_step > 1:
+        before = int((prepared.table["split"] == "train").sum())
+        prepared.table = sample_slices(prepared.table, cfg.data.slice_step)
+        state.log(f"training on every slice_step={cfg.data.slice_step} slice: "
+                  f"{int((prepared.table['split'] == 'train').sum())} of {before} slices")
     tab = prepared.table
     for part in ("train", "val", "test"):
         if not (tab["split"] == part).any():

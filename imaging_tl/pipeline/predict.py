@@ -194,6 +194,11 @@ def predict_files(
         ``path, status, reason, prob_<class>..., predicted, threshold, domain,
         domain_reason`` (one row per file; ``status`` is ``ok``, ``skipped`` (strict gate)
         or ``error`` with the reason). ``df.attrs["engine"]`` names the engine used.
+        A model trained on series (``data.unit: series``) gives one row per series
+        instead (:func:`predict_series_rows`): its DICOM files are grouped and ordered
+        (:mod:`imaging_tl.io.series`), each slice predicted with its neighbours (the
+        ``stack`` stage) and the probabilities aggregated as the run did; ``gradcam_dir``
+        then holds the Grad-CAM of each series' deciding slice.
 
     Examples
     --------
@@ -204,6 +209,10 @@ def predict_files(
     files = expand_inputs(inputs)
     if not files:
         raise InputError("no input files found")
+    if (predictor.contract.preprocessing or {}).get("unit") == "series":
+        if tta:
+            raise InputError("--tta: not for a model trained on series (data.unit series)")
+        return _predict_series(predictor, files, batch_size, gradcam_dir)
     contract = predictor.contract
     classes, task = list(contract.label_names), contract.task
     out = pd.DataFrame({"path": files, "status": "ok", "reason": ""})
@@ -336,3 +345,108 @@ def _read_chunk(predictor: _Predictor, files: list[str], indices: range, out: pd
         if progress is not None:
             progress(k + 1, len(files))
     return good_x, good_i
+
+
+def _predict_series(predictor: _Predictor, files: list[str], batch_size: int,
+                    gradcam_dir: str | os.PathLike | None) -> pd.DataFrame:
+    """:func:`predict_files` for a series model: one row per series, bad ones with why."""
+    from imaging_tl.io.series import scan_series
+
+    series, failed = scan_series(files)
+    rows: list[dict[str, Any]] = []
+    for one in series:
+        where = _series_path(one)
+        if one.flagged:
+            rows.append({"path": where, "status": "error", "reason": "; ".join(one.problems),
+                         "n_slices": len(one.slices)})
+            continue
+        try:
+            x, table = _series_input(predictor, one)
+            p = predictor(x, batch_size)
+        except Exception as exc:  # noqa: BLE001 - a bad series is a row with its reason
+            rows.append({"path": where, "status": "error", "reason": failure_reason(exc),
+                         "n_slices": len(one.slices)})
+            continue
+        row = predict_series_rows(table, p, predictor.contract).iloc[0].to_dict()
+        if gradcam_dir is not None:
+            row["gradcam"] = _deciding_gradcam(predictor, x, row, Path(gradcam_dir), len(rows))
+        rows.append({"status": "ok", "reason": "", **row})
+    rows += [{"path": path, "status": "error", "reason": why} for path, why in failed.items()]
+    out = pd.DataFrame(rows)
+    out["threshold"] = predictor.contract.threshold
+    for column in ("n_slices", "deciding_slice"):
+        if column in out.columns:
+            out[column] = out[column].astype("Int64")
+    front = [c for c in ("path", "series", "status", "reason", "n_slices") if c in out.columns]
+    out = out[front + [c for c in out.columns if c not in front]]
+    out.attrs["engine"] = predictor.engine.name
+    return out
+
+
+def _series_path(one: Any) -> str:
+    """How a series is named in predictions: its folder, or its file (multi-frame)."""
+    paths = {s.path for s in one.slices}
+    return paths.pop() if len(paths) == 1 else str(Path(one.slices[0].path).parent)
+
+
+def _series_input(predictor: _Predictor, one: Any) -> tuple[np.ndarray, pd.DataFrame]:
+    """The stacked model inputs of one ordered series, and its slice table."""
+    from imaging_tl.data.series import series_key
+    from imaging_tl.data.stacking import split_stack
+    from imaging_tl.io import read_scan
+
+    slice_pipe, stack = split_stack(predictor.pipe)
+    assert slice_pipe is not None
+    singles = [slice_pipe(read_scan(s.path, frame=s.frame)).pixels.astype(np.float32)
+               for s in one.slices]
+    if stack is None:
+        x = np.stack(singles)
+    else:
+        n = len(singles)
+        x = np.stack([stack.combine([singles[j] for j in stack.neighbours(k, n, one.spacing)])
+                      for k in range(n)])
+    if not np.isfinite(x).all():
+        raise ValueError("the model input holds NaN or infinite values after preprocessing")
+    predictor.contract.check_batch(x)
+    table = pd.DataFrame({"series": series_key(one.uid), "group": "",
+                          "slice": range(len(one.slices)),
+                          "path": [s.path for s in one.slices]})
+    return x, table
+
+
+def predict_series_rows(table: pd.DataFrame, probs: np.ndarray, contract: Any) -> pd.DataFrame:
+    """One row per series of ``table`` (``series, slice, path``) from its slices'
+    probabilities, aggregated as the model's run did (its contract).
+
+    Examples
+    --------
+    >>> from imaging_tl.models import ModelContract
+    >>> c = ModelContract("efficientnet_lite0", "binary", ["normal", "lesion"], [8, 8], "x",
+    ...                   preprocessing={"unit": "series", "series_aggregate": "mean"})
+    >>> t = pd.DataFrame({"series": "ser:1", "group": "", "slice": [0, 1], "path": ["a", "b"]})
+    >>> predict_series_rows(t, np.array([[0.2], [0.6]]), c)["prob_lesion"].round(3).tolist()
+    [0.4]
+    """
+    from imaging_tl.pipeline.series_outputs import series_prediction_rows
+
+    pre = contract.preprocessing or {}
+    out = series_prediction_rows(
+        table, probs, task=contract.task, classes=list(contract.label_names),
+        threshold=contract.threshold, how=pre.get("series_aggregate", "max"),
+        top_k=int(pre.get("top_k", 3)))
+    # a series is named by its folder (or its file, when one multi-frame file holds it)
+    one_file = table.groupby("series")["path"].nunique() == 1
+    out.insert(0, "path", [p if one_file[k] else str(Path(p).parent)
+                           for k, p in zip(out["series"], out["deciding_path"], strict=True)])
+    return out.drop(columns=["group"])
+
+
+def _deciding_gradcam(predictor: _Predictor, x: np.ndarray, row: dict[str, Any], folder: Path,
+                      index: int) -> str:
+    """The Grad-CAM overlay of the slice that decided the series' prediction."""
+    from imaging_tl.explain import save_overlays
+
+    folder.mkdir(parents=True, exist_ok=True)
+    name = folder / f"{index:04d}_series_slice{int(row['deciding_slice']):03d}.png"
+    save_overlays(predictor.model, x[[int(row["deciding_slice"])]], [name], None)
+    return str(name)

@@ -182,6 +182,12 @@ def predict_dask(model_path: str | os.PathLike, inputs: Sequence[str | os.PathLi
         mp = model_file(model_path)
     except FileNotFoundError as exc:
         raise InputError(str(exc)) from None
+    from imaging_tl.models import read_contract
+
+    if (read_contract(mp).preprocessing or {}).get("unit") == "series":
+        # the files of one series would be split between tasks
+        raise InputError(f"{mp}: a model trained on series predicts per series; run "
+                         "imaging-tl predict without --workers/--scheduler")
     files = expand_inputs(inputs)
     if not files:
         raise InputError("no input files found")
