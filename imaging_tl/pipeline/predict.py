@@ -18,9 +18,12 @@ import pandas as pd
 
 from imaging_tl.augment import tta_predictions, tta_uncertainty
 from imaging_tl.data.prepare import failure_reason
+from imaging_tl.evaluate.aggregation import aggregate_scores
+from imaging_tl.io.pseudonyms import pseudonymize
 from imaging_tl.pipeline.inputs import InputError, expand_inputs
 
-__all__ = ["decisions", "predict_files", "probability_columns"]
+__all__ = ["decisions", "predict_files", "predict_series_rows", "probability_columns",
+           "series_prediction_rows"]
 
 
 def probability_columns(task: str, classes: list[str],
@@ -427,8 +430,6 @@ def predict_series_rows(table: pd.DataFrame, probs: np.ndarray, contract: Any) -
     >>> predict_series_rows(t, np.array([[0.2], [0.6]]), c)["prob_lesion"].round(3).tolist()
     [0.4]
     """
-    from imaging_tl.pipeline.series_outputs import series_prediction_rows
-
     pre = contract.preprocessing or {}
     out = series_prediction_rows(
         table, probs, task=contract.task, classes=list(contract.label_names),
@@ -450,3 +451,44 @@ def _deciding_gradcam(predictor: _Predictor, x: np.ndarray, row: dict[str, Any],
     name = folder / f"{index:04d}_series_slice{int(row['deciding_slice']):03d}.png"
     save_overlays(predictor.model, x[[int(row["deciding_slice"])]], [name], None)
     return str(name)
+
+
+def series_prediction_rows(rows: pd.DataFrame, probs: np.ndarray, *, task: str,
+                           classes: list[str], threshold: float, how: str, top_k: int,
+                           split: str | None = None) -> pd.DataFrame:
+    """One row per series: its patient (pseudonym), label, slice count, aggregated
+    probabilities, decision, and the slice that decided (highest probability of the
+    positive class, binary; else of the predicted class).
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"series": ["s1"] * 3, "group": ["pid:1"] * 3, "slice": [0, 1, 2],
+    ...                      "path": ["a", "b", "c"], "label": ["lesion"] * 3})
+    >>> out = series_prediction_rows(rows, np.array([[0.1], [0.8], [0.3]]), task="binary",
+    ...                              classes=["normal", "lesion"], threshold=0.5, how="max",
+    ...                              top_k=3)
+    >>> out[["n_slices", "prob_lesion", "predicted", "deciding_path"]].values.tolist()
+    [[3, 0.8, 'lesion', 'b']]
+    """
+    keys, codes = np.unique(rows["series"].astype(str).to_numpy(), return_inverse=True)
+    p = np.asarray(probs, dtype=np.float64)
+    p2 = p.reshape(len(rows), -1)
+    agg = aggregate_scores(p2, codes, len(keys), how, top_k,  # type: ignore[arg-type]
+                           renormalise=task == "multiclass")
+    first = np.array([np.flatnonzero(codes == k)[0] for k in range(len(keys))])
+    column = p2[:, -1] if task == "binary" else p2[np.arange(len(p2)), p2.argmax(1)]
+    deciding = np.array([np.flatnonzero(codes == k)[np.argmax(column[codes == k])]
+                         for k in range(len(keys))])
+    out = pd.DataFrame({"series": keys,
+                        "group": pseudonymize(rows["group"].astype(str).to_numpy()[first]),
+                        "n_slices": np.bincount(codes, minlength=len(keys))})
+    if split is not None:
+        out.insert(1, "split", split)
+    if "label" in rows.columns:
+        out["label"] = rows["label"].astype(str).to_numpy()[first]
+    for name, values in probability_columns(task, classes, agg).items():
+        out[name] = values
+    out["predicted"] = decisions(task, classes, agg, threshold)
+    out["deciding_slice"] = rows["slice"].to_numpy()[deciding]
+    out["deciding_path"] = rows["path"].astype(str).to_numpy()[deciding]
+    return out
