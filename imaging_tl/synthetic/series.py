@@ -125,10 +125,13 @@ def _head_slices(rng: np.random.Generator, n: int, shape: tuple[int, int], seed:
 
 
 def _add_lesion(hu: np.ndarray, allowed: np.ndarray, rng: np.random.Generator, region: str,
-                pixel_spacing: float, thickness: float) -> tuple[list[int], dict[str, Any]]:
-    """Paint a sphere into ``hu`` (in place) centred on an allowed voxel of a middle slice."""
+                pixel_spacing: float, thickness: float, lesion: tuple[Any, Any]
+                ) -> tuple[list[int], dict[str, Any]]:
+    """Paint a sphere into ``hu`` (in place) centred on an allowed voxel of a middle slice;
+    ``lesion``: (HU inside, radius range in mm), None for the region's defaults."""
     n = hu.shape[0]
-    inside, (r_lo, r_hi) = _LESION[region]
+    inside, (r_lo, r_hi) = (lesion[0] if lesion[0] is not None else _LESION[region][0],
+                            lesion[1] if lesion[1] is not None else _LESION[region][1])
     radius = float(rng.uniform(r_lo, r_hi))
     margin = min(int(radius // thickness), (n - 1) // 2)
     centre_k = int(rng.integers(margin, n - margin)) if n > 2 * margin else n // 2
@@ -161,6 +164,8 @@ def make_ct_series(
     lesion: bool = False,
     slice_thickness_mm: float = 5.0,
     noise_hu: float = 6.0,
+    lesion_hu: float | None = None,
+    lesion_radius_mm: tuple[float, float] | None = None,
 ) -> CTSeries:
     """Draw one CT series, with a lesion across a few slices when ``lesion``.
 
@@ -181,6 +186,9 @@ def make_ct_series(
         Distance between slice centres (mm).
     noise_hu : float
         Standard deviation of the added noise (HU).
+    lesion_hu, lesion_radius_mm : float, (float, float), optional
+        The lesion's HU and radius range (mm) instead of the region's (a fainter, smaller
+        lesion is harder: e.g. a -600 HU ground-glass nodule of 6-10 mm).
 
     Returns
     -------
@@ -204,8 +212,8 @@ def make_ct_series(
     lesion_slices: list[int] = []
     params: dict[str, Any] = {"noise_hu": noise_hu}
     if lesion:
-        lesion_slices, params["lesion"] = _add_lesion(hu, allowed, rng, region, spacing,
-                                                      slice_thickness_mm)
+        lesion_slices, params["lesion"] = _add_lesion(
+            hu, allowed, rng, region, spacing, slice_thickness_mm, (lesion_hu, lesion_radius_mm))
     hu += noise.standard_normal(hu.shape).astype(np.float32) * np.float32(noise_hu)
     return CTSeries(hu.astype(np.float32), region, spacing, float(slice_thickness_mm),
                     lesion_slices, params)
