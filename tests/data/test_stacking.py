@@ -62,3 +62,15 @@ def test_tf_data_streams_the_same_stacked_batches(two_series, tmp_path):
 def test_stack_must_come_last():
     with pytest.raises(ValueError, match="stack: must be the last preprocessing stage"):
         split_stack(Pipeline([Window(preset="lung"), Stack(), ToRGB()]))
+
+
+def test_offsets_in_mm_use_the_series_spacing(two_series, tmp_path):
+    plain = prepare(two_series, Pipeline(SLICE_STAGES), cache=tmp_path, executor="serial")
+    mm = prepare(two_series, Pipeline([*SLICE_STAGES, Stack([-10, 0, 10], unit="mm")]),
+                 cache=tmp_path, executor="serial")
+    assert set(two_series["slice_spacing"]) == {5.0}  # 10 mm = 2 slices
+    at = _by_slice(plain)
+    for i, (series, k) in enumerate(zip(mm.table["series"], mm.table["slice"], strict=True)):
+        x = mm.load(i)
+        assert np.array_equal(x[..., 0], plain.load(at[(series, max(k - 2, 0))]))
+        assert np.array_equal(x[..., 2], plain.load(at[(series, min(k + 2, 7))]))
