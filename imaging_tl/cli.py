@@ -277,10 +277,10 @@ def _predict(args: argparse.Namespace) -> int:
     except (InputError, ImportError, ValueError, ConnectionError) as exc:
         raise UsageError(str(exc)) from exc
     out = write_csv(args.out, df)
-    ok = int((df["status"] == "ok").sum())
+    ok, unit = int((df["status"] == "ok").sum()), "series" if "series" in df.columns else "file(s)"
     how = {"tta": f", TTA {args.tta} copies ({args.tta_preset}, seed {args.seed})",
            "ensemble": ", uncertainty: the spread of the fold ensemble's members"}
-    print(f"predicted {ok} of {len(df)} file(s) with {df.attrs.get('engine')}"
+    print(f"predicted {ok} of {len(df)} {unit} with {df.attrs.get('engine')}"
           f"{how.get(df.attrs.get('uncertainty'), '')} -> {out}")
     for line in domain_notes(df, args.domain):
         print(line, file=sys.stderr)

@@ -43,6 +43,57 @@ def _csv_columns(path: str) -> list[str] | None:
         return None
 
 
+def _check_series_data(d: DataConfig) -> list[str]:
+    """``data.unit: series``: the files under data.folder, labels from data.csv or folders."""
+    errors: list[str] = []
+    if d.folder is None:
+        errors.append("data.folder: required with data.unit series (the folder holding the "
+                      "DICOM series; data.csv, if given, labels them by SeriesInstanceUID)")
+    elif not Path(d.folder).is_dir():
+        errors.append(f"data.folder: folder {d.folder!r} does not exist")
+    if d.label_columns:
+        errors.append("data.label_columns: not supported with data.unit series (one label "
+                      "per series); use data.label_column")
+    if d.csv is None:
+        for key, value in (("data.label_column", d.label_column),
+                           ("data.series_column", d.series_column),
+                           ("data.group_column", d.group_column)):
+            if value:
+                errors.append(f"{key}: needs data.csv (labels per series); without it the "
+                              "class folders are the labels")
+        return errors
+    cols = _csv_columns(d.csv) if Path(d.csv).is_file() else None
+    if cols is None:
+        errors.append(f"data.csv: {d.csv!r} does not exist or is not a CSV text file")
+        return errors
+    if not d.label_column:
+        errors.append("data.label_column: required with data.csv (the column holding each "
+                      "series' label)")
+    series_names = ("series_uid", "SeriesInstanceUID", "series_instance_uid", "series")
+    if d.series_column is None and not any(c in cols for c in series_names):
+        errors.append(f"data.series_column: {Path(d.csv).name} has none of "
+                      f"{', '.join(series_names)}; name its column of SeriesInstanceUIDs")
+    for key, col in (("data.series_column", d.series_column),
+                     ("data.label_column", d.label_column),
+                     ("data.group_column", d.group_column)):
+        if col is not None and col not in cols:
+            close = difflib.get_close_matches(col, cols, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            errors.append(f"{key}: {col!r} is not a column of {Path(d.csv).name}{hint}; "
+                          f"columns: {', '.join(cols)}")
+    return errors
+
+
+def _check_data_unit(d: DataConfig, task: TaskConfig | None) -> list[str]:
+    """The data keys, as ``data.unit`` reads them."""
+    if d.unit == "series":
+        return _check_series_data(d)
+    extra = ["data.series_column: only with data.unit series"] if d.series_column else []
+    if d.slice_step != 1:
+        extra.append("data.slice_step: only with data.unit series")
+    return extra + _check_data(d, task)
+
+
 def _check_data(d: DataConfig, task: TaskConfig | None) -> list[str]:
     errors: list[str] = []
     if (d.csv is None) == (d.folder is None):
@@ -180,12 +231,40 @@ def _check_phases(phases: list[PhaseConfig]) -> list[str]:
     return errors
 
 
+def _check_stack(stack: Any, i: int, n_stages: int, channels: int) -> list[str]:
+    """``stack``: last, and as many channels as the backbone takes (3)."""
+    errors = []
+    if i != n_stages - 1:
+        errors.append(f"preprocessing.{i}: stack must be the last stage (the stages before "
+                      "it run on each slice; its channels are the model's input)")
+    total = channels * len(stack.offsets)
+    if total != 3:
+        errors.append(f"preprocessing.{i}: stack gives {len(stack.offsets)} offset(s) x "
+                      f"{channels} channel(s) = {total} channels; the backbone takes 3 (three "
+                      "slices of one window, or one slice of three windows)")
+    return errors
+
+
+def _check_series_use(data: DataConfig, stages: list[dict[str, Any]] | None,
+                      evaluate: EvaluateConfig | None) -> list[str]:
+    """Keys that only make sense with (or without) ``data.unit: series``."""
+    errors = []
+    if data.unit == "series" and evaluate is not None and evaluate.patient_level != "none":
+        errors.append("evaluate.patient_level: not with data.unit series, which is evaluated "
+                      "per series (evaluate.series_aggregate)")
+    if data.unit != "series" and any(s.get("name") == "stack" for s in stages or []):
+        errors.append("preprocessing: stack needs data.unit series (its channels are "
+                      "neighbouring slices of a series)")
+    return errors
+
+
 def _check_stages(stages: list[dict[str, Any]],
                   model: ModelConfig | PretrainModelConfig | None) -> list[str]:
     from imaging_tl.stages import MultiWindow, Resize, stage_from_config
 
     errors = []
     resize_sizes = []
+    channels = 1  # per slice, before a stack stage
     for i, stage in enumerate(stages):
         try:
             built = stage_from_config(stage)
@@ -201,6 +280,10 @@ def _check_stages(stages: list[dict[str, Any]],
         if isinstance(built, MultiWindow) and len(built.windows) not in (1, 3):
             errors.append(f"preprocessing.{i}: multi_window gives {len(built.windows)} "
                           "channels; the backbone takes 3 (or 1, replicated): use 3 windows")
+        if isinstance(built, MultiWindow):
+            channels = len(built.windows)
+        if built.name == "stack":
+            errors += _check_stack(built, i, len(stages), channels)
     if model is not None and model.input_size is not None and resize_sizes:
         i, size = resize_sizes[-1]
         if size != (model.input_size, model.input_size):
@@ -253,7 +336,7 @@ def cross_checks(parts: dict[str, Any]) -> list[str]:
     data, task, split = parts.get("data"), parts.get("task"), parts.get("split")
     model, train = parts.get("model"), parts.get("train")
     if data is not None:
-        errors += _check_data(data, task)
+        errors += _check_data_unit(data, task)
     if task is not None:
         errors += _check_task(task)
     if split is not None:
@@ -264,6 +347,8 @@ def cross_checks(parts: dict[str, Any]) -> list[str]:
         errors += _check_phases(train.phases)
     if parts.get("preprocessing") is not None:
         errors += _check_stages(parts["preprocessing"], model)
+    if data is not None:
+        errors += _check_series_use(data, parts.get("preprocessing"), parts.get("evaluate"))
     if parts.get("evaluate") is not None:
         errors += _check_evaluate(parts["evaluate"])
         errors += _check_subgroups(parts["evaluate"], data, task)

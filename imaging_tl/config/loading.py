@@ -222,8 +222,11 @@ def _stages_and_size(cfg: RunConfig | PretrainConfig, backbone_size: Any
     if size is None:
         last = resizes[-1]["size"] if resizes else backbone_size
         size = int(last[0] if isinstance(last, list | tuple) else last)
+    stack = stages.pop() if stages and stages[-1].get("name") == "stack" else None
     if not resizes:
         stages.append({"name": "resize", "size": size})
+    if stack is not None:  # the neighbouring slices are the channels: no to_rgb after it
+        return [*stages, stack], size
     if not stages or stages[-1].get("name") != "to_rgb":
         stages.append({"name": "to_rgb"})
     return stages, size

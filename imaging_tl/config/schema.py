@@ -54,6 +54,9 @@ class DataConfig(Section):
 
     Give ``csv`` (a manifest with a path column and label column(s)) or ``folder`` (one
     sub-folder per class). Relative paths are resolved against the YAML file's folder.
+    ``unit: series`` (CT and MR series): the DICOM files under ``folder`` are grouped into
+    series, each labelled by ``csv`` (one row per series, keyed by ``series_column``) or by
+    the class folder it lies in; a sample is a slice of a labelled series.
     """
 
     csv: str | None = None
@@ -71,6 +74,13 @@ class DataConfig(Section):
     # auto: JPEG 2000 / baseline JPEG decoded at the reduced resolution the first resize
     # needs (the cold cache build's speed-up); full: every image decoded in full.
     decode: Literal["auto", "full"] = "auto"
+    # image: every file (frame) is a sample with its own label; series: slices of series
+    # labelled per series (imaging_tl.data.series)
+    unit: Literal["image", "series"] = "image"
+    series_column: str | None = None
+    # series: the training split uses every k-th slice of each series (1: all slices);
+    # validation, test and the stack stage's neighbours keep every slice
+    slice_step: int = Field(1, ge=1)
 
 
 class TaskConfig(Section):
@@ -216,7 +226,10 @@ class EvaluateConfig(Section):
 
     operating_point: OperatingPointConfig = Field(default_factory=OperatingPointConfig)
     bootstrap: int = Field(1000, ge=0)
-    patient_level: Literal["none", "max", "mean"] = "none"
+    patient_level: Literal["none", "max", "mean", "top_k_mean", "noisy_or"] = "none"
+    # data.unit series: how the slices' probabilities make the series' probability
+    series_aggregate: Literal["max", "mean", "top_k_mean", "noisy_or"] = "max"
+    top_k: int = Field(3, ge=1)  # the slices top_k_mean averages
     calibration: Literal["none", "temperature"] = "none"
     gradcam: int = Field(8, ge=0)
     # files that may carry burned-in text (BurnedInAnnotation YES, secondary captures,

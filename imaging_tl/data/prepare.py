@@ -28,6 +28,7 @@ import pandas as pd
 
 from imaging_tl.data.cache import ArrayCache, load_entry
 from imaging_tl.data.hashing import content_hash, dhash
+from imaging_tl.data.stacking import STACK_COLUMN, load_stacked, split_stack, stack_columns
 from imaging_tl.data.workers import boot_forkserver, mp_context
 
 __all__ = [
@@ -94,7 +95,10 @@ class Prepared:
         return tuple(int(s) for s in shapes.pop())
 
     def load(self, i: int) -> np.ndarray:
-        """Array of row ``i`` of :attr:`table`, checked against the entry's checksum."""
+        """Array of row ``i`` of :attr:`table`, checked against the entry's checksum (a 2.5-D
+        sample: its neighbouring slices, :mod:`imaging_tl.data.stacking`)."""
+        if STACK_COLUMN in self.table.columns:
+            return load_stacked(self.table[STACK_COLUMN].iloc[i])
         checksum = self.table["checksum"].iloc[i] if "checksum" in self.table else None
         return load_entry(self.table["cache_file"].iloc[i], self.table["tiled"].iloc[i],
                           checksum)
@@ -307,7 +311,9 @@ def prepare(
         the full leakage audit, pixel hashes included).
     pipeline : imaging_tl.stages.Pipeline or callable, optional
         Applied to each :class:`~imaging_tl.io.Scan`. Must have ``fingerprint()``; ``None``
-        caches the pixels as read.
+        caches the pixels as read. A pipeline ending with ``stack`` caches each slice
+        through the stages before it, once, and gives each row its neighbouring slices
+        (:func:`imaging_tl.data.stacking.stack_columns`).
     cache : ArrayCache or path, optional
         The cache (default folder: :func:`imaging_tl.data.cache.default_cache_dir`).
     workers : int, optional
@@ -346,6 +352,7 @@ def prepare(
     >>> print(prepared.summary())  # doctest: +SKIP
     """
     t0 = time.perf_counter()
+    pipeline, stack = split_stack(pipeline)  # slices are cached once, stacked when read
     cache = cache if isinstance(cache, ArrayCache) else ArrayCache(cache)
     namespace = _namespace(cache, pipeline, decode_plan(pipeline, decode))
     df = table.reset_index(drop=True)
@@ -365,6 +372,8 @@ def prepare(
     if strict and bad:
         raise BadFileError(f"{bad[0][0]}: {bad[0][1]}")
     out, quarantined = _tables(df, frames, plan)
+    if stack is not None:
+        out = stack_columns(out, stack)
     out.attrs = dict(table.attrs)
     stats = {"samples": len(df), "hits": hits, "decoded": len(plan.tasks),
              "quarantined": len(quarantined), "seconds": time.perf_counter() - t0,

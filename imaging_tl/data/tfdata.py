@@ -38,6 +38,7 @@ import tensorflow as tf
 from imaging_tl.data.cache import load_entry, open_entry
 from imaging_tl.data.labels import encode_labels, label_columns, sample_weights
 from imaging_tl.data.prepare import Prepared
+from imaging_tl.data.stacking import STACK_COLUMN
 
 __all__ = ["make_dataset", "resolve_augment", "sample_weights"]
 
@@ -123,18 +124,23 @@ class _BatchReader:
     """
 
     def __init__(self, table: pd.DataFrame, shape: tuple[int, ...]) -> None:
+        # 2.5-D samples: the neighbouring slices' entries, read channel group by group
+        self.stack = table[STACK_COLUMN].tolist() if STACK_COLUMN in table else None
         self.files = table["cache_file"].to_numpy(str)
         self.offsets = table["offset"].to_numpy(np.int64)
         tiled = table["tiled"].to_numpy(np.int64) if "tiled" in table else np.zeros(len(table))
         self.tiled = tiled > 0
         self.shape = tuple(shape)
-        self.stored_shape = (*shape[:-1], 1) if len(shape) == 3 and self.tiled.all() else shape
+        self.stored_shape = (*shape[:-1], 1) if len(shape) == 3 and self.tiled.all() \
+            and self.stack is None else shape
         self.item = int(np.prod(self.stored_shape)) * 4
 
     def __call__(self, idx: np.ndarray) -> np.ndarray:
         out = np.empty((len(idx), *self.stored_shape), np.float32)
         for j, i in enumerate(idx.tolist()):
-            if self.stored_shape == self.shape and self.tiled[i]:
+            if self.stack is not None:
+                self._read_stacked(self.stack[i], out[j])
+            elif self.stored_shape == self.shape and self.tiled[i]:
                 grey = np.empty((*self.shape[:-1], 1), np.float32)
                 self._read(i, grey)
                 out[j] = grey
@@ -143,11 +149,23 @@ class _BatchReader:
         return out
 
     def _read(self, i: int, dest: np.ndarray) -> None:
-        with open_entry(self.files[i]) as f:  # a FIFO in its place: an error, not a hang
+        self._pread(self.files[i], int(self.offsets[i]), dest)
+
+    def _read_stacked(self, entries: list[tuple[Any, ...]], dest: np.ndarray) -> None:
+        """One 2.5-D sample: each neighbour's slice into its channels of ``dest``."""
+        per = dest.shape[-1] // len(entries)
+        for c, (file, offset, tiled, _) in enumerate(entries):
+            part = np.empty((*dest.shape[:-1], 1 if tiled else per), np.float32)
+            self._pread(file, int(offset), part)
+            dest[..., c * per:(c + 1) * per] = part
+
+    @staticmethod
+    def _pread(file: str, offset: int, dest: np.ndarray) -> None:
+        with open_entry(file) as f:  # a FIFO in its place: an error, not a hang
             got = os.preadv(  # numpy's stubs declare the buffer protocol for Python >= 3.12 only
-                f.fileno(), [dest.reshape(-1).view(np.uint8)], int(self.offsets[i]))  # type: ignore[list-item]
+                f.fileno(), [dest.reshape(-1).view(np.uint8)], offset)  # type: ignore[list-item]
         if got != dest.nbytes:
-            raise OSError(f"{self.files[i]}: cache entry truncated ({got} of {dest.nbytes} "
+            raise OSError(f"{file}: cache entry truncated ({got} of {dest.nbytes} "
                           "bytes); run prepare() again to rebuild it")
 
 

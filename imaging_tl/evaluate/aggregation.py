@@ -1,4 +1,8 @@
-"""Patient-level evaluation: one row per patient, aggregated over the patient's images."""
+"""Aggregation of many predictions to one row per unit: a patient's images (patient-level
+evaluation) or a series' slices (series-level evaluation and prediction), with one set of
+rules: ``max``, ``mean``, ``top_k_mean`` (mean of the ``top_k`` highest) or ``noisy_or``
+(``1 - prod(1 - p)``: the probability that at least one slice is positive, were the
+slices independent)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,57 @@ import numpy as np
 
 from imaging_tl.evaluate.inputs import Task, as_arrays
 
-__all__ = ["aggregate_by_group"]
+__all__ = ["AGGREGATIONS", "aggregate_by_group", "aggregate_scores"]
+
+#: How scores are aggregated per group.
+AGGREGATIONS = ("max", "mean", "top_k_mean", "noisy_or")
+Aggregation = Literal["max", "mean", "top_k_mean", "noisy_or"]
+
+
+def aggregate_scores(scores: Any, codes: Any, n_groups: int, how: Aggregation = "max",
+                     top_k: int = 3, *, renormalise: bool = False) -> np.ndarray:
+    """Column-wise aggregate of ``scores`` (rows) per group code ``0 .. n_groups - 1``.
+
+    ``renormalise`` (multiclass probabilities): rows of the result sum to 1 again (a mean
+    of probabilities already does).
+
+    Examples
+    --------
+    >>> s, codes = [0.1, 0.5, 0.9, 0.2, 0.4], [0, 0, 0, 1, 1]
+    >>> aggregate_scores(s, codes, 2, "top_k_mean", top_k=2).ravel().round(3).tolist()
+    [0.7, 0.3]
+    >>> aggregate_scores(s, codes, 2, "noisy_or").ravel().round(3).tolist()
+    [0.955, 0.52]
+    """
+    if how not in AGGREGATIONS:
+        raise ValueError(f"aggregate={how!r}: expected one of {list(AGGREGATIONS)}")
+    if int(top_k) < 1:
+        raise ValueError(f"top_k={top_k!r}: must be at least 1")
+    s = np.asarray(scores, dtype=np.float64)
+    s2 = s if s.ndim == 2 else s[:, None]
+    c = np.asarray(codes, dtype=np.int64)
+    if how == "max":
+        agg = np.full((n_groups, s2.shape[1]), -np.inf)
+        np.maximum.at(agg, c, s2)
+    elif how == "mean":
+        agg = np.zeros((n_groups, s2.shape[1]))
+        np.add.at(agg, c, s2)
+        agg /= np.bincount(c, minlength=n_groups)[:, None]
+    elif how == "noisy_or":
+        # sum of log(1 - p): exact for p = 1 (log 0 = -inf, exp -> 0)
+        logs = np.zeros((n_groups, s2.shape[1]))
+        with np.errstate(divide="ignore"):
+            np.add.at(logs, c, np.log1p(-np.clip(s2, 0.0, 1.0)))
+        agg = 1.0 - np.exp(logs)
+    else:
+        agg = np.zeros((n_groups, s2.shape[1]))
+        for g in range(n_groups):
+            rows = -np.sort(-s2[c == g], axis=0)[: int(top_k)]
+            agg[g] = rows.mean(axis=0)
+    if renormalise and how != "mean":
+        # per-class maxima (or top-k means) no longer sum to 1; means of probabilities still do
+        agg /= agg.sum(axis=1, keepdims=True)
+    return agg
 
 
 def aggregate_by_group(
@@ -17,14 +71,16 @@ def aggregate_by_group(
     groups: Any,
     *,
     task: Task = "binary",
-    how: Literal["max", "mean"] = "max",
+    how: Aggregation = "max",
+    top_k: int = 3,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One row per patient: scores aggregated over the patient's images.
+    """One row per group (patient, or series): scores aggregated over the group's rows.
 
-    Binary/multilabel: a patient is positive for a label when any image is (missing
-    labels ignored; all missing stays missing); scores are the max or mean per column.
-    Multiclass: all images of a patient must carry the same class; probabilities are
-    averaged (``mean``) or the per-class max is renormalised to sum to 1 (``max``).
+    Binary/multilabel: a group is positive for a label when any row is (missing labels
+    ignored; all missing stays missing); scores are aggregated per column as ``how`` says
+    (:func:`aggregate_scores`). Multiclass: all rows of a group must carry the same class;
+    probabilities are averaged (``mean``), or the per-class ``max`` / ``top_k_mean`` is
+    renormalised to sum to 1 (``noisy_or`` is for binary and multilabel tasks).
 
     Returns
     -------
@@ -37,24 +93,18 @@ def aggregate_by_group(
     >>> y.tolist(), s.tolist(), g.tolist()
     ([1, 0], [0.9, 0.1], ['p1', 'p2'])
     """
-    if how not in ("max", "mean"):
-        raise ValueError(f"aggregate={how!r}: expected 'max' or 'mean'")
+    if how == "noisy_or" and task == "multiclass":
+        raise ValueError("aggregate='noisy_or' is for binary and multilabel tasks; use max, "
+                         "mean or top_k_mean for multiclass")
     y, s = as_arrays(y_true, y_score, task)
     g = np.asarray(groups).astype(str)
     if len(g) != len(y):
         raise ValueError(f"groups has {len(g)} entries but there are {len(y)} images")
     keys, codes = np.unique(g, return_inverse=True)
     k = len(keys)
-    s2 = s if s.ndim == 2 else s[:, None]
-    if how == "max":
-        agg = np.full((k, s2.shape[1]), -np.inf)
-        np.maximum.at(agg, codes, s2)
-    else:
-        agg = np.zeros((k, s2.shape[1]))
-        np.add.at(agg, codes, s2)
-        agg /= np.bincount(codes, minlength=k)[:, None]
+    agg = aggregate_scores(s, codes, k, how, top_k, renormalise=task == "multiclass")
     if task == "multiclass":
-        return _one_class_per_patient(y, codes, k), _renormalised(agg, how), keys
+        return _one_class_per_patient(y, codes, k), agg, keys
     y2 = y if y.ndim == 2 else y[:, None]
     ya = np.full((k, y2.shape[1]), -1)
     np.maximum.at(ya, codes, y2)  # 1 beats 0 beats -1 (missing)
@@ -76,10 +126,3 @@ def _one_class_per_patient(y: np.ndarray, codes: np.ndarray, k: int) -> np.ndarr
             "patient-level aggregation needs one class per patient"
         )
     return hi
-
-
-def _renormalised(agg: np.ndarray, how: str) -> np.ndarray:
-    # per-class maxima no longer sum to 1; means of probabilities still do
-    if how == "max":
-        agg /= agg.sum(axis=1, keepdims=True)
-    return agg

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from imaging_tl.evaluate.aggregation import aggregate_by_group
+from imaging_tl.evaluate.aggregation import Aggregation, aggregate_by_group
 from imaging_tl.evaluate.calibration import apply_temperature, fit_temperature, reliability_data
 from imaging_tl.evaluate.inputs import Task, as_arrays, check_task, finite
 from imaging_tl.evaluate.metrics import binary_metrics, multiclass_metrics, multilabel_metrics
@@ -25,8 +25,9 @@ def evaluate(
     val_true: Any = None, val_score: Any = None, val_groups: Any = None,
     class_names: Sequence[str] | None = None, operating_point: str = "youden",
     target_sensitivity: float = 0.9, threshold: float = 0.5,
-    aggregate: Literal["max", "mean"] | None = None, temperature_scaling: bool = False,
+    aggregate: Aggregation | None = None, temperature_scaling: bool = False,
     n_bootstraps: int = 1000, confidence: float = 0.95, n_bins: int = 10, seed: int = 0,
+    top_k: int = 3, units: Any = None, val_units: Any = None,
 ) -> dict[str, Any]:
     """Evaluate test predictions; choices (threshold, temperature) are fitted on validation.
 
@@ -47,8 +48,14 @@ def evaluate(
         How the binary threshold is chosen, see :func:`choose_threshold`.
     target_sensitivity, threshold : float
         Parameters of the ``sensitivity`` and ``fixed`` operating points.
-    aggregate : {"max", "mean"}, optional
-        Evaluate per patient: aggregate each patient's images first (needs groups).
+    aggregate : {"max", "mean", "top_k_mean", "noisy_or"}, optional
+        Evaluate per patient (or per ``units``): aggregate each one's rows first
+        (:func:`~imaging_tl.evaluate.aggregation.aggregate_by_group`; ``top_k`` for
+        ``top_k_mean``).
+    units, val_units : array_like, optional
+        With ``aggregate``: the unit of each row (e.g. its series) to aggregate by, instead
+        of its patient; the CIs then resample the units' patients (``groups``), and
+        ``level`` is ``"series"``.
     temperature_scaling : bool
         Fit a temperature on validation and report the test calibration after scaling
         (``calibration.temperature``, ``ece_calibrated``, ``reliability_calibrated``).
@@ -83,14 +90,17 @@ def evaluate(
         val = as_arrays(val_true, val_score, task, name="val_true")
     n_images = len(y)
     val_patients = _n_groups(val_groups) if val is not None else None
+    level = "image" if aggregate is None else "patient" if units is None else "series"
     if aggregate is not None:
-        y, s, val = _per_patient(y, s, val, groups, val_groups, task, aggregate)
-        groups = None  # one row per patient now: plain resampling is patient resampling
+        y, s, val, groups, val_groups = _per_unit(
+            y, s, val, (groups, val_groups), (units, val_units), task, aggregate, top_k)
+        if level == "series":
+            val_patients = _n_groups(val_groups) if val is not None else None
     out: dict[str, Any] = {
         "task": task,
-        "level": "image" if aggregate is None else "patient",
+        "level": level,
         "n_images": n_images,
-        "n_patients": len(y) if aggregate is not None else _n_groups(groups),
+        "n_patients": len(y) if level == "patient" else _n_groups(groups),
         "bootstrap": _bootstrap_info(n_bootstraps, confidence, seed,
                                      patients=groups is not None or aggregate is not None),
         "calibration": _calibration(y, s, val, task, n_bins, temperature_scaling),
@@ -100,6 +110,8 @@ def evaluate(
                                                   target_sensitivity, threshold)
     out.update(_sample_size(y, val, task, class_names, out["n_patients"], val_patients,
                             out["level"]))
+    if level == "series":
+        out["n_series"] = len(y)
     common = {"groups": groups, "n_bootstraps": n_bootstraps, "confidence": confidence,
               "seed": seed}
     out.update(_task_metrics(y, s, task, class_names, out.get("operating_point"), common))
@@ -121,23 +133,42 @@ def _sample_size(
         # patient level: every row is a patient
         counts["patients"] = len(labels) if level == "patient" else patients
         sizes[name] = counts
-    unit = "patients" if level == "patient" else "images"
+    unit = {"patient": "patients", "series": "series"}.get(level, "images")
     notes = [n for name, c in sizes.items() for n in small_sample_notes(c, name, unit)]
     return {"sample_size": sizes, "small_sample": notes}
 
 
-def _per_patient(
-    y: np.ndarray, s: np.ndarray, val: tuple[np.ndarray, np.ndarray] | None, groups: Any,
-    val_groups: Any, task: Task, how: Literal["max", "mean"],
-) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
-    """Test (and validation) rows aggregated to one row per patient."""
-    if groups is None or (val is not None and val_groups is None):
-        raise ValueError("aggregate= needs groups (and val_groups with validation data)")
-    y, s, _ = aggregate_by_group(y, s, groups, task=task, how=how)
+def _per_unit(
+    y: np.ndarray, s: np.ndarray, val: tuple[np.ndarray, np.ndarray] | None,
+    groups: tuple[Any, Any], units: tuple[Any, Any], task: Task, how: Aggregation, top_k: int,
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None, Any, Any]:
+    """Test (and validation) rows aggregated to one row per patient, or per unit (series).
+
+    Returns the aggregated ``y, s, val`` and the patient of each aggregated row for the
+    bootstrap (None at patient level: every row is a patient already).
+    """
+    by_unit = units[0] is not None
+    keys = units if by_unit else groups
+    if keys[0] is None or (val is not None and keys[1] is None):
+        raise ValueError("aggregate= needs groups (and val_groups with validation data)"
+                         if not by_unit else "units= needs val_units with validation data")
+    y, s, k = aggregate_by_group(y, s, keys[0], task=task, how=how, top_k=top_k)
+    patients = _patient_of(k, keys[0], groups[0]) if by_unit else None
+    val_patients = None
     if val is not None:
-        vy, vs, _ = aggregate_by_group(*val, val_groups, task=task, how=how)
+        vy, vs, vk = aggregate_by_group(*val, keys[1], task=task, how=how, top_k=top_k)
         val = (vy, vs)
-    return y, s, val
+        val_patients = _patient_of(vk, keys[1], groups[1]) if by_unit else None
+    return y, s, val, patients, val_patients
+
+
+def _patient_of(keys: np.ndarray, units: Any, groups: Any) -> np.ndarray | None:
+    """The patient (group) of each aggregated unit key; None without groups."""
+    if groups is None:
+        return None
+    first = dict(zip(np.asarray(units).astype(str), np.asarray(groups).astype(str),
+                     strict=True))
+    return np.array([first[k] for k in keys])
 
 
 def _bootstrap_info(

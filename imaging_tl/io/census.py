@@ -33,6 +33,13 @@ from imaging_tl.io.errors import (
     ScanReadError,
 )
 from imaging_tl.io.pseudonyms import pseudonym
+from imaging_tl.io.series import (
+    SERIES_COLUMNS,
+    Series,
+    add_series_columns,
+    series_findings,
+    slice_headers_of,
+)
 from imaging_tl.io.subgroup_tags import SUBGROUP_TAG_COLUMNS, subgroup_tags
 
 #: CSV columns, in order.
@@ -55,6 +62,7 @@ COLUMNS: tuple[str, ...] = (
     "value_range",
     "colour",
     "burned_in",
+    *SERIES_COLUMNS,
 )
 
 _EXAMPLES = 3  # file names shown per finding in the summary
@@ -72,6 +80,9 @@ class CensusResult:
         The CSV written (None when not written).
     rows : list of dict
         One row per file, keys :data:`COLUMNS`.
+    series : list of Series
+        The DICOM files grouped into ordered, checked series
+        (:func:`imaging_tl.io.series.add_series_columns`).
 
     Examples
     --------
@@ -83,6 +94,7 @@ class CensusResult:
     directory: Path
     out: Path | None
     rows: list[dict[str, Any]] = field(default_factory=list)
+    series: list[Series] = field(default_factory=list)
 
     @property
     def ok_rows(self) -> list[dict[str, Any]]:
@@ -114,7 +126,8 @@ class CensusResult:
         dicom = [r for r in ok if r.get("format") == "dicom"]
         return (_mixed_findings(ok, dicom) + _decoder_findings(self.rows)
                 + _identity_findings(dicom) + _multi_frame_findings(ok)
-                + _failure_findings(self.failed_rows) + _other_file_findings(self.other_rows))
+                + _failure_findings(self.failed_rows) + _other_file_findings(self.other_rows)
+                + series_findings(self.series))
 
     def format(self) -> str:
         """The summary printed by ``imaging-tl census``.
@@ -305,6 +318,7 @@ def _check_dataset(ds: Any, source: Any, path: str, row: dict[str, Any]) -> None
         row.update({k: v for k, v in header_meta(ds).items() if k in row or k == "voi_luts"})
         row["burned_in"] = burned_in_flag(ds)
         row.update(subgroup_tags(ds))  # sex, age band, scanner, site code: never a name
+        row["slices"] = slice_headers_of(ds, row["path"])  # grouped by run_census
     except Exception:
         pass  # a damaged optional field; the checks below report what blocks reading
     require_pixel_data(ds, path)
@@ -368,7 +382,9 @@ def census_row(path: str | os.PathLike, *, root: str | os.PathLike | None = None
     Returns
     -------
     dict
-        Keys :data:`COLUMNS`; ``status`` is ``"ok"``, ``"error"`` (an image that cannot
+        Keys :data:`COLUMNS` (the series columns are filled by
+        :func:`imaging_tl.io.series.add_series_columns`, from the row's ``slices``);
+        ``status`` is ``"ok"``, ``"error"`` (an image that cannot
         be read) or ``"not_image"`` (not an image file, or DICOM without pixel data).
 
     Examples
@@ -554,9 +570,10 @@ def run_census(
         # pydicom warns about every odd value; the rows carry what matters
         warnings.simplefilter("ignore")
         rows = [census_row(p, root=root, decode=decode) for p in bar]
+    series = add_series_columns(rows)
     if not keep_patient_id:
         for row in rows:
             row["PatientID"] = pseudonymize_patient_id(row.get("PatientID"))
     if out is not None:
         write_census_csv(rows, out)
-    return CensusResult(root, Path(out) if out is not None else None, rows)
+    return CensusResult(root, Path(out) if out is not None else None, rows, series)

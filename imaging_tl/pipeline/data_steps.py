@@ -10,6 +10,7 @@ import pandas as pd
 from imaging_tl._atomic import readable_text, write_csv, write_text
 from imaging_tl.data import BadFileError, encode_labels, prepare, write_splits
 from imaging_tl.data.prepare import quarantine_verdict
+from imaging_tl.data.series import sample_slices
 from imaging_tl.pipeline.inputs import (
     InputError,
     census_root,
@@ -51,6 +52,12 @@ def census_step(state: RunState) -> None:
     root = census_root(cfg)
     state.log(f"dataset: {len(table)} samples from {table['path'].nunique()} files, "
               f"{state.task} task, classes {state.classes}")
+    if table.attrs.get("unit") == "series":
+        report = table.attrs.get("series_report") or []
+        state.log(f"series: {table['series'].nunique()} labelled series, their slices are the "
+                  f"samples; {len(report)} left out" + (":" if report else ""))
+        for line in report[:10]:
+            state.log(f"  {line}")
     state.paths["census"] = write_csv(state.run_dir / "census.csv", census_table(table, root))
     state.table = table
 
@@ -101,6 +108,11 @@ def prepare_step(state: RunState) -> None:
         prepared.shape  # noqa: B018 - raises when the prepared arrays differ in shape
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    if cfg.data.unit == "series" and cfg.data.slice_step > 1:
+        before = int((prepared.table["split"] == "train").sum())
+        prepared.table = sample_slices(prepared.table, cfg.data.slice_step)
+        state.log(f"training on every slice_step={cfg.data.slice_step} slice: "
+                  f"{int((prepared.table['split'] == 'train').sum())} of {before} slices")
     tab = prepared.table
     for part in ("train", "val", "test"):
         if not (tab["split"] == part).any():

@@ -75,6 +75,12 @@ def load_inputs(cfg: RunConfig) -> pd.DataFrame:
     """
     d = cfg.data
     try:
+        if d.unit == "series":
+            from imaging_tl.data.series import from_series
+
+            return from_series(d.folder, csv=d.csv, series_column=d.series_column,
+                               label_column=d.label_column or "label",
+                               group_column=d.group_column, label_map=cfg.task.label_map)
         if d.folder is not None:
             return from_folder(d.folder, frames=d.frames, label_map=cfg.task.label_map)
         return from_csv(d.csv, path_column=d.path_column, label_column=d.label_column,
@@ -218,6 +224,7 @@ def census_table(table: pd.DataFrame, root: Path | None) -> pd.DataFrame:
     """The census of a run's files: one row per file, the PatientID as a pseudonym."""
     from imaging_tl.io.census import COLUMNS, census_row, csv_value
     from imaging_tl.io.pseudonyms import pseudonym
+    from imaging_tl.io.series import add_series_columns
 
     rows = []
     for p in dict.fromkeys(table["path"]):
@@ -225,6 +232,7 @@ def census_table(table: pd.DataFrame, root: Path | None) -> pd.DataFrame:
         if row.get("PatientID"):  # keep the grouping, never the identifier
             row["PatientID"] = pseudonym(str(row["PatientID"]))
         rows.append(row)
+    add_series_columns(rows)  # slice order and per-series problems
     return pd.DataFrame([{k: csv_value(r.get(k)) for k in COLUMNS} for r in rows])
 
 

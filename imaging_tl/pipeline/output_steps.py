@@ -17,9 +17,10 @@ from imaging_tl._atomic import atomic_dir, write_csv
 from imaging_tl.data.cache import file_mode
 from imaging_tl.io.pseudonyms import pseudonymize
 from imaging_tl.pipeline.inputs import InputError
-from imaging_tl.pipeline.predict import decisions, probability_columns
+from imaging_tl.pipeline.predict import decisions, probability_columns, series_prediction_rows
 from imaging_tl.pipeline.provenance import machine, versions, write_plain_json
 from imaging_tl.pipeline.result import RunResult
+from imaging_tl.pipeline.series_outputs import SERIES_FILE, series_evaluation_options
 from imaging_tl.pipeline.state import RunState
 from imaging_tl.pipeline.subgroups import subgroup_evaluation
 
@@ -36,6 +37,7 @@ def evaluation_options(cfg: Any) -> dict[str, Any]:
         "operating_point": e.operating_point.method, "n_bootstraps": e.bootstrap,
         "seed": cfg.seed, "temperature_scaling": e.calibration == "temperature",
         "aggregate": None if e.patient_level == "none" else e.patient_level,
+        "top_k": e.top_k,
     }
     if e.operating_point.method == "sensitivity":
         kw["target_sensitivity"] = e.operating_point.value
@@ -77,7 +79,9 @@ def evaluate_scores(state: RunState, p_va: np.ndarray, p_te: np.ndarray) -> None
         state.metrics = evaluate(te.y, scores(p_te), task=state.task,
                                  groups=te.rows["group"].to_numpy(), val_true=va.y,
                                  val_score=scores(p_va), val_groups=va.rows["group"].to_numpy(),
-                                 class_names=state.classes, **evaluation_options(state.cfg))
+                                 class_names=state.classes,
+                                 **(evaluation_options(state.cfg)
+                                    | series_evaluation_options(state.cfg, va.rows, te.rows)))
     except ValueError as exc:
         raise InputError(f"evaluation failed: {exc}") from None
     state.threshold = float(state.metrics.get("operating_point", {}).get("threshold", 0.5))
@@ -90,6 +94,14 @@ def evaluate_scores(state: RunState, p_va: np.ndarray, p_te: np.ndarray) -> None
                                    prediction_rows(state, te.rows, p_te, "test")],
                                   ignore_index=True)
     state.paths["predictions"] = write_csv(state.run_dir / "predictions.csv", state.predictions)
+    if state.cfg.data.unit == "series":
+        e = state.cfg.evaluate
+        per_series = pd.concat([series_prediction_rows(
+            rows.assign(path=output_paths(state.cfg, rows["path"])), p, task=state.task,
+            classes=state.classes, threshold=state.threshold, how=e.series_aggregate,
+            top_k=e.top_k, split=split) for rows, p, split in
+            ((va.rows, p_va, "val"), (te.rows, p_te, "test"))], ignore_index=True)
+        state.paths["series_predictions"] = write_csv(state.run_dir / SERIES_FILE, per_series)
 
 
 def tta_evaluation(state: RunState, scores: Any) -> dict[str, Any]:
@@ -121,7 +133,7 @@ def tta_evaluation(state: RunState, scores: Any) -> dict[str, Any]:
     m = evaluate(te.y, scores(tt), task=state.task, groups=te.rows["group"].to_numpy(),
                  val_true=va.y, val_score=scores(pv.astype(np.float64).mean(axis=0)),
                  val_groups=va.rows["group"].to_numpy(), class_names=state.classes,
-                 **evaluation_options(cfg))
+                 **(evaluation_options(cfg) | series_evaluation_options(cfg, va.rows, te.rows)))
     m.pop("curves", None)
     if state.task == "binary":  # refer the cases whose copies disagree most
         m["referral"] = referral_curve(te.y, scores(tt), tta_uncertainty(pt),
@@ -142,6 +154,9 @@ def prediction_rows(state: RunState, rows: pd.DataFrame, p: np.ndarray,
     out = pd.DataFrame({"path": output_paths(state.cfg, rows["path"]), "frame": rows["frame"],
                         "split": split,
                         "group": pseudonymize(rows["group"].astype(str))})
+    for column in ("series", "slice"):  # data.unit series: which series, which slice
+        if column in rows.columns:
+            out[column] = rows[column].to_numpy()
     if state.task == "multilabel":
         for c in state.classes:
             out[f"label_{c}"] = rows[c].to_numpy()
@@ -186,7 +201,7 @@ def save_step(state: RunState) -> None:
     contract = ModelContract.from_dict({
         **state.model.imaging_tl_contract.to_dict(), "threshold": state.threshold,
         "preprocessing": {"stages": pipe.to_config(), "fingerprint": pipe.fingerprint(),
-                          "frames": state.cfg.data.frames},
+                          "frames": state.cfg.data.frames, **_series_contract(state.cfg)},
         **({"domain": state.domain} if state.domain else {}),
     })
     with atomic_dir(run_dir / ".model") as tmp:
@@ -196,6 +211,14 @@ def save_step(state: RunState) -> None:
     shutil.rmtree(run_dir / ".model", ignore_errors=True)
     state.paths["model"] = run_dir / "model.keras"
     state.paths["contract"] = run_dir / "contract.json"
+
+
+def _series_contract(cfg: Any) -> dict[str, Any]:
+    """What ``predict`` needs to predict per series (``{}`` for an image model)."""
+    if cfg.data.unit != "series":
+        return {}
+    return {"unit": "series", "series_aggregate": cfg.evaluate.series_aggregate,
+            "top_k": cfg.evaluate.top_k}
 
 
 def gradcam_step(state: RunState) -> None:

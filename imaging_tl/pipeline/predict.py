@@ -18,9 +18,12 @@ import pandas as pd
 
 from imaging_tl.augment import tta_predictions, tta_uncertainty
 from imaging_tl.data.prepare import failure_reason
+from imaging_tl.evaluate.aggregation import aggregate_scores
+from imaging_tl.io.pseudonyms import pseudonymize
 from imaging_tl.pipeline.inputs import InputError, expand_inputs
 
-__all__ = ["decisions", "domain_notes", "predict_files", "probability_columns"]
+__all__ = ["decisions", "domain_notes", "predict_files", "predict_series_rows",
+           "probability_columns", "series_prediction_rows"]
 
 
 def probability_columns(task: str, classes: list[str],
@@ -141,6 +144,28 @@ def _load_predictor(model_path: str | os.PathLike, engine: str, with_keras: bool
                       frames or pre.get("frames", "middle"), model_path=mp)
 
 
+def _empty_output(files: list[str], predictor: Any, tta: int, tta_preset: str,
+                  seed: int) -> pd.DataFrame:
+    """One row per file, every prediction column empty; ``attrs`` name the engine, the TTA
+    and where the uncertainty comes from."""
+    contract = predictor.contract
+    out = pd.DataFrame({"path": files, "status": "ok", "reason": ""})
+    for c in contract.label_names:
+        out[f"prob_{c}"] = np.nan
+    out["predicted"] = ""
+    out["threshold"] = contract.threshold
+    out["domain"], out["domain_reason"] = "", ""
+    out.attrs["engine"] = predictor.engine.name
+    # uncertainty: the spread of the TTA copies, else of a fold ensemble's members
+    spread = "tta" if tta else ("ensemble" if contract.ensemble else None)
+    if tta:
+        out.attrs["tta"] = {"n": tta, "preset": tta_preset, "seed": seed}
+    if spread:
+        out.attrs["uncertainty"] = spread
+        out["uncertainty"] = np.nan
+    return out
+
+
 def predict_files(
     model_path: str | os.PathLike,
     inputs: Sequence[str | os.PathLike],
@@ -206,6 +231,11 @@ def predict_files(
         ``path, status, reason, prob_<class>..., predicted, threshold, domain,
         domain_reason`` (one row per file; ``status`` is ``ok``, ``skipped`` (strict gate)
         or ``error`` with the reason). ``df.attrs["engine"]`` names the engine used.
+        A model trained on series (``data.unit: series``) gives one row per series
+        instead (:func:`predict_series_rows`): its DICOM files are grouped and ordered
+        (:mod:`imaging_tl.io.series`), each slice predicted with its neighbours (the
+        ``stack`` stage) and the probabilities aggregated as the run did; ``gradcam_dir``
+        then holds the Grad-CAM of each series' deciding slice.
 
     Examples
     --------
@@ -216,22 +246,14 @@ def predict_files(
     files = expand_inputs(inputs)
     if not files:
         raise InputError("no input files found")
+    if (predictor.contract.preprocessing or {}).get("unit") == "series":
+        if tta:
+            raise InputError("--tta: not for a model trained on series (data.unit series)")
+        return _predict_series(predictor, files, batch_size, gradcam_dir)
     contract = predictor.contract
     classes, task = list(contract.label_names), contract.task
-    out = pd.DataFrame({"path": files, "status": "ok", "reason": ""})
-    for c in classes:
-        out[f"prob_{c}"] = np.nan
-    out["predicted"] = ""
-    out["threshold"] = contract.threshold
-    out["domain"], out["domain_reason"] = "", ""
-    out.attrs["engine"] = predictor.engine.name
-    # uncertainty: the spread of the TTA copies, else of a fold ensemble's members
-    spread = "tta" if tta else ("ensemble" if contract.ensemble else None)
-    if tta:
-        out.attrs["tta"] = {"n": tta, "preset": tta_preset, "seed": seed}
-    if spread:
-        out.attrs["uncertainty"] = spread
-        out["uncertainty"] = np.nan
+    out = _empty_output(files, predictor, tta, tta_preset, seed)
+    spread = out.attrs.get("uncertainty")
     gate = _gate(predictor, model_path, domain)
     gd = None
     if gradcam_dir is not None:
@@ -390,3 +412,147 @@ def _read_chunk(predictor: _Predictor, files: list[str], indices: range, out: pd
         if progress is not None:
             progress(k + 1, len(files))
     return good_x, good_i
+
+
+def _predict_series(predictor: _Predictor, files: list[str], batch_size: int,
+                    gradcam_dir: str | os.PathLike | None) -> pd.DataFrame:
+    """:func:`predict_files` for a series model: one row per series, bad ones with why."""
+    from imaging_tl.io.series import scan_series
+
+    series, failed = scan_series(files)
+    rows: list[dict[str, Any]] = []
+    for one in series:
+        where = _series_path(one)
+        if one.flagged:
+            rows.append({"path": where, "status": "error", "reason": "; ".join(one.problems),
+                         "n_slices": len(one.slices)})
+            continue
+        try:
+            x, table = _series_input(predictor, one)
+            p = predictor(x, batch_size)
+        except Exception as exc:  # noqa: BLE001 - a bad series is a row with its reason
+            rows.append({"path": where, "status": "error", "reason": failure_reason(exc),
+                         "n_slices": len(one.slices)})
+            continue
+        row = predict_series_rows(table, p, predictor.contract).iloc[0].to_dict()
+        if gradcam_dir is not None:
+            row["gradcam"] = _deciding_gradcam(predictor, x, row, Path(gradcam_dir), len(rows))
+        rows.append({"status": "ok", "reason": "", **row})
+    rows += [{"path": path, "status": "error", "reason": why} for path, why in failed.items()]
+    out = pd.DataFrame(rows)
+    out["threshold"] = predictor.contract.threshold
+    for column in ("n_slices", "deciding_slice"):
+        if column in out.columns:
+            out[column] = out[column].astype("Int64")
+    front = [c for c in ("path", "series", "status", "reason", "n_slices") if c in out.columns]
+    out = out[front + [c for c in out.columns if c not in front]]
+    out.attrs["engine"] = predictor.engine.name
+    return out
+
+
+def _series_path(one: Any) -> str:
+    """How a series is named in predictions: its folder, or its file (multi-frame)."""
+    paths = {s.path for s in one.slices}
+    return paths.pop() if len(paths) == 1 else str(Path(one.slices[0].path).parent)
+
+
+def _series_input(predictor: _Predictor, one: Any) -> tuple[np.ndarray, pd.DataFrame]:
+    """The stacked model inputs of one ordered series, and its slice table."""
+    from imaging_tl.data.series import series_key
+    from imaging_tl.data.stacking import split_stack
+    from imaging_tl.io import read_scan
+
+    slice_pipe, stack = split_stack(predictor.pipe)
+    assert slice_pipe is not None
+    singles = [slice_pipe(read_scan(s.path, frame=s.frame)).pixels.astype(np.float32)
+               for s in one.slices]
+    if stack is None:
+        x = np.stack(singles)
+    else:
+        n = len(singles)
+        x = np.stack([stack.combine([singles[j] for j in stack.neighbours(k, n, one.spacing)])
+                      for k in range(n)])
+    if not np.isfinite(x).all():
+        raise ValueError("the model input holds NaN or infinite values after preprocessing")
+    predictor.contract.check_batch(x)
+    table = pd.DataFrame({"series": series_key(one.uid), "group": "",
+                          "slice": range(len(one.slices)),
+                          "path": [s.path for s in one.slices]})
+    return x, table
+
+
+def predict_series_rows(table: pd.DataFrame, probs: np.ndarray, contract: Any) -> pd.DataFrame:
+    """One row per series of ``table`` (``series, slice, path``) from its slices'
+    probabilities, aggregated as the model's run did (its contract).
+
+    Examples
+    --------
+    >>> from imaging_tl.models import ModelContract
+    >>> c = ModelContract("efficientnet_lite0", "binary", ["normal", "lesion"], [8, 8], "x",
+    ...                   preprocessing={"unit": "series", "series_aggregate": "mean"})
+    >>> t = pd.DataFrame({"series": "ser:1", "group": "", "slice": [0, 1], "path": ["a", "b"]})
+    >>> predict_series_rows(t, np.array([[0.2], [0.6]]), c)["prob_lesion"].round(3).tolist()
+    [0.4]
+    """
+    pre = contract.preprocessing or {}
+    out = series_prediction_rows(
+        table, probs, task=contract.task, classes=list(contract.label_names),
+        threshold=contract.threshold, how=pre.get("series_aggregate", "max"),
+        top_k=int(pre.get("top_k", 3)))
+    # a series is named by its folder (or its file, when one multi-frame file holds it)
+    one_file = table.groupby("series")["path"].nunique() == 1
+    out.insert(0, "path", [p if one_file[k] else str(Path(p).parent)
+                           for k, p in zip(out["series"], out["deciding_path"], strict=True)])
+    return out.drop(columns=["group"])
+
+
+def _deciding_gradcam(predictor: _Predictor, x: np.ndarray, row: dict[str, Any], folder: Path,
+                      index: int) -> str:
+    """The Grad-CAM overlay of the slice that decided the series' prediction."""
+    from imaging_tl.explain import save_overlays
+
+    folder.mkdir(parents=True, exist_ok=True)
+    name = folder / f"{index:04d}_series_slice{int(row['deciding_slice']):03d}.png"
+    save_overlays(predictor.model, x[[int(row["deciding_slice"])]], [name], None)
+    return str(name)
+
+
+def series_prediction_rows(rows: pd.DataFrame, probs: np.ndarray, *, task: str,
+                           classes: list[str], threshold: float, how: str, top_k: int,
+                           split: str | None = None) -> pd.DataFrame:
+    """One row per series: its patient (pseudonym), label, slice count, aggregated
+    probabilities, decision, and the slice that decided (highest probability of the
+    positive class, binary; else of the predicted class).
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"series": ["s1"] * 3, "group": ["pid:1"] * 3, "slice": [0, 1, 2],
+    ...                      "path": ["a", "b", "c"], "label": ["lesion"] * 3})
+    >>> out = series_prediction_rows(rows, np.array([[0.1], [0.8], [0.3]]), task="binary",
+    ...                              classes=["normal", "lesion"], threshold=0.5, how="max",
+    ...                              top_k=3)
+    >>> out[["n_slices", "prob_lesion", "predicted", "deciding_path"]].values.tolist()
+    [[3, 0.8, 'lesion', 'b']]
+    """
+    keys, codes = np.unique(rows["series"].astype(str).to_numpy(), return_inverse=True)
+    p = np.asarray(probs, dtype=np.float64)
+    p2 = p.reshape(len(rows), -1)
+    agg = aggregate_scores(p2, codes, len(keys), how, top_k,  # type: ignore[arg-type]
+                           renormalise=task == "multiclass")
+    first = np.array([np.flatnonzero(codes == k)[0] for k in range(len(keys))])
+    column = p2[:, -1] if task == "binary" else p2[np.arange(len(p2)), p2.argmax(1)]
+    deciding = np.array([np.flatnonzero(codes == k)[np.argmax(column[codes == k])]
+                         for k in range(len(keys))])
+    out = pd.DataFrame({"series": keys,
+                        "group": pseudonymize(rows["group"].astype(str).to_numpy()[first]),
+                        "n_slices": np.bincount(codes, minlength=len(keys))})
+    if split is not None:
+        out.insert(1, "split", split)
+    if "label" in rows.columns:
+        out["label"] = rows["label"].astype(str).to_numpy()[first]
+    for name, values in probability_columns(task, classes, agg).items():
+        out[name] = values
+    out["predicted"] = decisions(task, classes, agg, threshold)
+    out["deciding_slice"] = rows["slice"].to_numpy()[deciding]
+    out["deciding_path"] = rows["path"].astype(str).to_numpy()[deciding]
+    return out

@@ -75,6 +75,10 @@ def reevaluate(run_dir: str | os.PathLike, *, data: str | os.PathLike | None = N
 
     run_dir = Path(run_dir)
     cfg, splits = _load_run(run_dir)
+    if cfg.data.unit == "series":
+        raise InputError(f"{run_dir}: a data.unit series run is not re-evaluated yet (its "
+                         "series-level figures are in metrics.json, its series in "
+                         "series_predictions.csv)")
     contract = json.loads((run_dir / "contract.json").read_text())
     classes, task = contract["label_names"], contract["task"]
     if data is None:

@@ -42,8 +42,8 @@ def unlabelled_table(cfg: Any) -> pd.DataFrame:
     --------
     >>> from imaging_tl.config import load_pretrain_config
     >>> cfg = load_pretrain_config({"data": {"folder": "sample_dicoms"}})
-    >>> len(unlabelled_table(cfg))
-    192
+    >>> len(unlabelled_table(cfg))  # 192 radiographs and the 96 slices of ct_series/
+    288
     """
     d = cfg.data
     try:

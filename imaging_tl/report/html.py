@@ -244,9 +244,9 @@ def _metrics_section(m: Mapping[str, Any] | None) -> str:
     resampling = boot.get("resampling", "image")
     notes.append(
         f"Evaluated per {_esc(level)} on {_esc(m.get('n', m.get('n_images', '?')))} "
-        f"{'patients' if level == 'patient' else 'images'}"
+        f"{ {'patient': 'patients', 'series': 'series'}.get(level, 'images')}"
         + (f" from {_esc(m['n_patients'])} patients" if m.get("n_patients") and
-           level == "image" else "")
+           level in ("image", "series") else "")
         + f". CIs: {_esc(boot.get('method', 'percentile'))} bootstrap, "
         f"{_esc(boot.get('n_bootstraps', '?'))} resamples of {_esc(resampling)}s."
     )

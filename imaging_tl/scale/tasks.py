@@ -111,13 +111,16 @@ def census_dask(directory: str | os.PathLike, out: str | os.PathLike | None = "c
         rows = map_batches(client, partial(_census_batch, root=str(root), decode=decode),
                            files, batch_size=batch_size, retries=retries, progress=progress,
                            desc="census")
+    from imaging_tl.io.series import add_series_columns
+
+    series = add_series_columns(rows)
     if not keep_patient_id:
         for row in rows:
             row["PatientID"] = pseudonymize_patient_id(row.get("PatientID"))
     if out is not None:
         with atomic_path(out) as tmp:
             write_census_csv(rows, tmp)
-    return CensusResult(root, Path(out) if out is not None else None, rows)
+    return CensusResult(root, Path(out) if out is not None else None, rows, series)
 
 
 def _predict_batch(paths: list[str], model: str, engine: str, batch_size: int,
@@ -179,6 +182,12 @@ def predict_dask(model_path: str | os.PathLike, inputs: Sequence[str | os.PathLi
         mp = model_file(model_path)
     except FileNotFoundError as exc:
         raise InputError(str(exc)) from None
+    from imaging_tl.models import read_contract
+
+    if (read_contract(mp).preprocessing or {}).get("unit") == "series":
+        # the files of one series would be split between tasks
+        raise InputError(f"{mp}: a model trained on series predicts per series; run "
+                         "imaging-tl predict without --workers/--scheduler")
     files = expand_inputs(inputs)
     if not files:
         raise InputError("no input files found")

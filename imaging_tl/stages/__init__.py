@@ -39,6 +39,7 @@ from imaging_tl.stages.normalize import (
     get_scheme,
     list_schemes,
 )
+from imaging_tl.stages.stack import Stack
 from imaging_tl.stages.window import PRESETS, MultiWindow, Window, apply_window
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "PadToSquare",
     "Pipeline",
     "Resize",
+    "Stack",
     "Stage",
     "ToGrey",
     "ToRGB",

@@ -4,7 +4,9 @@ No labelled medical dataset can be downloaded on the machines this project runs 
 demo set (``sample_dicoms/``), the tests and the benchmarks use images generated here:
 chest-radiograph phantoms and CT slices with nodules, consolidations and effusions of
 controllable difficulty, written as real DICOM (CR, DX, CT) and PNG files with a
-``labels.csv``. Every file says in its header that it is synthetic.
+``labels.csv``, and CT series (chest or head, a file per slice, axial or oblique) with a
+lesion across a few slices (:mod:`imaging_tl.synthetic.series`). Every file says in its
+header that it is synthetic.
 
 Examples
 --------
@@ -41,9 +43,16 @@ from imaging_tl.synthetic.images import SyntheticImage, make_ct, make_radiograph
 from imaging_tl.synthetic.phantom import chest_radiograph, ct_slice, expose_radiograph
 from imaging_tl.synthetic.png_writer import write_png
 from imaging_tl.synthetic.population import Population, Shift, patient_tags
+from imaging_tl.synthetic.series import (
+    CTSeries,
+    generate_series_dataset,
+    make_ct_series,
+    write_ct_series,
+)
 from imaging_tl.synthetic.sites import SITES, SiteProfile, get_site
 
 __all__ = [
+    "CTSeries",
     "DIFFICULTIES",
     "FINDINGS",
     "LABEL_COLUMNS",
@@ -65,13 +74,16 @@ __all__ = [
     "expose_radiograph",
     "finding_cnr",
     "generate_dataset",
+    "generate_series_dataset",
     "get_difficulty",
     "get_site",
     "make_ct",
+    "make_ct_series",
     "make_radiograph",
     "patient_tags",
     "synthetic_uid",
     "write_ct",
+    "write_ct_series",
     "write_png",
     "write_radiograph",
 ]

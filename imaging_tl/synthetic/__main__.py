@@ -49,6 +49,9 @@ PRESETS: dict[str, dict] = {
         "size": 256,
     },
     "ct": {"n_patients": 10, "images_per_patient": 6, "seed": 0, "size": 256, "kind": "ct"},
+    # CT series (one per patient, a slice per file), as in sample_dicoms/ct_series.
+    "ct_series": {"n_patients": 12, "seed": 0, "size": 64, "kind": "ct_series",
+                  "n_slices": 8, "region": "chest", "transfer_syntax": "rle"},
 }
 
 _README = """\
@@ -109,7 +112,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, help="image side in pixels")
     p.add_argument("--difficulty", choices=sorted(DIFFICULTIES))
     p.add_argument("--site", choices=sorted(SITES), help="acquisition site (default: local)")
-    p.add_argument("--kind", choices=["radiograph", "ct"])
+    p.add_argument("--kind", choices=["radiograph", "ct", "ct_series"],
+                   help="ct_series: one CT series per patient, a file per slice, and "
+                        "series_labels.csv")
+    p.add_argument("--slices", type=int, help="ct_series: slices per series")
+    p.add_argument("--region", choices=["chest", "head"], help="ct_series: body region")
     p.add_argument("--png-fraction", type=float)
     p.add_argument("--transfer-syntax", choices=sorted(TRANSFER_SYNTAXES),
                    help="write every DICOM file with this one (default: a mix, 55%% JPEG 2000 "
@@ -135,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     settings = dict(PRESETS[args.preset])
+    if (args.kind or settings.get("kind")) == "ct_series":
+        return _series_main(args, settings)
     for key in ("seed", "n_patients", "images_per_patient", "size", "difficulty", "kind", "site"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
@@ -183,6 +192,26 @@ def main(argv: list[str] | None = None) -> int:
             encoding="utf-8",
         )
     print(f"generated {len(df)} images of {df.patient_id.nunique()} patients in {args.out}")
+    return 0
+
+
+def _series_main(args: argparse.Namespace, settings: dict) -> int:
+    """``--kind ct_series``: :func:`imaging_tl.synthetic.series.generate_series_dataset`."""
+    from imaging_tl.synthetic.series import generate_series_dataset
+
+    keys = {"seed": "seed", "n_patients": "n_patients", "size": "size", "slices": "n_slices",
+            "region": "region", "transfer_syntax": "transfer_syntax"}
+    options = {k: settings[k] for k in ("seed", "n_patients", "size", "n_slices", "region",
+                                        "transfer_syntax") if k in settings}
+    options.update({dest: getattr(args, a) for a, dest in keys.items()
+                    if getattr(args, a) is not None})
+    try:
+        df = generate_series_dataset(args.out, **options)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"generated {len(df)} CT series ({int((df.label == 'lesion').sum())} with a lesion) "
+          f"in {args.out}")
     return 0
 
 

@@ -16,6 +16,7 @@ byte-identical files with the same pydicom and openjpeg versions.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -436,20 +437,31 @@ def _set_ct_geometry(
     pixel_spacing_mm: float,
     slice_location_mm: float,
     slice_thickness_mm: float,
+    plane: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> None:
-    """Frame of reference, position and spacing of an axial slice (head first, supine)."""
+    """Frame of reference, position and spacing of a slice (head first, supine).
+
+    ``plane`` is (ImagePositionPatient, ImageOrientationPatient); by default an axial slice
+    centred on the table axis at ``slice_location_mm``.
+    """
     ds.PatientPosition = "HFS"
     ds.FrameOfReferenceUID = ident.frame_of_reference_uid or synthetic_uid(ident.study_uid, "for")
     ds.PositionReferenceIndicator = ""
-    ds.ImagePositionPatient = [
-        _ds_num(-pixel_spacing_mm * shape[1] / 2),
-        _ds_num(-pixel_spacing_mm * shape[0] / 2),
-        _ds_num(slice_location_mm),
-    ]
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    if plane is None:
+        plane = ([-pixel_spacing_mm * shape[1] / 2, -pixel_spacing_mm * shape[0] / 2,
+                  slice_location_mm], [1, 0, 0, 0, 1, 0])
+    ds.ImagePositionPatient = [_ds_num(v) for v in plane[0]]
+    ds.ImageOrientationPatient = [_ds_num(v) for v in plane[1]]
     ds.SliceLocation = _ds_num(slice_location_mm)
     ds.SliceThickness = _ds_num(slice_thickness_mm)
     ds.PixelSpacing = [_ds_num(pixel_spacing_mm), _ds_num(pixel_spacing_mm)]
+
+
+# The header windows of a CT slice, by BodyPartExamined.
+_CT_WINDOWS = {
+    "CHEST": [(40, 400, "MEDIASTINUM"), (-600, 1500, "LUNG")],
+    "HEAD": [(40, 80, "BRAIN"), (80, 200, "SUBDURAL"), (600, 2800, "BONE")],
+}
 
 
 def write_ct(
@@ -462,12 +474,15 @@ def write_ct(
     slice_thickness_mm: float = 1.25,
     signed: bool = False,
     transfer_syntax: str = "explicit",
+    plane: tuple[Sequence[float], Sequence[float]] | None = None,
+    body_part: str = "CHEST",
 ) -> Path:
-    """Write an axial CT slice in Hounsfield units.
+    """Write a CT slice in Hounsfield units (axial unless ``plane`` says otherwise).
 
     Unsigned files store ``HU + 1024`` in 12 bits with Rescale Intercept -1024 (the common
     scanner convention); signed files store HU directly in 16 bits (PixelRepresentation 1,
-    Intercept 0). Windows: mediastinum (40/400) and lung (-600/1500).
+    Intercept 0). Windows: mediastinum (40/400) and lung (-600/1500); for the head brain
+    (40/80), subdural (80/200) and bone (600/2800).
 
     Parameters
     ----------
@@ -483,6 +498,11 @@ def write_ct(
         Signed 16-bit storage instead of unsigned 12-bit with an intercept.
     transfer_syntax : {"explicit", "implicit", "rle", "jpeg2000"}
         Encoding of the file.
+    plane : (position, orientation), optional
+        ImagePositionPatient and ImageOrientationPatient (an oblique series, see
+        :func:`imaging_tl.synthetic.series.write_ct_series`); default axial.
+    body_part : str
+        BodyPartExamined (``"CHEST"``, ``"HEAD"``).
 
     Returns
     -------
@@ -508,14 +528,15 @@ def write_ct(
     ds = _base_dataset(ident, "CT", *hu.shape)
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-    ds.BodyPartExamined = "CHEST"
-    _set_ct_geometry(ds, ident, hu.shape, pixel_spacing_mm, slice_location_mm, slice_thickness_mm)
+    ds.BodyPartExamined = body_part
+    _set_ct_geometry(ds, ident, hu.shape, pixel_spacing_mm, slice_location_mm, slice_thickness_mm,
+                     plane)
     ds.KVP = "120"
     ds.AcquisitionNumber = 1
     ds.RescaleIntercept = str(intercept)
     ds.RescaleSlope = "1"
     ds.RescaleType = "HU"
-    _set_windows(ds, [(40, 400, "MEDIASTINUM"), (-600, 1500, "LUNG")])
+    _set_windows(ds, _CT_WINDOWS.get(body_part, _CT_WINDOWS["CHEST"]))
     return _finish(
         ds, stored, path, bits_stored=bits, signed=signed, transfer_syntax=transfer_syntax
     )

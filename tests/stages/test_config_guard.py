@@ -63,6 +63,11 @@ CASES: dict[str, list[tuple[str, dict[str, Any], Any]]] = {
         ("pad_value", {"size": 64}, 0.5),
         ("interpolation", {"size": 64}, "nearest"),
     ],
+    "stack": [
+        ("offsets", {}, [-2, 0, 2]),
+        ("offsets", {"offsets": [-5, 0, 5], "unit": "mm"}, [-3, 0, 3]),
+        ("unit", {"offsets": [-5, 0, 5]}, "mm"),
+    ],
     "to_grey": [],
     "to_rgb": [],
     "window": [

@@ -23,6 +23,7 @@ from imaging_tl.stages import (
     PadToSquare,
     Pipeline,
     Resize,
+    Stack,
     ToGrey,
     ToRGB,
     Window,
@@ -164,6 +165,7 @@ def _every_stage():
             ToRGB(),
             ToGrey(),
             MultiWindow([{"preset": "brain"}, "bone"]),
+            Stack([0]),
             Normalize("imagenet"),
         ]
     )

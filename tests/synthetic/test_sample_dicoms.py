@@ -14,6 +14,7 @@ from imaging_tl.synthetic import LABEL_COLUMNS, SYNTHETIC_COMMENT
 from imaging_tl.synthetic.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[2] / "sample_dicoms"
+SERIES = ROOT / "ct_series"  # the CT series set, tested in test_series.py
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,9 @@ def labels() -> pd.DataFrame:
 def test_demo_set_is_complete_and_small(labels):
     assert list(labels.columns) == LABEL_COLUMNS
     assert len(labels) >= 150 and labels.patient_id.nunique() >= 24
-    files = [p for p in ROOT.rglob("*") if p.is_file()]
+    every = [p for p in ROOT.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in every) < 12 * 1024 * 1024  # CT series included
+    files = [p for p in every if SERIES not in p.parents]
     assert sum(p.stat().st_size for p in files) < 10 * 1024 * 1024
     listed = {ROOT / p for p in labels.path}
     assert listed == {p for p in files if p.suffix in (".dcm", ".png")}
@@ -63,7 +66,8 @@ def test_readme_gives_the_exact_command():
 def test_demo_set_regenerates_bit_for_bit(tmp_path):
     out = tmp_path / "sample_dicoms"
     assert main(["--preset", "demo", "--out", str(out)]) == 0
-    files = sorted(str(p.relative_to(ROOT)) for p in ROOT.rglob("*") if p.is_file())
+    files = sorted(str(p.relative_to(ROOT)) for p in ROOT.rglob("*")
+                   if p.is_file() and SERIES not in p.parents)
     assert files == sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     _, mismatch, errors = filecmp.cmpfiles(ROOT, out, files, shallow=False)
     assert not mismatch and not errors

@@ -1,0 +1,230 @@
+"""The dataset table of a series task (``data.unit: series``): one row per slice, in order.
+
+The DICOM files under a folder are grouped into series and ordered
+(:func:`imaging_tl.io.series.scan_series`); each series takes its label from a CSV keyed by
+SeriesInstanceUID or from the class folder it lies in. Every slice becomes a row of the
+usual table (:mod:`imaging_tl.data.table`) with the series' label, plus
+
+``series``
+    the series key, a pseudonym of its SeriesInstanceUID (``ser:`` + 16 hex digits);
+``slice``
+    the slice's 0-based place along the slice normal; ``n_slices`` the series' length,
+    ``slice_spacing`` the distance between its slices (mm; empty when not known).
+
+Splits group by patient as for images (PatientID pseudonyms from the headers, or
+``data.group_column``), so all slices of a series, and all series of a patient, share a
+split. A flagged series (gaps, duplicated positions, mixed sizes or orientations, a single
+slice), a file whose header cannot be read and a series without a label are left out and
+reported in ``df.attrs["series_report"]``; the other series go on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from imaging_tl._atomic import readable_text
+from imaging_tl.data.errors import DatasetError
+from imaging_tl.data.files import file_kind
+from imaging_tl.data.table import validate
+from imaging_tl.io.pseudonyms import pseudonym
+from imaging_tl.io.series import Series, scan_series
+
+__all__ = ["SERIES_COLUMNS", "from_series", "sample_slices", "series_key"]
+
+#: Columns a series table adds to the usual ones.
+SERIES_COLUMNS = ("series", "slice", "n_slices", "slice_spacing")
+
+#: CSV columns read as the SeriesInstanceUID when ``series_column`` is not given.
+_SERIES_COLUMN_NAMES = ("series_uid", "SeriesInstanceUID", "series_instance_uid", "series")
+
+
+def series_key(uid: str) -> str:
+    """The pseudonym a series is known by in tables and files (never the UID itself).
+
+    Examples
+    --------
+    >>> k = series_key("1.2.3")
+    >>> k[:4], len(k), k == series_key("1.2.3")
+    ('ser:', 20, True)
+    """
+    return pseudonym(str(uid), "ser")
+
+
+def _dicom_files(root: Path) -> list[str]:
+    return [str(f.resolve()) for f in sorted(root.rglob("*"))
+            if f.is_file() and not any(p.startswith(".") for p in f.relative_to(root).parts)
+            and file_kind(f) == "dicom"]
+
+
+def _slice_rows(series: Series, label: Any, group: tuple[str, str] | None) -> list[dict]:
+    """One table row per slice of ``series``, in order."""
+    key = series_key(series.uid)
+    if group is None:
+        pid = next((s.patient_id for s in series.slices if s.patient_id), None)
+        group = (pseudonym(pid, "pid"), "PatientID") if pid else (key, "SeriesInstanceUID")
+    return [{"path": s.path, "frame": pd.NA if s.frame is None else s.frame, "label": label,
+             "group": group[0], "group_key": group[1], "series": key, "slice": i,
+             "n_slices": len(series.slices), "slice_spacing": series.spacing,
+             "SOPInstanceUID": s.sop_uid}
+            for i, s in enumerate(series.slices)]
+
+
+def _read_labels(csv: Path, series_column: str | None, label_column: str,
+                 group_column: str | None) -> tuple[dict[str, tuple[str, str | None]], str]:
+    """``{SeriesInstanceUID: (label, group)}`` from the CSV, every problem at once."""
+    try:
+        table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise DatasetError([f"cannot be read as a CSV file ({exc})"], source=str(csv)) from None
+    column = series_column or next((c for c in _SERIES_COLUMN_NAMES if c in table.columns), None)
+    wanted = {"data.series_column": column, "data.label_column": label_column,
+              "data.group_column": group_column}
+    missing = [f"{key}: {col!r} is not a column (columns: {', '.join(table.columns)})"
+               for key, col in wanted.items() if col is not None and col not in table.columns]
+    if column is None:
+        missing.append(f"data.series_column: none of {list(_SERIES_COLUMN_NAMES)} is a "
+                       "column; name the column of SeriesInstanceUIDs")
+    if missing:
+        raise DatasetError(missing, source=str(csv))
+    assert column is not None
+    problems, out = [], {}
+    for i, row in enumerate(table.to_dict("records")):
+        uid, label = row[column].strip(), row[label_column].strip()
+        where = f"row {i + 2}"  # as a spreadsheet numbers it (header = row 1)
+        if not uid:
+            problems.append(f"{where}: empty {column!r}")
+        elif uid in out:
+            problems.append(f"{where}: series {column} listed twice")
+        elif not label:
+            problems.append(f"{where}: empty label {label_column!r}")
+        else:
+            group = row[group_column].strip() if group_column else None
+            if group_column and not group:
+                problems.append(f"{where}: empty {group_column!r}")
+            out[uid] = (label, group or None)
+    if problems:
+        raise DatasetError(problems, source=str(csv))
+    return out, column
+
+
+def _class_of(series: Series, root: Path) -> str | None:
+    """The class folder holding every file of the series, else None."""
+    tops = {Path(s.path).relative_to(root).parts[0] for s in series.slices}
+    if len(tops) != 1:
+        return None
+    top = tops.pop()
+    return top if (root / top).is_dir() else None
+
+
+def from_series(
+    folder: str | os.PathLike,
+    *,
+    csv: str | os.PathLike | None = None,
+    series_column: str | None = None,
+    label_column: str = "label",
+    group_column: str | None = None,
+    label_map: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """The slice table of the series under ``folder``, labelled per series.
+
+    Parameters
+    ----------
+    folder : path
+        Searched recursively for DICOM files. Without ``csv``, its sub-folders are the
+        classes (``folder/<class>/<series folder>/<files>``).
+    csv : path, optional
+        Labels per series: one row per series, keyed by SeriesInstanceUID.
+    series_column : str, optional
+        The CSV's column of SeriesInstanceUIDs (default: the first of ``series_uid``,
+        ``SeriesInstanceUID``, ``series_instance_uid``, ``series``).
+    label_column, group_column : str
+        The CSV's label column, and its patient column (default: PatientID from headers).
+    label_map : mapping, optional
+        Class value or folder name -> class name.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``path, frame, label, group, group_key, series, slice, n_slices, slice_spacing,
+        SOPInstanceUID``,
+        by series then slice. ``attrs["series_report"]`` lists what was left out and why;
+        ``attrs["unit"]`` is ``"series"``.
+
+    Raises
+    ------
+    DatasetError
+        Not a folder, a bad CSV (every problem at once), or no usable series left.
+
+    Examples
+    --------
+    >>> df = from_series("sample_dicoms/ct_series", csv="sample_dicoms/ct_series/series_labels.csv")
+    >>> df["series"].nunique(), len(df), df.attrs["series_report"]
+    (12, 96, [])
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise DatasetError([f"{root}: not a folder"], source=str(root))
+    found, failed = scan_series(_dicom_files(root))
+    report = [f"{readable_text(p)}: header unreadable, left out ({why})"
+              for p, why in failed.items()]
+    labels = _read_labels(Path(csv), series_column, label_column, group_column) if csv else None
+    rows: list[dict] = []
+    seen: set[str] = set()
+    for one in found:
+        entry = labels[0].get(one.uid) if labels is not None else (_class_of(one, root), None)
+        if entry is None or entry[0] is None:
+            report.append(f"{one.name}: no row in {Path(str(csv)).name}, left out" if csv
+                          else f"{one.name}: not inside one class folder of {root}, left out")
+            continue
+        seen.add(one.uid)
+        if one.flagged:
+            report.append(f"{one.message()}; left out")
+            continue
+        label, group = str(entry[0]), entry[1]
+        label = (label_map or {}).get(label, label)
+        by = (group, str(group_column)) if group else None
+        rows.extend(_slice_rows(one, label, by))
+    return _finish_series(rows, report, labels, seen, root, csv)
+
+
+def _finish_series(rows: list[dict], report: list[str], labels: Any, seen: set[str],
+                   root: Path, csv: Any) -> pd.DataFrame:
+    source = str(csv or root)
+    if labels is not None:
+        lost = [uid for uid in labels[0] if uid not in seen]
+        if lost:
+            report.append(f"{len(lost)} labelled series (column {labels[1]!r}) have no "
+                          f"readable DICOM files under {root}, left out: e.g. CSV row "
+                          f"{list(labels[0]).index(lost[0]) + 2}")
+    if not rows:
+        raise DatasetError([f"{root}: no usable series"] + report[:20], source=source)
+    df = pd.DataFrame(rows)
+    df["frame"] = df["frame"].astype("Int64")
+    df.attrs.update(label_columns=["label"], source=source, unit="series",
+                    series_report=report)
+    validate(df, source=source)
+    return df
+
+
+def sample_slices(table: pd.DataFrame, step: int, split: str = "train") -> pd.DataFrame:
+    """``table`` with only every ``step``-th slice of each series of ``split`` (the slices
+    0, step, 2 step, ... of each series); other splits and image tables unchanged.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"series": ["a"] * 5 + ["b"] * 5, "slice": list(range(5)) * 2,
+    ...                   "split": ["train"] * 5 + ["test"] * 5})
+    >>> sample_slices(t, 2)["slice"].tolist()
+    [0, 2, 4, 0, 1, 2, 3, 4]
+    """
+    if step < 1:
+        raise ValueError(f"data.slice_step: must be at least 1, got {step}")
+    if step == 1 or "slice" not in table.columns:
+        return table
+    keep = (table["split"] != split) | (table["slice"].astype(int) % step == 0)
+    return table[keep.to_numpy()].reset_index(drop=True)
