@@ -1,6 +1,7 @@
-"""``imaging_tl.pipeline.run`` under tf.distribute: mirrored over 2 logical CPUs (with an
-interrupt and resume) and 2 localhost workers give the predictions of one device with the
-same global batch and learning rate; only the chief writes the run directory."""
+"""``imaging_tl.pipeline.run`` under tf.distribute: 2 localhost workers (and, in the slow
+run, mirrored over 2 logical CPUs with an interrupt and resume) give the predictions of
+one device with the same global batch and learning rate; only the chief writes the run
+directory."""
 
 from __future__ import annotations
 
@@ -27,16 +28,12 @@ def _reference(kit, data: Path, tmp: Path) -> str:
 
 @pytest.fixture(scope="module")
 def dist_runs(kit, dist_data, tmp_path_factory) -> dict[str, dict]:
-    """Four ``run`` processes started together: the one-device reference, a mirrored run
-    (interrupted after its first epoch, resumed) and the two workers of a localhost
-    MultiWorkerMirroredStrategy cluster (``distribute: auto`` picks multi_worker from
-    TF_CONFIG; the same command on each worker). One reference serves both comparisons."""
+    """Three ``run`` processes started together: the one-device reference and the two
+    workers of a localhost MultiWorkerMirroredStrategy cluster (``distribute: auto`` picks
+    multi_worker from TF_CONFIG; the same command on each worker)."""
     tmp = tmp_path_factory.mktemp("run_dist")
-    mirrored = kit.write_config(tmp / "mirrored.json", kit.tiny_run_config(
-        dist_data, tmp / "cache_mirrored", distribute="mirrored"))
     jobs = {"none": ([_reference(kit, dist_data, tmp), str(tmp / "none"), "1"],
-                     kit.base_env()),
-            "mirrored": ([mirrored, str(tmp / "mirrored"), "2", "1"], kit.base_env())}
+                     kit.base_env())}
     cluster = {"worker": [f"localhost:{p}" for p in kit.free_ports(2)]}
     for i in range(2):
         cfg = kit.write_config(tmp / f"w{i}.json",
@@ -47,6 +44,17 @@ def dist_runs(kit, dist_data, tmp_path_factory) -> dict[str, dict]:
     res = kit.start_runs(jobs)
     res["tmp"] = {"path": str(tmp)}
     return res
+
+
+@pytest.fixture(scope="module")
+def mirrored_run(kit, dist_data, tmp_path_factory) -> dict:
+    """A mirrored run over 2 logical CPUs, interrupted after its first epoch and resumed
+    (slow: mirrored training itself is compared with one device in test_distribute.py)."""
+    tmp = tmp_path_factory.mktemp("run_mirrored")
+    mirrored = kit.write_config(tmp / "mirrored.json", kit.tiny_run_config(
+        dist_data, tmp / "cache_mirrored", distribute="mirrored"))
+    return kit.start_runs({"mirrored": ([mirrored, str(tmp / "mirrored"), "2", "1"],
+                                        kit.base_env())})["mirrored"]
 
 
 def _same_predictions(a: dict, b: dict) -> None:
@@ -63,9 +71,10 @@ def _same_predictions(a: dict, b: dict) -> None:
         np.testing.assert_allclose(hb[col], ha[col], rtol=1e-4, atol=1e-5, err_msg=col)
 
 
-def test_mirrored_run_on_two_cpus_matches_one_device(dist_runs):
-    _same_predictions(dist_runs["none"], dist_runs["mirrored"])
-    info = json.loads((Path(dist_runs["mirrored"]["run_dir"]) / "run.json").read_text())
+@pytest.mark.slow
+def test_mirrored_run_on_two_cpus_matches_one_device(dist_runs, mirrored_run):
+    _same_predictions(dist_runs["none"], mirrored_run)
+    info = json.loads((Path(mirrored_run["run_dir"]) / "run.json").read_text())
     d = info["distribute"]
     assert (d["mode"], d["strategy"], d["replicas"]) == ("mirrored", "MirroredStrategy", 2)
     assert (d["per_replica_batch"], d["global_batch"], d["learning_rate_factor"]) == (8, 16, 2)
@@ -75,8 +84,9 @@ def test_mirrored_run_on_two_cpus_matches_one_device(dist_runs):
     assert (ref["distribute"]["replicas"], ref["distribute"]["global_batch"]) == (1, 16)
 
 
-def test_resume_under_the_mirrored_strategy(dist_runs):
-    res = dist_runs["mirrored"]
+@pytest.mark.slow
+def test_resume_under_the_mirrored_strategy(mirrored_run):
+    res = mirrored_run
     assert res["resumed_from"] == {"phase": 0, "epoch": 1}
     d = Path(res["run_dir"])
     h = pd.read_csv(d / "history.csv")
