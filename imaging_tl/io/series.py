@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from imaging_tl.io.errors import ScanReadError
+from imaging_tl.io.limits import check_pixel_count
 
 #: How a series' slices were ordered.
 ORDER_METHODS = ("position", "instance_number", "file")
@@ -200,6 +201,10 @@ def _spacing_thickness(ds: Any, frame: int) -> tuple[Any, Any]:
 def slice_headers_of(ds: Any, path: str) -> list[SliceHeader]:
     """The slices of a pydicom dataset: one, or one per frame of a multi-frame object.
 
+    A declared frame count is checked against the pixel limit before anything is made per
+    frame (:class:`~imaging_tl.io.errors.ImageTooLargeError`), and at most as many
+    frames as the per-frame functional groups describe are listed.
+
     Examples
     --------
     >>> from pydicom import Dataset
@@ -212,6 +217,12 @@ def slice_headers_of(ds: Any, path: str) -> list[SliceHeader]:
     rows, cols = _int(ds.get("Rows")), _int(ds.get("Columns"))
     size = (rows, cols) if rows is not None and cols is not None else None
     n_frames = _int(ds.get("NumberOfFrames")) or 1
+    if n_frames > 1:  # a header's claim: bounded before one entry per frame is made
+        check_pixel_count(path, n_frames * (rows or 1) * (cols or 1),
+                          what=f"the header declares {n_frames} frames")
+        described = ds.get("PerFrameFunctionalGroupsSequence")
+        if described is not None:
+            n_frames = min(n_frames, len(described))
     frames: list[int | None] = list(range(n_frames)) if n_frames > 1 else [None]
     out = []
     for frame in frames:

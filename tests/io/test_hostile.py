@@ -174,7 +174,9 @@ def test_huge_frame_count_is_refused_before_decoding(tmp_path):
     ds.NumberOfFrames = 999999999
     out = tmp_path / "frames.dcm"
     ds.save_as(out)
-    for read in (read_scan, read_header):
+    from imaging_tl.io.series import read_slice_headers
+
+    for read in (read_scan, read_header, read_slice_headers):
         with pytest.raises(ImageTooLargeError, match="max_pixels"):
             read(out)
     assert census_row(out)["error"] == "ImageTooLargeError"
