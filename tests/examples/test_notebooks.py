@@ -10,7 +10,7 @@ import pytest
 NOTEBOOK = Path(__file__).resolve().parents[2] / "examples" / "quickstart.ipynb"
 
 
-@pytest.mark.slow  # a kernel, TensorFlow and a tiny run: 30-55 s on 2 cores
+# a kernel, TensorFlow and a tiny run: about 20 s on 2 quiet cores
 @pytest.mark.skipif(importlib.util.find_spec("nbclient") is None
                     or importlib.util.find_spec("ipykernel") is None,
                     reason="nbclient/ipykernel are not installed "
