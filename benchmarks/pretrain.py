@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -52,17 +51,10 @@ import numpy as np
 _HERE = Path(__file__).resolve().parent
 
 
-def _load(name: str, file: str):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, _HERE / file)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+sys.path.append(str(_HERE))  # loaded by path from the tests too
+from siblings import load  # noqa: E402
 
-
-st = _load("_imaging_tl_bench_source_transfer", "source_transfer.py")
+st = load("source_transfer")
 tvs = st.tvs
 
 ARMS = ("tl_frozen", "tl_finetune", "ssl_frozen", "ssl_finetune", "rssl_frozen",

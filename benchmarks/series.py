@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import json
 import os
 import subprocess
@@ -68,14 +67,10 @@ LESION = dict(lesion_hu=20.0, lesion_radius_mm=(10.0, 16.0))
 
 
 def _load_tvs():
-    name = "_imaging_tl_bench_transfer_vs_scratch"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, _HERE / "transfer_vs_scratch.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    sys.path.append(str(_HERE))  # loaded by path from the tests too
+    from siblings import load
+
+    return load("transfer_vs_scratch")
 
 
 # ----------------------------------------------------------------------------- data

@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -52,18 +51,10 @@ import numpy as np
 _HERE = Path(__file__).resolve().parent
 
 
-def _load_tvs():
-    name = "_imaging_tl_bench_transfer_vs_scratch"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, _HERE / "transfer_vs_scratch.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+sys.path.append(str(_HERE))  # loaded by path from the tests too
+from siblings import load  # noqa: E402
 
-
-tvs = _load_tvs()
+tvs = load("transfer_vs_scratch")
 
 ARMS = ("tl_frozen", "tl_finetune", "src_frozen", "src_finetune", "related_frozen",
         "small_cnn", "lite0_scratch")
