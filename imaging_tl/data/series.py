@@ -34,10 +34,7 @@ from imaging_tl.data.table import validate
 from imaging_tl.io.pseudonyms import pseudonym
 from imaging_tl.io.series import Series, scan_series
 
-__all__ = ["SERIES_COLUMNS", "from_series", "sample_slices", "series_key"]
-
-#: Columns a series table adds to the usual ones.
-SERIES_COLUMNS = ("series", "slice", "n_slices", "slice_spacing")
+__all__ = ["from_series", "sample_slices", "series_key"]
 
 #: CSV columns read as the SeriesInstanceUID when ``series_column`` is not given.
 _SERIES_COLUMN_NAMES = ("series_uid", "SeriesInstanceUID", "series_instance_uid", "series")
@@ -175,8 +172,10 @@ def from_series(
     labels = _read_labels(Path(csv), series_column, label_column, group_column) if csv else None
     rows: list[dict] = []
     seen: set[str] = set()
+    resolved = root.resolve()  # the scanned paths are resolved: class folders relative to it
     for one in found:
-        entry = labels[0].get(one.uid) if labels is not None else (_class_of(one, root), None)
+        entry = labels[0].get(one.uid) if labels is not None else (_class_of(one, resolved),
+                                                                    None)
         if entry is None or entry[0] is None:
             report.append(f"{one.name}: no row in {Path(str(csv)).name}, left out" if csv
                           else f"{one.name}: not inside one class folder of {root}, left out")

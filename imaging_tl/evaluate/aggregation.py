@@ -38,6 +38,9 @@ def aggregate_scores(scores: Any, codes: Any, n_groups: int, how: Aggregation = 
         raise ValueError(f"aggregate={how!r}: expected one of {list(AGGREGATIONS)}")
     if int(top_k) < 1:
         raise ValueError(f"top_k={top_k!r}: must be at least 1")
+    if how == "noisy_or" and renormalise:  # patients and series alike
+        raise ValueError("aggregate='noisy_or' is for binary and multilabel tasks; use max, "
+                         "mean or top_k_mean for multiclass")
     s = np.asarray(scores, dtype=np.float64)
     s2 = s if s.ndim == 2 else s[:, None]
     c = np.asarray(codes, dtype=np.int64)
@@ -93,9 +96,6 @@ def aggregate_by_group(
     >>> y.tolist(), s.tolist(), g.tolist()
     ([1, 0], [0.9, 0.1], ['p1', 'p2'])
     """
-    if how == "noisy_or" and task == "multiclass":
-        raise ValueError("aggregate='noisy_or' is for binary and multilabel tasks; use max, "
-                         "mean or top_k_mean for multiclass")
     y, s = as_arrays(y_true, y_score, task)
     g = np.asarray(groups).astype(str)
     if len(g) != len(y):

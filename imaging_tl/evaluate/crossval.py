@@ -27,7 +27,7 @@ import numpy as np
 
 from imaging_tl.evaluate.evaluation import evaluate
 
-__all__ = ["CROSSVAL_KEYS", "crossval_metrics", "headline_key"]
+__all__ = ["CROSSVAL_KEYS", "crossval_metrics"]
 
 #: the figures reported per fold and pooled, per task
 CROSSVAL_KEYS: dict[str, tuple[str, ...]] = {
@@ -35,17 +35,6 @@ CROSSVAL_KEYS: dict[str, tuple[str, ...]] = {
     "multiclass": ("roc_auc_macro", "balanced_accuracy", "accuracy"),
     "multilabel": ("roc_auc_macro",),
 }
-
-
-def headline_key(task: str) -> str:
-    """The headline figure of a task: ``roc_auc`` (binary), else ``roc_auc_macro``.
-
-    Examples
-    --------
-    >>> headline_key("binary"), headline_key("multilabel")
-    ('roc_auc', 'roc_auc_macro')
-    """
-    return CROSSVAL_KEYS[task][0]
 
 
 def _value(m: dict[str, Any], key: str) -> float | None:
@@ -86,7 +75,8 @@ def crossval_metrics(
         ``n`` such folds) and ``oof`` (the pooled figures with ``value`` and ``ci``, and
         ``n_images``, ``n_patients``, ``small_sample``).
     """
-    keys, head = CROSSVAL_KEYS[task], headline_key(task)
+    keys = CROSSVAL_KEYS[task]
+    head = keys[0]  # the headline figure: roc_auc (binary), else roc_auc_macro
     kw: dict[str, Any] = {"task": task, "class_names": class_names, "aggregate": aggregate,
                           "operating_point": "fixed", "threshold": float(threshold),
                           "seed": seed}

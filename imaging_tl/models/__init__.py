@@ -55,7 +55,6 @@ _LAZY = {
     "ensemble_members": "imaging_tl.models.ensemble",
     "ensemble_predictions": "imaging_tl.models.ensemble",
     "is_ensemble": "imaging_tl.models.ensemble",
-    "member_predictions": "imaging_tl.models.ensemble",
     "HeadConfig": "imaging_tl.models.head",
     "WeightsUnavailableError": "imaging_tl.models.keras_apps",
 }

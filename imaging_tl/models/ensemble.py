@@ -5,7 +5,7 @@ as a layer) -> ``ensemble_mean`` (Keras' ``Average``). Every layer has an explic
 and only built-in or registered layers are used, so the file loads with
 :func:`~imaging_tl.models.transfer.load_transfer_model` like a single model, runs under
 the same contract and converts to ONNX and TFLite unchanged. The members' own outputs
-stay reachable (:func:`member_predictions`): their spread
+stay reachable (:func:`ensemble_predictions`): their spread
 (:func:`imaging_tl.augment.tta_uncertainty`, the same measure as for test-time
 augmentation) is the ensemble's uncertainty.
 
@@ -30,7 +30,7 @@ import numpy as np
 from imaging_tl.models.contract import ModelContract, attach_contract
 
 __all__ = ["MEAN_LAYER", "build_ensemble", "ensemble_members", "ensemble_predictions",
-           "is_ensemble", "member_predictions"]
+           "is_ensemble"]
 
 #: the name of the averaging layer
 MEAN_LAYER = "ensemble_mean"
@@ -143,18 +143,3 @@ def ensemble_predictions(model: keras.Model, x: np.ndarray,
         object.__setattr__(model, _BOTH, both)  # kept away from Keras' tracking
     out = np.moveaxis(fast_predict(both, x, batch_size), 1, 0)
     return out[-1], out[:-1]
-
-
-def member_predictions(model: keras.Model, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Each member's probabilities: ``(members, N, outputs)`` (one member for a single
-    model); see :func:`ensemble_predictions`.
-
-    Examples
-    --------
-    >>> from imaging_tl.models.transfer import build_transfer_model
-    >>> ms = [build_transfer_model("efficientnet_lite0", "binary", 2, weights=None,
-    ...                            input_size=32, seed=s) for s in (0, 1)]
-    >>> member_predictions(build_ensemble(ms), np.zeros((3, 32, 32, 3), "float32")).shape
-    (2, 3, 1)
-    """
-    return ensemble_predictions(model, x, batch_size)[1]

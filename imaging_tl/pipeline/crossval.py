@@ -22,6 +22,7 @@ Examples
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from imaging_tl._atomic import write_csv
+from imaging_tl._atomic import read_csv, write_csv
+from imaging_tl.pipeline.inputs import cv_split_table
 from imaging_tl.pipeline.model_steps import build_step, plain_copy, train_step
 from imaging_tl.pipeline.output_steps import (
     evaluate_scores,
@@ -57,7 +59,6 @@ class FoldResult:
     rows: pd.DataFrame
     y: np.ndarray
     best: list[dict[str, Any]] = field(default_factory=list)
-    skipped: bool = False
 
 
 @dataclass
@@ -65,7 +66,6 @@ class CrossVal:
     """Every fold of a cross-validated run, and the images of the folds."""
 
     folds: list[FoldResult]
-    members: list[Any]
     cv: SplitArrays
 
     def oof(self) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
@@ -126,8 +126,8 @@ def crossval_step(state: RunState) -> None:
                 (state.fold_dir / "model.keras").is_file():
             state.log(f"fold {f + 1}/{k}: finished before the interruption, not trained again")
             member = load_transfer_model(state.fold_dir / "model.keras", compile=False)
-            best = list(_read_json(done).get("best_epochs", []))
-            history = pd.read_csv(state.fold_dir / "history.csv")
+            best = list(json.loads(done.read_text()).get("best_epochs", []))
+            history = read_csv(state.fold_dir / "history.csv")
             kept.append(f)
         else:
             state.log(f"fold {f + 1}/{k}: {int((~va).sum())} training and {int(va.sum())} "
@@ -146,11 +146,9 @@ def crossval_step(state: RunState) -> None:
     state.fold, state.fold_features = None, None
     state.resumed_from = ({"finished_folds_kept": kept, **(resumed or {})}
                           if kept or resumed else None)
-    table = state.table.assign(split=np.where(state.table["fold"] < 0, "test", "cv"))
-    table.attrs = dict(state.table.attrs)  # the report's split table: test and cv
-    state.table = table
+    state.table = cv_split_table(state.table)  # the report's split table: test and cv
     state.model = build_ensemble(members)
-    state.crossval = CrossVal(folds, members, cv)
+    state.crossval = CrossVal(folds, cv)
     state.best = [{**b, "fold": r.fold} for r in folds for b in r.best]
     state.history = pd.concat(histories, ignore_index=True)
     state.paths["history"] = write_csv(state.run_dir / "history.csv", state.history)
@@ -189,12 +187,6 @@ def _write_fold(state: RunState, r: FoldResult, test_rows: pd.DataFrame) -> None
                       prediction_rows(state, test_rows, r.test, "test")], ignore_index=True)
     rows.insert(3, "fold", r.fold)
     write_csv(state.fold_dir / "predictions.csv", rows.drop(columns="predicted"))
-
-
-def _read_json(path: Any) -> dict[str, Any]:
-    import json
-
-    return json.loads(path.read_text())
 
 
 def crossval_evaluate_step(state: RunState) -> None:

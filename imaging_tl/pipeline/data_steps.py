@@ -15,6 +15,7 @@ from imaging_tl.pipeline.inputs import (
     InputError,
     census_root,
     census_table,
+    cv_split_table,
     data_manifest_hash,
     is_crossval,
     load_inputs,
@@ -68,8 +69,7 @@ def splits_step(state: RunState) -> None:
     table = split_of(state.cfg, state.table)
     # cross-validation: splits.csv says test or cv (and the fold); the run's table keeps
     # fold 0's train/val/test until the folds are trained
-    written = table.assign(split=np.where(table["fold"] < 0, "test", "cv")) \
-        if is_crossval(state.cfg) else table
+    written = cv_split_table(table) if is_crossval(state.cfg) else table
     splits_csv = state.run_dir / "splits.csv"
     if state.resume is not None and splits_csv.is_file():
         before = pd.read_csv(splits_csv, dtype=str, keep_default_na=False)

@@ -13,6 +13,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from imaging_tl.config import RunConfig
@@ -30,8 +31,9 @@ from imaging_tl.data import (
     task_of,
 )
 
-__all__ = ["InputError", "census_root", "census_table", "data_manifest_hash", "expand_inputs",
-           "is_crossval", "label_hint", "load_inputs", "split_of", "task_and_classes"]
+__all__ = ["InputError", "census_root", "census_table", "cv_split_table", "data_manifest_hash",
+           "expand_inputs", "is_crossval", "label_hint", "load_inputs", "split_of",
+           "task_and_classes"]
 
 
 class InputError(ValueError):
@@ -170,6 +172,18 @@ def split_of(cfg: RunConfig, table: pd.DataFrame) -> pd.DataFrame:
         return split_table(table, val=s.val, test=s.test, seed=cfg.seed)
     except (DatasetError, LeakageError) as exc:
         raise InputError(str(exc)) from None
+
+
+def cv_split_table(table: pd.DataFrame) -> pd.DataFrame:
+    """A cross-validated run's split table: ``split`` is ``test`` for the images outside
+    the folds (``fold`` -1) and ``cv`` for the folds' images (``attrs`` kept).
+
+    Examples
+    --------
+    >>> cv_split_table(pd.DataFrame({"fold": [-1, 0, 2]}))["split"].tolist()
+    ['test', 'cv', 'cv']
+    """
+    return table.assign(split=np.where(table["fold"] < 0, "test", "cv"))
 
 
 def is_crossval(cfg: RunConfig) -> bool:

@@ -51,6 +51,15 @@ def test_class_folders_of_series_are_labels_too(small, tmp_path):
     by_folder = {Path(p).parent.name: lab for p, lab in zip(df["path"], df["label"],
                                                             strict=True)}
     assert by_folder == dict(zip(labels.folder, labels.label, strict=True))
+    # a relative folder (as a config gives it) finds the same classes
+    import os
+
+    here = os.getcwd()
+    os.chdir(tmp_path.parent)
+    try:
+        assert from_series(tmp_path.name)["label"].tolist() == df["label"].tolist()
+    finally:
+        os.chdir(here)
 
 
 def test_flagged_unlabelled_and_unreadable_series_are_left_out_and_said(small, tmp_path):
