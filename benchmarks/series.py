@@ -196,8 +196,6 @@ def peak_memory(n_series: int, cfg: dict, folder: Path) -> dict:
     """Peak resident memory added by streaming every 2.5-D batch (a fresh process)."""
     code = f"""
 import json, sys
-sys.path.insert(0, {str(_HERE)!r})
-import series as b
 from pathlib import Path
 from imaging_tl.data import prepare
 from imaging_tl.data.series import from_series

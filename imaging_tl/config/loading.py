@@ -388,8 +388,9 @@ def schema_help() -> str:
     lines = []
 
     def walk(section: type, prefix: str) -> None:
+        types = _field_types(section)
         for name, default in _defaults(section).items():
-            sub = _submodel(_field_types(section)[name])
+            sub = _submodel(types[name])
             if sub is not None and name not in ("phases",):
                 walk(sub, f"{prefix}{name}.")
                 continue
@@ -464,8 +465,9 @@ def schema_reference(root: type = RunConfig, title: str = "Configuration referen
         subs: list[tuple[type, str]] = []
         rows = []
         fields = getattr(section, "model_fields", None)
+        types = _field_types(section)
         for name, default in _defaults(section).items():
-            annotation = _field_types(section)[name]
+            annotation = types[name]
             sub = _submodel(annotation)
             if sub is not None and name == "phases":  # a list of sections: one per phase
                 subs.append((sub, f"{prefix}{name}.N."))

@@ -301,8 +301,7 @@ def _mark_comparable(rows: list[dict[str, Any]]) -> None:
     """The data most runs share is the reference (ties: the first run given); a run on
     other data is not comparable."""
     hashes = [r["manifest"] for r in rows if r["manifest"]]
-    counts = Counter(hashes)
-    ref = max(hashes, key=lambda h: (counts[h], -hashes.index(h))) if hashes else ""
+    ref = Counter(hashes).most_common(1)[0][0] if hashes else ""  # ties: the first seen
     first = next((r["run"] for r in rows if r["manifest"] == ref), "")
     for r in rows:
         same = bool(ref) and r["manifest"] == ref

@@ -100,7 +100,7 @@ def _head_slice(rng: np.random.Generator, shape: tuple[int, int], extent: float,
     return hu, brain & (r < 0.75)
 
 
-def _chest_slices(rng: np.random.Generator, n: int, shape: tuple[int, int], seed: Any
+def _chest_slices(n: int, shape: tuple[int, int], seed: Any
                   ) -> tuple[np.ndarray, np.ndarray, float]:
     """Chest slices of one patient (``ct_slice``) and their lung masks."""
     hu, lungs = np.empty((n, *shape), np.float32), np.empty((n, *shape), bool)
@@ -112,7 +112,7 @@ def _chest_slices(rng: np.random.Generator, n: int, shape: tuple[int, int], seed
     return hu, lungs, spacing
 
 
-def _head_slices(rng: np.random.Generator, n: int, shape: tuple[int, int], seed: Any
+def _head_slices(n: int, shape: tuple[int, int], seed: Any
                  ) -> tuple[np.ndarray, np.ndarray, float]:
     """Head slices from the skull base to the vertex, and where a bleed may sit."""
     hu, brain = np.empty((n, *shape), np.float32), np.empty((n, *shape), bool)
@@ -208,7 +208,7 @@ def make_ct_series(
     rng, noise = np.random.default_rng([*key, 7]), np.random.default_rng([*key, 9])
     shape = (size, size)
     draw = _chest_slices if region == "chest" else _head_slices
-    hu, allowed, spacing = draw(rng, n_slices, shape, key)
+    hu, allowed, spacing = draw(n_slices, shape, key)
     lesion_slices: list[int] = []
     params: dict[str, Any] = {"noise_hu": noise_hu}
     if lesion:
