@@ -1,7 +1,11 @@
 """A fold ensemble: one Keras model that averages the probabilities of several members.
 
 The graph is ``image`` -> ``fold_0`` ... ``fold_{K-1}`` (each a whole transfer model, used
-as a layer) -> ``ensemble_mean`` (Keras' ``Average``). Every layer has an explicit name
+as a layer) -> ``ensemble_mean`` (Keras' ``Average``). Members that share one backbone
+(the same layer objects: :func:`~imaging_tl.models.transfer.new_head_on`, the folds of a
+frozen-backbone cross-validation) keep it once: ``image`` -> the backbone ->
+``head_pool`` -> ``fold_0`` ... (each member's head) -> ``ensemble_mean``, so the
+ensemble costs one backbone pass, not K. Every layer has an explicit name
 and only built-in or registered layers are used, so the file loads with
 :func:`~imaging_tl.models.transfer.load_transfer_model` like a single model, runs under
 the same contract and converts to ONNX and TFLite unchanged. The members' own outputs
@@ -17,6 +21,13 @@ Examples
 >>> ens = build_ensemble(ms)
 >>> [layer.name for layer in ens.layers]
 ['image', 'fold_0', 'fold_1', 'ensemble_mean']
+
+Members on one backbone keep it once:
+
+>>> from imaging_tl.models.transfer import new_head_on
+>>> one = build_ensemble([ms[0], new_head_on(ms[0])])
+>>> [layer.name for layer in one.layers][-4:]
+['head_pool', 'fold_0', 'fold_1', 'ensemble_mean']
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ import keras
 import numpy as np
 
 from imaging_tl.models.contract import ModelContract, attach_contract
+from imaging_tl.models.head import head_model
 
 __all__ = ["MEAN_LAYER", "build_ensemble", "ensemble_members", "ensemble_predictions",
            "is_ensemble"]
@@ -70,10 +82,17 @@ def build_ensemble(members: Sequence[keras.Model], name: str = "fold_ensemble",
     outputs = {tuple(m.output_shape[1:]) for m in members}
     if len(outputs) != 1 or any(tuple(m.input_shape[1:]) != shape for m in members):
         raise ValueError("build_ensemble: the members differ in input or output shape")
-    inp = keras.Input(shape=shape, dtype="float32", name="image")
-    # each member renamed (a Functional wrapper over the same layers and weights)
-    outs = [keras.Model(m.input, m.output, name=f"fold_{k}")(inp)
-            for k, m in enumerate(members)]
+    pool = _shared_pool(members)
+    if pool is not None:  # one backbone: each member's head on its pooled features
+        heads = [head_model(m) for m in members]
+        outs = [keras.Model(h.input, h.output, name=f"fold_{k}")(pool.output)
+                for k, h in enumerate(heads)]
+        inp = members[0].input
+    else:
+        inp = keras.Input(shape=shape, dtype="float32", name="image")
+        # each member renamed (a Functional wrapper over the same layers and weights)
+        outs = [keras.Model(m.input, m.output, name=f"fold_{k}")(inp)
+                for k, m in enumerate(members)]
     model = keras.Model(inp, keras.layers.Average(name=MEAN_LAYER)(outs), name=name)
     if contract is None:
         base = getattr(members[0], "imaging_tl_contract", None)
@@ -84,6 +103,15 @@ def build_ensemble(members: Sequence[keras.Model], name: str = "fold_ensemble",
     if contract is not None:
         attach_contract(model, contract)
     return model
+
+
+def _shared_pool(members: Sequence[keras.Model]) -> Any:
+    """The ``head_pool`` layer all members share (one backbone), else None."""
+    try:
+        pools = [m.get_layer("head_pool") for m in members]
+    except ValueError:
+        return None
+    return pools[0] if all(p is pools[0] for p in pools) else None
 
 
 def is_ensemble(model: Any) -> bool:
@@ -112,8 +140,12 @@ def ensemble_members(model: keras.Model) -> list[keras.Model]:
     """
     if not is_ensemble(model):
         return [model]
-    return [layer for layer in model.layers if layer.name.startswith("fold_")
-            and isinstance(layer, keras.Model)]
+    folds = [layer for layer in model.layers if layer.name.startswith("fold_")
+             and isinstance(layer, keras.Model)]
+    if folds and len(folds[0].input_shape) == 2:  # heads on one backbone's pooled features
+        feats = model.get_layer("head_pool").output
+        return [keras.Model(model.input, f(feats), name=f.name) for f in folds]
+    return folds
 
 
 def ensemble_predictions(model: keras.Model, x: np.ndarray,

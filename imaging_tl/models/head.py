@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-__all__ = ["HEAD_POOLINGS", "HeadConfig", "add_head"]
+__all__ = ["HEAD_POOLINGS", "HeadConfig", "add_head", "head_model"]
 
 HEAD_POOLINGS = ("avg", "max")
 
@@ -119,3 +119,28 @@ def add_head(features: Any, config: HeadConfig, units: int, activation: str, *,
     x = layers.Dropout(dropout, seed=seed, name="head_dropout")(x)
     return layers.Dense(units, activation=activation, dtype="float32", name="head_output",
                         kernel_initializer=keras.initializers.GlorotUniform(seed))(x)
+
+
+def head_model(model: Any) -> Any:
+    """Pooled features -> output, sharing the head layers (and weights) of ``model``.
+
+    Training this model trains ``model``'s head: the layers are the same objects.
+
+    Examples
+    --------
+    >>> from imaging_tl.models import build_transfer_model
+    >>> m = build_transfer_model("efficientnet_lite0", "binary", 2, weights=None,
+    ...                          input_size=32)
+    >>> h = head_model(m)
+    >>> h.get_layer("head_output") is m.get_layer("head_output")
+    True
+    """
+    import keras
+
+    pool = model.get_layer("head_pool")
+    feats = keras.Input(shape=pool.output.shape[1:], dtype="float32", name="features")
+    x = feats
+    i = model.layers.index(pool)
+    for layer in model.layers[i + 1:]:
+        x = layer(x)
+    return keras.Model(feats, x, name=f"{model.name}_head")

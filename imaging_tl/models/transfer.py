@@ -35,7 +35,7 @@ from imaging_tl.models.contract import (
 )
 from imaging_tl.models.custom_objects import InputNormalization
 from imaging_tl.models.ensemble import ensemble_members
-from imaging_tl.models.head import HeadConfig, add_head
+from imaging_tl.models.head import HeadConfig, add_head, head_model
 from imaging_tl.models.registry import get_spec
 from imaging_tl.models.spec import BackboneSpec
 from imaging_tl.stages.normalize import get_scheme
@@ -49,7 +49,9 @@ __all__ = [
     "feature_extractor",
     "get_spec_of",
     "head_model",
+    "layers_after",
     "load_transfer_model",
+    "new_head_on",
     "save_transfer_model",
     "set_freeze",
     "source_head",
@@ -284,26 +286,57 @@ def feature_extractor(model: keras.Model) -> keras.Model:
                        name=f"{model.name}_features")
 
 
-def head_model(model: keras.Model) -> keras.Model:
-    """Pooled features -> output, sharing the head layers (and weights) of ``model``.
+def layers_after(model: keras.Model, layer: str) -> keras.Model:
+    """The part of ``model`` after ``layer``: that layer's output -> the model's output, on
+    the same layer objects (training it trains ``model``).
 
-    Training this model trains ``model``'s head: the layers are the same objects.
+    Raises ``ValueError`` when the part after ``layer`` needs other tensors than its output
+    (a cut inside a block).
 
     Examples
     --------
     >>> m = build_transfer_model("efficientnet_lite0", "binary", 2, weights=None,
     ...                          input_size=32)
-    >>> h = head_model(m)
-    >>> h.get_layer("head_output") is m.get_layer("head_output")
+    >>> layers_after(m, "block6d_add").input_shape
+    (None, 1, 1, 192)
+    """
+    return keras.Model(model.get_layer(layer).output, model.output, name=f"{model.name}_after")
+
+
+def new_head_on(model: keras.Model, name: str | None = None,
+                head_of: keras.Model | None = None) -> keras.Model:
+    """A transfer model on ``model``'s backbone (the same layer objects: one set of weights,
+    computed once by a fold ensemble) with its own copy of the head after ``head_pool``,
+    starting from ``model``'s head weights (or those of ``head_of``, a model of the same
+    architecture).
+
+    For members that differ only in their heads: the folds of a cross-validation whose
+    every phase keeps the backbone frozen.
+
+    Examples
+    --------
+    >>> m = build_transfer_model("efficientnet_lite0", "binary", 2, weights=None,
+    ...                          input_size=32)
+    >>> n = new_head_on(m)
+    >>> n.get_layer("head_pool") is m.get_layer("head_pool")
+    True
+    >>> n.get_layer("head_output") is m.get_layer("head_output")
+    False
+    >>> bool(np.array_equal(n.get_layer("head_output").kernel, m.get_layer("head_output").kernel))
     True
     """
     pool = model.get_layer("head_pool")
-    feats = keras.Input(shape=pool.output.shape[1:], dtype="float32", name="features")
-    x = feats
-    i = model.layers.index(pool)
-    for layer in model.layers[i + 1:]:
-        x = layer(x)
-    return keras.Model(feats, x, name=f"{model.name}_head")
+    x = pool.output
+    for layer in model.layers[model.layers.index(pool) + 1:]:
+        copy = layer.__class__.from_config(layer.get_config())
+        x = copy(x)
+        copy.set_weights((head_of or model).get_layer(layer.name).get_weights())
+        copy.trainable = layer.trainable
+    new = keras.Model(model.input, x, name=name or model.name)
+    contract = getattr(model, "imaging_tl_contract", None)
+    if contract is not None:
+        attach_contract(new, ModelContract.from_dict(contract.to_dict()))
+    return new
 
 
 def save_transfer_model(model: keras.Model, path: str | Path,

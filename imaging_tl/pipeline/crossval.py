@@ -4,7 +4,7 @@ fold ensemble as the run's model.
 With ``split.method: kfold`` and no ``split.fold``, the test split lies outside the folds
 (:func:`imaging_tl.data.crossval_table`). Fold ``k`` trains on the other folds and
 validates on its own (early stopping, best epoch) into ``folds/fold-k/`` (``history.csv``,
-``checkpoints/`` while it trains, ``model.keras``, ``predictions.csv`` of its validation
+``checkpoints/`` while it trains, ``weights.npz``, ``predictions.csv`` of its validation
 and test images, ``fold.json`` last: a fold with it is finished and ``--resume`` skips it).
 The validation predictions of the folds, concatenated in fold order, are the out-of-fold
 predictions (``oof_predictions.csv``); the run's threshold and calibration are chosen on
@@ -13,7 +13,12 @@ them, and the members averaged into one Keras model
 
 With a frozen first phase the pooled backbone features of every image are computed once
 and shared by the folds (:func:`shared_features`): every fold starts from the same
-backbone, so its features are the same.
+backbone, so its features are the same. So is the frozen part of the fine-tuning phase
+that follows: it runs once on ``epochs`` augmented views of every image
+(:func:`shared_boundary`), and each fold trains the layers after its freeze point on them.
+When no phase trains the backbone, the members are one backbone with a head per fold
+(:func:`imaging_tl.models.transfer.new_head_on`): built once, and the ensemble runs it
+once.
 
 Examples
 --------
@@ -32,7 +37,7 @@ import pandas as pd
 
 from imaging_tl._atomic import read_csv, write_csv
 from imaging_tl.pipeline.inputs import cv_split_table
-from imaging_tl.pipeline.model_steps import build_step, plain_copy, train_step
+from imaging_tl.pipeline.model_steps import build_step, make_augmenter, plain_copy, train_step
 from imaging_tl.pipeline.output_steps import (
     evaluate_scores,
     evaluation_options,
@@ -42,10 +47,12 @@ from imaging_tl.pipeline.provenance import write_plain_json
 from imaging_tl.pipeline.state import RunState, SplitArrays
 
 __all__ = ["CrossVal", "FoldResult", "crossval_evaluate_step", "crossval_step",
-           "shared_features"]
+           "shared_boundary", "shared_features"]
 
 #: the file that marks a fold as finished
 FOLD_DONE = "fold.json"
+#: a finished fold's trained variables (the rest is the run's model as built)
+FOLD_WEIGHTS = "weights.npz"
 
 
 @dataclass
@@ -96,43 +103,94 @@ def shared_features(state: RunState, cv: SplitArrays) -> tuple[np.ndarray, np.nd
     return f[:len(cv.x)], f[len(cv.x):]
 
 
-def _member_probabilities(state: RunState, member: Any, cv: SplitArrays, va: np.ndarray,
-                          feats: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
-    """A member's probabilities of its fold's images, then of the test split: from the
-    shared features through its head when no phase trained the backbone, else through the
-    whole model."""
-    from imaging_tl.models import fast_predict, head_model
+#: the most memory the shared views of a fine-tuning phase may take (bytes)
+BOUNDARY_BUDGET = 1 << 30
 
-    batch = state.cfg.train.batch_size
-    if feats is not None and all(p.freeze == "all" for p in state.cfg.train.phases):
-        return fast_predict(head_model(member), np.concatenate([feats[0][va], feats[1]]), batch)
+
+def shared_boundary(state: RunState, cv: SplitArrays
+                    ) -> tuple[str, np.ndarray, np.ndarray, np.ndarray] | None:
+    """The fine-tuning phase's frozen part, run once for every fold: its freeze layer's
+    output for one augmented view of every image of the folds per epoch, for the images
+    themselves (validation) and for the test split; None when the first phase that trains
+    the backbone does not freeze at a named layer, or the views would take more than
+    :data:`BOUNDARY_BUDGET`."""
+    import keras
+
+    from imaging_tl.data.tfdata import resolve_augment
+    from imaging_tl.train.features import layer_views
+
+    cfg, plan, model = state.cfg, state.plan, state.model
+    tuned = [i for i, p in enumerate(cfg.train.phases) if p.freeze != "all"]
+    if not tuned or plan.distributed or plan.precision != "float32":
+        return None
+    phase = cfg.train.phases[tuned[0]]
+    names = {layer.name for layer in model.layers}
+    if not isinstance(phase.freeze, str) or phase.freeze not in names:
+        return None
+    layer = model.get_layer(phase.freeze)
+    try:  # the layers after the freeze point must be a graph of its output alone
+        keras.Model(layer.output, model.output)
+    except ValueError:
+        return None
+    augment = make_augmenter(state)
+    views = phase.epochs if augment is not None else 1
+    size = views * len(cv.x) * int(np.prod(layer.output.shape[1:])) * 4
+    if size > BOUNDARY_BUDGET:
+        state.log(f"note: {phase.name}: {views} views at {layer.name} would take "
+                  f"{size / 2**20:.0f} MiB; every fold runs the whole model")
+        return None
+    fn = resolve_augment(augment) if augment is not None else None
+    batch = plan.global_batch
+    plain = layer_views(model, layer.name, np.concatenate([cv.x, state.splits["test"].x]), 1,
+                        batch_size=batch)[0]
+    return (layer.name, layer_views(model, layer.name, cv.x, views, fn, seed=cfg.seed,
+                                    batch_size=batch), plain[:len(cv.x)], plain[len(cv.x):])
+
+
+def _member_probabilities(state: RunState, member: Any, cv: SplitArrays, va: np.ndarray,
+                          feats: Any) -> np.ndarray:
+    """A member's probabilities of its fold's images, then of the test split: from the
+    shared features through its head when no phase trained the backbone, from the shared
+    boundary through the layers after it when no phase trained anything before it, else
+    through the whole model."""
+    from imaging_tl.models import fast_predict, head_model, layers_after
+
+    batch, phases = state.cfg.train.batch_size, state.cfg.train.phases
+    pooled, boundary = feats if feats is not None else (None, None)
+    if pooled is not None and all(p.freeze == "all" for p in phases):
+        return fast_predict(head_model(member), np.concatenate([pooled[0][va], pooled[1]]),
+                            batch)
+    if boundary is not None and all(p.freeze in ("all", boundary[0]) for p in phases):
+        return fast_predict(layers_after(member, boundary[0]),
+                            np.concatenate([boundary[2][va], boundary[3]]), batch)
     return fast_predict(member, np.concatenate([cv.x[va], state.splits["test"].x]), batch)
 
 
 def crossval_step(state: RunState) -> None:
     """Train every fold (or take a finished one from its folder on resume), then the
     ensemble of the members as ``state.model``; ``state.crossval`` holds the folds."""
-    from imaging_tl.models import build_ensemble, load_transfer_model
+    from imaging_tl.models import build_ensemble
 
     k = state.cfg.split.folds
     cv, te = _cv_arrays(state), state.splits["test"]
     folds, members, histories, feats = [], [], [], None
+    # the first built model, untrained (the template of the next folds' members)
+    start: dict[str, Any] = {"shared": _one_backbone(state)}
     kept, resumed = [], None  # finished folds taken over; the fold resumed mid-training
     for f in range(k):
         state.fold = f
         va = (cv.rows["fold"] == f).to_numpy()
         done = state.fold_dir / FOLD_DONE
-        if state.resume is not None and done.is_file() and \
-                (state.fold_dir / "model.keras").is_file():
+        member = _finished_member(state, start) if state.resume is not None else None
+        if member is not None:
             state.log(f"fold {f + 1}/{k}: finished before the interruption, not trained again")
-            member = load_transfer_model(state.fold_dir / "model.keras", compile=False)
             best = list(json.loads(done.read_text()).get("best_epochs", []))
             history = read_csv(state.fold_dir / "history.csv")
             kept.append(f)
         else:
             state.log(f"fold {f + 1}/{k}: {int((~va).sum())} training and {int(va.sum())} "
                       "validation images")
-            member, best, feats = _train_fold(state, cv, va, feats)
+            member, best, feats = _train_fold(state, cv, va, feats, start)
             history = state.history
             resumed = resumed or ({"fold": f, **state.resumed_from}
                                   if state.resumed_from else None)
@@ -143,7 +201,7 @@ def crossval_step(state: RunState) -> None:
         folds.append(result)
         members.append(member)
         histories.append(history.assign(fold=f))
-    state.fold, state.fold_features = None, None
+    state.fold, state.fold_features, state.fold_boundary = None, None, None
     state.resumed_from = ({"finished_folds_kept": kept, **(resumed or {})}
                           if kept or resumed else None)
     state.table = cv_split_table(state.table)  # the report's split table: test and cv
@@ -155,24 +213,103 @@ def crossval_step(state: RunState) -> None:
     state.log(f"fold ensemble: {k} members averaged")
 
 
-def _train_fold(state: RunState, cv: SplitArrays, va: np.ndarray,
-                feats: Any) -> tuple[Any, list[dict[str, Any]], Any]:
-    """Build and train the member of one fold; save it and mark the fold finished."""
-    from imaging_tl.models import save_transfer_model
+def _one_backbone(state: RunState) -> bool:
+    """Whether the members can share one backbone: no phase trains it, the heads train on
+    cached features, and the trained model is the plain float32 one."""
+    cfg, plan = state.cfg, state.plan
+    return (cfg.train.feature_cache == "auto" and not plan.distributed
+            and plan.precision == "float32"
+            and all(p.freeze == "all" for p in cfg.train.phases))
+
+
+def _new_member(state: RunState, start: dict[str, Any]) -> None:
+    """``state.model``: a fold's member before training, as the first built model was
+    (kept untrained in ``start["template"]``): a copy of its head on its backbone when the
+    members share one (``start["shared"]``), else a clone of the whole model (a third of a
+    build's time). Built when there is no template yet, and every time under a
+    distribution strategy or mixed precision (the build's scope and policy)."""
+    from imaging_tl.models.transfer import new_head_on
+
+    plan = state.plan
+    rebuild = plan.distributed or plan.precision != "float32"
+    template = start.get("template")
+    if template is None or rebuild:
+        build_step(state)
+        if not rebuild:
+            start["template"] = new_head_on(state.model) if start["shared"] \
+                else _clone(state.model)
+    else:
+        state.model = new_head_on(template) if start["shared"] else _clone(template)
+
+
+def _clone(model: Any) -> Any:
+    """A copy of ``model`` with its own layers and the same weights and contract."""
+    import keras
+
+    from imaging_tl.models.contract import ModelContract, attach_contract
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    attach_contract(copy, ModelContract.from_dict(model.imaging_tl_contract.to_dict()))
+    return copy
+
+
+def _plain_member(state: RunState) -> Any:
+    plan = state.plan
+    return plain_copy(state) if plan.distributed or plan.precision != "float32" \
+        else state.model
+
+
+def _finished_member(state: RunState, start: dict[str, Any]) -> Any:
+    """The member of a fold finished before an interruption (``fold.json`` and
+    ``weights.npz``), rebuilt with its saved weights; None when the fold must train (not
+    finished, or its weights do not fit this run's model)."""
+    from imaging_tl.train.checkpoint import load_arrays
+
+    weights = state.fold_dir / FOLD_WEIGHTS
+    if not (state.fold_dir / FOLD_DONE).is_file() or not weights.is_file():
+        return None
+    _new_member(state, start)
+    shutil.rmtree(state.checkpoints, ignore_errors=True)  # the build's plan record
+    try:
+        load_arrays(state.model, weights)
+    except (ValueError, OSError) as exc:
+        state.log(f"fold {state.fold + 1}: {weights} cannot be used ({exc}); trained again")
+        return None
+    return _plain_member(state)
+
+
+def _trained_keys(state: RunState) -> set[str] | None:
+    """The variables the fold's phases could change (their checkpoints' keys)."""
+    keys: set[str] = set()
+    for path in state.checkpoints.glob("phase*/last.npz"):
+        with np.load(path) as z:
+            keys |= {k for k in z.files if not k.startswith("opt:")}
+    return keys or None
+
+
+def _train_fold(state: RunState, cv: SplitArrays, va: np.ndarray, feats: Any,
+                start: dict[str, Any]) -> tuple[Any, list[dict[str, Any]], Any]:
+    """Build and train the member of one fold; save what its training changed
+    (``weights.npz``) and mark the fold finished."""
+    from imaging_tl.train.checkpoint import save_arrays
 
     state.splits["train"] = SplitArrays(cv.x[~va], cv.y[~va],
                                         cv.rows[~va].reset_index(drop=True))
     state.splits["val"] = SplitArrays(cv.x[va], cv.y[va], cv.rows[va].reset_index(drop=True))
     state.best, state.resumed_from = [], None
-    build_step(state)
+    _new_member(state, start)
     if feats is None:
-        feats = shared_features(state, cv)
-    state.fold_features = None if feats is None else (feats[0][~va], feats[0][va])
+        feats = (shared_features(state, cv), shared_boundary(state, cv))
+    pooled, boundary = feats
+    state.fold_features = None if pooled is None else (pooled[0][~va], pooled[0][va])
+    state.fold_boundary = None if boundary is None else \
+        (boundary[0], boundary[1][:, ~va], boundary[2][va])  # (layer, train views, val)
     train_step(state)
-    plan = state.plan
-    member = plain_copy(state) if plan.distributed or plan.precision != "float32" \
-        else state.model
-    save_transfer_model(member, state.fold_dir / "model.keras")
+    member = _plain_member(state)
+    # the frozen layers are the built model's: the trained ones rebuild the member
+    save_arrays(member, state.fold_dir / FOLD_WEIGHTS,
+                keys=_trained_keys(state) if member is state.model else None)
     shutil.rmtree(state.checkpoints, ignore_errors=True)
     write_plain_json(state.fold_dir / FOLD_DONE, {
         "fold": state.fold, "status": "finished", "best_epochs": state.best,
@@ -195,15 +332,15 @@ def crossval_evaluate_step(state: RunState) -> None:
     figures, pooled out-of-fold figures with patient-bootstrap CIs and (binary) the
     referral curve by the members' spread under ``metrics["crossval"]``;
     ``oof_predictions.csv``."""
-    from imaging_tl.models import ensemble_predictions
-
-    cv, te = state.crossval, state.splits["test"]
+    cv = state.crossval
     p_oof, y_oof, rows = cv.oof()
     state.splits["train"] = cv.cv
     state.splits["val"] = SplitArrays(np.concatenate([
         cv.cv.x[(cv.cv.rows["fold"] == f.fold).to_numpy()] for f in cv.folds]), y_oof, rows)
-    # the ensemble's test probabilities and its members', from one pass
-    p_te, members = ensemble_predictions(state.model, te.x, state.cfg.train.batch_size)
+    # the ensemble's output is the mean of its members' (the saved model's Average layer),
+    # whose test probabilities each fold has computed already
+    members = np.stack([f.test for f in cv.folds])
+    p_te = members.mean(axis=0)
     evaluate_scores(state, p_oof, p_te)
     state.metrics["crossval"] = _crossval_figures(state, members)
     state.paths["metrics"] = write_plain_json(state.run_dir / "metrics.json", state.metrics)

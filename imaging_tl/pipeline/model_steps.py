@@ -19,8 +19,8 @@ from imaging_tl.pipeline.provenance import write_plain_json
 from imaging_tl.pipeline.state import RunState
 from imaging_tl.train import Phase
 
-__all__ = ["build_step", "chain_step", "plain_copy", "source_of", "source_record",
-           "source_step", "train_step"]
+__all__ = ["build_step", "chain_step", "make_augmenter", "plain_copy", "source_of",
+           "source_record", "source_step", "train_step"]
 
 
 def source_of(cfg: RunConfig) -> Any:
@@ -225,7 +225,7 @@ def train_step(state: RunState) -> None:
 
     cfg, plan = state.cfg, state.plan
     phases = cfg.train.phases
-    augmenter = _augmenter(state)
+    augmenter = make_augmenter(state)
     rows: list[dict[str, Any]] = []
     for i, pc in enumerate(phases):
         ckdir = state.checkpoints / f"phase{i}-{pc.name}"
@@ -237,9 +237,12 @@ def train_step(state: RunState) -> None:
         cached = pc.freeze == "all" and cfg.train.feature_cache == "auto"
         # cross-validation: features computed once for every fold, while the backbone is
         # the one they came from (no earlier phase trained it)
-        shared = state.fold_features if cached and all(
-            p.freeze == "all" for p in phases[:i]) else None
-        train_data, class_weight = _training_data(state, i, cached, augmenter)
+        first_trained = all(p.freeze == "all" for p in phases[:i])
+        shared = state.fold_features if cached and first_trained else None
+        fb = state.fold_boundary
+        boundary = fb if fb is not None and fb[0] == pc.freeze and first_trained else None
+        train_data, class_weight = _training_data(state, i, cached or boundary is not None,
+                                                  augmenter)
         cbs = [epoch_callback(state.log, i, len(phases), pc.name, pc.epochs), *state.callbacks]
         va = state.splits["val"]
         try:
@@ -252,7 +255,7 @@ def train_step(state: RunState) -> None:
                             seed=cfg.seed + i, cache_features=cached, checkpoint_dir=ckdir,
                             resume=ck_state is not None, callbacks=cbs,
                             strategy=plan.strategy if plan.distributed else None,
-                            features=shared)
+                            features=shared, boundary=boundary)
         except KeyboardInterrupt:
             state.log(f"interrupted in phase {i + 1} ({pc.name}); continue from the last "
                       f"completed epoch with: imaging-tl run --resume {state.run_dir}")
@@ -272,7 +275,8 @@ def phase_of(p: Any, lr_factor: float = 1.0) -> Phase:
                  train_batchnorm=p.train_batchnorm)
 
 
-def _augmenter(state: RunState) -> Any:
+def make_augmenter(state: RunState) -> Any:
+    """The training augmentation of the run's ``augment`` settings (None: none)."""
     a = state.cfg.augment
     if a.preset == "none" and not a.transforms and not a.hflip:
         return None
@@ -281,17 +285,20 @@ def _augmenter(state: RunState) -> Any:
     return Augmenter(a.preset, hflip=a.hflip, transforms=a.transforms, seed=state.cfg.seed)
 
 
-def _training_data(state: RunState, i: int, cached: bool, augmenter: Any) -> tuple[Any, Any]:
+def _training_data(state: RunState, i: int, on_arrays: bool, augmenter: Any
+                   ) -> tuple[Any, Any]:
     """The training input of phase ``i`` and its class weights.
 
     A frozen backbone trains the head on cached features of the un-augmented images
-    (augmentation only pays off where the backbone learns, and costs a forward pass);
-    otherwise a seeded tf.data pipeline streams augmented batches from the cache.
+    (augmentation only pays off where the backbone learns, and costs a forward pass), and
+    a cross-validation fold's fine-tuning phase on its shared boundary views
+    (``on_arrays``); otherwise a seeded tf.data pipeline streams augmented batches from
+    the cache.
     """
     cfg = state.cfg
     cw = "balanced" if cfg.train.class_weights == "balanced" and state.task != "multilabel" \
         else None
-    if cached:
+    if on_arrays:
         tr = state.splits["train"]
         return (tr.x, tr.y), cw
     from imaging_tl.data.tfdata import make_dataset

@@ -72,6 +72,8 @@ class RunState:
     fold: int | None = None
     crossval: Any = None
     fold_features: tuple[np.ndarray, np.ndarray] | None = None  # (train, val) of the fold
+    # (layer, train views, val) of the fold: a fine-tuning phase's frozen part, run once
+    fold_boundary: tuple[str, np.ndarray, np.ndarray] | None = None
 
     @property
     def fold_dir(self) -> Path:

@@ -19,8 +19,8 @@ import numpy as np
 from imaging_tl._atomic import atomic_path, write_text
 from imaging_tl.train.phases import Phase
 
-__all__ = ["Checkpoint", "PhaseControl", "default_monitor", "load_arrays", "load_optimizer",
-           "save_arrays", "tracked_variables"]
+__all__ = ["Checkpoint", "PhaseControl", "changeable_keys", "default_monitor", "load_arrays",
+           "load_optimizer", "save_arrays", "tracked_variables"]
 
 
 def default_monitor(task: str, has_val: bool) -> tuple[str, str]:
@@ -100,12 +100,27 @@ def _state_variables(model: keras.Model) -> list[Any]:
     return list(model.variables)
 
 
-def save_arrays(model: keras.Model, path: Path, optimizer: Any = None) -> None:
-    """Every variable of ``model`` (and of ``optimizer``: its step count and moments) into
-    an npz keyed by position and path."""
+def changeable_keys(model: keras.Model) -> set[str]:
+    """The keys (as :func:`save_arrays` writes them) of the variables training can change
+    now: those of trainable layers and the random seed generators' states. Frozen layers
+    keep the values the model was built with, so a checkpoint need not hold them."""
+    ids = {id(v) for layer in model.layers if layer.trainable for v in layer.variables}
+    return {_key(i, v) for i, v in enumerate(_state_variables(model))
+            if id(v) in ids or "seed_generator" in v.path}
+
+
+def save_arrays(model: keras.Model, path: Path, optimizer: Any = None,
+                keys: set[str] | None = None) -> None:
+    """The variables of ``model`` (every one, or those named in ``keys``: see
+    :func:`changeable_keys`) and of ``optimizer`` (its step count and moments) into an npz
+    keyed by position and path."""
     # Keras' save_weights walks every saveable in Python (~2 s for Lite0 here); a flat
     # npz of the variables keyed by their paths takes a few milliseconds.
-    arrays = {_key(i, v): v.numpy() for i, v in enumerate(_state_variables(model))}
+    arrays = {}
+    for i, v in enumerate(_state_variables(model)):
+        k = _key(i, v)
+        if keys is None or k in keys:
+            arrays[k] = v.numpy()
     if optimizer is not None and optimizer.built:
         arrays.update({f"opt:{i:04d}:{v.path}": v.numpy()
                        for i, v in enumerate(optimizer.variables)})
@@ -113,16 +128,19 @@ def save_arrays(model: keras.Model, path: Path, optimizer: Any = None) -> None:
         np.savez(f, **arrays)
 
 
-def load_arrays(model: keras.Model, path: Path) -> None:
-    """Variables saved by :func:`save_arrays` back into the same model."""
+def load_arrays(model: keras.Model, path: Path) -> set[str]:
+    """Variables saved by :func:`save_arrays` back into the same model (the one built the
+    same way, for a checkpoint of some variables only); returns the keys loaded."""
     with np.load(path) as z:
         keys = [k for k in z.keys() if not k.startswith("opt:")]
-        for vars_ in (_state_variables(model), list(model.weights)):  # older: weights only
-            want = [_key(i, v) for i, v in enumerate(vars_)]
-            if keys == want:
-                for v, k in zip(vars_, keys, strict=True):
-                    v.assign(z[k])
-                return
+        arrays = {k: z[k] for k in keys}
+    for vars_ in (_state_variables(model), list(model.weights)):  # older: weights only
+        by_key = {_key(i, v): v for i, v in enumerate(vars_)}
+        if keys and all(k in by_key and tuple(by_key[k].shape) == arrays[k].shape
+                        for k in keys):
+            for k in keys:
+                by_key[k].assign(arrays[k])
+            return set(keys)
     raise ValueError(f"{path}: checkpoint does not match this model's variables")
 
 
@@ -147,23 +165,35 @@ def load_optimizer(optimizer: Any, variables: list[Any], path: Path) -> bool:
 class Checkpoint:
     """``last.npz`` + ``state.json`` after every epoch, ``best.npz`` on improvement.
 
-    The model's variables with its random seed generators' states, and the optimiser's
-    (step count and moments): a resumed phase continues as the uninterrupted one would.
+    The variables training can change (:func:`changeable_keys`, gathered over the phases
+    this checkpoint has seen and the file it resumed from) with the random seed
+    generators' states, and the optimiser's (step count and moments): a resumed phase,
+    on the model built again the same way, continues as the uninterrupted one would. A
+    frozen backbone is not written after every epoch.
     """
 
     def __init__(self, directory: str | Path) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.keys: set[str] = set()
+
+    def _keys(self, model: keras.Model) -> set[str]:
+        self.keys |= changeable_keys(model)
+        return self.keys
 
     def save_best(self, model: keras.Model) -> None:
-        save_arrays(model, self.dir / "best.npz")
+        save_arrays(model, self.dir / "best.npz", keys=self._keys(model))
 
     def save_epoch(self, model, phase_index, epoch, rows, best, done: bool = False,
                    optimizer: Any = None) -> None:
-        save_arrays(model, self.dir / "last.npz", optimizer)
+        save_arrays(model, self.dir / "last.npz", optimizer, keys=self._keys(model))
         state = {"phase": phase_index, "epoch": epoch, "phase_done": done, "history": rows,
                  "best": {k: v for k, v in best.items() if k != "weights"}}
         write_text(self.dir / "state.json", json.dumps(state, indent=1, default=float))
+
+    def restore(self, model: keras.Model) -> None:
+        """The last epoch's variables back into ``model``; later saves keep holding them."""
+        self.keys |= load_arrays(model, self.dir / "last.npz")
 
     def load_state(self) -> dict[str, Any] | None:
         p = self.dir / "state.json"

@@ -16,12 +16,15 @@ import tensorflow as tf
 
 from imaging_tl.models import feature_extractor
 
-__all__ = ["array_batches", "epoch_order", "extract_features", "feature_batches", "feature_fn"]
+__all__ = ["array_batches", "epoch_order", "extract_features", "feature_batches", "feature_fn",
+           "layer_views"]
 
 
-def feature_fn(model: keras.Model):
-    """One compiled forward pass image -> pooled features, traced once for any batch size."""
-    fx = feature_extractor(model)
+def feature_fn(model: keras.Model, layer: str | None = None):
+    """One compiled forward pass image -> pooled features (or ``layer``'s output), traced
+    once for any batch size."""
+    fx = feature_extractor(model) if layer is None else \
+        keras.Model(model.input, model.get_layer(layer).output, name=f"{model.name}_{layer}")
     spec = tf.TensorSpec((None, *fx.input_shape[1:]), tf.float32)
     return tf.function(lambda a: fx(a, training=False), input_signature=[spec]), fx
 
@@ -71,10 +74,45 @@ def extract_features(model: keras.Model, x: np.ndarray | tf.data.Dataset,
         return np.concatenate(feats), np.concatenate(labels)
     x = np.asarray(x)
     if len(x) == 0:
-        return np.zeros((0, fx.output_shape[-1]), np.float32), None
+        return np.zeros((0, *fx.output_shape[1:]), np.float32), None
     out = [fn(tf.convert_to_tensor(x[i:i + batch_size], tf.float32)).numpy()
            for i in range(0, len(x), batch_size)]
     return np.concatenate(out).astype(np.float32, copy=False), None
+
+
+def layer_views(model: keras.Model, layer: str, x: np.ndarray, views: int,
+                augment: Callable[[np.ndarray, int], np.ndarray] | None = None, *,
+                seed: int = 0, batch_size: int = 32) -> np.ndarray:
+    """``layer``'s output for ``views`` augmented views of every image: ``(views, N, ...)``.
+
+    The input of a phase that trains only the layers after ``layer`` (its ``freeze``):
+    the frozen part runs once per view, not once per epoch of every fold. View ``v`` of
+    image ``i`` is ``augment(x[i], s)`` with ``s`` drawn from a stream seeded by
+    ``(seed, v)``; without ``augment`` every view is the image itself.
+
+    Examples
+    --------
+    >>> from imaging_tl.models import build_transfer_model
+    >>> m = build_transfer_model("efficientnet_lite0", "binary", 2, weights=None,
+    ...                          input_size=32, freeze="block6d_add")
+    >>> layer_views(m, "block6d_add", np.zeros((3, 32, 32, 3), "float32"), 2).shape
+    (2, 3, 1, 1, 192)
+    """
+    fn = feature_fn(model, layer)
+    out = None
+    for v in range(views):
+        seeds = np.random.default_rng([seed, v]).integers(0, 2**31 - 1, len(x))
+        for i in range(0, len(x), 256):  # augmented copies of a chunk at a time
+            xb = x[i:i + 256]
+            if augment is not None:
+                xb = np.stack([augment(im, int(s)) for im, s in zip(xb, seeds[i:i + 256],
+                                                                    strict=True)])
+            f = extract_features(model, xb.astype(np.float32, copy=False), batch_size,
+                                 fn=fn)[0]
+            if out is None:
+                out = np.empty((views, len(x), *f.shape[1:]), np.float32)
+            out[v, i:i + len(f)] = f
+    return out
 
 
 def epoch_order(n: int, seed: int, phase_index: int, epoch: int) -> np.ndarray:

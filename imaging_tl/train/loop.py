@@ -42,7 +42,7 @@ import tensorflow as tf
 
 from imaging_tl._atomic import write_csv
 from imaging_tl.data import class_weights, sample_weights
-from imaging_tl.models import head_model, set_freeze
+from imaging_tl.models import head_model, layers_after, set_freeze
 from imaging_tl.train.checkpoint import (
     Checkpoint,
     PhaseControl,
@@ -124,6 +124,7 @@ def train(
     verbose: int = 0,
     strategy: Any = None,
     features: tuple[np.ndarray, np.ndarray | None] | None = None,
+    boundary: tuple[str, np.ndarray, np.ndarray | None] | None = None,
 ) -> TrainResult:
     """Train a transfer model phase by phase and return the per-epoch history.
 
@@ -178,6 +179,14 @@ def train(
         with this model's backbone as it is now; cached phases use them instead of
         computing their own until a phase changes the backbone. Cross-validation computes
         every image's features once for all folds this way.
+    boundary : (layer, train views, val features), optional
+        For array inputs: the output of ``layer`` for views of the training images
+        ``(views, N, ...)`` (:func:`~imaging_tl.train.features.layer_views`, augmented)
+        and for the validation images ``(N_val, ...)``, computed with this model as it is
+        now. A phase whose ``freeze`` is ``layer`` then trains only the layers after it
+        on these (epoch e on view e % views, the batches of the array path), until a
+        phase trains anything before ``layer``. Cross-validation runs the frozen part of
+        a fine-tuning phase once for all folds this way.
 
     Returns
     -------
@@ -205,7 +214,8 @@ def train(
         views=int(augment_views) if augment is not None else 0,
         sparse=not (task == "multiclass" and arrays is not None and arrays[1].ndim == 2),
         strategy=strategy, callbacks=list(callbacks or []), verbose=verbose,
-        ckpt=Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None)
+        ckpt=Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None,
+        boundary=boundary if arrays is not None else None)
     if features is not None and arrays is not None:
         run.features["train"] = (np.asarray(features[0], np.float32), arrays[1])
         if features[1] is not None and val_arrays is not None:
@@ -279,6 +289,7 @@ class _PhaseRunner:
     callbacks: list[Any]
     verbose: int
     ckpt: Checkpoint | None
+    boundary: tuple[str, np.ndarray, np.ndarray | None] | None = None
     result: TrainResult = field(default_factory=TrainResult)
     features: dict[str, Any] = field(default_factory=dict)
 
@@ -297,7 +308,7 @@ class _PhaseRunner:
         state = self.ckpt.load_state()
         if state is None:
             return 0, 0
-        load_arrays(self.model, self.ckpt.dir / "last.npz")
+        self.ckpt.restore(self.model)
         self.result.history = list(state["history"])
         if state.get("phase_done"):
             # the finished phase's best epoch stays in the result (run.json best_epochs)
@@ -317,6 +328,9 @@ class _PhaseRunner:
         best: dict[str, Any] = {"monitor": monitor, "phase_name": phase.name}
         if resuming and first > 0 and self.ckpt:
             self._restore_best(best)
+        b = self.boundary
+        if not frozen and (b is None or phase.freeze != b[0]):
+            self.boundary = b = None  # this phase trains layers before the boundary
         if use_cache:
             fit_model, (x_tr, y_tr), val = head_model(model), *self._cached_features()
         else:
@@ -325,6 +339,12 @@ class _PhaseRunner:
             fit_model = model
             x_tr, y_tr = self.arrays if self.arrays is not None else (None, None)
             val = self.val_arrays if self.val_arrays is not None else self.val_data
+        if b is not None and not frozen and not self.distributed:
+            # the layers after the boundary, on its output (the same layer objects)
+            fit_model = layers_after(model, b[0])
+            x_tr = b[1]
+            val = (b[2], self.val_arrays[1]) if b[2] is not None and \
+                self.val_arrays is not None else None
         with self.strategy.scope() if self.strategy is not None else contextlib.nullcontext():
             compile_for_task(fit_model, self.task,
                              make_optimizer(phase, loss_scale=uses_float16(model)),
@@ -334,9 +354,10 @@ class _PhaseRunner:
             self.result.optimizer_restored = load_optimizer(
                 fit_model.optimizer, fit_model.trainable_variables, self.ckpt.dir / "last.npz")
         control = PhaseControl(model, phase, pi, monitor, mode, self.result.history,
-                               use_cache, self.ckpt, best)
+                               fit_model is not model, self.ckpt, best)
         if phase.epochs > first:
-            data, steps, val = self._batches(pi, phase, first, use_cache, x_tr, y_tr, val)
+            data, steps, val = self._batches(pi, phase, first, fit_model is not model, x_tr,
+                                             y_tr, val, views=not use_cache or self.views > 0)
             self._fit(fit_model, data, val, first, int(phase.epochs), steps,
                       [control, *self.callbacks])
         if best.get("weights") is not None and self.val_data is not None:
@@ -383,13 +404,13 @@ class _PhaseRunner:
         return self.features["train"], self.features.get("val")
 
     def _batches(self, pi: int, phase: Phase, first: int, use_cache: bool, x_tr: Any,
-                 y_tr: Any, val: Any) -> tuple[Any, int | None, Any]:
+                 y_tr: Any, val: Any, views: bool) -> tuple[Any, int | None, Any]:
         """The phase's training batches, steps per epoch and validation data."""
         steps = None
         if use_cache:
             w = sample_weights(y_tr, self.task, self.class_weight)
             data: Any = feature_batches(x_tr, y_tr, w, self.batch_size, self.seed, pi, first,
-                                        int(phase.epochs), self.views > 0)
+                                        int(phase.epochs), views)
             steps = math.ceil(len(y_tr) / self.batch_size)
             if isinstance(val, tuple):
                 val = tf.data.Dataset.from_tensor_slices(

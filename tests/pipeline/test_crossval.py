@@ -45,7 +45,7 @@ def cv_run(tiny_config, tmp_path_factory):
     out = tmp_path_factory.mktemp("crossval") / "run"
     with pytest.raises(KeyboardInterrupt):
         run(cfg, out=out, verbose=False, callbacks=[_StopInFold(stop_at=2)])
-    fold0 = (out / "folds" / "fold-0" / "model.keras").read_bytes()
+    fold0 = (out / "folds" / "fold-0" / "weights.npz").read_bytes()
     seen = _StopInFold()
     result = run(None, resume=out, verbose=False, callbacks=[seen])
     return result, fold0, seen
@@ -59,7 +59,7 @@ def test_resume_skips_the_finished_fold(cv_run):
     done = [json.loads((result.run_dir / "folds" / f"fold-{k}" / "fold.json").read_text())
             for k in range(FOLDS)]
     assert [d["resumed_from"] for d in done] == [None, {"phase": 0, "epoch": 1}, None]
-    assert (result.run_dir / "folds" / "fold-0" / "model.keras").read_bytes() == fold0
+    assert (result.run_dir / "folds" / "fold-0" / "weights.npz").read_bytes() == fold0
     assert not any(result.run_dir.glob("folds/*/checkpoints"))
     record = json.loads((result.run_dir / "run.json").read_text())
     assert record["status"] == "finished" and len(record["best_epochs"]) == FOLDS
@@ -109,6 +109,13 @@ def test_the_ensemble_is_the_mean_of_its_members(cv_run):
     assert np.ptp(each, axis=0).max() > 0  # the members differ
     contract = json.loads((run_dir / "contract.json").read_text())
     assert contract["ensemble"]["members"] == FOLDS
+    # no phase trained the backbone: the members share one, saved once (the fold rebuilt
+    # from its folder too), and a fold keeps only its head
+    with np.load(run_dir / "folds" / "fold-0" / "weights.npz") as z:
+        assert {k.split(":", 1)[1].split("/")[0] for k in z} == {"head_output", "seed_generator"}
+    ensemble = keras.models.load_model(run_dir / "model.keras", compile=False)
+    assert [la.name for la in ensemble.layers][-FOLDS - 2:] == \
+        ["head_pool", *(f"fold_{k}" for k in range(FOLDS)), "ensemble_mean"]
 
 
 def test_predict_on_the_saved_ensemble_writes_the_members_spread(cv_run):
@@ -137,3 +144,26 @@ def test_the_ensemble_exports_like_a_single_model(cv_run, fmt, tmp_path):
 
     res = export_model(cv_run[0].run_dir / "model.keras", fmt, tmp_path / "export")
     assert res.path.is_file() and res.max_abs_diff < 1e-5
+
+
+def test_folds_fine_tune_on_the_shared_frozen_part(tiny_config, tmp_path):
+    # the fine-tuning phase's frozen part (up to its freeze point) runs once on augmented
+    # views for all folds; each fold trains the layers after it
+    from imaging_tl.pipeline.predict import predict_files
+
+    cfg = copy.deepcopy(tiny_config)
+    cfg["split"] = {"method": "kfold", "folds": 3, "test": 0.25}
+    cfg["train"]["phases"] = [
+        {"name": "head", "epochs": 1, "learning_rate": 0.003},
+        {"name": "finetune", "epochs": 2, "learning_rate": 1e-4, "freeze": "block6d_add"}]
+    cfg["evaluate"].update(bootstrap=10, gradcam=0)
+    result = run(cfg, out=tmp_path / "run", verbose=False)
+    history = pd.read_csv(result.run_dir / "history.csv")
+    tuned = history[history["phase_name"] == "finetune"]
+    assert len(tuned) == 2 * 3 and tuned["cached_features"].all()
+    # the run's test probabilities: the mean of the members' through the layers after the
+    # boundary; the saved ensemble runs each whole member
+    pred = pd.read_csv(result.run_dir / "predictions.csv").query("split == 'test'")
+    files = list(pred["path"][:2])
+    saved = predict_files(result.run_dir / "model.keras", files, engine="keras")
+    np.testing.assert_allclose(saved["prob_nodule"], pred["prob_nodule"][:2], atol=1e-5)

@@ -226,6 +226,46 @@ def test_resume_reproduces_the_uninterrupted_run(data, tmp_path):
     assert [(b["phase"], b["epoch"]) for b in again.best] == [(1, whole.best[1]["epoch"])]
 
 
+def test_checkpoint_holds_what_training_changed(data, shared_model, tmp_path):
+    # a frozen phase writes its head, not the backbone; a frozen phase after a fine-tune
+    # keeps carrying the fine-tuned layers, so a resume from it loses nothing
+    from imaging_tl.train.checkpoint import load_arrays
+
+    (x, y), val = data
+
+    def saved_layers(path):
+        with np.load(path) as z:
+            return {k.split(":", 1)[1].split("/")[0] for k in z if not k.startswith("opt:")}
+
+    train(shared_model, (x, y), val, phases=[Phase(epochs=1, learning_rate=1e-2)],
+          batch_size=16, checkpoint_dir=tmp_path / "h")
+    assert saved_layers(tmp_path / "h" / "last.npz") == {"head_output", "seed_generator"}
+
+    phases = [Phase("tune", epochs=1, learning_rate=1e-2, freeze="block6d_add"),
+              Phase("head", epochs=1, learning_rate=1e-3)]
+    model = _model()
+    whole = train(model, (x, y), val, phases=phases, batch_size=16,
+                  checkpoint_dir=tmp_path / "c")
+    assert [r["cached_features"] for r in whole.history] == [False, True]
+    assert {"top_conv", "head_output"} <= saved_layers(tmp_path / "c" / "last.npz")
+    fresh = _model(seed=99)
+    load_arrays(fresh, tmp_path / "c" / "last.npz")
+    for a, b in zip(model.weights, fresh.weights, strict=True):
+        np.testing.assert_array_equal(b.numpy(), a.numpy(), err_msg=a.path)
+
+    # the same phases on the boundary's output computed once (cross-validation's shared
+    # fine-tune input): the same batches, so the same weights as running the whole model
+    from imaging_tl.train.features import layer_views
+
+    other = _model()
+    boundary = ("block6d_add", layer_views(other, "block6d_add", x, 1),
+                layer_views(other, "block6d_add", val[0], 1)[0])
+    res = train(other, (x, y), val, phases=phases, batch_size=16, boundary=boundary)
+    for a, b in zip(model.weights, other.weights, strict=True):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-4, err_msg=a.path)
+    assert [r["cached_features"] for r in res.history] == [True, True]
+
+
 def whole_model_weights(ckdir):
     """The final weights of a finished train() call, from its checkpoint (last.npz)."""
     m = _model(seed=5)
