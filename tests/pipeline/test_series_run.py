@@ -147,3 +147,33 @@ def test_tta_per_slice_then_per_series_is_seeded(series_run, tmp_path):
     assert len(slices) == 8
     p = slices["prob_lesion"].to_numpy()
     assert a["prob_lesion"].iloc[0] == pytest.approx(1 - (1 - p).prod())  # the run's noisy-OR
+
+
+def test_the_training_slices_follow_data_slice_sampling():
+    from types import SimpleNamespace
+
+    from imaging_tl.config import load_config
+    from imaging_tl.data import split_table
+    from imaging_tl.data.series import from_series
+    from imaging_tl.pipeline.data_steps import training_slices
+
+    table = split_table(from_series(SERIES, slice_labels=SERIES / "slice_labels.csv"),
+                        val=0.2, test=0.2, seed=0)
+    n_train = int((table["split"] == "train").sum())
+    data = {"unit": "series", "folder": str(SERIES),
+            "slice_labels": str(SERIES / "slice_labels.csv")}
+    kept = {}
+    for name, extra in (("all", {}), ("step", {"slice_step": 2}),
+                        ("around", {"slice_sampling": "around_positive", "slice_rest": 0.0})):
+        lines: list[str] = []
+        state = SimpleNamespace(cfg=load_config({"data": {**data, **extra}}),
+                                classes=["normal", "lesion"], log=lines.append)
+        out = training_slices(state, table)
+        kept[name] = out[out["split"] == "train"]
+        others = [t[t["split"] != "train"].reset_index(drop=True) for t in (out, table)]
+        assert others[0].equals(others[1])  # validation and test keep every slice
+        assert (lines == []) == (name == "all")
+    assert len(kept["all"]) == n_train and set(kept["step"]["slice"]) == {0, 2, 4, 6}
+    lesion = kept["around"]["label"] == "lesion"
+    assert lesion.sum() == ((table["split"] == "train") & (table["label"] == "lesion")).sum()
+    assert len(kept["around"]) < n_train
