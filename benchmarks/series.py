@@ -74,8 +74,10 @@ def _load_tvs():
 
 
 # ----------------------------------------------------------------------------- data
-def make_series(role: int, n: int, cfg: dict) -> tuple[list[np.ndarray], np.ndarray]:
-    """``n`` preprocessed series (slices x H x W in [0, 1]) and their labels, half positive."""
+def make_series(role: int, n: int, cfg: dict, slice_labels: list | None = None
+                ) -> tuple[list[np.ndarray], np.ndarray]:
+    """``n`` preprocessed series (slices x H x W in [0, 1]) and their labels, half positive;
+    ``slice_labels``, a list, receives each series' 0/1 label per slice (the lesion's)."""
     from imaging_tl.stages import Pipeline, Resize, Window
     from imaging_tl.synthetic.series import make_ct_series
 
@@ -86,6 +88,8 @@ def make_series(role: int, n: int, cfg: dict) -> tuple[list[np.ndarray], np.ndar
                            lesion=i % 2 == 1, **LESION)
         volumes.append(np.stack([pipe(x) for x in s.hu]))
         labels.append(int(bool(s.lesion_slices)))
+        if slice_labels is not None:
+            slice_labels.append(np.isin(np.arange(len(s.hu)), s.lesion_slices).astype(int))
     return volumes, np.array(labels)
 
 
@@ -136,11 +140,6 @@ def _middle_rows(codes: np.ndarray) -> np.ndarray:
 def run_arm(arm: str, train: dict, ytr: np.ndarray, chosen: np.ndarray, val: dict,
             yva: np.ndarray, test: dict) -> np.ndarray:
     """Test series scores of one arm trained on the training series ``chosen``."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    tvs = _load_tvs()
     kind = "stack" if arm == "stack_max" else "single"
     f, codes = train[kind]
     rows = np.flatnonzero(np.isin(codes, chosen))
@@ -149,16 +148,29 @@ def run_arm(arm: str, train: dict, ytr: np.ndarray, chosen: np.ndarray, val: dic
         y = ytr[chosen]
     else:
         y = ytr[codes[rows]]
+    return fit_head(f[rows], y, val[kind], yva, test[kind], arm)
+
+
+def fit_head(x: np.ndarray, y: np.ndarray, val: tuple, yva: np.ndarray, test: tuple,
+             arm: str = "max") -> np.ndarray:
+    """Logistic-regression heads (C 0.01, 0.1, 1) fitted on ``x, y``; the one with the best
+    validation series AUC scores the test series (``val``/``test``: features and series
+    codes; ``arm`` "middle" scores each series' middle slice, else the max over slices)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    tvs = _load_tvs()
     best = None
     for c in (0.01, 0.1, 1.0):
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000))
-        clf.fit(f[rows], y)
-        vf, vc = val[kind]
+        clf.fit(x, y)
+        vf, vc = val
         s = _series_scores(clf, vf, vc, len(yva), arm, _middle_rows(vc))
         score = tvs.auc(yva, s)
         if best is None or score > best[0]:
             best = (score, clf)
-    tf, tc = test[kind]
+    tf, tc = test
     return _series_scores(best[1], tf, tc, int(tc.max()) + 1, arm, _middle_rows(tc))
 
 

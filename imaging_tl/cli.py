@@ -259,21 +259,29 @@ def _predict(args: argparse.Namespace) -> int:
     from imaging_tl.pipeline import InputError, predict_files
     from imaging_tl.pipeline.predict import domain_notes
 
+    slices: Path | None = None
     try:
         if args.workers is not None or args.scheduler is not None:
             from imaging_tl.scale import predict_dask
 
-            if args.gradcam or args.tta:
-                raise UsageError("--gradcam and --tta do not run with --workers/--scheduler")
+            if args.gradcam or args.tta or args.per_slice:
+                raise UsageError("--gradcam, --tta and --per-slice do not run with "
+                                 "--workers/--scheduler")
             df = predict_dask(args.model, args.inputs, workers=args.workers,
                               scheduler=args.scheduler, engine=args.engine,
                               batch_size=args.batch_size, num_threads=args.threads or 1,
                               domain=args.domain)
         else:
+            slices = Path(args.out).with_name("slice_predictions.csv") if args.per_slice \
+                else None
+            if slices is not None and slices.resolve() == Path(args.out).resolve():
+                raise UsageError("--per-slice writes slice_predictions.csv beside --out; "
+                                 "name --out otherwise")
             df = predict_files(args.model, args.inputs, batch_size=args.batch_size,
                                gradcam_dir=args.gradcam, engine=args.engine,
                                num_threads=args.threads, domain=args.domain,
-                               tta=args.tta, tta_preset=args.tta_preset, seed=args.seed)
+                               tta=args.tta, tta_preset=args.tta_preset, seed=args.seed,
+                               slice_csv=slices)
     except (InputError, ImportError, ValueError, ConnectionError) as exc:
         raise UsageError(str(exc)) from exc
     out = write_csv(args.out, df)
@@ -281,7 +289,8 @@ def _predict(args: argparse.Namespace) -> int:
     how = {"tta": f", TTA {args.tta} copies ({args.tta_preset}, seed {args.seed})",
            "ensemble": ", uncertainty: the spread of the fold ensemble's members"}
     print(f"predicted {ok} of {len(df)} {unit} with {df.attrs.get('engine')}"
-          f"{how.get(df.attrs.get('uncertainty'), '')} -> {out}")
+          f"{how.get(df.attrs.get('uncertainty'), '')} -> {out}"
+          + (f" (per slice: {slices})" if slices is not None else ""))
     for line in domain_notes(df, args.domain):
         print(line, file=sys.stderr)
     for r in df[df["status"] == "error"].itertuples():
@@ -321,6 +330,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                    "--tta-preset light|medium|heavy (never a vertical flip), --seed")
     p.add_argument("--tta-preset", default="light", choices=["light", "medium", "heavy"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--per-slice", action="store_true",
+                   help="a model trained on series: also write one row per slice (series, "
+                        "slice, path, probabilities) to slice_predictions.csv beside --out")
     _add_verbose(p)
     _add_cluster_options(p)
     p.set_defaults(func=_predict)

@@ -54,6 +54,9 @@ def _check_series_data(d: DataConfig) -> list[str]:
     if d.label_columns:
         errors.append("data.label_columns: not supported with data.unit series (one label "
                       "per series); use data.label_column")
+    errors += _check_slice_data(d)
+    if d.csv is None and d.slice_labels is not None:
+        return errors
     if d.csv is None:
         for key, value in (("data.label_column", d.label_column),
                            ("data.series_column", d.series_column),
@@ -84,13 +87,54 @@ def _check_series_data(d: DataConfig) -> list[str]:
     return errors
 
 
+def _check_slice_data(d: DataConfig) -> list[str]:
+    """``data.slice_labels`` (its file and key columns) and the training slice sampling."""
+    errors: list[str] = []
+    sampling = d.slice_sampling or ("every_k" if d.slice_step > 1 else "all")
+    if d.slice_step != 1 and sampling != "every_k":
+        errors.append(f"data.slice_step: only with data.slice_sampling every_k (it is "
+                      f"{sampling!r})")
+    if sampling == "around_positive" and d.slice_labels is None:
+        errors.append("data.slice_sampling: around_positive needs slice labels "
+                      "(data.slice_labels: a CSV giving each slice its label)")
+    if sampling != "around_positive":
+        errors += [f"data.{key}: only with data.slice_sampling around_positive"
+                   for key, default in (("slice_margin", 2), ("slice_rest", 0.1))
+                   if getattr(d, key) != default]
+    if d.slice_labels is None:
+        return errors
+    cols = _csv_columns(d.slice_labels) if Path(d.slice_labels).is_file() else None
+    if cols is None:
+        return errors + [f"data.slice_labels: {d.slice_labels!r} does not exist or is not a "
+                         "CSV text file"]
+    names = ("series_uid", "SeriesInstanceUID", "series_instance_uid", "series")
+    series = d.series_column or next((c for c in names if c in cols), None)
+    by_slice = series in cols and any(c in cols for c in ("instance_number",
+                                                           "InstanceNumber", "slice"))
+    if d.path_column not in cols and not by_slice:
+        errors.append(f"data.slice_labels: {Path(d.slice_labels).name} needs a "
+                      f"{d.path_column!r} column (data.path_column) or a series column and "
+                      f"an instance_number (or slice) column; columns: {', '.join(cols)}")
+    label = d.label_column or "label"
+    if label not in cols:
+        errors.append(f"data.label_column: {label!r} is not a column of "
+                      f"{Path(d.slice_labels).name}; columns: {', '.join(cols)}")
+    return errors
+
+
 def _check_data_unit(d: DataConfig, task: TaskConfig | None) -> list[str]:
     """The data keys, as ``data.unit`` reads them."""
     if d.unit == "series":
-        return _check_series_data(d)
-    extra = ["data.series_column: only with data.unit series"] if d.series_column else []
-    if d.slice_step != 1:
-        extra.append("data.slice_step: only with data.unit series")
+        ttype = task.type if task is not None else None
+        multi = ttype in ("multiclass", "multilabel")
+        refuse = [f"data.slice_labels: for binary tasks (a series' label is derived from its "
+                  f"slices'), not task.type {ttype}"] if multi and d.slice_labels else []
+        return refuse + _check_series_data(d)
+    extra = [f"data.{key}: only with data.unit series" for key in (
+        "series_column", "slice_labels", "slice_sampling") if getattr(d, key) is not None]
+    extra += [f"data.{key}: only with data.unit series" for key, default in (
+        ("slice_step", 1), ("slice_margin", 2), ("slice_rest", 0.1))
+        if getattr(d, key) != default]
     return extra + _check_data(d, task)
 
 

@@ -281,7 +281,7 @@ def _raw_config(source: str | os.PathLike | dict[str, Any], overrides: list[str]
     raw = apply_overrides(raw, overrides or [])
     data = raw.get("data")
     if isinstance(data, dict):
-        for key in ("csv", "folder"):
+        for key in ("csv", "folder", "slice_labels"):
             value = data.get(key)
             if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
                 data[key] = os.path.normpath(base / value)

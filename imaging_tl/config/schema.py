@@ -56,7 +56,8 @@ class DataConfig(Section):
     sub-folder per class). Relative paths are resolved against the YAML file's folder.
     ``unit: series`` (CT and MR series): the DICOM files under ``folder`` are grouped into
     series, each labelled by ``csv`` (one row per series, keyed by ``series_column``) or by
-    the class folder it lies in; a sample is a slice of a labelled series.
+    the class folder it lies in, or per slice by ``slice_labels``; a sample is a slice of
+    a labelled series.
     """
 
     csv: str | None = None
@@ -81,6 +82,15 @@ class DataConfig(Section):
     # series: the training split uses every k-th slice of each series (1: all slices);
     # validation, test and the stack stage's neighbours keep every slice
     slice_step: int = Field(1, ge=1)
+    # series: labels per slice (binary), a CSV keyed by file (path_column) or by series and
+    # instance_number (or 0-based slice); a series' label is then derived from its slices'
+    slice_labels: str | None = None
+    # series: the training slices: all, every_k (every slice_step-th), around_positive
+    # (positive slices, negatives within slice_margin, a seeded share slice_rest of the
+    # others); null: every_k when slice_step > 1, else all
+    slice_sampling: Literal["all", "every_k", "around_positive"] | None = None
+    slice_margin: int = Field(2, ge=0)
+    slice_rest: float = Field(0.1, ge=0, le=1)
 
 
 class TaskConfig(Section):

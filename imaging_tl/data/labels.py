@@ -16,9 +16,9 @@ import pandas as pd
 
 from imaging_tl.data.errors import DatasetError
 
-__all__ = ["MISSING", "UNCERTAIN_POLICIES", "class_weights", "encode_labels", "label_columns",
-           "map_class_names", "merge_label_states", "parse_multilabel", "resolve_uncertain",
-           "sample_weights", "task_of"]
+__all__ = ["MISSING", "NEGATIVE_NAMES", "UNCERTAIN_POLICIES", "class_weights", "encode_labels",
+           "label_columns", "map_class_names", "merge_label_states", "order_classes",
+           "parse_multilabel", "resolve_uncertain", "sample_weights", "task_of"]
 
 
 def label_columns(df: pd.DataFrame) -> list[str]:
@@ -64,6 +64,25 @@ def task_of(df: pd.DataFrame) -> str:
     if cols != ["label"]:
         return "multilabel"
     return "binary" if df["label"].nunique() <= 2 else "multiclass"
+
+
+#: Class names read as the negative class ("no finding"); it goes first, the positive second.
+NEGATIVE_NAMES = frozenset({"normal", "negative", "healthy", "no", "none", "0", "false",
+                            "absent", "no_finding", "no finding", "benign", "control"})
+
+
+def order_classes(labels: Any) -> list[str]:
+    """Class names in model order when no ``task.classes`` says otherwise: sorted, a name
+    that reads as "no finding" (:data:`NEGATIVE_NAMES`) first, so a binary task's positive
+    class is the last.
+
+    Examples
+    --------
+    >>> order_classes(["nodule", "normal", "nodule"])
+    ['normal', 'nodule']
+    """
+    names = sorted({str(c) for c in labels})
+    return sorted(names, key=lambda c: (c.strip().lower() not in NEGATIVE_NAMES, c))
 
 
 def encode_labels(

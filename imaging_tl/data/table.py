@@ -62,6 +62,7 @@ __all__ = [
     "from_image_folder",
     "label_columns",
     "task_of",
+    "resolve_path",
     "validate",
     "RASTER_EXTENSIONS",
     "DICOM_EXTENSIONS",
@@ -215,7 +216,7 @@ def from_census(csv_path: str | os.PathLike, *, frames: Frames = "all") -> pd.Da
         raise DatasetError([f"{csv_path}: no 'path' column (is it a census?)"], str(csv_path))
     if "status" in df.columns:
         df = df[df["status"] != "not_image"]
-    paths = [p for p in (_resolve(v, csv_path.parent) for v in df["path"]) if p is not None]
+    paths = [p for p in (resolve_path(v, csv_path.parent) for v in df["path"]) if p is not None]
     missing = [f"{p}: file not found" for p in paths if not os.path.isfile(p)]
     if missing or not paths:
         raise DatasetError(missing or [f"{csv_path}: lists no scan"], source=str(csv_path))
@@ -229,7 +230,15 @@ def _class_summary(labels: pd.Series, label_map: Mapping[str, str] | None) -> di
                         labels.astype(str).value_counts().sort_index().items()}}
 
 
-def _resolve(path_value: Any, base: Path) -> str | None:
+def resolve_path(path_value: Any, base: Path) -> str | None:
+    """A CSV's path cell as an absolute resolved path (relative to ``base``, the CSV's
+    folder); None for an empty cell.
+
+    Examples
+    --------
+    >>> resolve_path("a/b.dcm", Path("/data")), resolve_path("  ", Path("/data"))
+    ('/data/a/b.dcm', None)
+    """
     if path_value is None or (isinstance(path_value, float) and np.isnan(path_value)):
         return None
     text = str(path_value).strip()
@@ -345,7 +354,7 @@ def _read_manifest(
         )
     base = csv_path.resolve().parent
     df = raw.copy()
-    df["path"] = [_resolve(v, base) for v in raw[path_column]]
+    df["path"] = [resolve_path(v, base) for v in raw[path_column]]
     if path_column != "path":
         df = df.drop(columns=[path_column])
     bad_paths = [f"row {i + 2}: empty path" for i, p in enumerate(df["path"]) if p is None]

@@ -10,7 +10,7 @@ import pandas as pd
 from imaging_tl._atomic import readable_text, write_csv, write_text
 from imaging_tl.data import BadFileError, encode_labels, prepare, write_splits
 from imaging_tl.data.prepare import quarantine_verdict
-from imaging_tl.data.series import sample_slices
+from imaging_tl.data.series import sample_around_positive, sample_slices
 from imaging_tl.pipeline.inputs import (
     InputError,
     census_root,
@@ -25,7 +25,7 @@ from imaging_tl.pipeline.inputs import (
 from imaging_tl.pipeline.state import RunState, SplitArrays
 from imaging_tl.stages import Pipeline
 
-__all__ = ["census_step", "prepare_step", "splits_step", "start_step"]
+__all__ = ["census_step", "prepare_step", "splits_step", "start_step", "training_slices"]
 
 
 def start_step(state: RunState) -> None:
@@ -59,6 +59,9 @@ def census_step(state: RunState) -> None:
                   f"samples; {len(report)} left out" + (":" if report else ""))
         for line in report[:10]:
             state.log(f"  {line}")
+        if cfg.data.slice_labels is not None:
+            state.log(f"slice labels: {table.attrs.get('slice_labelled', 0)} series train on "
+                      "their slices' own labels")
     state.paths["census"] = write_csv(state.run_dir / "census.csv", census_table(table, root))
     state.table = table
 
@@ -108,11 +111,8 @@ def prepare_step(state: RunState) -> None:
         prepared.shape  # noqa: B018 - raises when the prepared arrays differ in shape
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    if cfg.data.unit == "series" and cfg.data.slice_step > 1:
-        before = int((prepared.table["split"] == "train").sum())
-        prepared.table = sample_slices(prepared.table, cfg.data.slice_step)
-        state.log(f"training on every slice_step={cfg.data.slice_step} slice: "
-                  f"{int((prepared.table['split'] == 'train').sum())} of {before} slices")
+    if cfg.data.unit == "series":
+        prepared.table = training_slices(state, prepared.table)
     tab = prepared.table
     for part in ("train", "val", "test"):
         if not (tab["split"] == part).any():
@@ -125,3 +125,29 @@ def prepare_step(state: RunState) -> None:
         x = np.stack([prepared.load(int(i)) for i in idx])
         y, _, _ = encode_labels(rows, classes)
         state.splits[part] = SplitArrays(x.astype(np.float32, copy=False), y, rows)
+
+
+def training_slices(state: RunState, table: pd.DataFrame) -> pd.DataFrame:
+    """The slices a series run trains on (``data.slice_sampling``; validation and test keep
+    every slice), said in the log.
+
+    Examples
+    --------
+    >>> training_slices(state, prepared.table)  # doctest: +SKIP
+    """
+    d = state.cfg.data
+    sampling = d.slice_sampling or ("every_k" if d.slice_step > 1 else "all")
+    before = int((table["split"] == "train").sum())
+    if sampling == "every_k" and d.slice_step > 1:
+        table = sample_slices(table, d.slice_step)
+        how = f"every slice_step={d.slice_step} slice"
+    elif sampling == "around_positive":
+        table = sample_around_positive(table, state.classes[-1], margin=d.slice_margin,
+                                       rest=d.slice_rest, seed=state.cfg.seed)
+        how = (f"the {state.classes[-1]!r} slices, those within slice_margin={d.slice_margin} "
+               f"and a share slice_rest={d.slice_rest} of the others")
+    else:
+        return table
+    state.log(f"training on {how}: {int((table['split'] == 'train').sum())} of {before} "
+              "slices")
+    return table

@@ -30,6 +30,7 @@ from imaging_tl.data import (
     split_table,
     task_of,
 )
+from imaging_tl.data.labels import order_classes
 
 __all__ = ["InputError", "census_root", "census_table", "cv_split_table", "data_manifest_hash",
            "expand_inputs", "is_crossval", "label_hint", "load_inputs", "split_of",
@@ -80,9 +81,14 @@ def load_inputs(cfg: RunConfig) -> pd.DataFrame:
         if d.unit == "series":
             from imaging_tl.data.series import from_series
 
+            t = cfg.task
+            positive = t.positive or (t.classes[-1] if t.classes and len(t.classes) == 2
+                                      else None)
             return from_series(d.folder, csv=d.csv, series_column=d.series_column,
                                label_column=d.label_column or "label",
-                               group_column=d.group_column, label_map=cfg.task.label_map)
+                               group_column=d.group_column, label_map=t.label_map,
+                               slice_labels=d.slice_labels, path_column=d.path_column,
+                               positive=positive)
         if d.folder is not None:
             return from_folder(d.folder, frames=d.frames, label_map=cfg.task.label_map)
         return from_csv(d.csv, path_column=d.path_column, label_column=d.label_column,
@@ -111,10 +117,6 @@ def label_hint(value: str, labels: Sequence[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-_NEGATIVE_NAMES = {"normal", "negative", "healthy", "no", "none", "0", "false", "absent",
-                   "no_finding", "no finding", "benign", "control"}
-
-
 def task_and_classes(cfg: RunConfig, table: pd.DataFrame) -> tuple[str, list[str]]:
     """The task and its class names in model order (binary: the positive class second).
 
@@ -139,8 +141,7 @@ def task_and_classes(cfg: RunConfig, table: pd.DataFrame) -> tuple[str, list[str
                              f"{cfg.task.classes}")
         classes = list(cfg.task.classes)
     else:
-        # a class that reads as "no finding" is the negative one (the positive is second)
-        classes = sorted(labels, key=lambda c: (c.strip().lower() not in _NEGATIVE_NAMES, c))
+        classes = order_classes(labels)  # a "no finding" class first: the positive second
     if task == "binary":
         if len(classes) != 2:
             raise InputError(f"a binary task needs exactly 2 classes; the data has "
@@ -160,9 +161,14 @@ def split_of(cfg: RunConfig, table: pd.DataFrame) -> pd.DataFrame:
 
     k-fold: a ``fold`` column too (``-1`` for the test split outside the folds); the
     ``split`` column is that of ``split.fold`` (its fold validates, the others train), or
-    of fold 0 when every fold is trained (:func:`is_crossval`).
+    of fold 0 when every fold is trained (:func:`is_crossval`). A series table is split by
+    its series' labels (``series_label``), whatever its slices' labels.
     """
     s = cfg.split
+    if "series_label" in table.columns:  # slice labels: stratify by the series' labels
+        by_series = table.drop(columns="series_label").assign(label=table["series_label"])
+        return split_of(cfg, by_series).assign(label=table["label"].to_numpy(),
+                                               series_label=table["series_label"].to_numpy())
     try:
         if s.file is not None:
             return _split_from_file(s.file, table)

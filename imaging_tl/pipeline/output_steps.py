@@ -17,7 +17,11 @@ from imaging_tl._atomic import atomic_dir, write_csv
 from imaging_tl.data.cache import file_mode
 from imaging_tl.io.pseudonyms import pseudonymize
 from imaging_tl.pipeline.inputs import InputError
-from imaging_tl.pipeline.predict import decisions, probability_columns, series_prediction_rows
+from imaging_tl.pipeline.prediction_rows import (
+    decisions,
+    probability_columns,
+    series_prediction_rows,
+)
 from imaging_tl.pipeline.provenance import machine, versions, write_plain_json
 from imaging_tl.pipeline.result import RunResult
 from imaging_tl.pipeline.series_outputs import SERIES_FILE, series_evaluation_options

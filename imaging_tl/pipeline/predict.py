@@ -19,46 +19,16 @@ import pandas as pd
 from imaging_tl.augment import tta_predictions, tta_uncertainty
 from imaging_tl.data.prepare import failure_reason
 from imaging_tl.evaluate.aggregation import aggregate_scores
-from imaging_tl.io.pseudonyms import pseudonymize
 from imaging_tl.pipeline.inputs import InputError, expand_inputs
+from imaging_tl.pipeline.prediction_rows import (
+    decisions,
+    probability_columns,
+    series_prediction_rows,
+    slice_prediction_rows,
+)
 
 __all__ = ["decisions", "domain_notes", "predict_files", "predict_series_rows",
            "probability_columns", "series_prediction_rows"]
-
-
-def probability_columns(task: str, classes: list[str],
-                        probs: np.ndarray) -> dict[str, np.ndarray]:
-    """``prob_<class>`` columns of model outputs (binary: both classes).
-
-    Examples
-    --------
-    >>> cols = probability_columns("binary", ["normal", "nodule"], np.array([[0.25]]))
-    >>> {k: v.tolist() for k, v in cols.items()}
-    {'prob_normal': [0.75], 'prob_nodule': [0.25]}
-    """
-    # float64: its CSV text reads back exactly, so "prob >= threshold" agrees with the file
-    probs = np.asarray(probs, dtype=np.float64)
-    if task == "binary":
-        p = probs.reshape(-1)
-        return {f"prob_{classes[0]}": 1.0 - p, f"prob_{classes[1]}": p}
-    return {f"prob_{c}": probs[:, i] for i, c in enumerate(classes)}
-
-
-def decisions(task: str, classes: list[str], probs: np.ndarray, threshold: float) -> list[str]:
-    """The predicted label of each row (multilabel: the labels at or above the threshold,
-    joined by ``;``).
-
-    Examples
-    --------
-    >>> decisions("binary", ["normal", "nodule"], np.array([[0.7], [0.2]]), 0.5)
-    ['nodule', 'normal']
-    """
-    if task == "binary":
-        return [classes[1] if p >= threshold else classes[0] for p in probs.reshape(-1)]
-    if task == "multiclass":
-        return [classes[i] for i in probs.argmax(1)]
-    return [";".join(c for c, on in zip(classes, row >= threshold, strict=True) if on)
-            for row in probs]
 
 
 @dataclass
@@ -181,6 +151,7 @@ def predict_files(
     tta: int = 0,
     tta_preset: str = "light",
     seed: int = 0,
+    slice_csv: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Predict files or folders of DICOM/PNG with a trained model; bad files become rows.
 
@@ -235,7 +206,14 @@ def predict_files(
         instead (:func:`predict_series_rows`): its DICOM files are grouped and ordered
         (:mod:`imaging_tl.io.series`), each slice predicted with its neighbours (the
         ``stack`` stage) and the probabilities aggregated as the run did; ``gradcam_dir``
-        then holds the Grad-CAM of each series' deciding slice.
+        then holds the Grad-CAM of each series' deciding slice. With ``tta`` each slice's
+        probabilities are the mean over it and its copies (seeded by its place in the
+        series), aggregated per series; ``uncertainty`` is the spread of the series'
+        aggregated probability over the copies.
+    slice_csv : path, optional
+        A series model: also write one row per slice here (``series, slice, path,
+        prob_<class>...``; :func:`~imaging_tl.pipeline.prediction_rows.
+        slice_prediction_rows`). Refused for other models.
 
     Examples
     --------
@@ -247,9 +225,10 @@ def predict_files(
     if not files:
         raise InputError("no input files found")
     if (predictor.contract.preprocessing or {}).get("unit") == "series":
-        if tta:
-            raise InputError("--tta: not for a model trained on series (data.unit series)")
-        return _predict_series(predictor, files, batch_size, gradcam_dir)
+        return _predict_series(predictor, files, batch_size, gradcam_dir, slice_csv,
+                               {"n": tta, "preset": tta_preset, "seed": seed})
+    if slice_csv is not None:
+        raise InputError("--per-slice: only for a model trained on series (data.unit series)")
     contract = predictor.contract
     classes, task = list(contract.label_names), contract.task
     out = _empty_output(files, predictor, tta, tta_preset, seed)
@@ -415,12 +394,16 @@ def _read_chunk(predictor: _Predictor, files: list[str], indices: range, out: pd
 
 
 def _predict_series(predictor: _Predictor, files: list[str], batch_size: int,
-                    gradcam_dir: str | os.PathLike | None) -> pd.DataFrame:
+                    gradcam_dir: str | os.PathLike | None, slice_csv: str | os.PathLike | None,
+                    tta: dict[str, Any]) -> pd.DataFrame:
     """:func:`predict_files` for a series model: one row per series, bad ones with why."""
+    from imaging_tl._atomic import write_csv
     from imaging_tl.io.series import scan_series
 
     series, failed = scan_series(files)
     rows: list[dict[str, Any]] = []
+    slices: list[pd.DataFrame] = []
+    contract = predictor.contract
     for one in series:
         where = _series_path(one)
         if one.flagged:
@@ -429,25 +412,53 @@ def _predict_series(predictor: _Predictor, files: list[str], batch_size: int,
             continue
         try:
             x, table = _series_input(predictor, one)
-            p = predictor(x, batch_size)
+            p, spread = _series_probabilities(predictor, x, batch_size, tta)
         except Exception as exc:  # noqa: BLE001 - a bad series is a row with its reason
             rows.append({"path": where, "status": "error", "reason": failure_reason(exc),
                          "n_slices": len(one.slices)})
             continue
-        row = predict_series_rows(table, p, predictor.contract).iloc[0].to_dict()
+        row = predict_series_rows(table, p, contract).iloc[0].to_dict()
+        if spread is not None:
+            row["uncertainty"] = spread
         if gradcam_dir is not None:
             row["gradcam"] = _deciding_gradcam(predictor, x, row, Path(gradcam_dir), len(rows))
         rows.append({"status": "ok", "reason": "", **row})
+        slices.append(slice_prediction_rows(table, p, task=contract.task,
+                                            classes=list(contract.label_names)))
     rows += [{"path": path, "status": "error", "reason": why} for path, why in failed.items()]
     out = pd.DataFrame(rows)
-    out["threshold"] = predictor.contract.threshold
+    out["threshold"] = contract.threshold
     for column in ("n_slices", "deciding_slice"):
         if column in out.columns:
             out[column] = out[column].astype("Int64")
     front = [c for c in ("path", "series", "status", "reason", "n_slices") if c in out.columns]
     out = out[front + [c for c in out.columns if c not in front]]
     out.attrs["engine"] = predictor.engine.name
+    if tta["n"]:
+        out.attrs.update(tta=dict(tta), uncertainty="tta")
+    if slice_csv is not None:
+        write_csv(slice_csv, pd.concat(slices, ignore_index=True) if slices else
+                  slice_prediction_rows(pd.DataFrame(columns=["series", "slice", "path", "frame"]),
+                                        np.zeros((0, 1)), task=contract.task,
+                                        classes=list(contract.label_names)))
     return out
+
+
+def _series_probabilities(predictor: _Predictor, x: np.ndarray, batch_size: int,
+                          tta: dict[str, Any]) -> tuple[np.ndarray, float | None]:
+    """A series' slice probabilities and, with TTA, the spread of its aggregated probability
+    over the copies (each slice's copies seeded by its place in the series)."""
+    if not tta["n"]:
+        return predictor(x, batch_size), None
+    copies = tta_predictions(lambda b: predictor(b, batch_size), x, tta["n"],
+                             preset=tta["preset"], seed=tta["seed"], index=range(len(x)))
+    c = copies.astype(np.float64).reshape(len(copies), len(x), -1)
+    pre = predictor.contract.preprocessing or {}
+    per_copy = np.stack([aggregate_scores(
+        one, np.zeros(len(x), np.int64), 1, pre.get("series_aggregate", "max"),
+        int(pre.get("top_k", 3)), renormalise=predictor.contract.task == "multiclass")
+        for one in c])
+    return c.mean(axis=0).astype(np.float32), float(tta_uncertainty(per_copy)[0])
 
 
 def _series_path(one: Any) -> str:
@@ -477,7 +488,8 @@ def _series_input(predictor: _Predictor, one: Any) -> tuple[np.ndarray, pd.DataF
     predictor.contract.check_batch(x)
     table = pd.DataFrame({"series": series_key(one.uid), "group": "",
                           "slice": range(len(one.slices)),
-                          "path": [s.path for s in one.slices]})
+                          "path": [s.path for s in one.slices],
+                          "frame": pd.array([s.frame for s in one.slices], dtype="Int64")})
     return x, table
 
 
@@ -515,44 +527,3 @@ def _deciding_gradcam(predictor: _Predictor, x: np.ndarray, row: dict[str, Any],
     name = folder / f"{index:04d}_series_slice{int(row['deciding_slice']):03d}.png"
     save_overlays(predictor.model, x[[int(row["deciding_slice"])]], [name], None)
     return str(name)
-
-
-def series_prediction_rows(rows: pd.DataFrame, probs: np.ndarray, *, task: str,
-                           classes: list[str], threshold: float, how: str, top_k: int,
-                           split: str | None = None) -> pd.DataFrame:
-    """One row per series: its patient (pseudonym), label, slice count, aggregated
-    probabilities, decision, and the slice that decided (highest probability of the
-    positive class, binary; else of the predicted class).
-
-    Examples
-    --------
-    >>> rows = pd.DataFrame({"series": ["s1"] * 3, "group": ["pid:1"] * 3, "slice": [0, 1, 2],
-    ...                      "path": ["a", "b", "c"], "label": ["lesion"] * 3})
-    >>> out = series_prediction_rows(rows, np.array([[0.1], [0.8], [0.3]]), task="binary",
-    ...                              classes=["normal", "lesion"], threshold=0.5, how="max",
-    ...                              top_k=3)
-    >>> out[["n_slices", "prob_lesion", "predicted", "deciding_path"]].values.tolist()
-    [[3, 0.8, 'lesion', 'b']]
-    """
-    keys, codes = np.unique(rows["series"].astype(str).to_numpy(), return_inverse=True)
-    p = np.asarray(probs, dtype=np.float64)
-    p2 = p.reshape(len(rows), -1)
-    agg = aggregate_scores(p2, codes, len(keys), how, top_k,  # type: ignore[arg-type]
-                           renormalise=task == "multiclass")
-    first = np.array([np.flatnonzero(codes == k)[0] for k in range(len(keys))])
-    column = p2[:, -1] if task == "binary" else p2[np.arange(len(p2)), p2.argmax(1)]
-    deciding = np.array([np.flatnonzero(codes == k)[np.argmax(column[codes == k])]
-                         for k in range(len(keys))])
-    out = pd.DataFrame({"series": keys,
-                        "group": pseudonymize(rows["group"].astype(str).to_numpy()[first]),
-                        "n_slices": np.bincount(codes, minlength=len(keys))})
-    if split is not None:
-        out.insert(1, "split", split)
-    if "label" in rows.columns:
-        out["label"] = rows["label"].astype(str).to_numpy()[first]
-    for name, values in probability_columns(task, classes, agg).items():
-        out[name] = values
-    out["predicted"] = decisions(task, classes, agg, threshold)
-    out["deciding_slice"] = rows["slice"].to_numpy()[deciding]
-    out["deciding_path"] = rows["path"].astype(str).to_numpy()[deciding]
-    return out

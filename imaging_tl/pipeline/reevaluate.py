@@ -1,7 +1,8 @@
 """Evaluating a finished run again: on its own test split, or on an external labelled set.
 
 The run's own evaluation settings hold: its threshold (chosen on its validation split),
-patient-level aggregation (``evaluate.patient_level``), calibration
+patient-level aggregation (``evaluate.patient_level``), a series run's aggregation per
+series (``evaluate.series_aggregate``, :mod:`imaging_tl.pipeline.series_scores`), calibration
 (``evaluate.calibration``: the temperature is fitted on the run's validation split again)
 and bootstrap count. External data get an internal-vs-external page and, with
 ``recalibrate``, a temperature and threshold fitted on a share of the new site's patients
@@ -26,6 +27,7 @@ from imaging_tl.pipeline.inputs import InputError, census_table
 from imaging_tl.pipeline.output_steps import evaluation_options
 from imaging_tl.pipeline.predict import predict_files
 from imaging_tl.pipeline.provenance import write_plain_json
+from imaging_tl.pipeline.series_scores import series_split_scores
 from imaging_tl.pipeline.subgroups import subgroup_attributes
 from imaging_tl.report.external import write_external_report
 
@@ -75,10 +77,10 @@ def reevaluate(run_dir: str | os.PathLike, *, data: str | os.PathLike | None = N
 
     run_dir = Path(run_dir)
     cfg, splits = _load_run(run_dir)
-    if cfg.data.unit == "series":
-        raise InputError(f"{run_dir}: a data.unit series run is not re-evaluated yet (its "
-                         "series-level figures are in metrics.json, its series in "
-                         "series_predictions.csv)")
+    series = cfg.data.unit == "series"
+    if series and data is not None:
+        raise InputError(f"{run_dir}: --data: external validation of a data.unit series run "
+                         "is not supported yet; evaluate its own test split (no --data)")
     contract = json.loads((run_dir / "contract.json").read_text())
     classes, task = contract["label_names"], contract["task"]
     if data is None:
@@ -87,17 +89,29 @@ def reevaluate(run_dir: str | os.PathLike, *, data: str | os.PathLike | None = N
         table, name = _external_table(Path(data), cfg, task, classes, label_column)
     if recalibrate is not None and data is None:
         raise InputError("--recalibrate needs --data (external validation data)")
-    y, s, groups, bad, rows = _labelled_scores(run_dir, table, task, classes)
     kw = evaluation_options(cfg) | {
         "operating_point": "fixed", "threshold": float(contract.get("threshold", 0.5))}
+    if series:  # per series, aggregated as the run did; CIs resample patients
+        y, s, groups, units, bad = series_split_scores(run_dir / "model.keras", table, task,
+                                                       classes)
+        rows = table
+        kw |= {"aggregate": cfg.evaluate.series_aggregate, "units": units}
+    else:
+        y, s, groups, bad, rows = _labelled_scores(run_dir, table, task, classes)
     if n_bootstraps is not None:
         kw["n_bootstraps"] = int(n_bootstraps)
     if kw["temperature_scaling"]:
         # the temperature is fitted on the run's validation split, as in the run itself
         # (a cross-validated run: on its pooled out-of-fold predictions)
-        vy, vs, vg = _oof_scores(run_dir / "oof_predictions.csv", task, classes) \
-            if (run_dir / "oof_predictions.csv").is_file() else _labelled_scores(
-                run_dir, splits[splits["split"] == "val"].copy(), task, classes)[:3]
+        val_rows = splits[splits["split"] == "val"].copy()
+        if series:
+            vy, vs, vg, vu, _ = series_split_scores(run_dir / "model.keras", val_rows, task,
+                                                    classes)
+            kw["val_units"] = vu
+        else:
+            vy, vs, vg = _oof_scores(run_dir / "oof_predictions.csv", task, classes) \
+                if (run_dir / "oof_predictions.csv").is_file() else _labelled_scores(
+                    run_dir, val_rows, task, classes)[:3]
         kw |= {"val_true": vy, "val_score": vs, "val_groups": vg}
     metrics = evaluate(y, s, task=task, groups=groups, class_names=classes, **kw)
     metrics["evaluated_on"] = str(data) if data is not None else "test split of the run"

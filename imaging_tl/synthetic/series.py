@@ -8,7 +8,8 @@ scanner writes (ImagePositionPatient, ImageOrientationPatient, SliceThickness,
 PixelSpacing, one SeriesInstanceUID, InstanceNumber), axial or tilted about the
 left-right axis (a gantry tilt: an oblique series). :func:`generate_series_dataset` writes
 a folder of series with ``series_labels.csv`` (one row per series, keyed by
-SeriesInstanceUID).
+SeriesInstanceUID) and ``slice_labels.csv`` (one row per slice: the lesion's slices are
+``lesion``, the others ``normal``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ SERIES_LABEL_COLUMNS = [
     "series_uid", "patient_id", "folder", "label", "region", "n_slices", "lesion_slices",
     "tilt_deg",
 ]
+
+#: Columns of ``slice_labels.csv`` (``path`` relative to it; ``slice`` 0-based).
+SLICE_LABEL_COLUMNS = ["path", "series_uid", "instance_number", "slice", "label"]
 
 _FOV_MM = {"chest": 380.0, "head": 240.0}
 # Lesion: HU inside, radius range (mm).
@@ -281,6 +285,20 @@ def write_ct_series(
     return files
 
 
+def slice_label_rows(folder: str, series_uid: str, n_slices: int,
+                     lesion_slices: list[int]) -> list[dict[str, Any]]:
+    """The ``slice_labels.csv`` rows of one written series (:data:`SLICE_LABEL_COLUMNS`).
+
+    Examples
+    --------
+    >>> [r["label"] for r in slice_label_rows("SYNCT0001", "1.2", 3, [1])]
+    ['normal', 'lesion', 'normal']
+    """
+    return [{"path": f"{folder}/im{k + 1:03d}.dcm", "series_uid": series_uid,
+             "instance_number": k + 1, "slice": k,
+             "label": "lesion" if k in lesion_slices else "normal"} for k in range(n_slices)]
+
+
 def generate_series_dataset(
     out_dir: str | os.PathLike,
     *,
@@ -293,7 +311,8 @@ def generate_series_dataset(
     oblique_fraction: float = 0.25,
     transfer_syntax: str = "explicit",
 ) -> pd.DataFrame:
-    """Write ``n_patients`` series (one per patient) and ``series_labels.csv``.
+    """Write ``n_patients`` series (one per patient), ``series_labels.csv`` and
+    ``slice_labels.csv`` (:func:`slice_label_rows`).
 
     Exactly ``round(prevalence * n_patients)`` series hold a lesion; a share
     ``oblique_fraction`` of the series is tilted 15-25 degrees. Folders are
@@ -319,7 +338,7 @@ def generate_series_dataset(
     positive = set(rng.permutation(n_patients)[: int(round(prevalence * n_patients))].tolist())
     oblique = set(rng.permutation(n_patients)[: int(round(oblique_fraction * n_patients))]
                   .tolist())
-    rows = []
+    rows, slice_rows = [], []
     for p in range(n_patients):
         series = make_ct_series([seed, p], region=region, n_slices=n_slices, size=size,
                                 lesion=p in positive)
@@ -337,6 +356,10 @@ def generate_series_dataset(
             "n_slices": n_slices, "lesion_slices": ";".join(map(str, series.lesion_slices)),
             "tilt_deg": round(tilt, 2),
         })
+        slice_rows += slice_label_rows(folder, str(ident.series_uid), n_slices,
+                                       series.lesion_slices)
     df = pd.DataFrame(rows, columns=SERIES_LABEL_COLUMNS)
     df.to_csv(out / "series_labels.csv", index=False)
+    pd.DataFrame(slice_rows, columns=SLICE_LABEL_COLUMNS).to_csv(out / "slice_labels.csv",
+                                                                index=False)
     return df

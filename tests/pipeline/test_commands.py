@@ -48,6 +48,15 @@ def test_predict_reports_broken_files_and_predicts_the_rest(finished_run, scan_f
     assert "broken.dcm" in err and "Traceback" not in err
 
 
+def test_per_slice_rows_are_refused_for_an_image_model(finished_run, scan_folder, tmp_path,
+                                                       capsys):
+    assert main(["predict", str(finished_run.run_dir / "model.keras"), str(scan_folder),
+                 "--out", str(tmp_path / "p.csv"), "--per-slice"]) == 2
+    err = capsys.readouterr().err
+    assert "--per-slice: only for a model trained on series" in err and "Traceback" not in err
+    assert not (tmp_path / "slice_predictions.csv").exists()
+
+
 def test_predict_agrees_with_the_run_predictions(finished_run):
     from imaging_tl.pipeline import predict_files
 
