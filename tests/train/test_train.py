@@ -97,7 +97,10 @@ def test_fixed_augmented_views_are_cached(data, shared_model):
               cache_features=True)
 
 
-def test_phase2_changes_exactly_the_unfrozen_layers(data):
+def test_phase2_changes_exactly_the_unfrozen_layers(data, tmp_path):
+    from imaging_tl.train.checkpoint import load_arrays
+    from imaging_tl.train.features import layer_views
+
     (x, y), val = data
     model = _model()
     train(model, (x, y), val, phases=[Phase(epochs=1, learning_rate=1e-2)], batch_size=16)
@@ -108,12 +111,47 @@ def test_phase2_changes_exactly_the_unfrozen_layers(data):
     weighted = {layer.name for layer in bb if layer.weights}
 
     before = _snapshot(model)
-    train(model, (x, y), val, batch_size=16,
-          phases=[Phase("finetune", epochs=1, learning_rate=1e-3, freeze="block6d_add")])
+    start = [v.numpy() for v in model.variables]  # the dropout's seed state too
+    # a frozen phase after the fine-tune: its checkpoint keeps carrying the tuned layers
+    phases = [Phase("finetune", epochs=1, learning_rate=1e-3, freeze="block6d_add"),
+              Phase("head", epochs=1, learning_rate=1e-3)]
+    whole = train(model, (x, y), val, batch_size=16, phases=phases, checkpoint_dir=tmp_path)
     changed = _changed(before, _snapshot(model))
     expected = (set(names[cut:]) & weighted) - bn
     assert expected  # block7a convs and top_conv
     assert changed - {"head_output"} == expected  # no BatchNorm, nothing below the cut
+    assert [r["cached_features"] for r in whole.history] == [False, True]
+
+    with np.load(tmp_path / "last.npz") as z:
+        saved = {k.split(":", 1)[1].split("/")[0] for k in z if not k.startswith("opt:")}
+    assert expected | {"head_output", "seed_generator"} == saved  # not the frozen layers
+    fresh = _model(seed=99)
+    for v, w in zip(fresh.variables, start, strict=True):
+        v.assign(w)
+    load_arrays(fresh, tmp_path / "last.npz")
+    for a, b in zip(model.weights, fresh.weights, strict=True):
+        np.testing.assert_array_equal(b.numpy(), a.numpy(), err_msg=a.path)
+
+    # the same phases on the boundary's output computed once (cross-validation's shared
+    # fine-tune input): the same batches, so the same weights as running the whole model
+    other = _model()
+    for v, w in zip(other.variables, start, strict=True):
+        v.assign(w)
+    boundary = ("block6d_add", layer_views(other, "block6d_add", x, 1),
+                layer_views(other, "block6d_add", val[0], 1)[0])
+    res = train(other, (x, y), val, phases=phases, batch_size=16, boundary=boundary)
+    assert [r["cached_features"] for r in res.history] == [True, True]
+    for a, b in zip(model.weights, other.weights, strict=True):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-4, err_msg=a.path)
+
+
+def test_a_frozen_phase_checkpoints_its_head_only(data, shared_model, tmp_path):
+    (x, y), val = data
+    train(shared_model, (x, y), val, phases=[Phase(epochs=1, learning_rate=1e-2)],
+          batch_size=16, checkpoint_dir=tmp_path)
+    with np.load(tmp_path / "last.npz") as z:
+        saved = {k.split(":", 1)[1].split("/")[0] for k in z if not k.startswith("opt:")}
+    assert saved == {"head_output", "seed_generator"}
 
 
 @pytest.mark.slow
@@ -224,46 +262,6 @@ def test_resume_reproduces_the_uninterrupted_run(data, tmp_path):
     again = train(_model(seed=7), (x, y), val, phases=phases, batch_size=16,
                   checkpoint_dir=tmp_path / "b", resume=True)
     assert [(b["phase"], b["epoch"]) for b in again.best] == [(1, whole.best[1]["epoch"])]
-
-
-def test_checkpoint_holds_what_training_changed(data, shared_model, tmp_path):
-    # a frozen phase writes its head, not the backbone; a frozen phase after a fine-tune
-    # keeps carrying the fine-tuned layers, so a resume from it loses nothing
-    from imaging_tl.train.checkpoint import load_arrays
-
-    (x, y), val = data
-
-    def saved_layers(path):
-        with np.load(path) as z:
-            return {k.split(":", 1)[1].split("/")[0] for k in z if not k.startswith("opt:")}
-
-    train(shared_model, (x, y), val, phases=[Phase(epochs=1, learning_rate=1e-2)],
-          batch_size=16, checkpoint_dir=tmp_path / "h")
-    assert saved_layers(tmp_path / "h" / "last.npz") == {"head_output", "seed_generator"}
-
-    phases = [Phase("tune", epochs=1, learning_rate=1e-2, freeze="block6d_add"),
-              Phase("head", epochs=1, learning_rate=1e-3)]
-    model = _model()
-    whole = train(model, (x, y), val, phases=phases, batch_size=16,
-                  checkpoint_dir=tmp_path / "c")
-    assert [r["cached_features"] for r in whole.history] == [False, True]
-    assert {"top_conv", "head_output"} <= saved_layers(tmp_path / "c" / "last.npz")
-    fresh = _model(seed=99)
-    load_arrays(fresh, tmp_path / "c" / "last.npz")
-    for a, b in zip(model.weights, fresh.weights, strict=True):
-        np.testing.assert_array_equal(b.numpy(), a.numpy(), err_msg=a.path)
-
-    # the same phases on the boundary's output computed once (cross-validation's shared
-    # fine-tune input): the same batches, so the same weights as running the whole model
-    from imaging_tl.train.features import layer_views
-
-    other = _model()
-    boundary = ("block6d_add", layer_views(other, "block6d_add", x, 1),
-                layer_views(other, "block6d_add", val[0], 1)[0])
-    res = train(other, (x, y), val, phases=phases, batch_size=16, boundary=boundary)
-    for a, b in zip(model.weights, other.weights, strict=True):
-        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-4, err_msg=a.path)
-    assert [r["cached_features"] for r in res.history] == [True, True]
 
 
 def whole_model_weights(ckdir):
