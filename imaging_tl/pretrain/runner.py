@@ -102,6 +102,10 @@ def pretrain(config: str | os.PathLike | dict[str, Any] | PretrainConfig | None 
     from imaging_tl.train.distribute import n_gpus, plan_distribution
 
     p = cfg.pretrain
+    if p.distribute == "multi_worker" and not os.environ.get("TF_CONFIG", "").strip():
+        raise ConfigError(["pretrain.distribute: 'multi_worker' needs the TF_CONFIG "
+                           "environment variable naming the cluster's workers on every "
+                           "worker (or use auto, none or mirrored)"])
     if p.mixed_precision == "mixed_float16" and n_gpus() == 0:
         raise ConfigError(["pretrain.mixed_precision: 'mixed_float16' needs a GPU and none is "
                            "visible; use none or mixed_bfloat16 on a CPU"])
@@ -139,7 +143,11 @@ def _configuration(config: Any, resume: Any, overrides: Sequence[str] | None,
         return load_pretrain_config(raw, list(overrides or [])), None
     run_dir = Path(resume)
     if not (run_dir / "config.yaml").is_file():
-        raise InputError(f"--resume {run_dir}: no config.yaml there (not a run directory)")
+        hint = ("; resuming a multi-worker run needs the chief's run directory at the same "
+                "path on every worker (a shared filesystem)"
+                if os.environ.get("TF_CONFIG") else "")
+        raise InputError(f"--resume {run_dir}: no config.yaml there (not a run "
+                         f"directory){hint}")
     record = run_dir / "run.json"
     if record.is_file() and json.loads(record.read_text()).get("status") == "finished":
         raise InputError(f"--resume {run_dir}: this run has finished (run.json is written); "

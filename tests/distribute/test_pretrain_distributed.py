@@ -82,3 +82,23 @@ def test_two_workers_resume_and_match_one_process_with_two_mirrored_replicas(
     # losses of the uninterrupted two-replica run (the all-reduce order may differ)
     np.testing.assert_allclose(res["worker0"]["loss"], ref["loss"], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(res["worker1"]["loss"], ref["loss"], rtol=1e-4, atol=1e-5)
+
+
+def test_multi_worker_without_tf_config_is_refused_before_the_run_directory(
+        dist_data, tmp_path, monkeypatch):
+    from imaging_tl.config import ConfigError
+    from imaging_tl.pipeline import InputError
+    from imaging_tl.pretrain import pretrain
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    cfg = _config(dist_data, tmp_path / "cache", 1, "multi_worker")
+    with pytest.raises(ConfigError, match="pretrain.distribute: 'multi_worker' needs the "
+                                          "TF_CONFIG"):
+        pretrain(cfg, out=tmp_path / "run", verbose=False)
+    assert not (tmp_path / "run").exists()
+    # a worker resuming where the chief's run directory is not (no shared filesystem)
+    monkeypatch.setenv("TF_CONFIG", json.dumps(
+        {"cluster": {"worker": ["localhost:1", "localhost:2"]},
+         "task": {"type": "worker", "index": 1}}))
+    with pytest.raises(InputError, match="same path on every worker"):
+        pretrain(resume=tmp_path / "nowhere", verbose=False)
