@@ -13,6 +13,12 @@ with its preprocessing contract) -> ``run.json``. The run directory::
 is a valid ``model.source`` for ``imaging-tl run``: the target copies the backbone's
 layers, inherits the preprocessing, and audits its validation/test data against
 ``data_index.csv`` (every pretraining image counts as seen).
+
+Several devices or machines (``pretrain.distribute``) use ``run``'s plumbing
+(:mod:`imaging_tl.train.distribute`): under ``multi_worker`` every worker runs the same
+command, builds the same global batches and keeps its replicas' share, and only the chief
+writes the run directory; the others train in a scratch folder that is deleted (resuming,
+from a copy of the chief's checkpoints).
 """
 
 from __future__ import annotations
@@ -71,7 +77,7 @@ def pretrain(config: str | os.PathLike | dict[str, Any] | PretrainConfig | None 
     resume : path, optional
         An interrupted run directory: training continues after its last finished epoch
         (weights, optimiser state, the epoch's data order and views as the uninterrupted
-        run would have them).
+        run would have them). Multi-worker: the chief's run directory, on every worker.
     overrides : list of str, optional
         ``key.path=value`` items.
     verbose : bool
