@@ -1,9 +1,9 @@
 """``imaging_tl.pretrain`` under ``multi_worker``: two localhost workers (TF_CONFIG)
 pretrain in sync and only the chief writes the run directory. Slow: two workers
-interrupted after the first epoch resume from the chief's run directory and end where one
-process with two mirrored replicas (the same two replicas, each seeing the same half of
-every global batch: SimSiam's BatchNorm makes one device with the global batch differ)
-does."""
+interrupted after the first epoch (the processes end) are resumed by two new processes
+from the chief's run directory and end where one process with two mirrored replicas does
+(the same two replicas, each seeing the same half of every global batch: SimSiam's
+BatchNorm makes one device with the global batch differ)."""
 
 from __future__ import annotations
 
@@ -30,17 +30,22 @@ def _config(data: Path, cache: Path, epochs: int, distribute: str = "auto") -> d
 
 def _two_workers(kit, data: Path, tmp: Path, epochs: int, interrupt: int = 0) -> dict:
     """Two workers of a localhost MultiWorkerMirroredStrategy cluster (``distribute:
-    auto`` picks multi_worker from TF_CONFIG); with ``interrupt``, each is interrupted
-    after that epoch and resumed in the same process from the chief's run directory."""
-    cluster = {"worker": [f"localhost:{p}" for p in kit.free_ports(2)]}
-    jobs = {}
-    for i in range(2):
-        cfg = kit.write_config(tmp / f"w{i}.json", _config(data, tmp / f"cache{i}", epochs))
-        env = {**kit.base_env(), "TF_CONFIG": json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": i}})}
-        jobs[f"worker{i}"] = ([cfg, str(tmp / f"out{i}"), "1", str(interrupt),
-                               str(tmp / "out0")], env)
-    return kit.start_runs(jobs, script=PRETRAIN_WORKER)
+    auto`` picks multi_worker from TF_CONFIG); with ``interrupt``, both are interrupted
+    after that epoch (the processes end) and two new processes resume the chief's run
+    directory, as a user would."""
+    phases = [(str(interrupt), None), ("0", str(tmp / "out0"))] if interrupt else [
+        ("0", None)]
+    for stop, resume in phases:
+        cluster = {"worker": [f"localhost:{p}" for p in kit.free_ports(2)]}
+        jobs = {}
+        for i in range(2):
+            cfg = kit.write_config(tmp / f"w{i}.json", _config(data, tmp / f"cache{i}", epochs))
+            env = {**kit.base_env(), "TF_CONFIG": json.dumps(
+                {"cluster": cluster, "task": {"type": "worker", "index": i}})}
+            jobs[f"worker{i}"] = ([cfg, str(tmp / f"out{i}"), "1", stop]
+                                  + ([resume] if resume else []), env)
+        res = kit.start_runs(jobs, script=PRETRAIN_WORKER)
+    return res
 
 
 def test_two_workers_pretrain_in_sync_and_only_the_chief_writes(kit, dist_data, tmp_path):
@@ -80,6 +85,7 @@ def test_two_workers_resume_and_match_one_process_with_two_mirrored_replicas(
     assert json.loads((d / "run.json").read_text())["status"] == "finished"
     # resumed after epoch 1 with the chief's checkpoint, the data order and views: the
     # losses of the uninterrupted two-replica run (the all-reduce order may differ)
+    assert res["worker1"]["role"] == "worker 1"
     np.testing.assert_allclose(res["worker0"]["loss"], ref["loss"], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(res["worker1"]["loss"], ref["loss"], rtol=1e-4, atol=1e-5)
 

@@ -3,11 +3,12 @@ devices and TF_CONFIG must be set before TensorFlow starts).
 
 Usage: python pretrain_worker.py CONFIG.json OUT N_LOGICAL_CPUS [INTERRUPT_AFTER [RESUME]]
 
-With INTERRUPT_AFTER (epochs), the run is interrupted (KeyboardInterrupt, as a Ctrl-C)
-after that many epochs and then resumed in the same process from RESUME (default OUT; a
-multi-worker run resumes from the chief's run directory on every worker). Prints
-``RESULT {...}``: the role, the run directory, the distribute record, the losses and (the
-chief) the dtypes of the saved model's weights.
+With INTERRUPT_AFTER (epochs, 0: none), the run is interrupted (KeyboardInterrupt, as a
+Ctrl-C) after that many epochs and the process ends, as a user's would; with RESUME, the
+run directory RESUME is resumed instead (on every worker of a multi-worker run: the
+chief's). Prints ``RESULT {...}``: the role, the run directory, the distribute record, the
+losses and (the chief) the dtypes of the saved model's weights; or ``{"interrupted":
+true}``.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 def main() -> None:
     cfg_path, out, n_cpus = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    interrupt = int(sys.argv[4]) if len(sys.argv) > 4 else 0  # 0: no interrupt
-    resume = sys.argv[5] if len(sys.argv) > 5 else out
+    interrupt = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+    resume = sys.argv[5] if len(sys.argv) > 5 else None
     import tensorflow as tf
 
     if n_cpus > 1:
@@ -33,21 +34,19 @@ def main() -> None:
     from imaging_tl.models import load_transfer_model
     from imaging_tl.pretrain import pretrain
 
-    cfg = json.loads(open(cfg_path).read())
-
     def stop(epoch: int, row: dict) -> None:
         if epoch + 1 == interrupt:
             raise KeyboardInterrupt
 
-    if interrupt:
-        try:
-            pretrain(cfg, out=out, verbose=False, on_epoch=[stop])
-            raise SystemExit("the run was not interrupted")
-        except KeyboardInterrupt:
-            pass
+    if resume:
         result = pretrain(resume=resume, verbose=False)
     else:
-        result = pretrain(cfg, out=out, verbose=False)
+        try:
+            result = pretrain(json.loads(open(cfg_path).read()), out=out, verbose=False,
+                              on_epoch=[stop])
+        except KeyboardInterrupt:
+            print("RESULT " + json.dumps({"interrupted": True}), flush=True)
+            return
     role = result.record.get("role", "chief")
     dtypes = []
     if role == "chief":
