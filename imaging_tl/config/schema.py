@@ -388,7 +388,9 @@ class SSLConfig(Section):
     pooled backbone features in inference mode (what a target task uses) falls below it
     as a share of its value before pretraining. ``keep``: which epoch's backbone becomes
     ``model.keras`` -- the one with the best linear-probe AUC (with ``monitor.csv``;
-    without a probe, the last) or the last.
+    without a probe, the last) or the last. ``distribute`` as ``train.distribute`` of a
+    run (``multi_worker``: every worker runs the same command under its ``TF_CONFIG``;
+    only the chief writes the run directory).
     """
 
     method: Literal["simsiam"] = "simsiam"
@@ -410,7 +412,7 @@ class SSLConfig(Section):
     # images (no augmentation) on which the collapse statistics are computed each epoch
     collapse_sample: int = Field(256, ge=8)
     keep: Literal["best_probe", "last"] = "best_probe"
-    distribute: Literal["auto", "none", "mirrored"] = "auto"
+    distribute: Literal["auto", "none", "mirrored", "multi_worker"] = "auto"
     mixed_precision: Literal["none", "mixed_float16", "mixed_bfloat16", "auto"] = "none"
 
 

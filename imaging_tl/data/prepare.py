@@ -103,6 +103,51 @@ class Prepared:
         return load_entry(self.table["cache_file"].iloc[i], self.table["tiled"].iloc[i],
                           checksum)
 
+    def streaming(self) -> Prepared:
+        """The same samples with only what reading their arrays needs: the cache file,
+        offset, tiling, checksum and shape of each (a 2.5-D sample: its neighbours' entries).
+
+        For a long stream over a big archive: the full table holds paths, hashes and
+        provenance of every sample, and the cache the look-up index of every file (a few KB
+        a sample together), that nothing reads while training. The columns are new objects
+        (one shared shape tuple) and the cache a new handle on the same folder, so once the
+        original is released none of its objects stays alive; ~200 bytes a sample remain.
+        Row ``i`` is row ``i`` of :attr:`table`.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from imaging_tl.data.table import from_csv
+        >>> from imaging_tl.stages import Pipeline, Resize, ToRGB, Window
+        >>> table = from_csv("sample_dicoms/labels.csv").head(3)
+        >>> pipe = Pipeline([Window.percentile(), Resize(32), ToRGB()])
+        >>> full = prepare(table, pipe, cache=tempfile.mkdtemp(), executor="serial")
+        >>> slim = full.streaming()
+        >>> sorted(slim.table.columns), slim.shape
+        (['cache_file', 'checksum', 'offset', 'shape', 'tiled'], (32, 32, 3))
+        >>> bool(np.array_equal(slim.load(2), full.load(2)))
+        True
+        """
+        t = self.table
+        columns: dict[str, Any] = {"offset": t["offset"].to_numpy(np.int64)}
+        columns["tiled"] = t["tiled"].to_numpy(np.int8) if "tiled" in t else np.zeros(len(t),
+                                                                                     np.int8)
+        for name in ("cache_file", "checksum"):
+            if name in t:  # new strings, packed together, not the full table's own
+                columns[name] = [None if v is None or pd.isna(v)
+                                 else os.fsdecode(os.fsencode(v)) for v in t[name]]
+        shapes = list(dict.fromkeys(map(tuple, t["shape"])))
+        # one shape (the usual case): one tuple object shared by every row
+        columns["shape"] = [shapes[0]] * len(t) if len(shapes) == 1 else list(
+            map(tuple, t["shape"]))
+        if STACK_COLUMN in t:
+            columns[STACK_COLUMN] = t[STACK_COLUMN].tolist()
+        slim = pd.DataFrame(columns)
+        slim.attrs = dict(t.attrs)
+        # a new handle on the cache folder: not the look-up index the preparation loaded
+        cache = ArrayCache(self.cache.root, hash=self.cache.hash)
+        return Prepared(slim, self.quarantined, self.namespace, cache, dict(self.stats))
+
     def summary(self) -> str:
         """One line, plus one per quarantined file."""
         s = self.stats

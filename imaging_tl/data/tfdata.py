@@ -40,7 +40,7 @@ from imaging_tl.data.labels import encode_labels, label_columns, sample_weights
 from imaging_tl.data.prepare import Prepared
 from imaging_tl.data.stacking import STACK_COLUMN
 
-__all__ = ["make_dataset", "resolve_augment", "sample_weights"]
+__all__ = ["check_input_range", "make_dataset", "resolve_augment", "sample_weights"]
 
 
 def resolve_augment(augment: Any) -> Callable[[np.ndarray, int], np.ndarray] | None:
@@ -91,7 +91,25 @@ def resolve_augment(augment: Any) -> Callable[[np.ndarray, int], np.ndarray] | N
     return lambda image, seed: augment(image)
 
 
-def _check_range(prepared: Prepared, table: pd.DataFrame, n: int = 4) -> None:
+def check_input_range(table: pd.DataFrame, n: int = 4) -> None:
+    """Check a few cached arrays (``n``, spread over the rows) against the model's input
+    contract, float32 in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        Naming the input file whose cached values fall outside [0, 1].
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> f = os.path.join(tempfile.mkdtemp(), "e.npy")
+    >>> np.save(f, np.full((2, 2), 3.0, np.float32))
+    >>> check_input_range(pd.DataFrame({"path": ["scan.dcm"], "cache_file": [f]}))
+    Traceback (most recent call last):
+    ...
+    ValueError: scan.dcm: cached values span [3, 3], but the model's input contract is float32 in [0, 1] (the model normalises for its backbone itself): end the pipeline with Window/Resize/ToRGB, not Normalize
+    """  # noqa: E501
     for i in np.linspace(0, len(table) - 1, min(n, len(table))).astype(int):
         a = load_entry(table["cache_file"].iloc[i])  # range: tiling moot
         if a.min() < -1e-3 or a.max() > 1 + 1e-3:
@@ -126,7 +144,8 @@ class _BatchReader:
     def __init__(self, table: pd.DataFrame, shape: tuple[int, ...]) -> None:
         # 2.5-D samples: the neighbouring slices' entries, read channel group by group
         self.stack = table[STACK_COLUMN].tolist() if STACK_COLUMN in table else None
-        self.files = table["cache_file"].to_numpy(str)
+        # object: the table's own strings (a fixed-width copy would cost 4 bytes a character)
+        self.files = table["cache_file"].to_numpy(object)
         self.offsets = table["offset"].to_numpy(np.int64)
         tiled = table["tiled"].to_numpy(np.int64) if "tiled" in table else np.zeros(len(table))
         self.tiled = tiled > 0
@@ -269,7 +288,7 @@ def _shape(prepared: Prepared, table: pd.DataFrame, check_range: bool) -> tuple[
     """The common array shape of the rows (checked against the input contract)."""
     shape = Prepared(table, prepared.quarantined, prepared.namespace, prepared.cache).shape
     if check_range:
-        _check_range(prepared, table)
+        check_input_range(table)
     return shape
 
 

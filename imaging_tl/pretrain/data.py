@@ -3,7 +3,11 @@
 linear probe.
 
 The arrays are read batch by batch from the cache (:func:`imaging_tl.data.make_dataset`),
-never held in memory all at once, so memory does not grow with the number of images.
+never held in memory all at once. Nor is the bookkeeping of the whole archive: once the
+table is built, prepared, indexed (``data_index.csv``) and hashed, the run keeps only what
+streaming needs (:meth:`imaging_tl.data.prepare.Prepared.streaming`, ~200 bytes an image),
+drops the cache's look-up index and hands the freed heap back (:func:`release_memory`), so
+the peak memory of training does not grow with the number of images (BENCHMARKS.md).
 
 Examples
 --------
@@ -27,7 +31,7 @@ from imaging_tl.pipeline.inputs import InputError
 from imaging_tl.pretrain.views import ViewMaker, view_seeds
 
 __all__ = ["ProbeData", "epoch_seed", "load_arrays", "prepare_images", "probe_data",
-           "unlabelled_table", "view_dataset"]
+           "release_memory", "unlabelled_table", "view_dataset"]
 
 
 def unlabelled_table(cfg: Any) -> pd.DataFrame:
@@ -96,6 +100,33 @@ def prepare_images(table: pd.DataFrame, pipe: Any, cfg: Any, *, min_images: int,
     return prepared
 
 
+def release_memory() -> bool:
+    """Collect garbage and hand the C heap's free pages back to the system.
+
+    Python returns the memory of freed objects to the C allocator, which keeps it (and
+    keeps counting it in the process's resident size) unless asked to trim; glibc's
+    ``malloc_trim`` does that. Called once the per-image bookkeeping of a big archive is
+    freed, so the memory the table and the cache look-up used does not stay resident
+    under the training that follows. Returns whether memory was handed back (False where
+    the C library has no ``malloc_trim``: macOS, musl).
+
+    Examples
+    --------
+    >>> release_memory() in (True, False)
+    True
+    """
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return bool(trim(0))
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """The shuffling seed of one epoch (a resumed epoch shuffles as the original would).
 
@@ -108,12 +139,14 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def view_dataset(prepared: Prepared, maker: ViewMaker, *, batch_size: int, seed: int,
-                 epoch: int, steps: int | None = None) -> Any:
+                 epoch: int, steps: int | None = None, check_range: bool = True) -> Any:
     """One epoch of ``(view_1, view_2)`` batches, shuffled and drawn under the seed.
 
     Only full batches (the last incomplete one is dropped, as SimSiam's BatchNorm layers
     need a batch); images are read from the cache batch by batch. ``steps``: at most this
-    many batches (the first of the epoch's order).
+    many batches (the first of the epoch's order). ``check_range``: check a few arrays
+    against the input contract (False for a :meth:`~Prepared.streaming` table, which has no
+    paths to name: check the full table once instead).
 
     Examples
     --------
@@ -127,7 +160,7 @@ def view_dataset(prepared: Prepared, maker: ViewMaker, *, batch_size: int, seed:
     shape = prepared.shape
     ds = make_dataset(prepared, split=None, training=True, labels=False, shuffle=True,
                       batch_size=batch_size, seed=epoch_seed(seed, epoch),
-                      drop_remainder=True)
+                      drop_remainder=True, check_range=check_range)
 
     def make(images: np.ndarray, i: np.int64) -> tuple[np.ndarray, np.ndarray]:
         return maker(images, view_seeds(seed, epoch, int(i), len(images)))

@@ -13,6 +13,12 @@ with its preprocessing contract) -> ``run.json``. The run directory::
 is a valid ``model.source`` for ``imaging-tl run``: the target copies the backbone's
 layers, inherits the preprocessing, and audits its validation/test data against
 ``data_index.csv`` (every pretraining image counts as seen).
+
+Several devices or machines (``pretrain.distribute``) use ``run``'s plumbing
+(:mod:`imaging_tl.train.distribute`): under ``multi_worker`` every worker runs the same
+command, builds the same global batches and keeps its replicas' share, and only the chief
+writes the run directory; the others train in a scratch folder that is deleted (resuming,
+from a copy of the chief's checkpoints).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,6 +44,7 @@ from imaging_tl.pretrain.data import (
     load_arrays,
     prepare_images,
     probe_data,
+    release_memory,
     unlabelled_table,
     view_dataset,
 )
@@ -69,7 +77,7 @@ def pretrain(config: str | os.PathLike | dict[str, Any] | PretrainConfig | None 
     resume : path, optional
         An interrupted run directory: training continues after its last finished epoch
         (weights, optimiser state, the epoch's data order and views as the uninterrupted
-        run would have them).
+        run would have them). Multi-worker: the chief's run directory, on every worker.
     overrides : list of str, optional
         ``key.path=value`` items.
     verbose : bool
@@ -100,6 +108,10 @@ def pretrain(config: str | os.PathLike | dict[str, Any] | PretrainConfig | None 
     from imaging_tl.train.distribute import n_gpus, plan_distribution
 
     p = cfg.pretrain
+    if p.distribute == "multi_worker" and not os.environ.get("TF_CONFIG", "").strip():
+        raise ConfigError(["pretrain.distribute: 'multi_worker' needs the TF_CONFIG "
+                           "environment variable naming the cluster's workers on every "
+                           "worker (or use auto, none or mirrored)"])
     if p.mixed_precision == "mixed_float16" and n_gpus() == 0:
         raise ConfigError(["pretrain.mixed_precision: 'mixed_float16' needs a GPU and none is "
                            "visible; use none or mixed_bfloat16 on a CPU"])
@@ -108,16 +120,24 @@ def pretrain(config: str | os.PathLike | dict[str, Any] | PretrainConfig | None 
                                  precision=p.mixed_precision)
     except ValueError as exc:
         raise InputError(f"pretrain: {exc}") from None
-    run_dir, _ = run_location(cfg, out, resume_dir, True, 0)  # type: ignore[arg-type]
+    # multi_worker: only the chief writes the run directory; a worker trains in a scratch
+    # folder (resuming: from a copy of the chief's checkpoints), deleted at the end
+    run_dir, scratch = run_location(cfg, out, resume_dir,  # type: ignore[arg-type]
+                                    plan.is_chief, plan.task_index)
+    if scratch and resume_dir is not None and (resume_dir / "checkpoints").is_dir():
+        shutil.copytree(resume_dir / "checkpoints", run_dir / "checkpoints")
     try:
         return _run(cfg, run_dir, plan, log, resume_dir is not None, list(on_epoch))
     except Exception as exc:
-        _failed_record(cfg, run_dir, exc)
+        if not scratch:
+            _failed_record(cfg, run_dir, exc)
         raise
     finally:
         import keras
 
         keras.backend.clear_session(free_memory=False)
+        if scratch:
+            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _configuration(config: Any, resume: Any, overrides: Sequence[str] | None,
@@ -129,7 +149,11 @@ def _configuration(config: Any, resume: Any, overrides: Sequence[str] | None,
         return load_pretrain_config(raw, list(overrides or [])), None
     run_dir = Path(resume)
     if not (run_dir / "config.yaml").is_file():
-        raise InputError(f"--resume {run_dir}: no config.yaml there (not a run directory)")
+        hint = ("; resuming a multi-worker run needs the chief's run directory at the same "
+                "path on every worker (a shared filesystem)"
+                if os.environ.get("TF_CONFIG") else "")
+        raise InputError(f"--resume {run_dir}: no config.yaml there (not a run "
+                         f"directory){hint}")
     record = run_dir / "run.json"
     if record.is_file() and json.loads(record.read_text()).get("status") == "finished":
         raise InputError(f"--resume {run_dir}: this run has finished (run.json is written); "
@@ -149,18 +173,31 @@ def _failed_record(cfg: PretrainConfig, run_dir: Path, exc: BaseException) -> No
         "error": f"{type(exc).__name__}: {exc}"})
 
 
-def _data(cfg: PretrainConfig, run_dir: Path, plan: Any, log: ProgressLog) -> tuple[Any, Any]:
-    """The prepared images (and ``data_index.csv``), and the pipeline."""
+def _data(cfg: PretrainConfig, run_dir: Path, plan: Any, log: ProgressLog
+          ) -> tuple[Any, Any, str]:
+    """The prepared images in their streaming form, the pipeline and the data manifest
+    hash; ``data_index.csv`` written. The per-image bookkeeping of the archive (table,
+    cache look-up) is freed before training: memory stays flat in the number of images."""
     from imaging_tl.data.audit import data_index
+    from imaging_tl.data.tfdata import check_input_range
     from imaging_tl.stages import Pipeline
 
     table = unlabelled_table(cfg)
     log(f"data: {len(table)} image(s) from {table['path'].nunique()} file(s), no labels")
     pipe = Pipeline.from_config(cfg.preprocessing)
     prepared = prepare_images(table, pipe, cfg, min_images=plan.global_batch, log=log)
+    del table
     prepared.table["split"] = "train"  # every image is seen by the pretraining
     write_csv(run_dir / "data_index.csv", data_index(prepared.table))
-    return prepared, pipe
+    manifest = data_manifest_hash(prepared.table)
+    try:
+        check_input_range(prepared.table)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    stream = prepared.streaming()
+    del prepared
+    release_memory()
+    return stream, pipe, manifest
 
 
 def _build(cfg: PretrainConfig, plan: Any, steps: int) -> tuple[Any, Any, Any]:
@@ -272,8 +309,16 @@ def _probe(model: Any, fn: Any, probe: Any, seed: int) -> float:
 
 
 def _epoch(step: Any, plan: Any, ds: Any, keep: int) -> tuple[float, np.ndarray]:
-    """One pass over the views: the mean loss, and the last ``keep`` projections."""
-    data = plan.strategy.experimental_distribute_dataset(ds) if plan.distributed else ds
+    """One pass over the views: the mean loss, and the last ``keep`` projections.
+
+    Distributed, every worker builds the same global batches (and views) and keeps its
+    replicas' share of each, as ``run`` does (:func:`imaging_tl.train.distribute.shard_by_data`).
+    """
+    from imaging_tl.train.distribute import shard_by_data
+
+    data = ds
+    if plan.distributed:
+        data = plan.strategy.experimental_distribute_dataset(shard_by_data(ds))
     total, n, last = 0.0, 0, []
     for v1, v2 in data:
         loss, z = step(v1, v2)
@@ -295,8 +340,11 @@ def _run(cfg: PretrainConfig, run_dir: Path, plan: Any, log: ProgressLog, resumi
     log(f"pretrain: run directory {run_dir}; {plan.describe()}")
     if not resuming:
         write_text(run_dir / "config.yaml", cfg.to_yaml())
-    prepared, pipe = _data(cfg, run_dir, plan, log)
-    probe = probe_data(cfg.monitor, pipe, cfg, cfg.seed, log) if cfg.monitor.csv else None
+    prepared, pipe, manifest = _data(cfg, run_dir, plan, log)
+    probe = None
+    if cfg.monitor.csv:
+        probe = probe_data(cfg.monitor, pipe, cfg, cfg.seed, log)
+        release_memory()  # its look-up read the cache's whole index again
     steps = len(prepared.table) // plan.global_batch
     steps = min(steps, p.steps_per_epoch or steps)
     model, opt, steps_of = _build(cfg, plan, steps)
@@ -304,7 +352,6 @@ def _run(cfg: PretrainConfig, run_dir: Path, plan: Any, log: ProgressLog, resumi
         cfg.model.source == "imagenet")
     ckpt = run_dir / "checkpoints"
     ckpt.mkdir(exist_ok=True)
-    manifest = data_manifest_hash(prepared.table)
     first, history, start = _restore(model, opt, ckpt, manifest, log) if resuming else (
         0, [], None)
     maker = ViewMaker(cfg.views, int(cfg.model.input_size or prepared.shape[0]))
@@ -318,7 +365,7 @@ def _run(cfg: PretrainConfig, run_dir: Path, plan: Any, log: ProgressLog, resumi
     for epoch in range(first, p.epochs):
         t_epoch = time.perf_counter()
         ds = view_dataset(prepared, maker, batch_size=plan.global_batch, seed=cfg.seed,
-                          epoch=epoch, steps=steps)
+                          epoch=epoch, steps=steps, check_range=False)
         step = steps_of["heads" if epoch < warmup else "all"]
         loss, z = _epoch(step, plan, ds, p.collapse_sample)
         row: dict[str, Any] = {"phase": "pretrain", "epoch": epoch + 1, "loss": loss,
@@ -343,11 +390,26 @@ def _run(cfg: PretrainConfig, run_dir: Path, plan: Any, log: ProgressLog, resumi
         if stopped is not None:
             _collapsed(stopped, epoch + 1, p, history, ckpt, log)
             break
+    if not plan.is_chief:
+        return _worker_result(run_dir, plan, history, prepared, log)
     kept = _keep(model, history, p, ckpt, start, log)
     save_backbone(model, cfg, pipe, run_dir)
-    record = _record(cfg, prepared, pipe, plan, history, probe, time.perf_counter() - t0)
+    record = _record(cfg, prepared, pipe, plan, history, probe, manifest,
+                     time.perf_counter() - t0)
     record["kept"] = {**kept, "stopped": None if stopped is None else f"collapse: {stopped}"}
     return PretrainResult.finish(run_dir, cfg, record, prepared.quarantined, log)
+
+
+def _worker_result(run_dir: Path, plan: Any, history: list[dict], prepared: Any,
+                   log: ProgressLog) -> PretrainResult:
+    """What a worker other than the chief returns: its history and role; the chief saves
+    the backbone and writes the run directory."""
+    import pandas as pd
+
+    log(f"worker {plan.task_index}: pretraining done; the chief writes the run directory")
+    record = {"status": "finished", "role": f"worker {plan.task_index}",
+              "distribute": plan.to_dict()}
+    return PretrainResult(run_dir, pd.DataFrame(history), record, prepared.quarantined)
 
 
 def _collapsed(reason: str, epoch: int, p: Any, history: list[dict], ckpt: Path,
@@ -391,7 +453,7 @@ def _keep(model: Any, history: list[dict], p: Any, ckpt: Path, start: dict[str, 
 
 
 def _record(cfg: PretrainConfig, prepared: Any, pipe: Any, plan: Any, history: list[dict],
-            probe: Any, seconds: float) -> dict[str, Any]:
+            probe: Any, manifest: str, seconds: float) -> dict[str, Any]:
     """What ``run.json`` holds (the chain is added once ``model.keras`` exists)."""
     from imaging_tl.pretrain.simsiam import simsiam_learning_rate
 
@@ -401,7 +463,7 @@ def _record(cfg: PretrainConfig, prepared: Any, pipe: Any, plan: Any, history: l
         "method": cfg.pretrain.method,
         "learning_rate": cfg.pretrain.learning_rate or simsiam_learning_rate(plan.global_batch),
         "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "seed": cfg.seed, "data_manifest_sha256": data_manifest_hash(prepared.table),
+        "seed": cfg.seed, "data_manifest_sha256": manifest,
         "pipeline_fingerprint": pipe.fingerprint(), "cache_namespace": prepared.namespace,
         "samples": {"train": int(len(prepared.table))},
         "prepare": {k: v for k, v in prepared.stats.items() if k != "audit"},

@@ -189,3 +189,24 @@ def test_a_fifo_in_place_of_a_cache_entry_is_an_error_not_a_hang(prepared: Prepa
     ds = make_dataset(hostile, split="train", shuffle=False, batch_size=4, check_range=False)
     with pytest.raises(tf.errors.OpError, match="not a regular file"):
         collect(ds)  # the batched reader
+
+
+def test_the_streaming_form_gives_the_same_batches_with_nothing_of_the_full_table(
+        prepared: Prepared) -> None:
+    slim = prepared.streaming()
+    assert set(slim.table.columns) == {"cache_file", "offset", "tiled", "checksum", "shape"}
+    # new objects: no string of the full table stays alive through the slim one
+    assert not any(a is b for a, b in zip(slim.table["cache_file"],
+                                          prepared.table["cache_file"], strict=True))
+    assert len({id(s) for s in slim.table["shape"]}) == 1  # one shape tuple for every row
+    full = collect(make_dataset(prepared, split=None, training=True, labels=False,
+                                batch_size=6, seed=3, drop_remainder=True))
+    same = collect(make_dataset(slim, split=None, training=True, labels=False,
+                                batch_size=6, seed=3, drop_remainder=True, check_range=False))
+    assert len(full) == len(same) == 3
+    for a, b in zip(full, same, strict=True):
+        np.testing.assert_array_equal(a[0], b[0])
+    # the input range is checked on the full table, which names the file
+    from imaging_tl.data.tfdata import check_input_range
+
+    check_input_range(prepared.table)

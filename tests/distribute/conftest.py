@@ -30,9 +30,11 @@ def base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
 
 
-def start_runs(jobs: dict[str, tuple[list[str], dict[str, str]]]) -> dict[str, dict]:
-    """Start run_worker.py processes together; their RESULT lines by job name."""
-    procs = {k: subprocess.Popen([sys.executable, str(RUN_WORKER), *a], env=e,
+def start_runs(jobs: dict[str, tuple[list[str], dict[str, str]]],
+               script: Path = RUN_WORKER) -> dict[str, dict]:
+    """Start worker processes (run_worker.py or ``script``) together; their RESULT lines by
+    job name."""
+    procs = {k: subprocess.Popen([sys.executable, str(script), *a], env=e,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for k, (a, e) in jobs.items()}
     results = {}
