@@ -1,5 +1,5 @@
 """``imaging_tl.pretrain`` under ``multi_worker``: two localhost workers (TF_CONFIG)
-pretrain in sync and only the chief writes the run directory. Slow: two workers
+pretrain in sync and only the chief writes the run directory (slow). Slow: two workers
 interrupted after the first epoch (the processes end) are resumed by two new processes
 from the chief's run directory and end where one process with two mirrored replicas does
 (the same two replicas, each seeing the same half of every global batch: SimSiam's
@@ -48,6 +48,9 @@ def _two_workers(kit, data: Path, tmp: Path, epochs: int, interrupt: int = 0) ->
     return res
 
 
+@pytest.mark.slow  # ~40-65 s on 2 cores (tracing under the strategy); the same plumbing
+# (TF_CONFIG, shard_by_data, only the chief writes) runs in the default run's two-worker
+# `run` (tests/distribute/test_run_distributed.py)
 def test_two_workers_pretrain_in_sync_and_only_the_chief_writes(kit, dist_data, tmp_path):
     res = _two_workers(kit, dist_data, tmp_path, epochs=1)
     chief, worker = res["worker0"], res["worker1"]

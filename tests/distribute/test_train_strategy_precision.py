@@ -66,6 +66,8 @@ def test_mixed_float16_trains_with_loss_scaling():
     assert m(x[:1]).dtype == "float32"
 
 
+@pytest.mark.slow  # ~30 s; the default run compares the step with one device in
+# tests/distribute/test_distribute.py (two mirrored CPUs) and the two-worker run
 def test_the_distributed_step_matches_keras_fit():
     """train() under a (one-device) MirroredStrategy takes the custom distributed step, on
     array inputs with class weights (the generator path): same history and weights as
