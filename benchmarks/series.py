@@ -13,7 +13,10 @@ is per series. Three arms, each an ImageNet EfficientNet-Lite0 with a frozen bac
                     a series' probability is the max over its slices
                     (``imaging_tl.evaluate.aggregation.aggregate_scores``);
 3. ``stack_max``    as 2, each slice with its neighbours as channels (the ``stack`` stage,
-                    offsets -1, 0, +1; edges repeat the nearest slice).
+                    offsets -1, 0, +1; edges repeat the nearest slice);
+4. ``stack_mean``, ``stack_top_k_mean`` (the 3 highest slices), ``stack_noisy_or``: as 3,
+                    aggregated the other ways ``evaluate.series_aggregate`` offers (each
+                    head chosen on the validation series under its own aggregation).
 
 Sizes (default): 50-200 training series (nested subsets of a pool of 1.5 x the largest
 size, drawn per seed), 3 seeds, 60 validation and 150 test series (one series per
@@ -52,7 +55,13 @@ import numpy as np  # noqa: E402
 
 _HERE = Path(__file__).resolve().parent
 RESULTS = _HERE / "results"
-ARMS = ("middle", "slice_max", "stack_max")
+ARMS = ("middle", "slice_max", "stack_max", "stack_mean", "stack_top_k_mean",
+        "stack_noisy_or")
+
+
+def _aggregation(arm: str) -> str:
+    """How an arm turns slice scores into a series score (``middle``: none)."""
+    return "max" if arm == "slice_max" else arm.removeprefix("stack_")
 SETTINGS: dict[str, dict] = {
     "quick": dict(sizes=(50, 100), seeds=1, val=60, test=100, slices=10, gen=96, input=96,
                   speed_series=(20, 60)),
@@ -128,7 +137,7 @@ def _series_scores(clf, feats: np.ndarray, codes: np.ndarray, n: int, arm: str,
     if arm == "middle":
         return clf.predict_proba(feats[middle])[:, 1]
     p = clf.predict_proba(feats)[:, 1]
-    return aggregate_scores(p, codes, n, "max").ravel()
+    return aggregate_scores(p, codes, n, _aggregation(arm)).ravel()
 
 
 def _middle_rows(codes: np.ndarray) -> np.ndarray:
@@ -140,7 +149,7 @@ def _middle_rows(codes: np.ndarray) -> np.ndarray:
 def run_arm(arm: str, train: dict, ytr: np.ndarray, chosen: np.ndarray, val: dict,
             yva: np.ndarray, test: dict) -> np.ndarray:
     """Test series scores of one arm trained on the training series ``chosen``."""
-    kind = "stack" if arm == "stack_max" else "single"
+    kind = "stack" if arm.startswith("stack_") else "single"
     f, codes = train[kind]
     rows = np.flatnonzero(np.isin(codes, chosen))
     if arm == "middle":
@@ -152,10 +161,11 @@ def run_arm(arm: str, train: dict, ytr: np.ndarray, chosen: np.ndarray, val: dic
 
 
 def fit_head(x: np.ndarray, y: np.ndarray, val: tuple, yva: np.ndarray, test: tuple,
-             arm: str = "max") -> np.ndarray:
+             arm: str = "stack_max") -> np.ndarray:
     """Logistic-regression heads (C 0.01, 0.1, 1) fitted on ``x, y``; the one with the best
     validation series AUC scores the test series (``val``/``test``: features and series
-    codes; ``arm`` "middle" scores each series' middle slice, else the max over slices)."""
+    codes; ``arm`` "middle" scores each series' middle slice, else the arm's aggregation
+    over slices)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -252,7 +262,8 @@ def summarise(rows: list[dict], y: np.ndarray) -> list[str]:
                 parts.append(f"{arm} {np.mean(a):.3f} [{min(a):.3f}-{max(a):.3f}]")
         lines.append(f"  n={n}: " + ", ".join(parts))
     for a_arm, b_arm in (("stack_max", "slice_max"), ("slice_max", "middle"),
-                         ("stack_max", "middle")):
+                         ("stack_max", "middle"), ("stack_mean", "stack_max"),
+                         ("stack_top_k_mean", "stack_max"), ("stack_noisy_or", "stack_max")):
         for n in sizes:
             a = [scores[(n, a_arm, s)] for s in seeds]
             b = [scores[(n, b_arm, s)] for s in seeds]
