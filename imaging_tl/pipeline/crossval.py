@@ -89,17 +89,28 @@ def _cv_arrays(state: RunState) -> SplitArrays:
                        pd.concat([tr.rows, va.rows], ignore_index=True))
 
 
-def shared_features(state: RunState, cv: SplitArrays) -> tuple[np.ndarray, np.ndarray] | None:
+def shared_features(state: RunState, cv: SplitArrays, boundary: Any = None
+                    ) -> tuple[np.ndarray, np.ndarray] | None:
     """Pooled backbone features of every image of the folds and of the test split,
     computed once (with the first trained fold's freshly built model) when the first
-    phase trains the head on cached features; None otherwise."""
+    phase trains the head on cached features; None otherwise. From the ``boundary``
+    outputs of :func:`shared_boundary` when given (the rest of the backbone only)."""
     cfg = state.cfg
     if cfg.train.phases[0].freeze != "all" or cfg.train.feature_cache != "auto":
         return None
+    import keras
+
+    from imaging_tl.models import fast_predict
     from imaging_tl.train.features import extract_features
 
-    te = state.splits["test"]
-    f = extract_features(state.model, np.concatenate([cv.x, te.x]), state.plan.global_batch)[0]
+    te, batch = state.splits["test"], state.plan.global_batch
+    if boundary is not None:
+        model = state.model
+        rest = keras.Model(model.get_layer(boundary[0]).output,
+                           model.get_layer("head_pool").output)
+        f = fast_predict(rest, np.concatenate([boundary[2], boundary[3]]), batch)
+    else:
+        f = extract_features(state.model, np.concatenate([cv.x, te.x]), batch)[0]
     return f[:len(cv.x)], f[len(cv.x):]
 
 
@@ -300,7 +311,8 @@ def _train_fold(state: RunState, cv: SplitArrays, va: np.ndarray, feats: Any,
     state.best, state.resumed_from = [], None
     _new_member(state, start)
     if feats is None:
-        feats = (shared_features(state, cv), shared_boundary(state, cv))
+        boundary = shared_boundary(state, cv)
+        feats = (shared_features(state, cv, boundary), boundary)
     pooled, boundary = feats
     state.fold_features = None if pooled is None else (pooled[0][~va], pooled[0][va])
     state.fold_boundary = None if boundary is None else \
