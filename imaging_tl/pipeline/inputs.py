@@ -33,8 +33,8 @@ from imaging_tl.data import (
 from imaging_tl.data.labels import order_classes
 
 __all__ = ["InputError", "census_root", "census_table", "cv_split_table", "data_manifest_hash",
-           "expand_inputs", "is_crossval", "label_hint", "load_inputs", "split_of",
-           "task_and_classes"]
+           "expand_inputs", "is_crossval", "label_hint", "label_targets", "load_inputs",
+           "split_of", "task_and_classes"]
 
 
 class InputError(ValueError):
@@ -115,6 +115,28 @@ def label_hint(value: str, labels: Sequence[str]) -> str:
     same = [c for c in labels if str(c).casefold() == str(value).casefold()]
     close = same or difflib.get_close_matches(str(value), [str(c) for c in labels], n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def label_targets(labels: Sequence[str], classes: Sequence[str], task: str) -> np.ndarray:
+    """Labels as a model's targets: 1.0 for the positive class (``classes[1]``) and 0.0 for
+    the other (binary), or class indices (multiclass).
+
+    Raises :class:`InputError` naming the labels that are not classes of the model.
+
+    Examples
+    --------
+    >>> label_targets(["a", "b", "b"], ["a", "b"], "binary").tolist()
+    [0.0, 1.0, 1.0]
+    >>> label_targets(["c", "a"], ["a", "b", "c"], "multiclass").tolist()
+    [2, 0]
+    """
+    labels = pd.Series(labels, dtype=object).astype(str)
+    unknown = sorted(set(labels) - set(classes))
+    if unknown:
+        raise InputError(f"labels {unknown} are not classes of the model ({list(classes)})")
+    if task == "binary":
+        return (labels == classes[1]).to_numpy(np.float32)
+    return labels.map({c: i for i, c in enumerate(classes)}).to_numpy()
 
 
 def task_and_classes(cfg: RunConfig, table: pd.DataFrame) -> tuple[str, list[str]]:

@@ -23,7 +23,7 @@ from imaging_tl._atomic import read_csv, readable_text
 from imaging_tl.config import RunConfig, load_config
 from imaging_tl.data import DatasetError, from_csv, from_folder
 from imaging_tl.pipeline.external import recalibrate_external
-from imaging_tl.pipeline.inputs import InputError, census_table
+from imaging_tl.pipeline.inputs import InputError, census_table, label_targets
 from imaging_tl.pipeline.output_steps import evaluation_options
 from imaging_tl.pipeline.predict import predict_files
 from imaging_tl.pipeline.provenance import write_plain_json
@@ -204,14 +204,8 @@ def _labelled_scores(run_dir: Path, table: pd.DataFrame, task: str,
     groups = table["group"].astype(str).to_numpy()
     if task == "multilabel":
         return table[classes].to_numpy(np.float32), probs, groups, bad, table
-    labels = table["label"].astype(str)
-    unknown = sorted(set(labels) - set(classes))
-    if unknown:
-        raise InputError(f"labels {unknown} are not classes of the model ({classes})")
-    if task == "binary":
-        return (labels == classes[1]).to_numpy(np.float32), probs[:, 1], groups, bad, table
-    index = {c: i for i, c in enumerate(classes)}
-    return labels.map(index).to_numpy(), probs, groups, bad, table
+    y = label_targets(table["label"], classes, task)
+    return y, probs[:, 1] if task == "binary" else probs, groups, bad, table
 
 
 def _oof_scores(path: Path, task: str, classes: list[str]

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from imaging_tl._atomic import read_csv, readable_text
-from imaging_tl.pipeline.inputs import InputError
+from imaging_tl.pipeline.inputs import InputError, label_targets
 from imaging_tl.pipeline.predict import predict_files
 
 __all__ = ["series_split_scores"]
@@ -61,10 +61,5 @@ def series_split_scores(model: str | Path, table: pd.DataFrame, task: str,
     probs = slices.loc[keys, [f"prob_{c}" for c in classes]].to_numpy(np.float32)
     units = slices.loc[keys, "series"].astype(str).to_numpy()
     groups = rows["group"].astype(str).to_numpy()
-    labels = rows["label"].astype(str)
-    unknown = sorted(set(labels) - set(classes))
-    if unknown:
-        raise InputError(f"labels {unknown} are not classes of the model ({classes})")
-    if task == "binary":
-        return (labels == classes[1]).to_numpy(np.float32), probs[:, 1], groups, units, bad
-    return labels.map({c: i for i, c in enumerate(classes)}).to_numpy(), probs, groups, units, bad
+    y = label_targets(rows["label"], classes, task)
+    return y, probs[:, 1] if task == "binary" else probs, groups, units, bad
