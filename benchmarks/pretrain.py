@@ -28,7 +28,7 @@ the same batch, timed in the same process; the goal is a ratio <= 2.5.
 Settings::
 
     .venv/bin/python benchmarks/pretrain.py --quick      # smoke run, a few minutes
-    .venv/bin/python benchmarks/pretrain.py              # default: 2 CPU cores, ~45 min
+    .venv/bin/python benchmarks/pretrain.py              # default, 2 CPU cores (~25 min)
     .venv/bin/python benchmarks/pretrain.py --full       # GPU machine, 224 px
     .venv/bin/python benchmarks/pretrain.py --speed      # the step-time ratio only
 
