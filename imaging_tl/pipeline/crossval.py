@@ -124,7 +124,9 @@ def shared_boundary(state: RunState, cv: SplitArrays
     output for one augmented view of every image of the folds per epoch, for the images
     themselves (validation) and for the test split; None when the first phase that trains
     the backbone does not freeze at a named layer, or the views would take more than
-    :data:`BOUNDARY_BUDGET`."""
+    :data:`BOUNDARY_BUDGET` at their peak (the views, the plain outputs, a fold's share and
+    tf.data's copy of it), or the frozen part holds dropout (which drops in training even
+    when frozen, so its output is not fixed)."""
     import keras
 
     from imaging_tl.data.tfdata import resolve_augment
@@ -139,13 +141,17 @@ def shared_boundary(state: RunState, cv: SplitArrays
     if not isinstance(phase.freeze, str) or phase.freeze not in names:
         return None
     layer = model.get_layer(phase.freeze)
+    before = model.layers[:model.layers.index(layer)]
+    if any(isinstance(la, keras.layers.Dropout) for la in before):
+        return None  # frozen dropout still drops while training: not a fixed output
     try:  # the layers after the freeze point must be a graph of its output alone
         keras.Model(layer.output, model.output)
     except ValueError:
         return None
     augment = make_augmenter(state)
     views = phase.epochs if augment is not None else 1
-    size = views * len(cv.x) * int(np.prod(layer.output.shape[1:])) * 4
+    # the views, the plain outputs, a fold's copy of its share and tf.data's copy of it
+    size = (3 * views + 1) * len(cv.x) * int(np.prod(layer.output.shape[1:])) * 4
     if size > BOUNDARY_BUDGET:
         state.log(f"note: {phase.name}: {views} views at {layer.name} would take "
                   f"{size / 2**20:.0f} MiB; every fold runs the whole model")
@@ -275,17 +281,21 @@ def _finished_member(state: RunState, start: dict[str, Any]) -> Any:
     """The member of a fold finished before an interruption (``fold.json`` and
     ``weights.npz``), rebuilt with its saved weights; None when the fold must train (not
     finished, or its weights do not fit this run's model)."""
+    from imaging_tl.models.source import file_sha256
     from imaging_tl.train.checkpoint import load_arrays
 
-    weights = state.fold_dir / FOLD_WEIGHTS
-    if not (state.fold_dir / FOLD_DONE).is_file() or not weights.is_file():
+    weights, done = state.fold_dir / FOLD_WEIGHTS, state.fold_dir / FOLD_DONE
+    if not done.is_file() or not weights.is_file():
         return None
-    _new_member(state, start)
-    shutil.rmtree(state.checkpoints, ignore_errors=True)  # the build's plan record
-    try:
+    try:  # the file the fold wrote, whole (fold.json records its hash)
+        if json.loads(done.read_text()).get("weights_sha256") != file_sha256(weights):
+            raise ValueError("not the file the fold saved")
+        _new_member(state, start)
+        shutil.rmtree(state.checkpoints, ignore_errors=True)  # the build's plan record
         load_arrays(state.model, weights)
-    except (ValueError, OSError) as exc:
-        state.log(f"fold {state.fold + 1}: {weights} cannot be used ({exc}); trained again")
+    except Exception as exc:  # noqa: BLE001 - any damage: the fold trains again
+        state.log(f"fold {state.fold + 1}: {weights} cannot be used "
+                  f"({type(exc).__name__}: {exc}); trained again")
         return None
     return _plain_member(state)
 
@@ -303,6 +313,7 @@ def _train_fold(state: RunState, cv: SplitArrays, va: np.ndarray, feats: Any,
                 start: dict[str, Any]) -> tuple[Any, list[dict[str, Any]], Any]:
     """Build and train the member of one fold; save what its training changed
     (``weights.npz``) and mark the fold finished."""
+    from imaging_tl.models.source import file_sha256
     from imaging_tl.train.checkpoint import save_arrays
 
     state.splits["train"] = SplitArrays(cv.x[~va], cv.y[~va],
@@ -325,7 +336,8 @@ def _train_fold(state: RunState, cv: SplitArrays, va: np.ndarray, feats: Any,
     shutil.rmtree(state.checkpoints, ignore_errors=True)
     write_plain_json(state.fold_dir / FOLD_DONE, {
         "fold": state.fold, "status": "finished", "best_epochs": state.best,
-        "resumed_from": state.resumed_from})
+        "resumed_from": state.resumed_from,
+        "weights_sha256": file_sha256(state.fold_dir / FOLD_WEIGHTS)})
     return member, list(state.best), feats
 
 

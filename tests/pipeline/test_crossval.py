@@ -167,3 +167,25 @@ def test_folds_fine_tune_on_the_shared_frozen_part(tiny_config, tmp_path):
     files = list(pred["path"][:2])
     saved = predict_files(result.run_dir / "model.keras", files, engine="keras")
     np.testing.assert_allclose(saved["prob_nodule"], pred["prob_nodule"][:2], atol=1e-5)
+
+
+def test_a_damaged_fold_is_trained_again_on_resume(cv_run, tmp_path):
+    # a finished fold whose weights.npz is truncated, or replaced by a partial but loadable
+    # file, is not taken over: it trains again, and the run finishes
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(cv_run[0].run_dir, run_dir)
+    (run_dir / "run.json").unlink()  # as if interrupted after the folds
+    folds = run_dir / "folds"
+    (folds / "fold-1" / "weights.npz").write_bytes(
+        (folds / "fold-1" / "weights.npz").read_bytes()[:200])
+    with np.load(folds / "fold-2" / "weights.npz") as z:
+        one = {k: z[k] for k in list(z.files)[:1]}
+    np.savez(folds / "fold-2" / "weights.npz", **one)
+    result = run(None, resume=run_dir, verbose=False)
+    assert result.resumed_from["finished_folds_kept"] == [0]
+    for k in (1, 2):
+        with np.load(folds / f"fold-{k}" / "weights.npz") as z:
+            assert {n.split(":", 1)[1].split("/")[0] for n in z} == {"head_output",
+                                                                    "seed_generator"}
