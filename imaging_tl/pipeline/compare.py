@@ -31,8 +31,11 @@ from imaging_tl._atomic import readable_text, write_csv, write_text
 from imaging_tl.evaluate.samplesize import format_ci
 from imaging_tl.pipeline.result import HEADLINE_METRIC
 
-__all__ = ["SORT_KEYS", "Comparison", "RunReadError", "compare_runs", "flatten_config",
-           "read_run_summary"]
+__all__ = ["HISTORY_BOOKKEEPING", "SORT_KEYS", "Comparison", "RunReadError", "compare_runs",
+           "epoch_scalars", "flatten_config", "metric_scalars", "read_run_summary"]
+
+#: history.csv columns that are bookkeeping, not per-epoch figures
+HISTORY_BOOKKEEPING = ("phase", "phase_name", "epoch", "seconds", "cached_features")
 
 #: metrics shown per task (keys of metrics.json), headline first
 _METRICS = {"binary": ("roc_auc", "pr_auc", "sensitivity", "specificity"),
@@ -74,6 +77,50 @@ def _load(path: Path, kind: str) -> Any:
         raise RunReadError(f"{path}: not valid {kind.upper()} ({_text(first, 120)})") from None
     except OSError as exc:
         raise RunReadError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def epoch_scalars(history: Any) -> list[tuple[int, Any, str, float]]:
+    """Every numeric figure of a ``history.csv`` table: ``(step, row, tag, value)``, the step
+    counted from 1 over all phases, ``lr`` tagged ``learning_rate`` (TensorBoard and MLflow
+    log these).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> h = pd.DataFrame({"phase": [0], "epoch": [1], "lr": [0.1], "loss": ["n/a"]})
+    >>> [(step, tag, value) for step, _, tag, value in epoch_scalars(h)]
+    [(1, 'learning_rate', 0.1)]
+    """
+    out = []
+    cols = [c for c in history.columns if c not in HISTORY_BOOKKEEPING]
+    for step, (_, row) in enumerate(history.iterrows(), start=1):
+        for col in cols:
+            try:
+                value = float(row[col])
+            except (TypeError, ValueError):
+                continue
+            out.append((step, row, "learning_rate" if col == "lr" else str(col), value))
+    return out
+
+
+def metric_scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Each figure of ``metrics.json`` with a value, and its CI ends: ``{key, key_ci_low,
+    key_ci_high}`` (TensorBoard and MLflow log these).
+
+    Examples
+    --------
+    >>> metric_scalars({"roc_auc": {"value": 0.9, "ci": [0.8, 0.95]}, "n": 3})
+    {'roc_auc': 0.9, 'roc_auc_ci_low': 0.8, 'roc_auc_ci_high': 0.95}
+    """
+    out: dict[str, float] = {}
+    for key, est in metrics.items():
+        if not isinstance(est, Mapping) or not isinstance(est.get("value"), (int, float)):
+            continue
+        out[key] = float(est["value"])
+        ci = est.get("ci")
+        if isinstance(ci, list) and len(ci) == 2 and None not in ci:
+            out[f"{key}_ci_low"], out[f"{key}_ci_high"] = float(ci[0]), float(ci[1])
+    return out
 
 
 def flatten_config(d: Any, prefix: str = "") -> dict[str, Any]:

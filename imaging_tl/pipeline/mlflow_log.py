@@ -26,13 +26,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from imaging_tl.pipeline.compare import flatten_config
+from imaging_tl.pipeline.compare import epoch_scalars, flatten_config, metric_scalars
 
 __all__ = ["INSTALL_HINT", "log_run", "mlflow_uri", "track_finished_run"]
 
 #: how to get MLflow (the light client is enough for a file: store or a server)
 INSTALL_HINT = "pip install 'imaging-tl[mlflow]' (installs mlflow-skinny)"
-_NOT_SCALARS = ("phase", "phase_name", "epoch", "seconds", "cached_features")
 
 
 def mlflow_uri(value: str | bool, output: str | os.PathLike) -> str:
@@ -56,31 +55,12 @@ def _epoch_metrics(run_dir: Path) -> list[tuple[str, float, int]]:
 
     if not (run_dir / "history.csv").is_file():
         return []
-    history = pd.read_csv(run_dir / "history.csv")
-    out = []
-    for step, (_, row) in enumerate(history.iterrows(), start=1):
-        for col in history.columns:
-            if col in _NOT_SCALARS:
-                continue
-            try:
-                value = float(row[col])
-            except (TypeError, ValueError):
-                continue
-            if math.isfinite(value):
-                out.append(("learning_rate" if col == "lr" else str(col), value, step))
-    return out
+    return [(tag, value, step) for step, _, tag, value in
+            epoch_scalars(pd.read_csv(run_dir / "history.csv")) if math.isfinite(value)]
 
 
 def _test_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for key, est in metrics.items():
-        if not isinstance(est, Mapping) or not isinstance(est.get("value"), (int, float)):
-            continue
-        out[f"test_{key}"] = float(est["value"])
-        ci = est.get("ci")
-        if isinstance(ci, list) and len(ci) == 2 and None not in ci:
-            out[f"test_{key}_ci_low"], out[f"test_{key}_ci_high"] = map(float, ci)
-    return {k: v for k, v in out.items() if math.isfinite(v)}
+    return {f"test_{k}": v for k, v in metric_scalars(metrics).items() if math.isfinite(v)}
 
 
 def log_run(run_dir: str | os.PathLike, uri: str, *, experiment: str | None = None,

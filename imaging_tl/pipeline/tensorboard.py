@@ -32,14 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from imaging_tl._atomic import atomic_dir
-from imaging_tl.pipeline.compare import flatten_config
+from imaging_tl.pipeline.compare import epoch_scalars, flatten_config, metric_scalars
 
 __all__ = ["HPARAMS_TAG", "hparams_plugin_content", "write_tensorboard"]
 
 #: the tag TensorBoard's hparams plugin reads a run's hyperparameters from
 HPARAMS_TAG = "_hparams_/session_start_info"
 #: history.csv columns that are bookkeeping, not curves
-_NOT_SCALARS = ("phase", "phase_name", "epoch", "seconds", "cached_features")
 #: plots shown as images: file in plots/ -> tag
 _PLOTS = {"roc.png": "test/roc_curve", "pr.png": "test/pr_curve",
           "reliability.png": "test/reliability", "confusion_matrix.png": "test/confusion_matrix",
@@ -93,30 +92,14 @@ def hparams_plugin_content(hparams: Mapping[str, Any], group: str = "",
 
 def _history_scalars(history: Any) -> list[tuple[str, float, int]]:
     rows = []
-    cols = [c for c in history.columns if c not in _NOT_SCALARS]
-    for step, (_, r) in enumerate(history.iterrows(), start=1):
+    for step, r, tag, value in epoch_scalars(history):
         phase = str(r.get("phase_name") or f"phase{r.get('phase', 0)}")
-        for c in cols:
-            try:
-                value = float(r[c])
-            except (TypeError, ValueError):
-                continue
-            tag = "learning_rate" if c == "lr" else c
-            rows += [(f"epoch/{tag}", value, step), (f"{phase}/{tag}", value, int(r["epoch"]))]
+        rows += [(f"epoch/{tag}", value, step), (f"{phase}/{tag}", value, int(r["epoch"]))]
     return rows
 
 
 def _metric_scalars(metrics: Mapping[str, Any], step: int) -> list[tuple[str, float, int]]:
-    rows = []
-    for key, est in metrics.items():
-        if not isinstance(est, Mapping) or not isinstance(est.get("value"), (int, float)):
-            continue
-        rows.append((f"test/{key}", float(est["value"]), step))
-        ci = est.get("ci")
-        if isinstance(ci, list) and len(ci) == 2 and None not in ci:
-            rows += [(f"test/{key}_ci_low", float(ci[0]), step),
-                     (f"test/{key}_ci_high", float(ci[1]), step)]
-    return rows
+    return [(f"test/{k}", v, step) for k, v in metric_scalars(metrics).items()]
 
 
 def _images(run_dir: Path) -> list[tuple[str, Path]]:
